@@ -1,0 +1,488 @@
+//! Client commands: `tempora job …` and `tempora run …` over the native API.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::{ClientOpts, OutputFormat};
+
+/// `tempora job …`
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// List jobs.
+    Ls,
+    /// Show one job: its definition and status.
+    Get {
+        /// Job name.
+        name: String,
+    },
+    /// Create or replace a job from a JSON file (`-` for standard input).
+    Put {
+        /// Path of a JSON job definition (the API's fields).
+        file: String,
+    },
+    /// Delete a job, with its run history.
+    Rm {
+        /// Job name.
+        name: String,
+    },
+    /// Trigger a run now.
+    Run {
+        /// Job name.
+        name: String,
+        /// Extra environment variable for this run (repeatable).
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Replace the job's arguments for this run (repeatable).
+        #[arg(long = "arg", value_name = "ARG")]
+        args: Vec<String>,
+        /// Run even if the concurrency policy would skip it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Pause a job's schedule.
+    Pause {
+        /// Job name.
+        name: String,
+    },
+    /// Resume a paused job (from now on: the paused period is not backfilled).
+    Resume {
+        /// Job name.
+        name: String,
+    },
+}
+
+/// `tempora run …`
+#[derive(Debug, Subcommand)]
+pub enum RunCommand {
+    /// List a job's runs, newest first.
+    Ls {
+        /// Job name.
+        job: String,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Only runs with an id below this one (paging).
+        #[arg(long)]
+        before: Option<i64>,
+    },
+    /// Show one run.
+    Get {
+        /// Run id.
+        id: i64,
+    },
+    /// Print a run's output (stdout and stderr, in order).
+    Logs {
+        /// Run id.
+        id: i64,
+        /// Keep streaming until the run ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Cancel a run (SIGTERM to its process group, then SIGKILL).
+    Cancel {
+        /// Run id.
+        id: i64,
+    },
+}
+
+/// A client failure with its exit code.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+type Res<T> = Result<T, Failure>;
+
+fn fail(code: u8, message: impl Into<String>) -> Failure {
+    Failure {
+        code,
+        message: message.into(),
+    }
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(opts: &ClientOpts) -> Res<Api> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(|e| fail(1, format!("cannot build HTTP client: {e}")))?;
+        Ok(Api {
+            http,
+            base: opts.server.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Res<reqwest::Response> {
+        let resp = req.send().await.map_err(|e| {
+            fail(
+                4,
+                format!("cannot reach the server at {}: {e}", self.base),
+            )
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        let msg = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        let code = if status == reqwest::StatusCode::NOT_FOUND { 3 } else { 1 };
+        Err(fail(code, format!("{msg} (HTTP {})", status.as_u16())))
+    }
+
+    async fn json(&self, req: reqwest::RequestBuilder) -> Res<Value> {
+        let resp = self.send(req).await?;
+        if resp.status() == reqwest::StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
+        resp.json()
+            .await
+            .map_err(|e| fail(1, format!("invalid response from the server: {e}")))
+    }
+}
+
+fn runtime() -> Res<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(1, format!("cannot start the runtime: {e}")))
+}
+
+fn finish(r: Res<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<String>, out: &mut String| {
+        let n = cells.len();
+        for (i, c) in cells.into_iter().enumerate() {
+            if i + 1 == n {
+                out.push_str(&c);
+            } else {
+                out.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push('\n');
+    };
+    line(headers.iter().map(|h| (*h).to_owned()).collect(), &mut out);
+    for r in rows {
+        line(r, &mut out);
+    }
+    out
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn print_kv(v: &Value) {
+    if let Some(obj) = v.as_object() {
+        let w = obj.keys().map(|k| k.len()).max().unwrap_or(0);
+        for (k, val) in obj {
+            let text = match val {
+                Value::Object(_) | Value::Array(_) => val.to_string(),
+                other => s(other),
+            };
+            println!("{k:<w$}  {text}");
+        }
+    } else {
+        print_json(v);
+    }
+}
+
+fn show_job(v: &Value, fmt: OutputFormat) {
+    if fmt == OutputFormat::Json {
+        return print_json(v);
+    }
+    let mut flat = v.clone();
+    if let Some(obj) = flat.as_object_mut()
+        && let Some(Value::Object(status)) = obj.remove("status")
+    {
+        for (k, val) in status {
+            obj.insert(k, val);
+        }
+    }
+    print_kv(&flat);
+}
+
+fn run_rows(runs: &[Value]) -> String {
+    let rows = runs
+        .iter()
+        .map(|r| {
+            vec![
+                s(&r["id"]),
+                s(&r["job"]),
+                s(&r["trigger"]),
+                s(&r["attempt"]),
+                s(&r["state"]),
+                s(&r["scheduled_for"]),
+                s(&r["started_at"]),
+                s(&r["finished_at"]),
+                s(&r["exit_code"]),
+                s(&r["error"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID", "JOB", "TRIGGER", "ATTEMPT", "STATE", "SCHEDULED_FOR", "STARTED_AT",
+            "FINISHED_AT", "EXIT", "ERROR",
+        ],
+        rows,
+    )
+}
+
+fn job_path(name: &str) -> String {
+    format!("/api/v1/jobs/{}", encode(name))
+}
+
+/// Percent-encode a path segment (job names are `[A-Za-z0-9._-]` but users may type anything).
+fn encode(seg: &str) -> String {
+    let mut out = String::new();
+    for b in seg.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Run a `tempora job …` command.
+pub fn run_job(cmd: JobCommand, opts: ClientOpts) -> ExitCode {
+    finish(runtime().and_then(|rt| rt.block_on(job(cmd, opts))))
+}
+
+async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
+    let api = Api::new(&opts)?;
+    let fmt = opts.output;
+    match cmd {
+        JobCommand::Ls => {
+            let mut all = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let mut q = vec![("limit", "1000".to_owned())];
+                if let Some(a) = &after {
+                    q.push(("after", a.clone()));
+                }
+                let v = api
+                    .json(api.http.get(api.url("/api/v1/jobs")).query(&q))
+                    .await?;
+                let jobs = v["jobs"].as_array().cloned().unwrap_or_default();
+                all.extend(jobs);
+                match v["next_after"].as_str() {
+                    Some(n) => after = Some(n.to_owned()),
+                    None => break,
+                }
+            }
+            if fmt == OutputFormat::Json {
+                print_json(&json!({"jobs": all}));
+            } else {
+                let rows = all
+                    .iter()
+                    .map(|j| {
+                        vec![
+                            s(&j["name"]),
+                            s(&j["schedule"]),
+                            s(&j["timezone"]),
+                            if j["paused"].as_bool() == Some(true) { "yes" } else { "no" }.to_owned(),
+                            s(&j["status"]["next_fire_at"]),
+                            s(&j["status"]["success_count"]),
+                            s(&j["status"]["error_count"]),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(
+                        &["NAME", "SCHEDULE", "TIMEZONE", "PAUSED", "NEXT_FIRE_AT", "OK", "ERRORS"],
+                        rows
+                    )
+                );
+            }
+        }
+        JobCommand::Get { name } => {
+            let v = api.json(api.http.get(api.url(&job_path(&name)))).await?;
+            show_job(&v, fmt);
+        }
+        JobCommand::Put { file } => {
+            let text = if file == "-" {
+                let mut buf = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut buf)
+                    .map_err(|e| fail(2, format!("cannot read standard input: {e}")))?;
+                buf
+            } else {
+                std::fs::read_to_string(&file)
+                    .map_err(|e| fail(2, format!("cannot read {file}: {e}")))?
+            };
+            let body: Value = serde_json::from_str(&text)
+                .map_err(|e| fail(2, format!("{file} is not valid JSON: {e}")))?;
+            let name = body["name"]
+                .as_str()
+                .ok_or_else(|| fail(2, format!("{file}: the job needs a \"name\"")))?
+                .to_owned();
+            let v = api
+                .json(api.http.put(api.url(&job_path(&name))).json(&body))
+                .await?;
+            show_job(&v, fmt);
+        }
+        JobCommand::Rm { name } => {
+            api.json(api.http.delete(api.url(&job_path(&name)))).await?;
+            if fmt == OutputFormat::Table {
+                println!("deleted job {name}");
+            } else {
+                print_json(&json!({"deleted": name}));
+            }
+        }
+        JobCommand::Run {
+            name,
+            env,
+            args,
+            force,
+        } => {
+            let mut envs = serde_json::Map::new();
+            for kv in env {
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| fail(2, format!("--env `{kv}`: expected KEY=VALUE")))?;
+                envs.insert(k.to_owned(), Value::String(v.to_owned()));
+            }
+            let mut body = json!({"env": envs, "force": force});
+            if !args.is_empty() {
+                body["arguments"] = json!(args);
+            }
+            let v = api
+                .json(
+                    api.http
+                        .post(api.url(&format!("{}/runs", job_path(&name))))
+                        .json(&body),
+                )
+                .await?;
+            if fmt == OutputFormat::Json {
+                print_json(&v);
+            } else {
+                print!("{}", run_rows(std::slice::from_ref(&v)));
+            }
+        }
+        JobCommand::Pause { name } => {
+            let v = api
+                .json(api.http.post(api.url(&format!("{}/pause", job_path(&name)))))
+                .await?;
+            show_job(&v, fmt);
+        }
+        JobCommand::Resume { name } => {
+            let v = api
+                .json(api.http.post(api.url(&format!("{}/resume", job_path(&name)))))
+                .await?;
+            show_job(&v, fmt);
+        }
+    }
+    Ok(())
+}
+
+/// Run a `tempora run …` command.
+pub fn run_run(cmd: RunCommand, opts: ClientOpts) -> ExitCode {
+    finish(runtime().and_then(|rt| rt.block_on(run(cmd, opts))))
+}
+
+async fn run(cmd: RunCommand, opts: ClientOpts) -> Res<()> {
+    let api = Api::new(&opts)?;
+    let fmt = opts.output;
+    match cmd {
+        RunCommand::Ls { job, limit, before } => {
+            let mut q = vec![("limit", limit.to_string())];
+            if let Some(b) = before {
+                q.push(("before", b.to_string()));
+            }
+            let v = api
+                .json(
+                    api.http
+                        .get(api.url(&format!("{}/runs", job_path(&job))))
+                        .query(&q),
+                )
+                .await?;
+            if fmt == OutputFormat::Json {
+                print_json(&v);
+            } else {
+                print!(
+                    "{}",
+                    run_rows(v["runs"].as_array().map(Vec::as_slice).unwrap_or(&[]))
+                );
+            }
+        }
+        RunCommand::Get { id } => {
+            let v = api
+                .json(api.http.get(api.url(&format!("/api/v1/runs/{id}"))))
+                .await?;
+            if fmt == OutputFormat::Json {
+                print_json(&v);
+            } else {
+                print_kv(&v);
+            }
+        }
+        RunCommand::Logs { id, follow } => {
+            let mut req = api.http.get(api.url(&format!("/api/v1/runs/{id}/log")));
+            if follow {
+                req = req.query(&[("follow", "true")]);
+            }
+            let resp = api.send(req).await?;
+            let mut stream = resp.bytes_stream();
+            let mut stdout = std::io::stdout();
+            while let Some(chunk) = stream.next().await {
+                let chunk =
+                    chunk.map_err(|e| fail(4, format!("connection to the server lost: {e}")))?;
+                if stdout.write_all(&chunk).and_then(|_| stdout.flush()).is_err() {
+                    break; // stdout closed (e.g. piped into head)
+                }
+            }
+        }
+        RunCommand::Cancel { id } => {
+            let v = api
+                .json(api.http.post(api.url(&format!("/api/v1/runs/{id}/cancel"))))
+                .await?;
+            if fmt == OutputFormat::Json {
+                print_json(&v);
+            } else {
+                println!("cancel requested for run {id} (state: {})", s(&v["state"]));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! `tempora`: the one binary. `tempora server` runs a complete scheduler; the other commands are
+//! clients of a server's API (`--server`, env `TEMPORA_SERVER`), except `tempora schedule next`,
+//! which computes locally.
+//!
+//! Exit codes: 0 success; 1 the server refused the request or failed; 2 bad command line or
+//! invalid input (e.g. a malformed schedule); 3 not found; 4 the server could not be reached.
+
+mod client;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// tempora: a distributed job scheduler — cron for a fleet.
+#[derive(Debug, Parser)]
+#[command(name = "tempora", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Output format of client commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for people.
+    Table,
+    /// The API's JSON, pretty-printed, for scripts.
+    Json,
+}
+
+/// Options shared by client commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientOpts {
+    /// Base URL of a tempora server.
+    #[arg(long, global = true, env = "TEMPORA_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a scheduler node: store, scheduler, local workers and the HTTP API.
+    Server(server::ServerArgs),
+    /// Manage jobs on a server.
+    Job {
+        #[command(subcommand)]
+        command: client::JobCommand,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Inspect and control runs on a server.
+    Run {
+        #[command(subcommand)]
+        command: client::RunCommand,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Work with schedule expressions (computed locally, no server needed).
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScheduleCommand {
+    /// Print the next fire times of a schedule, one RFC 3339 timestamp per line.
+    ///
+    /// Accepts every schedule form: Unix cron (5 fields), Quartz (6-7 fields), @hourly-style
+    /// macros, `@every 30s`, `@at 2027-01-01T00:00:00Z`, and ISO 8601 `R[n]/start/period`.
+    Next {
+        /// The schedule expression (quote it).
+        expr: String,
+        /// IANA time zone the schedule is read in.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// Print fire times strictly after this RFC 3339 instant (default: now).
+        #[arg(long)]
+        after: Option<String>,
+        /// How many fire times to print.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        count: u32,
+    },
+}
+
+fn schedule_next(expr: &str, tz: &str, after: Option<&str>, count: u32) -> ExitCode {
+    use tempora_core::schedule::{Schedule, parse_timezone};
+    let schedule = match Schedule::parse(expr) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: invalid schedule: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let zone = match parse_timezone(tz) {
+        Ok(z) => z,
+        Err(e) => {
+            eprintln!("error: invalid --tz: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let now = jiff::Timestamp::now();
+    let after = match after {
+        None => now,
+        Some(a) => match a.parse::<jiff::Timestamp>() {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: invalid --after `{a}`: expected an RFC 3339 timestamp such as 2026-03-08T00:00:00Z ({e})");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    // The anchor of `@every` and of ISO intervals without a start is "now", as for a job saved now.
+    let mut out = String::new();
+    for t in schedule.upcoming(after, &zone, now, count as usize) {
+        out.push_str(&tempora_core::time::rfc3339_in_zone(t, &zone));
+        out.push('\n');
+    }
+    print!("{out}");
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Schedule {
+            command:
+                ScheduleCommand::Next {
+                    expr,
+                    tz,
+                    after,
+                    count,
+                },
+        } => schedule_next(&expr, &tz, after.as_deref(), count),
+        Command::Server(args) => server::main(args),
+        Command::Job { command, opts } => client::run_job(command, opts),
+        Command::Run { command, opts } => client::run_run(command, opts),
+    }
+}

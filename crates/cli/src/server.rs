@@ -1,0 +1,249 @@
+//! `tempora server`: wires the store, the scheduler, the reaper, the local worker pool and the
+//! HTTP API, and shuts them down gracefully on SIGTERM/SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use jiff::Timestamp;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tempora_scheduler::{Scheduler, SchedulerConfig};
+use tempora_store::{Store, StoreOptions};
+use tempora_store_sqlite::SqliteStore;
+use tempora_worker::pool::{PoolConfig, WorkerPool};
+use tempora_worker::source::StoreSource;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    tempora_core::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Flags of `tempora server` (each also read from a `TEMPORA_*` environment variable).
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Directory of the embedded SQLite database.
+    #[arg(long, env = "TEMPORA_DATA_DIR", default_value = "./tempora-data")]
+    pub data_dir: PathBuf,
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "TEMPORA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Runs this server executes at once in its local worker pool (0 = no local worker).
+    #[arg(long, env = "TEMPORA_LOCAL_SLOTS", default_value_t = 64)]
+    pub local_slots: usize,
+    /// This node's id (default: hostname:port).
+    #[arg(long, env = "TEMPORA_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Log format.
+    #[arg(long, env = "TEMPORA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// On SIGTERM/SIGINT, how long running runs may go on before they are killed.
+    #[arg(long, env = "TEMPORA_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Between SIGTERM and SIGKILL when a run times out or is cancelled.
+    #[arg(long, env = "TEMPORA_KILL_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub kill_grace: Duration,
+    /// Lease of a running run; a worker silent for this long has its runs marked lost.
+    #[arg(long, env = "TEMPORA_LEASE_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+    /// Output kept per run (the tail is kept).
+    #[arg(long, env = "TEMPORA_MAX_LOG_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_log_bytes: u64,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    let lag_buckets = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("tempora_schedule_lag_seconds".into()),
+            &lag_buckets,
+        )?
+        .set_buckets_for_metric(Matcher::Suffix("batch_size".into()), &[
+            1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0,
+        ])?
+        .install_recorder()
+        .context("cannot install the metrics recorder")
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Entry point of `tempora server`.
+pub fn main(args: ServerArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tempora")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(message = "server failed", error = %format!("{e:#}"));
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let prometheus = install_metrics()?;
+    let node_id = args
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", hostname(), args.listen.port()));
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(
+            &args.data_dir,
+            StoreOptions {
+                max_log_bytes: args.max_log_bytes,
+            },
+        )
+        .context("cannot open the store")?,
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local_worker = format!("{node_id}/local");
+    // Runs the previous incarnation of this node's local pool left `running` died with it.
+    let lost = store
+        .recover_worker(
+            &local_worker,
+            "lost: the server stopped while the run was going",
+            Timestamp::now(),
+        )
+        .await
+        .context("cannot recover runs of the previous start")?;
+    if !lost.is_empty() {
+        tracing::warn!(message = "runs of the previous start marked lost", runs = ?lost);
+    }
+
+    let shutdown = CancellationToken::new();
+    let work_ready = Arc::new(Notify::new());
+    let (scheduler, handle) =
+        Scheduler::new(store.clone(), SchedulerConfig::default(), work_ready.clone());
+    let sched_task = tokio::spawn(scheduler.run(shutdown.child_token()));
+    let reaper_task = tokio::spawn(tempora_scheduler::reaper::run_reaper(
+        store.clone(),
+        Duration::from_secs(5).min(args.lease_ttl),
+        work_ready.clone(),
+        shutdown.child_token(),
+    ));
+    let pool_task = if args.local_slots > 0 {
+        let source = Arc::new(StoreSource::new(
+            store.clone(),
+            local_worker.clone(),
+            args.lease_ttl,
+        ));
+        let config = PoolConfig {
+            slots: args.local_slots,
+            kill_grace: args.kill_grace,
+            shutdown_grace: args.shutdown_grace,
+            heartbeat_every: (args.lease_ttl / 3).min(Duration::from_secs(2)),
+            ..PoolConfig::default()
+        };
+        let pool = WorkerPool::new(source, config, work_ready.clone());
+        Some(tokio::spawn(pool.run(shutdown.child_token())))
+    } else {
+        None
+    };
+
+    let state = Arc::new(tempora_http::AppState {
+        store: store.clone(),
+        scheduler: handle,
+        work_ready,
+        prometheus: Some(prometheus),
+        started: Instant::now(),
+        started_at: Timestamp::now(),
+        node_id: node_id.clone(),
+    });
+    let app = tempora_http::router(state);
+    tracing::info!(
+        message = "tempora server started",
+        listen = %args.listen,
+        node = %node_id,
+        data_dir = %args.data_dir.display(),
+        local_slots = args.local_slots,
+        version = env!("CARGO_PKG_VERSION"),
+    );
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await
+    });
+
+    wait_for_signal().await;
+    tracing::info!(message = "shutting down: no new runs are claimed");
+    shutdown.cancel();
+    if let Err(e) = sched_task.await {
+        tracing::warn!(message = "scheduler task failed", error = %e);
+    }
+    let _ = reaper_task.await;
+    if let Some(p) = pool_task {
+        let _ = p.await;
+    }
+    // Streaming clients (log follow) get a moment to finish, then are dropped.
+    if tokio::time::timeout(Duration::from_secs(3), http_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!(message = "HTTP connections still open at exit; closing them");
+    }
+    tracing::info!(message = "tempora server stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(message = "cannot listen for SIGTERM", error = %e);
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(message = "SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!(message = "SIGINT received"),
+    }
+}

@@ -1,0 +1,289 @@
+//! Test harness: starts the real `tempora` binary on a free port with a temporary data
+//! directory, and talks to it over HTTP and through the CLI.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tempora")
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A running server process.
+pub struct Server {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub extra: Vec<String>,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Start a server with extra flags; waits until `/ready` answers.
+    pub fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Server {
+            child: None,
+            port: free_port(),
+            log: dir.path().join("server.log"),
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    /// (Re)start the process on the same port and data directory.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(bin())
+            .arg("server")
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--node-id")
+            .arg("test-node")
+            .args(&self.extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = ureq_get(&format!("{}/ready", self.url()))
+                && r.0 == 200
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("server did not become ready; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// PID of the server process.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Send a signal and wait for the process to exit (up to `wait`). Returns its exit status.
+    pub fn signal_and_wait(&mut self, sig: nix::sys::signal::Signal, wait: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).expect("kill");
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("server did not exit within {wait:?} after {sig}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        self.signal_and_wait(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(5));
+    }
+
+    /// GET → (status, JSON or Null).
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let (st, body) = ureq_get(&format!("{}{path}", self.url())).expect("GET");
+        (st, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    /// GET → (status, text).
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        ureq_get(&format!("{}{path}", self.url())).expect("GET")
+    }
+
+    /// Request with a JSON (or raw) body → (status, JSON).
+    pub fn send(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let (st, text) = http(method, &format!("{}{path}", self.url()), body).expect("request");
+        (st, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// PUT a job, asserting success.
+    pub fn put_job(&self, name: &str, body: Value) -> Value {
+        let (st, v) = self.send("PUT", &format!("/api/v1/jobs/{name}"), &body.to_string());
+        assert!(st == 200 || st == 201, "PUT {name}: {st} {v}");
+        v
+    }
+
+    /// Trigger a run, returning its JSON.
+    pub fn trigger(&self, name: &str) -> Value {
+        let (st, v) = self.send("POST", &format!("/api/v1/jobs/{name}/runs"), "");
+        assert_eq!(st, 201, "trigger {name}: {v}");
+        v
+    }
+
+    /// Runs of a job, newest first.
+    pub fn runs(&self, name: &str) -> Vec<Value> {
+        let (st, v) = self.get(&format!("/api/v1/jobs/{name}/runs?limit=1000"));
+        assert_eq!(st, 200, "{v}");
+        v["runs"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// One run.
+    pub fn run(&self, id: i64) -> Value {
+        let (st, v) = self.get(&format!("/api/v1/runs/{id}"));
+        assert_eq!(st, 200, "{v}");
+        v
+    }
+
+    /// Wait until `f` holds (polling every 100 ms) or panic after `within`.
+    pub fn wait_for<T>(&self, within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; server log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Wait until a run reaches a final state.
+    pub fn wait_final(&self, id: i64, within: Duration) -> Value {
+        self.wait_for(within, &format!("run {id} to end"), || {
+            let r = self.run(id);
+            let st = r["state"].as_str().unwrap_or("");
+            (!matches!(st, "queued" | "running")).then_some(r)
+        })
+    }
+
+    /// Run the CLI against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .args(args)
+            .env("TEMPORA_SERVER", self.url())
+            .output()
+            .expect("run cli")
+    }
+
+    /// Data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A scratch directory for job side effects.
+    pub fn scratch(&self) -> PathBuf {
+        let p = self.dir.path().join("scratch");
+        std::fs::create_dir_all(&p).expect("scratch");
+        p
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Minimal blocking HTTP/1.1 client over std (no extra dependency): GET.
+pub fn ureq_get(url: &str) -> std::io::Result<(u16, String)> {
+    http("GET", url, "")
+}
+
+/// Minimal blocking HTTP/1.1 request; returns status and body.
+pub fn http(method: &str, url: &str, body: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").ok_or_else(|| std::io::Error::other("http only"))?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(req.as_bytes())?;
+    s.write_all(body.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response: {head}")))?;
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n.min(rest.len())]);
+        s = rest.get(n + 2..).unwrap_or("");
+    }
+    out
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next());
+            state != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Read a pid written by a job into `path`.
+pub fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Parse an RFC 3339 timestamp from a JSON value.
+pub fn ts(v: &Value) -> jiff::Timestamp {
+    v.as_str().expect("timestamp string").parse().expect("RFC 3339")
+}

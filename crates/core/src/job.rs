@@ -1,0 +1,407 @@
+//! The job specification (DESIGN.md §3.1) and its validation.
+//!
+//! [`JobSpec`] is what users write (API body, job file). It is deserialized strictly: unknown
+//! fields are refused, so a typo never silently drops a setting. [`JobSpec::validate`] checks
+//! every field and returns the first problem as a [`ValidationError`] naming the field.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::{serde_duration, serde_opt_duration};
+use crate::schedule::{Schedule, parse_timezone};
+
+/// Longest accepted job name.
+pub const MAX_NAME_LEN: usize = 200;
+/// Longest accepted command (bytes).
+pub const MAX_COMMAND_LEN: usize = 65_536;
+/// Highest accepted `retries`.
+pub const MAX_RETRIES: u32 = 1_000;
+
+/// What happens when an occurrence fires while an earlier run of the job is still active
+/// (DESIGN.md §3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Concurrency {
+    /// The new occurrence becomes a `skipped` run.
+    #[default]
+    Forbid,
+    /// Runs overlap.
+    Allow,
+    /// Cancel the running one, start the new one.
+    Replace,
+    /// Start the new one when the running one ends (at most one waiting).
+    Queue,
+}
+
+/// What happens to occurrences missed during downtime or failover (DESIGN.md §3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Misfire {
+    /// Missed occurrences within `epsilon` collapse into one run for the latest of them.
+    #[default]
+    RunOnce,
+    /// Each missed occurrence within `epsilon` runs, oldest first (at most 100).
+    RunAll,
+    /// Missed occurrences are recorded as skipped.
+    Skip,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_timezone() -> String {
+    "UTC".to_owned()
+}
+fn default_backoff() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_backoff_max() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_epsilon() -> Duration {
+    Duration::from_secs(60)
+}
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A job as users define it. Field names and defaults follow DESIGN.md §3.1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Unique name, `^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`. Optional in a `PUT` body (taken from the URL).
+    #[serde(default)]
+    pub name: String,
+    /// The command: a shell line (`shell: true`) or a program (`shell: false`).
+    #[serde(default)]
+    pub command: String,
+    /// Run `command` with `/bin/sh -c` (default) or directly as a program.
+    #[serde(default = "default_true")]
+    pub shell: bool,
+    /// argv after the program (or `$1…` for a shell command).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arguments: Vec<String>,
+    /// When to run; absent = only when triggered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// Parent jobs (dependent jobs). Mutually exclusive with `schedule`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<String>,
+    /// IANA time zone in which the schedule is read.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Extra environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory of the process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// Kill the run after this long.
+    #[serde(
+        default,
+        with = "serde_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+    /// How many times a failed, timed-out or lost attempt is retried.
+    #[serde(default)]
+    pub retries: u32,
+    /// First retry delay; doubles for each further attempt.
+    #[serde(default = "default_backoff", with = "serde_duration")]
+    pub retry_backoff: Duration,
+    /// Cap of the retry delay.
+    #[serde(default = "default_backoff_max", with = "serde_duration")]
+    pub retry_backoff_max: Duration,
+    /// Overlap policy.
+    #[serde(default)]
+    pub concurrency: Concurrency,
+    /// Missed-occurrence policy.
+    #[serde(default)]
+    pub misfire: Misfire,
+    /// How late an occurrence may still start.
+    #[serde(default = "default_epsilon", with = "serde_duration")]
+    pub epsilon: Duration,
+    /// A paused job does not fire (manual triggers still work).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub paused: bool,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Who owns the job (free text, e.g. an e-mail address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Free-form labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// A failure still counts as success for dependents (Chronos's `softError`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub soft_error: bool,
+}
+
+/// A refused field: which field, a stable machine code and a message in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// The offending field (`schedule`, `env.FOO`, …).
+    pub field: String,
+    /// Stable machine-readable code (`invalid_schedule`, `invalid_name`, …).
+    pub code: &'static str,
+    /// Human explanation.
+    pub message: String,
+}
+
+impl ValidationError {
+    /// Build an error for `field` with `code` and `message`.
+    pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Check a job name against `^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`.
+pub fn validate_name(name: &str) -> Result<(), ValidationError> {
+    let bad = |msg: &str| Err(ValidationError::new("name", "invalid_name", msg));
+    if name.is_empty() {
+        return bad("name is required");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return bad("name is longer than 200 characters");
+    }
+    let mut chars = name.chars();
+    if !chars.next().is_some_and(|c| c.is_ascii_alphanumeric()) {
+        return bad("name must start with a letter or digit (pattern ^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$)");
+    }
+    if !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+        return bad(
+            "name may contain only letters, digits, '.', '_' and '-' (pattern ^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$)",
+        );
+    }
+    Ok(())
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+    if value.contains('\0') {
+        return Err(ValidationError::new(
+            field,
+            "invalid_value",
+            "must not contain NUL bytes",
+        ));
+    }
+    if value.len() > max {
+        return Err(ValidationError::new(
+            field,
+            "invalid_value",
+            format!("longer than {max} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_map(field: &str, map: &BTreeMap<String, String>, env: bool) -> Result<(), ValidationError> {
+    if map.len() > 1000 {
+        return Err(ValidationError::new(
+            field,
+            "invalid_value",
+            "at most 1000 entries",
+        ));
+    }
+    for (k, v) in map {
+        let f = format!("{field}.{k}");
+        if k.is_empty() || k.len() > 256 {
+            return Err(ValidationError::new(
+                field,
+                "invalid_value",
+                "keys must be 1-256 bytes",
+            ));
+        }
+        if env && (k.contains('=') || k.contains('\0')) {
+            return Err(ValidationError::new(
+                f,
+                "invalid_value",
+                "environment variable names must not contain '=' or NUL",
+            ));
+        }
+        check_text(&f, k, 256)?;
+        check_text(&f, v, 65_536)?;
+    }
+    Ok(())
+}
+
+impl JobSpec {
+    /// Validate every field. On success returns the parsed schedule (if any) and zone, which the
+    /// caller uses to compute the first occurrence.
+    pub fn validate(&self) -> Result<ValidatedJob, ValidationError> {
+        validate_name(&self.name)?;
+        if self.command.trim().is_empty() {
+            return Err(ValidationError::new(
+                "command",
+                "missing_field",
+                "command is required",
+            ));
+        }
+        check_text("command", &self.command, MAX_COMMAND_LEN)?;
+        if self.arguments.len() > 1000 {
+            return Err(ValidationError::new(
+                "arguments",
+                "invalid_value",
+                "at most 1000 arguments",
+            ));
+        }
+        for (i, a) in self.arguments.iter().enumerate() {
+            check_text(&format!("arguments[{i}]"), a, 65_536)?;
+        }
+        let timezone = parse_timezone(&self.timezone)
+            .map_err(|e| ValidationError::new("timezone", "invalid_timezone", e.message))?;
+        if self.schedule.is_some() && !self.parents.is_empty() {
+            return Err(ValidationError::new(
+                "parents",
+                "invalid_value",
+                "a job has either a schedule or parents, not both",
+            ));
+        }
+        if !self.parents.is_empty() {
+            return Err(ValidationError::new(
+                "parents",
+                "unsupported",
+                "dependent jobs (parents) are not supported by this version of tempora yet",
+            ));
+        }
+        let schedule = match &self.schedule {
+            None => None,
+            Some(expr) => Some(
+                Schedule::parse(expr)
+                    .map_err(|e| ValidationError::new("schedule", "invalid_schedule", e.message))?,
+            ),
+        };
+        check_map("env", &self.env, true)?;
+        check_map("labels", &self.labels, false)?;
+        if let Some(w) = &self.workdir {
+            if w.is_empty() {
+                return Err(ValidationError::new(
+                    "workdir",
+                    "invalid_value",
+                    "must not be empty",
+                ));
+            }
+            check_text("workdir", w, 4096)?;
+        }
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(ValidationError::new(
+                "timeout",
+                "invalid_value",
+                "must be greater than 0 (omit it for no timeout)",
+            ));
+        }
+        if self.retries > MAX_RETRIES {
+            return Err(ValidationError::new(
+                "retries",
+                "invalid_value",
+                format!("at most {MAX_RETRIES}"),
+            ));
+        }
+        if self.retry_backoff > self.retry_backoff_max {
+            return Err(ValidationError::new(
+                "retry_backoff",
+                "invalid_value",
+                "must not exceed retry_backoff_max",
+            ));
+        }
+        if let Some(d) = &self.description {
+            check_text("description", d, 16_384)?;
+        }
+        if let Some(o) = &self.owner {
+            check_text("owner", o, 1024)?;
+        }
+        Ok(ValidatedJob { schedule, timezone })
+    }
+}
+
+/// The parsed parts of a valid job.
+#[derive(Debug, Clone)]
+pub struct ValidatedJob {
+    /// The parsed schedule (None: triggered only).
+    pub schedule: Option<Schedule>,
+    /// The parsed zone.
+    pub timezone: jiff::tz::TimeZone,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Result<JobSpec, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn defaults_follow_design() {
+        let s = spec(r#"{"name":"a","command":"true"}"#).unwrap();
+        assert!(s.shell);
+        assert_eq!(s.timezone, "UTC");
+        assert_eq!(s.retries, 0);
+        assert_eq!(s.retry_backoff, Duration::from_secs(10));
+        assert_eq!(s.retry_backoff_max, Duration::from_secs(600));
+        assert_eq!(s.epsilon, Duration::from_secs(60));
+        assert_eq!(s.concurrency, Concurrency::Forbid);
+        assert_eq!(s.misfire, Misfire::RunOnce);
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn unknown_field_refused() {
+        let e = spec(r#"{"name":"a","command":"true","retires":3}"#).unwrap_err();
+        assert!(e.to_string().contains("retires"), "{e}");
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["a", "A9", "x.y-z_1", &"a".repeat(200)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", ".a", "a b", "a/b", "é", &"a".repeat(201)] {
+            assert_eq!(validate_name(bad).unwrap_err().field, "name", "{bad}");
+        }
+    }
+
+    #[test]
+    fn field_errors_name_the_field() {
+        let cases = [
+            (
+                r#"{"name":"a","command":"x","schedule":"61 * * * *"}"#,
+                "schedule",
+            ),
+            (
+                r#"{"name":"a","command":"x","timezone":"Mars/Base"}"#,
+                "timezone",
+            ),
+            (r#"{"name":"a","command":" "}"#, "command"),
+            (r#"{"name":"a","command":"x","timeout":"0s"}"#, "timeout"),
+            (
+                r#"{"name":"a","command":"x","retry_backoff":"1h","retry_backoff_max":"1m"}"#,
+                "retry_backoff",
+            ),
+            (
+                r#"{"name":"a","command":"x","env":{"A=B":"1"}}"#,
+                "env.A=B",
+            ),
+        ];
+        for (json, field) in cases {
+            let e = spec(json).unwrap().validate().unwrap_err();
+            assert_eq!(e.field, field, "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn durations_accept_both_forms() {
+        let s = spec(r#"{"name":"a","command":"x","timeout":"PT1M30S","epsilon":"2m","retry_backoff":5}"#)
+            .unwrap();
+        assert_eq!(s.timeout, Some(Duration::from_secs(90)));
+        assert_eq!(s.epsilon, Duration::from_secs(120));
+        assert_eq!(s.retry_backoff, Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,17 @@
+//! `tempora-core`: the pure domain model of tempora.
+//!
+//! Nothing in this crate performs I/O. It holds:
+//! - [`schedule`]: parsing of every schedule form (Unix cron, Quartz cron, macros, `@every`, `@at`,
+//!   ISO 8601 repeating intervals) and the next-fire-time math with DST rules;
+//! - [`duration`]: the duration syntax shared by job fields and `@every`;
+//! - [`job`]: the job specification and its validation;
+//! - [`run`]: the run model and its state machine;
+//! - [`policy`]: retry/backoff, misfire and concurrency decisions;
+//! - [`time`]: time formatting shared by the API and the CLI.
+
+pub mod duration;
+pub mod job;
+pub mod policy;
+pub mod run;
+pub mod schedule;
+pub mod time;

@@ -1,0 +1,107 @@
+//! API errors: `{"error": {"code", "message", "field"}}` with a 4xx status for bad input, never
+//! a stack trace.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tempora_core::job::ValidationError;
+use tempora_store::StoreError;
+
+/// An error answered to an API client.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// Explanation in words.
+    pub message: String,
+    /// The request field at fault, if any.
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// 400 naming a field.
+    pub fn field(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    /// 404.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(v: ValidationError) -> Self {
+        let status = if v.code == "unsupported" {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Self {
+            status,
+            code: v.code,
+            message: format!("{}: {}", v.field, v.message),
+            field: Some(v.field),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::JobNotFound(n) => Self::not_found(format!("job `{n}` not found")),
+            StoreError::RunNotFound(id) => Self::not_found(format!("run {id} not found")),
+            StoreError::JobExists(n) => Self::new(
+                StatusCode::CONFLICT,
+                "already_exists",
+                format!("job `{n}` already exists (use PUT /api/v1/jobs/{n} to replace it)"),
+            ),
+            StoreError::Invalid(v) => v.into(),
+            StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::Unavailable(m) => {
+                tracing::error!(message = "store unavailable", error = %m);
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the store is unavailable; try again",
+                )
+            }
+            StoreError::Backend(m) => {
+                tracing::error!(message = "store error", error = %m);
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal store error (see the server log)",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message, "field": self.field}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Result alias for handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,222 @@
+//! `/api/v1/jobs…` and `/api/v1/schedules/preview`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tempora_core::job::{JobSpec, validate_name};
+use tempora_core::schedule::{Schedule, parse_timezone};
+use tempora_core::time::rfc3339_in_zone;
+use tempora_store::{JobRecord, PutMode};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+
+/// Most items in one page of a listing.
+pub const MAX_PAGE: u32 = 1000;
+
+/// The API view of a job: its spec plus a `status` object.
+pub fn job_view(rec: &JobRecord, last_run: Option<&tempora_core::run::Run>) -> Value {
+    let mut v = serde_json::to_value(&rec.spec).unwrap_or_else(|_| json!({}));
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert(
+            "status".into(),
+            json!({
+                "next_fire_at": rec.next_fire_at,
+                "success_count": rec.success_count,
+                "error_count": rec.error_count,
+                "last_success_at": rec.last_success_at,
+                "last_error_at": rec.last_error_at,
+                "created_at": rec.created_at,
+                "updated_at": rec.updated_at,
+                "version": rec.version,
+                "last_run": last_run.map(|r| json!({
+                    "id": r.id, "state": r.state, "scheduled_for": r.scheduled_for,
+                    "started_at": r.started_at, "finished_at": r.finished_at,
+                })),
+            }),
+        );
+    }
+    v
+}
+
+/// Query of `GET /jobs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Page size (default 100, at most 1000).
+    pub limit: Option<u32>,
+    /// Continue after this job name.
+    pub after: Option<String>,
+}
+
+/// `GET /api/v1/jobs`.
+pub async fn list(
+    State(s): State<Arc<AppState>>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
+    let limit = check_limit(q.limit, 100)?;
+    let jobs = s.store.list_jobs(q.after.as_deref(), limit).await?;
+    let next_after = (jobs.len() as u32 == limit).then(|| jobs.last().map(|j| j.spec.name.clone()));
+    let items: Vec<Value> = jobs.iter().map(|j| job_view(j, None)).collect();
+    Ok(Json(json!({"jobs": items, "next_after": next_after.flatten()})))
+}
+
+/// Validate a `limit` query parameter.
+pub fn check_limit(limit: Option<u32>, default: u32) -> ApiResult<u32> {
+    match limit {
+        None => Ok(default),
+        Some(0) => Err(ApiError::field("invalid_query", "limit", "limit must be at least 1")),
+        Some(n) if n > MAX_PAGE => Err(ApiError::field(
+            "invalid_query",
+            "limit",
+            format!("limit must be at most {MAX_PAGE}"),
+        )),
+        Some(n) => Ok(n),
+    }
+}
+
+fn path_name(name: &str) -> ApiResult<()> {
+    validate_name(name).map_err(|e| ApiError::not_found(format!("job `{name}` not found ({})", e.message)))
+}
+
+async fn write(s: &AppState, spec: JobSpec, mode: PutMode) -> ApiResult<impl IntoResponse + use<>> {
+    spec.validate()?;
+    let out = s.store.put_job(spec, mode, Timestamp::now()).await?;
+    s.scheduler.job_changed(&out.record.spec.name);
+    tracing::info!(message = "job saved", job = %out.record.spec.name, created = out.created);
+    let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(job_view(&out.record, None))))
+}
+
+/// `POST /api/v1/jobs`: create (409 if it exists).
+pub async fn create(
+    State(s): State<Arc<AppState>>,
+    JsonBody(spec): JsonBody<JobSpec>,
+) -> ApiResult<impl IntoResponse> {
+    write(&s, spec, PutMode::Create).await
+}
+
+/// `PUT /api/v1/jobs/{name}`: create (201) or replace (200).
+pub async fn put(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    JsonBody(mut spec): JsonBody<JobSpec>,
+) -> ApiResult<impl IntoResponse> {
+    validate_name(&name)?;
+    if spec.name.is_empty() {
+        spec.name = name;
+    } else if spec.name != name {
+        return Err(ApiError::field(
+            "name_mismatch",
+            "name",
+            format!("the body's name `{}` differs from the URL's `{name}`", spec.name),
+        ));
+    }
+    write(&s, spec, PutMode::Upsert).await
+}
+
+/// `GET /api/v1/jobs/{name}`: spec and status.
+pub async fn get(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    path_name(&name)?;
+    let rec = s
+        .store
+        .get_job(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("job `{name}` not found")))?;
+    let last = s.store.list_runs(&name, None, 1).await?;
+    Ok(Json(job_view(&rec, last.first())))
+}
+
+/// `DELETE /api/v1/jobs/{name}`.
+pub async fn delete(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    path_name(&name)?;
+    if s.store.delete_job(&name).await? {
+        s.scheduler.job_changed(&name);
+        tracing::info!(message = "job deleted", job = %name);
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("job `{name}` not found")))
+    }
+}
+
+async fn set_paused(s: &AppState, name: &str, paused: bool) -> ApiResult<Json<Value>> {
+    path_name(name)?;
+    let rec = s.store.set_paused(name, paused, Timestamp::now()).await?;
+    s.scheduler.job_changed(name);
+    tracing::info!(message = if paused { "job paused" } else { "job resumed" }, job = %name);
+    Ok(Json(job_view(&rec, None)))
+}
+
+/// `POST /api/v1/jobs/{name}/pause`.
+pub async fn pause(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    set_paused(&s, &name, true).await
+}
+
+/// `POST /api/v1/jobs/{name}/resume`.
+pub async fn resume(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    set_paused(&s, &name, false).await
+}
+
+/// Body of `POST /api/v1/schedules/preview`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    /// The expression.
+    pub schedule: String,
+    /// Zone (default UTC).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Strictly after this instant (default now).
+    #[serde(default)]
+    pub after: Option<String>,
+    /// How many (default 5, at most 1000).
+    #[serde(default)]
+    pub count: Option<u32>,
+}
+
+/// Parse an RFC 3339 instant from a request field.
+pub fn parse_instant(field: &str, s: &str) -> ApiResult<Timestamp> {
+    s.parse::<Timestamp>().map_err(|e| {
+        ApiError::field(
+            "invalid_timestamp",
+            field,
+            format!("{field}: `{s}` is not an RFC 3339 timestamp ({e})"),
+        )
+    })
+}
+
+/// `POST /api/v1/schedules/preview` → `{"next": [RFC 3339, …]}` in the zone's offset.
+pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<Value>> {
+    let schedule = Schedule::parse(&req.schedule)
+        .map_err(|e| ApiError::field("invalid_schedule", "schedule", e.message))?;
+    let tz_name = req.timezone.as_deref().unwrap_or("UTC");
+    let tz = parse_timezone(tz_name)
+        .map_err(|e| ApiError::field("invalid_timezone", "timezone", e.message))?;
+    let now = Timestamp::now();
+    let after = match &req.after {
+        Some(a) => parse_instant("after", a)?,
+        None => now,
+    };
+    let count = match req.count {
+        None => 5,
+        Some(0) => return Err(ApiError::field("invalid_value", "count", "count must be at least 1")),
+        Some(n) if n > MAX_PAGE => {
+            return Err(ApiError::field("invalid_value", "count", format!("count must be at most {MAX_PAGE}")));
+        }
+        Some(n) => n as usize,
+    };
+    let next: Vec<String> = schedule
+        .upcoming(after, &tz, now, count)
+        .into_iter()
+        .map(|t| rfc3339_in_zone(t, &tz))
+        .collect();
+    Ok(Json(json!({"next": next, "schedule": schedule.as_str(), "timezone": tz_name})))
+}

@@ -1,0 +1,103 @@
+//! `tempora-http`: the HTTP layer (axum). Native REST API under `/api/v1`, `/health`, `/ready`,
+//! `/metrics`. Domain errors map to stable codes in [`error`].
+//!
+//! Layout: [`jobs`] and [`runs`] hold the native API handlers, [`ops`] the operational endpoints,
+//! [`extract`] strict JSON bodies. Authentication will plug in at [`router`]'s `auth` layer,
+//! which currently admits every request.
+
+pub mod error;
+pub mod extract;
+pub mod jobs;
+pub mod ops;
+pub mod runs;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use jiff::Timestamp;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tempora_scheduler::SchedulerHandle;
+use tempora_store::Store;
+use tokio::sync::Notify;
+
+use crate::error::ApiError;
+
+/// Shared state of every handler.
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Tells the scheduler about job changes.
+    pub scheduler: SchedulerHandle,
+    /// Wakes the local worker pool when runs were queued.
+    pub work_ready: Arc<Notify>,
+    /// Renders `/metrics`.
+    pub prometheus: Option<PrometheusHandle>,
+    /// Process start.
+    pub started: Instant,
+    /// Process start, wall clock.
+    pub started_at: Timestamp,
+    /// This node's id.
+    pub node_id: String,
+}
+
+/// The complete router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/jobs", get(jobs::list).post(jobs::create))
+        .route(
+            "/jobs/{name}",
+            get(jobs::get).put(jobs::put).delete(jobs::delete),
+        )
+        .route("/jobs/{name}/pause", post(jobs::pause))
+        .route("/jobs/{name}/resume", post(jobs::resume))
+        .route("/jobs/{name}/runs", get(runs::list).post(runs::trigger))
+        .route("/runs/{id}", get(runs::get))
+        .route("/runs/{id}/log", get(runs::log))
+        .route("/runs/{id}/cancel", post(runs::cancel))
+        .route("/schedules/preview", post(jobs::preview))
+        .route("/status", get(ops::status))
+        .layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY))
+        .layer(middleware::from_fn(track))
+        .with_state(state)
+}
+
+/// The authentication seam: every API request passes here. No authentication is configured in
+/// this version, so every request is admitted.
+async fn auth(State(_state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    next.run(req).await
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
+}
+
+/// Count requests by route and status.
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().as_str().to_owned();
+    let res = next.run(req).await.into_response();
+    metrics::counter!(
+        "tempora_http_requests_total",
+        "route" => route,
+        "method" => method,
+        "status" => res.status().as_u16().to_string()
+    )
+    .increment(1);
+    res
+}

@@ -1,0 +1,243 @@
+//! `/api/v1/jobs/{name}/runs` and `/api/v1/runs/{id}…`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tempora_core::job::validate_name;
+use tempora_core::run::{Run, RunOverrides};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+use crate::jobs::check_limit;
+
+/// Bytes returned by one non-following log read (the stored bound is 10 MiB by default).
+const LOG_READ_MAX: usize = 64 * 1024 * 1024;
+/// Poll interval of `?follow=true`.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// Query of `GET /jobs/{name}/runs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Page size (default 50, at most 1000).
+    pub limit: Option<u32>,
+    /// Only runs with a smaller id (the `next_before` of the previous page).
+    pub before: Option<i64>,
+}
+
+/// `GET /api/v1/jobs/{name}/runs`: newest first.
+pub async fn list(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
+    let limit = check_limit(q.limit, 50)?;
+    if validate_name(&name).is_err() || s.store.get_job(&name).await?.is_none() {
+        return Err(ApiError::not_found(format!("job `{name}` not found")));
+    }
+    let runs = s.store.list_runs(&name, q.before, limit).await?;
+    let next_before = (runs.len() as u32 == limit)
+        .then(|| runs.last().map(|r| r.id))
+        .flatten();
+    Ok(Json(json!({"runs": runs, "next_before": next_before})))
+}
+
+/// Body of `POST /jobs/{name}/runs`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerBody {
+    /// Extra environment for this run.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Replaces the job's arguments for this run.
+    #[serde(default)]
+    pub arguments: Option<Vec<String>>,
+    /// Bypass the overlap policy.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `POST /api/v1/jobs/{name}/runs`: trigger a run now.
+pub async fn trigger(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<TriggerBody>,
+) -> ApiResult<(StatusCode, Json<Run>)> {
+    if validate_name(&name).is_err() {
+        return Err(ApiError::not_found(format!("job `{name}` not found")));
+    }
+    for (k, v) in &body.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+            return Err(ApiError::field(
+                "invalid_value",
+                format!("env.{k}"),
+                "environment variable names must be non-empty without '=' or NUL; values without NUL",
+            ));
+        }
+    }
+    if let Some(args) = &body.arguments
+        && args.iter().any(|a| a.contains('\0'))
+    {
+        return Err(ApiError::field(
+            "invalid_value",
+            "arguments",
+            "arguments must not contain NUL",
+        ));
+    }
+    let overrides = RunOverrides {
+        env: body.env,
+        arguments: body.arguments,
+    };
+    let run = s
+        .store
+        .trigger_run(&name, overrides, body.force, Timestamp::now())
+        .await?;
+    s.work_ready.notify_one();
+    tracing::info!(message = "run triggered", job = %name, run_id = run.id, state = %run.state);
+    Ok((StatusCode::CREATED, Json(run)))
+}
+
+/// `GET /api/v1/runs/{id}`.
+pub async fn get(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Run>> {
+    let id = run_id(&id)?;
+    s.store
+        .get_run(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("run {id} not found")))
+}
+
+fn run_id(s: &str) -> ApiResult<i64> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| ApiError::not_found(format!("run `{s}` not found (run ids are positive integers)")))
+}
+
+/// `POST /api/v1/runs/{id}/cancel`.
+pub async fn cancel(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Run>)> {
+    let id = run_id(&id)?;
+    let run = s.store.request_cancel(id, Timestamp::now()).await?;
+    tracing::info!(message = "cancel requested", run_id = id, state = %run.state);
+    Ok((StatusCode::ACCEPTED, Json(run)))
+}
+
+/// Query of `GET /runs/{id}/log`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    /// Stream until the run ends.
+    #[serde(default)]
+    pub follow: bool,
+    /// Start at this byte offset of the output stream.
+    #[serde(default)]
+    pub offset: u64,
+}
+
+fn dropped_marker(n: u64) -> String {
+    format!("[tempora: {n} earlier bytes of output were dropped; the tail is kept]\n")
+}
+
+/// `GET /api/v1/runs/{id}/log`: the output as text; `?follow=true` streams until the run ends.
+pub async fn log(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    q: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
+    let id = run_id(&id)?;
+    let first = s
+        .store
+        .read_log(id, q.offset, LOG_READ_MAX)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run {id} not found")))?;
+    let headers = [
+        (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+        (header::HeaderName::from_static("x-tempora-run-state"), first.state.to_string()),
+        (
+            header::HeaderName::from_static("x-tempora-log-dropped"),
+            first.dropped_before.to_string(),
+        ),
+    ];
+    if !q.follow {
+        let mut body = Vec::with_capacity(first.data.len() + 80);
+        if first.dropped_before > 0 {
+            body.extend_from_slice(dropped_marker(first.dropped_before).as_bytes());
+        }
+        body.extend_from_slice(&first.data);
+        return Ok((headers, body).into_response());
+    }
+    let store = s.store.clone();
+    let stream = async_stream(store, id, first);
+    Ok((headers, Body::from_stream(stream)).into_response())
+}
+
+/// The follow stream: what is there, then new output every [`FOLLOW_POLL`] until the run has
+/// ended and everything was sent.
+fn async_stream(
+    store: Arc<dyn tempora_store::Store>,
+    id: i64,
+    first: tempora_store::LogSlice,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    struct St {
+        store: Arc<dyn tempora_store::Store>,
+        offset: u64,
+        pending: Option<Vec<u8>>,
+        done: bool,
+    }
+    let mut head = Vec::new();
+    if first.dropped_before > 0 {
+        head.extend_from_slice(dropped_marker(first.dropped_before).as_bytes());
+    }
+    head.extend_from_slice(&first.data);
+    let done_now = first.state.is_final() && first.data.len() < LOG_READ_MAX;
+    let st = St {
+        store,
+        offset: first.next_offset,
+        pending: Some(head),
+        done: done_now,
+    };
+    futures_util::stream::unfold(st, move |mut st| async move {
+        loop {
+            if let Some(p) = st.pending.take()
+                && !p.is_empty()
+            {
+                return Some((Ok(p), st));
+            }
+            if st.done {
+                return None;
+            }
+            tokio::time::sleep(FOLLOW_POLL).await;
+            match st.store.read_log(id, st.offset, 1024 * 1024).await {
+                Ok(Some(slice)) => {
+                    let mut chunk = Vec::new();
+                    if slice.offset > st.offset {
+                        chunk.extend_from_slice(dropped_marker(slice.offset - st.offset).as_bytes());
+                    }
+                    chunk.extend_from_slice(&slice.data);
+                    st.offset = slice.next_offset;
+                    if slice.state.is_final() && slice.data.is_empty() {
+                        st.done = true;
+                    }
+                    st.pending = Some(chunk);
+                }
+                Ok(None) => return None,
+                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), St { done: true, ..st })),
+            }
+        }
+    })
+}

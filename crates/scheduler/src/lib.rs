@@ -1,0 +1,342 @@
+//! `tempora-scheduler`: the leader's loop that turns due occurrences into runs, and the reaper.
+//!
+//! No HTTP here. The loop keeps a timer heap of each job's next occurrence (O(log n) per fire),
+//! sleeps until the earliest one or until told that a job changed ([`SchedulerHandle`]), then
+//! fires every due job in one store transaction ([`tempora_store::Store::fire`]): the run rows
+//! and the advanced cursors commit together, and the store's unique `(job, scheduled_for,
+//! attempt)` makes a replay harmless. Missed occurrences (after downtime) go through
+//! [`tempora_core::policy::plan_misfire`].
+
+pub mod reaper;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use tempora_core::job::JobSpec;
+use tempora_core::policy::{Disposition, plan_misfire};
+use tempora_core::schedule::Schedule;
+use tempora_store::{FireOutcome, FireRequest, ScheduleEntry, Store, StoreError};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// Most missed occurrences of one job recorded one by one in a catch-up; older ones are
+/// summarised in a note on the oldest recorded one.
+pub const MAX_RECORDED_MISSED: usize = 1000;
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Most jobs fired in one transaction.
+    pub batch_max: usize,
+    /// Pause after a store error before trying again.
+    pub error_backoff: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            batch_max: 2000,
+            error_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Errors that stop the scheduler.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// Loading the schedule failed.
+    #[error("cannot load schedules: {0}")]
+    Load(#[from] StoreError),
+}
+
+/// Tells the scheduler that a job was created, changed, paused, resumed or deleted.
+#[derive(Clone, Debug)]
+pub struct SchedulerHandle {
+    changes: mpsc::UnboundedSender<String>,
+}
+
+impl SchedulerHandle {
+    /// The job `name` changed in the store; the scheduler reloads it.
+    pub fn job_changed(&self, name: &str) {
+        let _ = self.changes.send(name.to_owned());
+    }
+}
+
+struct Entry {
+    generation: u64,
+    version: i64,
+    cursor: Timestamp,
+    schedule: Schedule,
+    tz: TimeZone,
+    anchor: Timestamp,
+    spec: JobSpec,
+}
+
+/// The scheduler loop.
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    config: SchedulerConfig,
+    work_ready: Arc<Notify>,
+    changes: mpsc::UnboundedReceiver<String>,
+    entries: HashMap<String, Entry>,
+    heap: BinaryHeap<Reverse<(Timestamp, u64, String)>>,
+    generation: u64,
+}
+
+impl Scheduler {
+    /// Build a scheduler and the handle through which job changes reach it. `work_ready` is
+    /// notified whenever runs were queued.
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: SchedulerConfig,
+        work_ready: Arc<Notify>,
+    ) -> (Scheduler, SchedulerHandle) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Scheduler {
+                store,
+                config,
+                work_ready,
+                changes: rx,
+                entries: HashMap::new(),
+                heap: BinaryHeap::new(),
+                generation: 0,
+            },
+            SchedulerHandle { changes: tx },
+        )
+    }
+
+    /// Number of jobs in the timer heap.
+    pub fn scheduled_jobs(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn insert(&mut self, e: ScheduleEntry) {
+        let valid = match e.spec.validate() {
+            Ok(v) => v,
+            Err(err) => {
+                tracing::warn!(message = "stored job is invalid; not scheduled", job = %e.name, error = %err);
+                self.entries.remove(&e.name);
+                return;
+            }
+        };
+        let Some(schedule) = valid.schedule else {
+            self.entries.remove(&e.name);
+            return;
+        };
+        self.generation += 1;
+        self.heap
+            .push(Reverse((e.next_fire_at, self.generation, e.name.clone())));
+        self.entries.insert(
+            e.name,
+            Entry {
+                generation: self.generation,
+                version: e.version,
+                cursor: e.next_fire_at,
+                schedule,
+                tz: valid.timezone,
+                anchor: e.created_at,
+                spec: e.spec,
+            },
+        );
+    }
+
+    /// Load every scheduled job from the store (called at start).
+    pub async fn load(&mut self) -> Result<(), SchedulerError> {
+        let entries = self.store.schedule_entries().await?;
+        self.entries.clear();
+        self.heap.clear();
+        let n = entries.len();
+        for e in entries {
+            self.insert(e);
+        }
+        tracing::info!(message = "schedules loaded", jobs = n);
+        metrics::gauge!("tempora_scheduled_jobs").set(self.entries.len() as f64);
+        Ok(())
+    }
+
+    async fn reload(&mut self, name: &str) {
+        match self.store.get_job(name).await {
+            Ok(Some(rec)) => match rec.next_fire_at {
+                Some(next) if !rec.spec.paused => self.insert(ScheduleEntry {
+                    name: name.to_owned(),
+                    version: rec.version,
+                    next_fire_at: next,
+                    spec: rec.spec,
+                    created_at: rec.created_at,
+                }),
+                _ => {
+                    self.entries.remove(name);
+                }
+            },
+            Ok(None) => {
+                self.entries.remove(name);
+            }
+            Err(e) => {
+                tracing::warn!(message = "cannot reload job; will retry", job = name, error = %e);
+                // Keep what we have; the fire will be refused as stale if it changed.
+            }
+        }
+        metrics::gauge!("tempora_scheduled_jobs").set(self.entries.len() as f64);
+    }
+
+    /// Run until `shutdown` fires. Loads the schedules first.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
+        self.load().await?;
+        loop {
+            while let Ok(name) = self.changes.try_recv() {
+                self.reload(&name).await;
+            }
+            let now = Timestamp::now();
+            let due = self.pop_due(now);
+            if !due.is_empty() {
+                self.fire(due, now, &shutdown).await;
+                continue;
+            }
+            let sleep_for = match self.heap.peek() {
+                Some(Reverse((at, _, _))) => {
+                    Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO)
+                }
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(name) = self.changes.recv() => self.reload(&name).await,
+                _ = tokio::time::sleep(sleep_for) => {}
+            }
+        }
+        tracing::info!(message = "scheduler stopped");
+        Ok(())
+    }
+
+    fn pop_due(&mut self, now: Timestamp) -> Vec<String> {
+        let mut due = Vec::new();
+        while let Some(Reverse((at, generation, _))) = self.heap.peek() {
+            if *at > now || due.len() >= self.config.batch_max {
+                break;
+            }
+            let generation = *generation;
+            let Some(Reverse((_, _, name))) = self.heap.pop() else {
+                break;
+            };
+            if self
+                .entries
+                .get(&name)
+                .is_some_and(|e| e.generation == generation)
+            {
+                due.push(name);
+            }
+        }
+        due
+    }
+
+    fn plan(&self, name: &str, now: Timestamp) -> Option<FireRequest> {
+        let e = self.entries.get(name)?;
+        let mut due: VecDeque<Timestamp> = VecDeque::new();
+        due.push_back(e.cursor);
+        let mut omitted = 0u64;
+        let mut first_omitted = None;
+        let mut c = e.cursor;
+        let next = loop {
+            match e.schedule.next_after(c, &e.tz, e.anchor) {
+                Some(n) if n <= now => {
+                    due.push_back(n);
+                    if due.len() > MAX_RECORDED_MISSED {
+                        let dropped = due.pop_front();
+                        first_omitted = first_omitted.or(dropped);
+                        omitted += 1;
+                    }
+                    c = n;
+                }
+                other => break other,
+            }
+        };
+        let due: Vec<Timestamp> = due.into();
+        let occurrences = plan_misfire(e.spec.misfire, e.spec.epsilon, &due, now);
+        let skipped_note = first_omitted.map(|first| {
+            format!("{omitted} older missed occurrences (from {first}) were not recorded one by one")
+        });
+        Some(FireRequest {
+            job: name.to_owned(),
+            version: e.version,
+            expected_cursor: e.cursor,
+            occurrences,
+            skipped_note,
+            next_cursor: next,
+        })
+    }
+
+    async fn fire(&mut self, due: Vec<String>, now: Timestamp, shutdown: &CancellationToken) {
+        let requests: Vec<FireRequest> = due.iter().filter_map(|n| self.plan(n, now)).collect();
+        let lags: Vec<f64> = requests
+            .iter()
+            .flat_map(|r| r.occurrences.iter())
+            .filter(|o| o.disposition == Disposition::Run)
+            .map(|o| now.duration_since(o.at).as_secs_f64())
+            .collect();
+        let next: HashMap<String, Option<Timestamp>> = requests
+            .iter()
+            .map(|r| (r.job.clone(), r.next_cursor))
+            .collect();
+        match self.store.fire(requests, now).await {
+            Ok(outcomes) => {
+                for l in lags {
+                    metrics::histogram!("tempora_schedule_lag_seconds").record(l);
+                }
+                let mut queued_any = false;
+                for o in outcomes {
+                    match o {
+                        FireOutcome::Fired {
+                            job,
+                            queued,
+                            skipped,
+                        } => {
+                            queued_any |= !queued.is_empty();
+                            metrics::counter!("tempora_occurrences_total", "disposition" => "queued")
+                                .increment(queued.len() as u64);
+                            metrics::counter!("tempora_occurrences_total", "disposition" => "skipped")
+                                .increment(skipped as u64);
+                            self.advance(&job, next.get(&job).copied().flatten());
+                        }
+                        FireOutcome::Stale { job } => self.reload(&job).await,
+                    }
+                }
+                if queued_any {
+                    self.work_ready.notify_one();
+                }
+            }
+            Err(e) => {
+                tracing::error!(message = "fire failed; will retry", error = %e, jobs = due.len());
+                // Put the jobs back unchanged and wait a little (e.g. database restarting).
+                for name in &due {
+                    if let Some(en) = self.entries.get(name) {
+                        self.heap
+                            .push(Reverse((en.cursor, en.generation, name.clone())));
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(self.config.error_backoff) => {}
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, job: &str, next: Option<Timestamp>) {
+        match next {
+            Some(n) => {
+                if let Some(e) = self.entries.get_mut(job) {
+                    e.cursor = n;
+                    self.heap.push(Reverse((n, e.generation, job.to_owned())));
+                }
+            }
+            None => {
+                self.entries.remove(job);
+            }
+        }
+    }
+}

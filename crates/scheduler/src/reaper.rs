@@ -1,0 +1,36 @@
+//! The reaper: runs whose worker stopped renewing the lease become `lost`, then are retried
+//! per the job's policy (the store queues the retry in the same transaction).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tempora_store::Store;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Check for expired leases every `every` until `shutdown`.
+pub async fn run_reaper(
+    store: Arc<dyn Store>,
+    every: Duration,
+    work_ready: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        match store.reap_expired(Timestamp::now()).await {
+            Ok(ids) if !ids.is_empty() => {
+                tracing::warn!(message = "runs lost: their worker stopped renewing its lease", runs = ?ids);
+                metrics::counter!("tempora_runs_reaped_total").increment(ids.len() as u64);
+                work_ready.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(message = "reaper failed", error = %e),
+        }
+    }
+}

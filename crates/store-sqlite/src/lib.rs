@@ -1,0 +1,419 @@
+//! `tempora-store-sqlite`: the embedded SQLite implementation of [`tempora_store::Store`].
+//!
+//! - One file in WAL mode (`synchronous=NORMAL`: a process crash loses nothing committed).
+//! - Writes go through one writer thread with group commit ([`writer`]); the claim query, the
+//!   fire and the result path are in [`ops`].
+//! - Reads use a small pool of read-only connections on blocking threads (WAL readers never
+//!   block the writer).
+
+mod ops;
+mod rows;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tempora_core::job::JobSpec;
+use tempora_core::run::{Run, RunOverrides, RunState};
+use tempora_store::{
+    ClaimedRun, FireOutcome, FireRequest, JobRecord, LogSlice, PutMode, PutOutcome, RunResult,
+    ScheduleEntry, Store, StoreCounts, StoreError, StoreOptions, StoreResult,
+};
+
+use rows::{JOB_COLS, RUN_COLS, db, job_from_row, job_record, load_job, load_run, run_from_row};
+use writer::Writer;
+
+/// Most idle read connections kept.
+const MAX_IDLE_READERS: usize = 8;
+
+/// Errors opening the database.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// SQLite refused to open or migrate.
+    #[error("cannot open SQLite database {path}: {source}")]
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: rusqlite::Error,
+    },
+    /// The writer thread could not start.
+    #[error("cannot start the SQLite writer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<ReaderPool>,
+    options: StoreOptions,
+}
+
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    fn take(&self) -> StoreResult<Connection> {
+        if let Some(c) = self.idle.lock().ok().and_then(|mut v| v.pop()) {
+            return Ok(c);
+        }
+        let c = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db)?;
+        c.busy_timeout(Duration::from_secs(5)).map_err(db)?;
+        Ok(c)
+    }
+
+    fn give_back(&self, c: Connection) {
+        if let Ok(mut v) = self.idle.lock()
+            && v.len() < MAX_IDLE_READERS
+        {
+            v.push(c);
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) `tempora.db` in `data_dir`, apply migrations, start the writer.
+    pub fn open(data_dir: &Path, options: StoreOptions) -> Result<SqliteStore, OpenError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| OpenError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join("tempora.db");
+        let err = |source| OpenError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; \
+             PRAGMA cache_size = -65536;",
+        )
+        .map_err(err)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        schema::migrate(&conn).map_err(err)?;
+        let writer = Writer::start(conn).map_err(OpenError::Thread)?;
+        Ok(SqliteStore {
+            writer,
+            readers: Arc::new(ReaderPool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+            options,
+        })
+    }
+
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let r = f(&conn);
+            pool.give_back(conn);
+            r
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(())).map_err(db)
+        })
+        .await
+    }
+
+    async fn put_job(&self, spec: JobSpec, mode: PutMode, now: Timestamp) -> StoreResult<PutOutcome> {
+        // Validate before queueing, so bad input never reaches the writer.
+        spec.validate()?;
+        self.writer
+            .write(move |c| ops::put_job(c, spec, mode, now))
+            .await
+    }
+
+    async fn get_job(&self, name: &str) -> StoreResult<Option<JobRecord>> {
+        let name = name.to_owned();
+        self.read(move |c| load_job(c, &name)).await
+    }
+
+    async fn list_jobs(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<JobRecord>> {
+        let after = after.unwrap_or("").to_owned();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {JOB_COLS} FROM jobs WHERE name > ?1 ORDER BY name LIMIT ?2"
+                ))
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![after, limit], job_from_row)
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (spec, parts) = r.map_err(db)?;
+                out.push(job_record(&spec, parts)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_job(&self, name: &str) -> StoreResult<bool> {
+        let name = name.to_owned();
+        self.writer.write(move |c| ops::delete_job(c, &name)).await
+    }
+
+    async fn set_paused(&self, name: &str, paused: bool, now: Timestamp) -> StoreResult<JobRecord> {
+        let name = name.to_owned();
+        self.writer
+            .write(move |c| ops::set_paused(c, &name, paused, now))
+            .await
+    }
+
+    async fn schedule_entries(&self) -> StoreResult<Vec<ScheduleEntry>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT name, version, next_fire_at, spec, created_at FROM jobs \
+                     WHERE paused = 0 AND next_fire_at IS NOT NULL",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for r in rows {
+                let (name, version, next, spec, created) = r.map_err(db)?;
+                out.push(ScheduleEntry {
+                    name,
+                    version,
+                    next_fire_at: rows::ts(next),
+                    spec: rows::parse_spec(&spec)?,
+                    created_at: rows::ts(created),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn fire(&self, requests: Vec<FireRequest>, now: Timestamp) -> StoreResult<Vec<FireOutcome>> {
+        self.writer.write(move |c| ops::fire(c, requests, now)).await
+    }
+
+    async fn trigger_run(
+        &self,
+        job: &str,
+        overrides: RunOverrides,
+        force: bool,
+        now: Timestamp,
+    ) -> StoreResult<Run> {
+        let job = job.to_owned();
+        self.writer
+            .write(move |c| ops::trigger_run(c, &job, overrides, force, now))
+            .await
+    }
+
+    async fn claim_runs(
+        &self,
+        worker: &str,
+        max: usize,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Vec<ClaimedRun>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let worker = worker.to_owned();
+        self.writer
+            .write(move |c| ops::claim_runs(c, &worker, max, now, lease))
+            .await
+    }
+
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        run_ids: &[i64],
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Vec<i64>> {
+        if run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let worker = worker.to_owned();
+        let ids = run_ids.to_vec();
+        self.writer
+            .write(move |c| ops::heartbeat(c, &worker, &ids, now, lease))
+            .await
+    }
+
+    async fn append_log(&self, run_id: i64, data: Vec<u8>) -> StoreResult<()> {
+        let max = self.options.max_log_bytes;
+        self.writer
+            .write(move |c| ops::append_log(c, run_id, &data, max))
+            .await
+    }
+
+    async fn finish_runs(&self, worker: &str, results: Vec<RunResult>) -> StoreResult<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let worker = worker.to_owned();
+        let max = self.options.max_log_bytes;
+        let now = Timestamp::now();
+        self.writer
+            .write(move |c| ops::finish_runs(c, &worker, results, max, now))
+            .await
+    }
+
+    async fn recover_worker(&self, worker: &str, reason: &str, now: Timestamp) -> StoreResult<Vec<i64>> {
+        let worker = worker.to_owned();
+        let reason = reason.to_owned();
+        self.writer
+            .write(move |c| ops::recover_worker(c, &worker, &reason, now))
+            .await
+    }
+
+    async fn reap_expired(&self, now: Timestamp) -> StoreResult<Vec<i64>> {
+        self.writer.write(move |c| ops::reap_expired(c, now)).await
+    }
+
+    async fn request_cancel(&self, run_id: i64, now: Timestamp) -> StoreResult<Run> {
+        self.writer
+            .write(move |c| ops::request_cancel(c, run_id, now))
+            .await
+    }
+
+    async fn get_run(&self, id: i64) -> StoreResult<Option<Run>> {
+        self.read(move |c| load_run(c, id)).await
+    }
+
+    async fn list_runs(&self, job: &str, before: Option<i64>, limit: u32) -> StoreResult<Vec<Run>> {
+        let job = job.to_owned();
+        let before = before.unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLS} FROM runs WHERE job = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
+                ))
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![job, before, limit], run_from_row)
+                .map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn read_log(&self, run_id: i64, offset: u64, max: usize) -> StoreResult<Option<LogSlice>> {
+        self.read(move |c| {
+            let row: Option<(String, i64, i64)> = c
+                .prepare_cached("SELECT state, log_size, log_dropped FROM runs WHERE id = ?1")
+                .map_err(db)?
+                .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+                .map_err(db)?;
+            let Some((state, size, dropped)) = row else {
+                return Ok(None);
+            };
+            let state: RunState = state
+                .parse()
+                .map_err(|e: tempora_core::run::UnknownName| StoreError::Backend(e.to_string()))?;
+            let req = i64::try_from(offset).unwrap_or(i64::MAX);
+            let start = req.max(dropped).min(size);
+            let mut data = Vec::new();
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT offset, data FROM run_logs WHERE run_id = ?1 AND offset >= \
+                     COALESCE((SELECT MAX(offset) FROM run_logs WHERE run_id = ?1 AND offset <= ?2), 0) \
+                     ORDER BY offset",
+                )
+                .map_err(db)?;
+            let mut rows = stmt.query(params![run_id, start]).map_err(db)?;
+            while let Some(r) = rows.next().map_err(db)? {
+                let off: i64 = r.get(0).map_err(db)?;
+                let bytes: Vec<u8> = r.get(1).map_err(db)?;
+                let end = off + bytes.len() as i64;
+                if end <= start {
+                    continue;
+                }
+                let from = (start - off).max(0) as usize;
+                let room = max.saturating_sub(data.len());
+                let take = (bytes.len() - from).min(room);
+                data.extend_from_slice(&bytes[from..from + take]);
+                if data.len() >= max {
+                    break;
+                }
+            }
+            let start_u = u64::try_from(start).unwrap_or(0);
+            Ok(Some(LogSlice {
+                next_offset: start_u + data.len() as u64,
+                data,
+                offset: start_u,
+                dropped_before: u64::try_from(dropped).unwrap_or(0).saturating_sub(offset),
+                state,
+            }))
+        })
+        .await
+    }
+
+    async fn counts(&self) -> StoreResult<StoreCounts> {
+        self.read(|c| {
+            let (jobs, paused): (i64, i64) = c
+                .query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(paused), 0) FROM jobs",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(db)?;
+            let (queued, running): (i64, i64) = c
+                .query_row(
+                    "SELECT COALESCE(SUM(state = 'queued'), 0), COALESCE(SUM(state = 'running'), 0) \
+                     FROM runs WHERE state IN ('queued', 'running')",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(db)?;
+            Ok(StoreCounts {
+                jobs: jobs.max(0) as u64,
+                paused_jobs: paused.max(0) as u64,
+                queued: queued.max(0) as u64,
+                running: running.max(0) as u64,
+            })
+        })
+        .await
+    }
+}
+

@@ -1,0 +1,662 @@
+//! Transaction bodies of the write operations. Each function runs inside the writer's
+//! transaction (and its own savepoint); any error rolls the operation back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+use tempora_core::job::JobSpec;
+use tempora_core::policy::{self, Disposition, OverlapAction};
+use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
+use tempora_store::{
+    ClaimedRun, FireOutcome, FireRequest, JobRecord, PutMode, PutOutcome, RunResult, StoreError,
+    StoreResult, compute_cursor,
+};
+
+use crate::rows::{RUN_COLS, db, load_job, load_run, parse_spec, run_from_row, ts, us};
+
+fn add(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(d).unwrap_or(t)
+}
+
+/// Create or replace a job.
+pub fn put_job(c: &Connection, spec: JobSpec, mode: PutMode, now: Timestamp) -> StoreResult<PutOutcome> {
+    let prev = load_job(c, &spec.name)?;
+    if mode == PutMode::Create && prev.is_some() {
+        return Err(StoreError::JobExists(spec.name));
+    }
+    let created_at = prev.as_ref().map_or(now, |p| p.created_at);
+    let cursor = compute_cursor(&spec, created_at, now, prev.as_ref())?;
+    let json = serde_json::to_string(&spec).map_err(|e| StoreError::Backend(e.to_string()))?;
+    if prev.is_some() {
+        c.prepare_cached(
+            "UPDATE jobs SET spec = ?2, updated_at = ?3, version = version + 1, paused = ?4, \
+             next_fire_at = ?5 WHERE name = ?1",
+        )
+        .map_err(db)?
+        .execute(params![spec.name, json, us(now), spec.paused, cursor.map(us)])
+        .map_err(db)?;
+    } else {
+        c.prepare_cached(
+            "INSERT INTO jobs (name, spec, created_at, updated_at, version, paused, next_fire_at) \
+             VALUES (?1, ?2, ?3, ?3, 1, ?4, ?5)",
+        )
+        .map_err(db)?
+        .execute(params![spec.name, json, us(now), spec.paused, cursor.map(us)])
+        .map_err(db)?;
+    }
+    let record = load_job(c, &spec.name)?
+        .ok_or_else(|| StoreError::Backend("job vanished after write".into()))?;
+    Ok(PutOutcome {
+        record,
+        created: prev.is_none(),
+    })
+}
+
+/// Delete a job, its runs and their output.
+pub fn delete_job(c: &Connection, name: &str) -> StoreResult<bool> {
+    c.prepare_cached("DELETE FROM run_logs WHERE run_id IN (SELECT id FROM runs WHERE job = ?1)")
+        .map_err(db)?
+        .execute([name])
+        .map_err(db)?;
+    c.prepare_cached("DELETE FROM runs WHERE job = ?1")
+        .map_err(db)?
+        .execute([name])
+        .map_err(db)?;
+    let n = c
+        .prepare_cached("DELETE FROM jobs WHERE name = ?1")
+        .map_err(db)?
+        .execute([name])
+        .map_err(db)?;
+    Ok(n > 0)
+}
+
+/// Pause or resume a job.
+pub fn set_paused(c: &Connection, name: &str, paused: bool, now: Timestamp) -> StoreResult<JobRecord> {
+    let prev = load_job(c, name)?.ok_or_else(|| StoreError::JobNotFound(name.to_owned()))?;
+    if prev.spec.paused == paused {
+        return Ok(prev);
+    }
+    let mut spec = prev.spec.clone();
+    spec.paused = paused;
+    // Resuming starts from now: the paused period is not backfilled.
+    let cursor = compute_cursor(&spec, prev.created_at, now, None)?;
+    let json = serde_json::to_string(&spec).map_err(|e| StoreError::Backend(e.to_string()))?;
+    c.prepare_cached(
+        "UPDATE jobs SET spec = ?2, updated_at = ?3, version = version + 1, paused = ?4, \
+         next_fire_at = ?5 WHERE name = ?1",
+    )
+    .map_err(db)?
+    .execute(params![name, json, us(now), paused, cursor.map(us)])
+    .map_err(db)?;
+    load_job(c, name)?.ok_or_else(|| StoreError::JobNotFound(name.to_owned()))
+}
+
+/// A run row to insert.
+struct NewRun<'a> {
+    job: &'a str,
+    trigger: Trigger,
+    origin: Trigger,
+    scheduled_for: Timestamp,
+    attempt: u32,
+    state: RunState,
+    hold: bool,
+    now: Timestamp,
+    not_before: Timestamp,
+    error: Option<&'a str>,
+    overrides: &'a RunOverrides,
+}
+
+/// Insert a run; None when the occurrence already exists (exactly once).
+fn insert_run(c: &Connection, r: NewRun<'_>) -> StoreResult<Option<i64>> {
+    let overrides = if r.overrides.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(r.overrides).map_err(|e| StoreError::Backend(e.to_string()))?)
+    };
+    let finished = r.state.is_final().then_some(us(r.now));
+    c.prepare_cached(
+        "INSERT OR IGNORE INTO runs (job, trigger, origin, scheduled_for, attempt, state, hold, \
+         queued_at, not_before, finished_at, error, overrides) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+    )
+    .map_err(db)?
+    .query_row(
+        params![
+            r.job,
+            r.trigger.as_str(),
+            r.origin.as_str(),
+            us(r.scheduled_for),
+            r.attempt,
+            r.state.as_str(),
+            r.hold,
+            us(r.now),
+            us(r.not_before),
+            finished,
+            r.error,
+            overrides
+        ],
+        |row| row.get(0),
+    )
+    .optional()
+    .map_err(db)
+}
+
+/// (active, held) run counts of a job: active = running or claimable queued.
+fn active_counts(c: &Connection, job: &str) -> StoreResult<(u64, u64)> {
+    c.prepare_cached(
+        "SELECT COALESCE(SUM(hold = 0), 0), COALESCE(SUM(hold = 1), 0) FROM runs \
+         WHERE job = ?1 AND state IN ('queued', 'running')",
+    )
+    .map_err(db)?
+    .query_row([job], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+    .map(|(a, h)| (a.max(0) as u64, h.max(0) as u64))
+    .map_err(db)
+}
+
+/// Ask the job's running runs to stop and cancel its queued ones (`concurrency: replace`).
+fn replace_active(c: &Connection, job: &str, now: Timestamp) -> StoreResult<()> {
+    c.prepare_cached(
+        "UPDATE runs SET cancel_requested = 1 WHERE job = ?1 AND state = 'running'",
+    )
+    .map_err(db)?
+    .execute([job])
+    .map_err(db)?;
+    c.prepare_cached(
+        "UPDATE runs SET state = 'cancelled', finished_at = ?2, \
+         error = 'replaced by a newer run (concurrency: replace)' \
+         WHERE job = ?1 AND state = 'queued'",
+    )
+    .map_err(db)?
+    .execute(params![job, us(now)])
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Create the run of a new occurrence or trigger under the job's overlap policy.
+/// Returns the id and whether it was queued (false: skipped).
+#[allow(clippy::too_many_arguments)]
+fn admit_run(
+    c: &Connection,
+    spec: &JobSpec,
+    trigger: Trigger,
+    scheduled_for: Timestamp,
+    overrides: &RunOverrides,
+    force: bool,
+    now: Timestamp,
+    counts: &mut (u64, u64),
+) -> StoreResult<Option<(i64, bool)>> {
+    let base = |state, hold, error| NewRun {
+        job: &spec.name,
+        trigger,
+        origin: trigger,
+        scheduled_for,
+        attempt: 1,
+        state,
+        hold,
+        now,
+        not_before: now,
+        error,
+        overrides,
+    };
+    let action = policy::overlap(spec.concurrency, counts.0, counts.1, force);
+    let id = match &action {
+        OverlapAction::Start => insert_run(c, base(RunState::Queued, false, None))?,
+        OverlapAction::Hold => insert_run(c, base(RunState::Queued, true, None))?,
+        OverlapAction::ReplaceThenStart => {
+            replace_active(c, &spec.name, now)?;
+            insert_run(c, base(RunState::Queued, false, None))?
+        }
+        OverlapAction::Skip(reason) => {
+            insert_run(c, base(RunState::Skipped, false, Some(reason.as_str())))?
+        }
+    };
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let queued = match action {
+        OverlapAction::Start | OverlapAction::ReplaceThenStart => {
+            counts.0 += 1;
+            true
+        }
+        OverlapAction::Hold => {
+            counts.1 += 1;
+            true
+        }
+        OverlapAction::Skip(_) => false,
+    };
+    Ok(Some((id, queued)))
+}
+
+/// Record a batch of due occurrences and advance the cursors.
+pub fn fire(c: &Connection, requests: Vec<FireRequest>, now: Timestamp) -> StoreResult<Vec<FireOutcome>> {
+    let mut out = Vec::with_capacity(requests.len());
+    let no_overrides = RunOverrides::default();
+    for req in requests {
+        let row: Option<(i64, Option<i64>, bool, String)> = c
+            .prepare_cached("SELECT version, next_fire_at, paused, spec FROM jobs WHERE name = ?1")
+            .map_err(db)?
+            .query_row([&req.job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .optional()
+            .map_err(db)?;
+        let Some((version, cursor, paused, spec_json)) = row else {
+            out.push(FireOutcome::Stale { job: req.job });
+            continue;
+        };
+        if version != req.version || cursor != Some(us(req.expected_cursor)) || paused {
+            out.push(FireOutcome::Stale { job: req.job });
+            continue;
+        }
+        let spec = parse_spec(&spec_json)?;
+        let mut counts = active_counts(c, &req.job)?;
+        let mut queued = Vec::new();
+        let mut skipped = 0usize;
+        let mut note = req.skipped_note.as_deref();
+        for occ in &req.occurrences {
+            match &occ.disposition {
+                Disposition::Skip(reason) => {
+                    let reason = match note.take() {
+                        Some(n) => format!("{reason}; {n}"),
+                        None => reason.clone(),
+                    };
+                    let r = NewRun {
+                        job: &req.job,
+                        trigger: Trigger::Schedule,
+                        origin: Trigger::Schedule,
+                        scheduled_for: occ.at,
+                        attempt: 1,
+                        state: RunState::Skipped,
+                        hold: false,
+                        now,
+                        not_before: occ.at,
+                        error: Some(&reason),
+                        overrides: &no_overrides,
+                    };
+                    if insert_run(c, r)?.is_some() {
+                        skipped += 1;
+                    }
+                }
+                Disposition::Run => {
+                    match admit_run(
+                        c,
+                        &spec,
+                        Trigger::Schedule,
+                        occ.at,
+                        &no_overrides,
+                        false,
+                        now,
+                        &mut counts,
+                    )? {
+                        Some((id, true)) => queued.push(id),
+                        Some((_, false)) => skipped += 1,
+                        None => {}
+                    }
+                }
+            }
+        }
+        // Scheduled runs become claimable at their occurrence time (they are due now).
+        c.prepare_cached("UPDATE jobs SET next_fire_at = ?2 WHERE name = ?1")
+            .map_err(db)?
+            .execute(params![req.job, req.next_cursor.map(us)])
+            .map_err(db)?;
+        out.push(FireOutcome::Fired {
+            job: req.job,
+            queued,
+            skipped,
+        });
+    }
+    Ok(out)
+}
+
+/// Trigger a run now.
+pub fn trigger_run(
+    c: &Connection,
+    job: &str,
+    overrides: RunOverrides,
+    force: bool,
+    now: Timestamp,
+) -> StoreResult<Run> {
+    let rec = load_job(c, job)?.ok_or_else(|| StoreError::JobNotFound(job.to_owned()))?;
+    let mut counts = active_counts(c, job)?;
+    let (id, _) = admit_run(
+        c,
+        &rec.spec,
+        Trigger::Manual,
+        now,
+        &overrides,
+        force,
+        now,
+        &mut counts,
+    )?
+    .ok_or_else(|| StoreError::Backend("manual run was not inserted".into()))?;
+    load_run(c, id)?.ok_or(StoreError::RunNotFound(id))
+}
+
+/// Claim runnable queued runs for a worker.
+pub fn claim_runs(
+    c: &Connection,
+    worker: &str,
+    max: usize,
+    now: Timestamp,
+    lease: Duration,
+) -> StoreResult<Vec<ClaimedRun>> {
+    let lease_until = add(now, lease);
+    let runs: Vec<Run> = c
+        .prepare_cached(&format!(
+            "UPDATE runs SET state = 'running', worker = ?1, started_at = ?2, lease_expires_at = ?3 \
+             WHERE id IN (SELECT id FROM runs WHERE state = 'queued' AND hold = 0 AND not_before <= ?2 \
+                          ORDER BY not_before, id LIMIT ?4) \
+             RETURNING {RUN_COLS}"
+        ))
+        .map_err(db)?
+        .query_map(
+            params![worker, us(now), us(lease_until), max as i64],
+            run_from_row,
+        )
+        .map_err(db)?
+        .collect::<Result<_, _>>()
+        .map_err(db)?;
+    let mut specs: HashMap<String, JobSpec> = HashMap::new();
+    let mut out = Vec::with_capacity(runs.len());
+    for run in runs {
+        let spec = match specs.get(&run.job) {
+            Some(s) => s.clone(),
+            None => {
+                let json: String = c
+                    .prepare_cached("SELECT spec FROM jobs WHERE name = ?1")
+                    .map_err(db)?
+                    .query_row([&run.job], |r| r.get(0))
+                    .map_err(db)?;
+                let s = parse_spec(&json)?;
+                specs.insert(run.job.clone(), s.clone());
+                s
+            }
+        };
+        out.push(ClaimedRun {
+            run,
+            spec,
+            lease_expires_at: lease_until,
+        });
+    }
+    // RETURNING order is unspecified; hand runs out oldest first.
+    out.sort_by_key(|c| (c.run.not_before, c.run.id));
+    Ok(out)
+}
+
+/// Renew leases; return the ids that must stop.
+pub fn heartbeat(
+    c: &Connection,
+    worker: &str,
+    ids: &[i64],
+    now: Timestamp,
+    lease: Duration,
+) -> StoreResult<Vec<i64>> {
+    let until = us(add(now, lease));
+    let mut stop = Vec::new();
+    let mut stmt = c
+        .prepare_cached(
+            "UPDATE runs SET lease_expires_at = ?3 WHERE id = ?1 AND state = 'running' \
+             AND worker = ?2 RETURNING cancel_requested",
+        )
+        .map_err(db)?;
+    for &id in ids {
+        let flag: Option<i64> = stmt
+            .query_row(params![id, worker, until], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
+        if flag != Some(0) {
+            stop.push(id);
+        }
+    }
+    Ok(stop)
+}
+
+/// Append output to a run, keeping at most `max` bytes (the tail).
+pub fn append_log(c: &Connection, run_id: i64, data: &[u8], max: u64) -> StoreResult<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let row: Option<(i64, i64)> = c
+        .prepare_cached("SELECT log_size, log_dropped FROM runs WHERE id = ?1")
+        .map_err(db)?
+        .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(db)?;
+    let Some((size, mut dropped)) = row else {
+        return Ok(()); // the run was deleted with its job
+    };
+    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    c.prepare_cached("INSERT INTO run_logs (run_id, offset, data) VALUES (?1, ?2, ?3)")
+        .map_err(db)?
+        .execute(params![run_id, size, data])
+        .map_err(db)?;
+    let new_size = size + data.len() as i64;
+    // Drop whole chunks from the front until the kept bytes fit, trimming the last one.
+    while new_size - dropped > max {
+        let first: Option<(i64, Vec<u8>)> = c
+            .prepare_cached(
+                "SELECT offset, data FROM run_logs WHERE run_id = ?1 ORDER BY offset LIMIT 1",
+            )
+            .map_err(db)?
+            .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(db)?;
+        let Some((off, bytes)) = first else { break };
+        let excess = new_size - dropped - max;
+        c.prepare_cached("DELETE FROM run_logs WHERE run_id = ?1 AND offset = ?2")
+            .map_err(db)?
+            .execute(params![run_id, off])
+            .map_err(db)?;
+        if (bytes.len() as i64) <= excess {
+            dropped = off + bytes.len() as i64;
+        } else {
+            let keep = &bytes[excess as usize..];
+            c.prepare_cached("INSERT INTO run_logs (run_id, offset, data) VALUES (?1, ?2, ?3)")
+                .map_err(db)?
+                .execute(params![run_id, off + excess, keep])
+                .map_err(db)?;
+            dropped = off + excess;
+        }
+    }
+    c.prepare_cached("UPDATE runs SET log_size = ?2, log_dropped = ?3 WHERE id = ?1")
+        .map_err(db)?
+        .execute(params![run_id, new_size, dropped])
+        .map_err(db)?;
+    Ok(())
+}
+
+/// What a run that just ended needs for its follow-up.
+struct Ended {
+    id: i64,
+    job: String,
+    origin: String,
+    scheduled_for: i64,
+    attempt: u32,
+    overrides: Option<String>,
+}
+
+const ENDED_COLS: &str = "id, job, origin, scheduled_for, attempt, overrides";
+
+fn ended_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Ended> {
+    Ok(Ended {
+        id: r.get(0)?,
+        job: r.get(1)?,
+        origin: r.get(2)?,
+        scheduled_for: r.get(3)?,
+        attempt: r.get(4)?,
+        overrides: r.get(5)?,
+    })
+}
+
+/// After a run reached a final state: counters, retry, release of a held run.
+fn after_final(c: &Connection, e: &Ended, state: RunState, now: Timestamp) -> StoreResult<()> {
+    let Some(rec) = load_job(c, &e.job)? else {
+        return Ok(());
+    };
+    match state {
+        RunState::Succeeded => {
+            c.prepare_cached(
+                "UPDATE jobs SET success_count = success_count + 1, last_success_at = ?2 WHERE name = ?1",
+            )
+            .map_err(db)?
+            .execute(params![e.job, us(now)])
+            .map_err(db)?;
+        }
+        RunState::Failed | RunState::TimedOut | RunState::Lost => {
+            c.prepare_cached(
+                "UPDATE jobs SET error_count = error_count + 1, last_error_at = ?2 WHERE name = ?1",
+            )
+            .map_err(db)?
+            .execute(params![e.job, us(now)])
+            .map_err(db)?;
+        }
+        _ => {}
+    }
+    if policy::should_retry(&rec.spec, state, e.attempt) {
+        let delay = policy::retry_delay(&rec.spec, e.attempt);
+        let overrides: RunOverrides = match &e.overrides {
+            Some(s) => serde_json::from_str(s).unwrap_or_default(),
+            None => RunOverrides::default(),
+        };
+        let origin = e.origin.parse::<Trigger>().unwrap_or(Trigger::Schedule);
+        insert_run(
+            c,
+            NewRun {
+                job: &e.job,
+                trigger: Trigger::Retry,
+                origin,
+                scheduled_for: ts(e.scheduled_for),
+                attempt: e.attempt + 1,
+                state: RunState::Queued,
+                hold: false,
+                now,
+                not_before: add(now, delay),
+                error: None,
+                overrides: &overrides,
+            },
+        )?;
+    }
+    // Release a run waiting under `concurrency: queue` once nothing else is active.
+    let (active, held) = active_counts(c, &e.job)?;
+    if active == 0 && held > 0 {
+        c.prepare_cached(
+            "UPDATE runs SET hold = 0, not_before = ?2 WHERE id = \
+             (SELECT id FROM runs WHERE job = ?1 AND state = 'queued' AND hold = 1 ORDER BY id LIMIT 1)",
+        )
+        .map_err(db)?
+        .execute(params![e.job, us(now)])
+        .map_err(db)?;
+    }
+    let _ = e.id;
+    Ok(())
+}
+
+/// Record worker results.
+pub fn finish_runs(
+    c: &Connection,
+    worker: &str,
+    results: Vec<RunResult>,
+    max_log: u64,
+    now: Timestamp,
+) -> StoreResult<()> {
+    for r in results {
+        let ended: Option<Ended> = c
+            .prepare_cached(&format!(
+                "UPDATE runs SET state = ?3, finished_at = ?4, started_at = COALESCE(?5, started_at), \
+                 exit_code = ?6, signal = ?7, error = ?8, lease_expires_at = NULL \
+                 WHERE id = ?1 AND state = 'running' AND worker = ?2 RETURNING {ENDED_COLS}"
+            ))
+            .map_err(db)?
+            .query_row(
+                params![
+                    r.run_id,
+                    worker,
+                    r.state.as_str(),
+                    us(r.finished_at),
+                    r.started_at.map(us),
+                    r.exit_code,
+                    r.signal,
+                    r.error
+                ],
+                ended_from_row,
+            )
+            .optional()
+            .map_err(db)?;
+        let Some(ended) = ended else {
+            tracing::debug!(message = "result for a run no longer held by this worker", run_id = r.run_id, worker);
+            continue;
+        };
+        append_log(c, r.run_id, &r.log_tail, max_log)?;
+        after_final(c, &ended, r.state, now)?;
+    }
+    Ok(())
+}
+
+/// Mark runs lost by a condition, then apply the follow-ups.
+fn mark_lost(c: &Connection, sql: &str, p: &[&dyn rusqlite::ToSql], now: Timestamp) -> StoreResult<Vec<i64>> {
+    let ended: Vec<Ended> = c
+        .prepare_cached(sql)
+        .map_err(db)?
+        .query_map(p, ended_from_row)
+        .map_err(db)?
+        .collect::<Result<_, _>>()
+        .map_err(db)?;
+    for e in &ended {
+        after_final(c, e, RunState::Lost, now)?;
+    }
+    Ok(ended.into_iter().map(|e| e.id).collect())
+}
+
+/// All running runs of `worker` become lost.
+pub fn recover_worker(c: &Connection, worker: &str, reason: &str, now: Timestamp) -> StoreResult<Vec<i64>> {
+    let sql = format!(
+        "UPDATE runs SET state = 'lost', finished_at = ?2, error = ?3, lease_expires_at = NULL \
+         WHERE state = 'running' AND worker = ?1 RETURNING {ENDED_COLS}"
+    );
+    mark_lost(c, &sql, params![worker, us(now), reason], now)
+}
+
+/// Runs whose lease expired become lost.
+pub fn reap_expired(c: &Connection, now: Timestamp) -> StoreResult<Vec<i64>> {
+    let sql = format!(
+        "UPDATE runs SET state = 'lost', finished_at = ?1, \
+         error = 'lost: the worker stopped renewing its lease', lease_expires_at = NULL \
+         WHERE state = 'running' AND lease_expires_at < ?1 RETURNING {ENDED_COLS}"
+    );
+    mark_lost(c, &sql, params![us(now)], now)
+}
+
+/// Cancel a run.
+pub fn request_cancel(c: &Connection, id: i64, now: Timestamp) -> StoreResult<Run> {
+    let run = load_run(c, id)?.ok_or(StoreError::RunNotFound(id))?;
+    match run.state {
+        RunState::Queued => {
+            let ended: Option<Ended> = c
+                .prepare_cached(&format!(
+                    "UPDATE runs SET state = 'cancelled', finished_at = ?2, hold = 0, \
+                     error = 'cancelled before it started' WHERE id = ?1 AND state = 'queued' \
+                     RETURNING {ENDED_COLS}"
+                ))
+                .map_err(db)?
+                .query_row(params![id, us(now)], ended_from_row)
+                .optional()
+                .map_err(db)?;
+            if let Some(e) = ended {
+                after_final(c, &e, RunState::Cancelled, now)?;
+            }
+        }
+        RunState::Running => {
+            c.prepare_cached("UPDATE runs SET cancel_requested = 1 WHERE id = ?1")
+                .map_err(db)?
+                .execute([id])
+                .map_err(db)?;
+        }
+        s => {
+            return Err(StoreError::Conflict(format!(
+                "run {id} has already ended ({s})"
+            )));
+        }
+    }
+    load_run(c, id)?.ok_or(StoreError::RunNotFound(id))
+}

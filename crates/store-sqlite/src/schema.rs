@@ -1,0 +1,76 @@
+//! SQLite schema migrations, applied in order at open; the applied count is `PRAGMA user_version`.
+//!
+//! Timestamps are INTEGER microseconds since the Unix epoch (UTC).
+
+use rusqlite::Connection;
+
+/// Each entry is one migration; never edit a released one, append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: jobs, runs, run output.
+    r#"
+CREATE TABLE jobs (
+    name             TEXT PRIMARY KEY,
+    spec             TEXT NOT NULL,          -- JSON of tempora_core::job::JobSpec
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    version          INTEGER NOT NULL,
+    paused           INTEGER NOT NULL DEFAULT 0,
+    next_fire_at     INTEGER,                -- cursor: next occurrence not yet fired
+    success_count    INTEGER NOT NULL DEFAULT 0,
+    error_count      INTEGER NOT NULL DEFAULT 0,
+    last_success_at  INTEGER,
+    last_error_at    INTEGER
+);
+CREATE TABLE runs (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    job              TEXT NOT NULL,
+    trigger          TEXT NOT NULL,          -- schedule | manual | retry | dependency
+    origin           TEXT NOT NULL,          -- trigger of attempt 1 (retries inherit it)
+    scheduled_for    INTEGER NOT NULL,
+    attempt          INTEGER NOT NULL,
+    state            TEXT NOT NULL,
+    hold             INTEGER NOT NULL DEFAULT 0, -- waiting under concurrency: queue
+    queued_at        INTEGER NOT NULL,
+    not_before       INTEGER NOT NULL,
+    started_at       INTEGER,
+    finished_at      INTEGER,
+    exit_code        INTEGER,
+    signal           INTEGER,
+    worker           TEXT,
+    lease_expires_at INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    error            TEXT,
+    overrides        TEXT,
+    log_size         INTEGER NOT NULL DEFAULT 0, -- bytes ever appended
+    log_dropped      INTEGER NOT NULL DEFAULT 0  -- offset of the first byte still kept
+);
+-- Exactly once per occurrence: a scheduled occurrence is one row per attempt.
+CREATE UNIQUE INDEX runs_occurrence ON runs (job, scheduled_for, attempt) WHERE origin = 'schedule';
+CREATE INDEX runs_by_job ON runs (job, id);
+CREATE INDEX runs_claimable ON runs (not_before, id) WHERE state = 'queued' AND hold = 0;
+CREATE INDEX runs_active ON runs (job, state) WHERE state IN ('queued', 'running');
+CREATE INDEX runs_leases ON runs (lease_expires_at) WHERE state = 'running';
+CREATE TABLE run_logs (
+    run_id  INTEGER NOT NULL,
+    offset  INTEGER NOT NULL,                -- stream offset of data[0]
+    data    BLOB NOT NULL,
+    PRIMARY KEY (run_id, offset)
+) WITHOUT ROWID;
+"#,
+];
+
+/// Apply the migrations not yet applied, each in its own transaction.
+pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let applied: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version <= applied {
+            continue;
+        }
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {version}; COMMIT;"
+        ))?;
+        tracing::info!(message = "applied SQLite migration", version);
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! The single writer thread with group commit.
+//!
+//! SQLite allows one writer at a time. Instead of many connections contending for the write lock
+//! ("database is locked"), one thread owns the only writing connection. Operations queue up on a
+//! channel; the thread takes every queued operation (up to [`MAX_BATCH`]), runs them in one
+//! `BEGIN IMMEDIATE … COMMIT` transaction — each inside its own savepoint, so a failing operation
+//! is rolled back alone and stores nothing — and answers each caller after the commit. Under load
+//! this batches many fires, claims and results per fsync; when idle an operation commits alone.
+
+use std::sync::mpsc;
+
+use rusqlite::Connection;
+use tempora_store::{StoreError, StoreResult};
+use tokio::sync::oneshot;
+
+/// Most operations committed in one transaction.
+pub const MAX_BATCH: usize = 512;
+
+/// A queued write operation, type-erased.
+trait WriteOp: Send {
+    /// Run inside the open transaction; true when it succeeded (its savepoint is kept).
+    fn apply(&mut self, conn: &Connection) -> bool;
+    /// Deliver the result once the transaction's fate is known.
+    fn complete(self: Box<Self>, commit: Result<(), String>);
+}
+
+struct Op<T, F> {
+    f: Option<F>,
+    result: Option<StoreResult<T>>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> WriteOp for Op<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> StoreResult<T> + Send,
+{
+    fn apply(&mut self, conn: &Connection) -> bool {
+        let Some(f) = self.f.take() else {
+            return false;
+        };
+        let r = f(conn);
+        let ok = r.is_ok();
+        self.result = Some(r);
+        ok
+    }
+
+    fn complete(self: Box<Self>, commit: Result<(), String>) {
+        let res = match (commit, self.result) {
+            (Ok(()), Some(r)) => r,
+            (Err(e), Some(Err(op_err))) => {
+                // The operation failed on its own; report that, not the commit.
+                let _ = e;
+                Err(op_err)
+            }
+            (Err(e), _) => Err(StoreError::Backend(format!("commit failed: {e}"))),
+            (Ok(()), None) => Err(StoreError::Backend("operation was not executed".into())),
+        };
+        let _ = self.reply.send(res);
+    }
+}
+
+/// Handle to the writer thread.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Box<dyn WriteOp>>,
+}
+
+impl Writer {
+    /// Start the writer thread on `conn`.
+    pub fn start(conn: Connection) -> std::io::Result<Writer> {
+        let (tx, rx) = mpsc::channel::<Box<dyn WriteOp>>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))?;
+        Ok(Writer { tx })
+    }
+
+    /// Run `f` in a write transaction (shared with other queued operations) and return its result
+    /// once committed.
+    pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let op: Box<dyn WriteOp> = Box::new(Op {
+            f: Some(f),
+            result: None,
+            reply,
+        });
+        self.tx
+            .send(op)
+            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>) {
+    let mut batch: Vec<Box<dyn WriteOp>> = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let size = batch.len();
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = e.to_string();
+            tracing::error!(message = "cannot begin SQLite transaction", error = %msg);
+            for op in batch.drain(..) {
+                op.complete(Err(msg.clone()));
+            }
+            continue;
+        }
+        for op in batch.iter_mut() {
+            if let Err(e) = conn.execute_batch("SAVEPOINT op") {
+                tracing::error!(message = "cannot open savepoint", error = %e);
+                continue;
+            }
+            let ok = op.apply(&conn);
+            let end = if ok {
+                "RELEASE op"
+            } else {
+                "ROLLBACK TO op; RELEASE op"
+            };
+            if let Err(e) = conn.execute_batch(end) {
+                tracing::error!(message = "cannot close savepoint", error = %e);
+            }
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if let Err(e) = &commit {
+            tracing::error!(message = "SQLite commit failed", error = %e, batch = size);
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for op in batch.drain(..) {
+            op.complete(commit.clone());
+        }
+        metrics::histogram!("tempora_store_write_batch_size").record(size as f64);
+    }
+}

@@ -1,0 +1,553 @@
+//! The store contract suite: behaviour every [`Store`] backend must have. A backend crate runs
+//! it with [`store_contract_tests!`](crate::store_contract_tests), giving a factory that returns a
+//! fresh, empty store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tempora_core::job::JobSpec;
+use tempora_core::policy::{Disposition, PlannedOccurrence};
+use tempora_core::run::{RunOverrides, RunState, Trigger};
+
+use crate::{FireOutcome, FireRequest, PutMode, RunResult, Store, StoreError};
+
+/// Generate one `#[tokio::test]` per contract case. `$factory` is an async expression returning
+/// `(Arc<dyn Store>, guard)`; the guard (e.g. a temp dir) lives for the test.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($factory:path) => {
+        $crate::store_contract_tests!(@cases $factory;
+            jobs_crud, invalid_job_stores_nothing, fire_is_exactly_once, stale_fire_writes_nothing,
+            misfire_skips_are_recorded, claim_finish_counters_and_retry, manual_retry_keeps_origin,
+            overlap_forbid_skips, overlap_queue_holds_then_releases, overlap_replace_cancels,
+            cancel_queued_running_and_finished, heartbeat_renews_and_reports_stops,
+            expired_leases_become_lost_and_retry, recover_worker_marks_lost, logs_append_read_and_bound,
+            pause_resume_moves_cursor, list_runs_newest_first_paginated, delete_removes_runs,
+            finish_only_by_holder, claim_respects_not_before_and_limit
+        );
+    };
+    (@cases $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (store, _guard) = $factory().await;
+                $crate::contract::$case(store).await;
+            }
+        )*
+    };
+}
+
+fn t(s: i64) -> Timestamp {
+    Timestamp::from_second(1_699_999_200 + s).unwrap()
+}
+
+fn job(name: &str, extra: &str) -> JobSpec {
+    let sep = if extra.is_empty() { "" } else { "," };
+    serde_json::from_str(&format!(
+        r#"{{"name":"{name}","command":"true"{sep}{extra}}}"#
+    ))
+    .unwrap()
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn result(id: i64, state: RunState, at: Timestamp) -> RunResult {
+    RunResult {
+        run_id: id,
+        state,
+        started_at: Some(at),
+        finished_at: at,
+        exit_code: Some(if state == RunState::Succeeded { 0 } else { 1 }),
+        signal: None,
+        error: None,
+        log_tail: Vec::new(),
+    }
+}
+
+/// Create, read, list (paginated), upsert, refuse duplicates, delete.
+pub async fn jobs_crud(s: Arc<dyn Store>) {
+    let a = s
+        .put_job(job("b", r#""schedule":"0 * * * *""#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    assert!(a.created);
+    assert_eq!(a.record.version, 1);
+    assert_eq!(a.record.next_fire_at, Some(t(3600)));
+    assert!(matches!(
+        s.put_job(job("b", ""), PutMode::Create, t(1)).await,
+        Err(StoreError::JobExists(_))
+    ));
+    s.put_job(job("a", ""), PutMode::Create, t(1)).await.unwrap();
+    s.put_job(job("c", ""), PutMode::Upsert, t(1)).await.unwrap();
+    let up = s
+        .put_job(job("b", r#""schedule":"0 * * * *","description":"x""#), PutMode::Upsert, t(5))
+        .await
+        .unwrap();
+    assert!(!up.created);
+    assert_eq!(up.record.version, 2);
+    assert_eq!(up.record.created_at, t(0));
+    assert_eq!(up.record.next_fire_at, a.record.next_fire_at, "cursor kept when schedule unchanged");
+    let names = |v: Vec<crate::JobRecord>| v.into_iter().map(|j| j.spec.name).collect::<Vec<_>>();
+    assert_eq!(names(s.list_jobs(None, 10).await.unwrap()), ["a", "b", "c"]);
+    assert_eq!(names(s.list_jobs(None, 2).await.unwrap()), ["a", "b"]);
+    assert_eq!(names(s.list_jobs(Some("b"), 2).await.unwrap()), ["c"]);
+    assert_eq!(
+        s.get_job("b").await.unwrap().unwrap().spec.description.as_deref(),
+        Some("x")
+    );
+    assert!(s.delete_job("b").await.unwrap());
+    assert!(!s.delete_job("b").await.unwrap());
+    assert!(s.get_job("b").await.unwrap().is_none());
+    let counts = s.counts().await.unwrap();
+    assert_eq!(counts.jobs, 2);
+}
+
+/// A refused write stores nothing.
+pub async fn invalid_job_stores_nothing(s: Arc<dyn Store>) {
+    let e = s
+        .put_job(job("x", r#""schedule":"not cron""#), PutMode::Upsert, t(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(ref v) if v.field == "schedule"), "{e:?}");
+    s.put_job(job("y", ""), PutMode::Create, t(0)).await.unwrap();
+    let e = s
+        .put_job(job("y", r#""timezone":"Nowhere/Land""#), PutMode::Upsert, t(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(ref v) if v.field == "timezone"));
+    assert!(s.get_job("x").await.unwrap().is_none());
+    assert_eq!(s.get_job("y").await.unwrap().unwrap().version, 1);
+}
+
+fn plan(at: &[Timestamp]) -> Vec<PlannedOccurrence> {
+    at.iter()
+        .map(|&at| PlannedOccurrence {
+            at,
+            disposition: Disposition::Run,
+        })
+        .collect()
+}
+
+/// Firing the same occurrence twice creates one run.
+pub async fn fire_is_exactly_once(s: Arc<dyn Store>) {
+    let rec = s
+        .put_job(
+            job("j", r#""schedule":"@every 10s","concurrency":"allow""#),
+            PutMode::Create,
+            t(0),
+        )
+        .await
+        .unwrap()
+        .record;
+    let first = rec.next_fire_at.unwrap();
+    let req = FireRequest {
+        job: "j".into(),
+        version: rec.version,
+        expected_cursor: first,
+        occurrences: plan(&[first]),
+        skipped_note: None,
+        next_cursor: Some(first + Duration::from_secs(10)),
+    };
+    let out = s.fire(vec![req.clone()], first).await.unwrap();
+    assert!(matches!(&out[0], FireOutcome::Fired { queued, .. } if queued.len() == 1));
+    // A replay with the moved cursor (e.g. a retried transaction) must not duplicate.
+    let mut replay = req;
+    replay.expected_cursor = first + Duration::from_secs(10);
+    replay.next_cursor = Some(first + Duration::from_secs(20));
+    let out = s.fire(vec![replay], first).await.unwrap();
+    assert!(matches!(&out[0], FireOutcome::Fired { queued, .. } if queued.is_empty()));
+    let runs = s.list_runs("j", None, 10).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].scheduled_for, first);
+    assert_eq!(runs[0].trigger, Trigger::Schedule);
+    assert_eq!(runs[0].state, RunState::Queued);
+    assert_eq!(
+        s.get_job("j").await.unwrap().unwrap().next_fire_at,
+        Some(first + Duration::from_secs(20))
+    );
+}
+
+/// A plan made from an old version or cursor is refused without writing.
+pub async fn stale_fire_writes_nothing(s: Arc<dyn Store>) {
+    let rec = s
+        .put_job(job("j", r#""schedule":"@every 10s""#), PutMode::Create, t(0))
+        .await
+        .unwrap()
+        .record;
+    let first = rec.next_fire_at.unwrap();
+    let stale = FireRequest {
+        job: "j".into(),
+        version: rec.version + 1,
+        expected_cursor: first,
+        occurrences: plan(&[first]),
+        skipped_note: None,
+        next_cursor: None,
+    };
+    let gone = FireRequest {
+        job: "nope".into(),
+        ..stale.clone()
+    };
+    let out = s.fire(vec![stale, gone], first).await.unwrap();
+    assert!(out.iter().all(|o| matches!(o, FireOutcome::Stale { .. })));
+    assert!(s.list_runs("j", None, 10).await.unwrap().is_empty());
+    assert_eq!(s.get_job("j").await.unwrap().unwrap().next_fire_at, Some(first));
+}
+
+/// Skipped occurrences are recorded with their reason.
+pub async fn misfire_skips_are_recorded(s: Arc<dyn Store>) {
+    let rec = s
+        .put_job(job("j", r#""schedule":"@every 10s""#), PutMode::Create, t(0))
+        .await
+        .unwrap()
+        .record;
+    let c = rec.next_fire_at.unwrap();
+    let occ = vec![
+        PlannedOccurrence {
+            at: c,
+            disposition: Disposition::Skip("missed: too late".into()),
+        },
+        PlannedOccurrence {
+            at: c + Duration::from_secs(10),
+            disposition: Disposition::Run,
+        },
+    ];
+    s.fire(
+        vec![FireRequest {
+            job: "j".into(),
+            version: rec.version,
+            expected_cursor: c,
+            occurrences: occ,
+            skipped_note: Some("3 older occurrences not recorded".into()),
+            next_cursor: Some(c + Duration::from_secs(20)),
+        }],
+        c + Duration::from_secs(100),
+    )
+    .await
+    .unwrap();
+    let runs = s.list_runs("j", None, 10).await.unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[1].state, RunState::Skipped);
+    assert!(runs[1].error.as_deref().unwrap().contains("too late"));
+    assert!(runs[1].error.as_deref().unwrap().contains("3 older"));
+    assert!(runs[1].finished_at.is_some());
+    assert_eq!(runs[0].state, RunState::Queued);
+}
+
+/// Claim → finish updates counters; a failure is retried after the backoff as a new row.
+pub async fn claim_finish_counters_and_retry(s: Arc<dyn Store>) {
+    s.put_job(
+        job("j", r#""retries":1,"retry_backoff":"5s""#),
+        PutMode::Create,
+        t(0),
+    )
+    .await
+    .unwrap();
+    let run = s
+        .trigger_run("j", RunOverrides::default(), false, t(1))
+        .await
+        .unwrap();
+    assert_eq!((run.state, run.trigger, run.attempt), (RunState::Queued, Trigger::Manual, 1));
+    let claimed = s.claim_runs("w1", 10, t(1), LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].run.state, RunState::Running);
+    assert_eq!(claimed[0].run.worker.as_deref(), Some("w1"));
+    assert_eq!(claimed[0].spec.name, "j");
+    assert!(s.claim_runs("w2", 10, t(1), LEASE).await.unwrap().is_empty());
+    let mut r = result(run.id, RunState::Failed, t(2));
+    r.error = Some("exit status 1".into());
+    s.finish_runs("w1", vec![r]).await.unwrap();
+    let runs = s.list_runs("j", None, 10).await.unwrap();
+    assert_eq!(runs.len(), 2);
+    let retry = &runs[0];
+    assert_eq!((retry.trigger, retry.attempt, retry.state), (Trigger::Retry, 2, RunState::Queued));
+    assert_eq!(retry.scheduled_for, run.scheduled_for);
+    assert!(retry.not_before > retry.queued_at);
+    assert_eq!(runs[1].state, RunState::Failed);
+    assert_eq!(runs[1].exit_code, Some(1));
+    let job = s.get_job("j").await.unwrap().unwrap();
+    assert_eq!((job.success_count, job.error_count), (0, 1));
+    // Not claimable before the backoff.
+    assert!(s.claim_runs("w1", 10, Timestamp::now(), LEASE).await.unwrap().is_empty());
+    let later = Timestamp::now() + Duration::from_secs(6);
+    let c2 = s.claim_runs("w1", 10, later, LEASE).await.unwrap();
+    assert_eq!(c2.len(), 1);
+    s.finish_runs("w1", vec![result(c2[0].run.id, RunState::Failed, later)])
+        .await
+        .unwrap();
+    // retries = 1: attempt 2 is the last.
+    let runs = s.list_runs("j", None, 10).await.unwrap();
+    assert_eq!(runs.len(), 2);
+    let job = s.get_job("j").await.unwrap().unwrap();
+    assert_eq!(job.error_count, 2);
+    assert!(job.last_error_at.is_some());
+}
+
+/// Retries of manual runs are retries too (and carry the overrides).
+pub async fn manual_retry_keeps_origin(s: Arc<dyn Store>) {
+    s.put_job(job("j", r#""retries":2,"retry_backoff":"0s""#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let mut o = RunOverrides::default();
+    o.env.insert("X".into(), "1".into());
+    let run = s.trigger_run("j", o.clone(), false, t(1)).await.unwrap();
+    assert_eq!(run.overrides, o);
+    let c = s.claim_runs("w", 1, Timestamp::now(), LEASE).await.unwrap();
+    s.finish_runs("w", vec![result(c[0].run.id, RunState::TimedOut, Timestamp::now())])
+        .await
+        .unwrap();
+    let c = s.claim_runs("w", 1, Timestamp::now(), LEASE).await.unwrap();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].run.attempt, 2);
+    assert_eq!(c[0].run.overrides, o);
+    s.finish_runs("w", vec![result(c[0].run.id, RunState::Succeeded, Timestamp::now())])
+        .await
+        .unwrap();
+    let job = s.get_job("j").await.unwrap().unwrap();
+    assert_eq!((job.success_count, job.error_count), (1, 1));
+}
+
+/// `concurrency: forbid` records an overlapping occurrence as skipped; `force` bypasses it.
+pub async fn overlap_forbid_skips(s: Arc<dyn Store>) {
+    s.put_job(job("j", ""), PutMode::Create, t(0)).await.unwrap();
+    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
+    assert_eq!(a.state, RunState::Queued);
+    let b = s.trigger_run("j", RunOverrides::default(), false, t(2)).await.unwrap();
+    assert_eq!(b.state, RunState::Skipped);
+    assert!(b.error.unwrap().contains("forbid"));
+    let c = s.trigger_run("j", RunOverrides::default(), true, t(3)).await.unwrap();
+    assert_eq!(c.state, RunState::Queued);
+}
+
+/// `concurrency: queue` holds one run until the active one ends.
+pub async fn overlap_queue_holds_then_releases(s: Arc<dyn Store>) {
+    s.put_job(job("j", r#""concurrency":"queue""#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
+    let b = s.trigger_run("j", RunOverrides::default(), false, t(2)).await.unwrap();
+    let c = s.trigger_run("j", RunOverrides::default(), false, t(3)).await.unwrap();
+    assert_eq!(b.state, RunState::Queued);
+    assert_eq!(c.state, RunState::Skipped);
+    let now = Timestamp::now();
+    let claimed = s.claim_runs("w", 10, now, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 1, "the held run is not claimable");
+    assert_eq!(claimed[0].run.id, a.id);
+    s.finish_runs("w", vec![result(a.id, RunState::Succeeded, now)])
+        .await
+        .unwrap();
+    let claimed = s.claim_runs("w", 10, Timestamp::now(), LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].run.id, b.id);
+}
+
+/// `concurrency: replace` flags the running run for cancellation and queues the new one.
+pub async fn overlap_replace_cancels(s: Arc<dyn Store>) {
+    s.put_job(job("j", r#""concurrency":"replace""#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
+    let now = Timestamp::now();
+    s.claim_runs("w", 10, now, LEASE).await.unwrap();
+    let b = s.trigger_run("j", RunOverrides::default(), false, t(2)).await.unwrap();
+    assert_eq!(b.state, RunState::Queued);
+    assert!(s.get_run(a.id).await.unwrap().unwrap().cancel_requested);
+    assert_eq!(s.heartbeat("w", &[a.id], now, LEASE).await.unwrap(), vec![a.id]);
+}
+
+/// Cancel: queued → cancelled at once; running → flagged; finished → conflict.
+pub async fn cancel_queued_running_and_finished(s: Arc<dyn Store>) {
+    s.put_job(job("j", r#""concurrency":"allow""#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
+    let r = s.request_cancel(a.id, t(2)).await.unwrap();
+    assert_eq!(r.state, RunState::Cancelled);
+    assert!(matches!(
+        s.request_cancel(a.id, t(3)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.request_cancel(999_999, t(3)).await,
+        Err(StoreError::RunNotFound(_))
+    ));
+    let b = s.trigger_run("j", RunOverrides::default(), false, t(4)).await.unwrap();
+    s.claim_runs("w", 10, Timestamp::now(), LEASE).await.unwrap();
+    let r = s.request_cancel(b.id, t(5)).await.unwrap();
+    assert_eq!(r.state, RunState::Running);
+    assert!(r.cancel_requested);
+    let job = s.get_job("j").await.unwrap().unwrap();
+    assert_eq!((job.success_count, job.error_count), (0, 0));
+}
+
+/// Heartbeats renew leases and report runs that must stop.
+pub async fn heartbeat_renews_and_reports_stops(s: Arc<dyn Store>) {
+    s.put_job(job("j", r#""concurrency":"allow""#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
+    let now = Timestamp::now();
+    s.claim_runs("w", 10, now, Duration::from_secs(1)).await.unwrap();
+    assert!(s.heartbeat("w", &[a.id], now, LEASE).await.unwrap().is_empty());
+    // Renewed: not reaped at now + 5 s.
+    assert!(s.reap_expired(now + Duration::from_secs(5)).await.unwrap().is_empty());
+    // Another worker's heartbeat for it, or an unknown id, is told to stop.
+    assert_eq!(s.heartbeat("other", &[a.id], now, LEASE).await.unwrap(), vec![a.id]);
+    assert_eq!(s.heartbeat("w", &[424_242], now, LEASE).await.unwrap(), vec![424_242]);
+}
+
+/// Expired leases → lost → retried per policy.
+pub async fn expired_leases_become_lost_and_retry(s: Arc<dyn Store>) {
+    s.put_job(job("j", r#""retries":1,"retry_backoff":"0s""#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
+    let now = Timestamp::now();
+    s.claim_runs("w", 10, now, Duration::from_secs(2)).await.unwrap();
+    assert!(s.reap_expired(now + Duration::from_secs(1)).await.unwrap().is_empty());
+    assert_eq!(s.reap_expired(now + Duration::from_secs(3)).await.unwrap(), vec![a.id]);
+    let lost = s.get_run(a.id).await.unwrap().unwrap();
+    assert_eq!(lost.state, RunState::Lost);
+    assert!(lost.error.unwrap().contains("lease"));
+    // The late result of the lost attempt is ignored.
+    s.finish_runs("w", vec![result(a.id, RunState::Succeeded, now)])
+        .await
+        .unwrap();
+    assert_eq!(s.get_run(a.id).await.unwrap().unwrap().state, RunState::Lost);
+    let runs = s.list_runs("j", None, 10).await.unwrap();
+    assert_eq!(runs[0].attempt, 2);
+    assert_eq!(runs[0].state, RunState::Queued);
+}
+
+/// Startup recovery: the previous incarnation's running runs become lost.
+pub async fn recover_worker_marks_lost(s: Arc<dyn Store>) {
+    s.put_job(job("j", r#""concurrency":"allow""#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
+    let b = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
+    let now = Timestamp::now();
+    s.claim_runs("node/local", 1, now, LEASE).await.unwrap();
+    s.claim_runs("elsewhere", 1, now, LEASE).await.unwrap();
+    let lost = s.recover_worker("node/local", "server restarted", now).await.unwrap();
+    assert_eq!(lost, vec![a.id]);
+    assert_eq!(s.get_run(b.id).await.unwrap().unwrap().state, RunState::Running);
+    let r = s.get_run(a.id).await.unwrap().unwrap();
+    assert_eq!(r.error.as_deref(), Some("server restarted"));
+}
+
+/// Output: append, read from offsets, bounded keeping the tail.
+pub async fn logs_append_read_and_bound(s: Arc<dyn Store>) {
+    s.put_job(job("j", ""), PutMode::Create, t(0)).await.unwrap();
+    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
+    s.claim_runs("w", 1, Timestamp::now(), LEASE).await.unwrap();
+    s.append_log(a.id, b"hello ".to_vec()).await.unwrap();
+    s.append_log(a.id, b"world\n".to_vec()).await.unwrap();
+    let l = s.read_log(a.id, 0, 1 << 20).await.unwrap().unwrap();
+    assert_eq!(l.data, b"hello world\n");
+    assert_eq!((l.offset, l.next_offset, l.dropped_before), (0, 12, 0));
+    assert_eq!(l.state, RunState::Running);
+    let l = s.read_log(a.id, 3, 4).await.unwrap().unwrap();
+    assert_eq!(l.data, b"lo w");
+    let l = s.read_log(a.id, 12, 100).await.unwrap().unwrap();
+    assert!(l.data.is_empty());
+    // Beyond the bound (10 MiB by default, or what the factory set): the tail is kept.
+    let big = vec![b'x'; 6 * 1024 * 1024];
+    s.append_log(a.id, big.clone()).await.unwrap();
+    s.append_log(a.id, big).await.unwrap();
+    let mut r = result(a.id, RunState::Succeeded, Timestamp::now());
+    r.log_tail = b"END".to_vec();
+    s.finish_runs("w", vec![r]).await.unwrap();
+    let run = s.get_run(a.id).await.unwrap().unwrap();
+    assert_eq!(run.log_bytes, 12 + 12 * 1024 * 1024 + 3);
+    assert!(run.log_dropped_bytes > 0);
+    let l = s.read_log(a.id, 0, 64 << 20).await.unwrap().unwrap();
+    assert_eq!(l.dropped_before, run.log_dropped_bytes);
+    assert_eq!(l.offset, run.log_dropped_bytes);
+    assert!(l.data.ends_with(b"xxEND"));
+    assert_eq!(l.data.len() as u64, run.log_bytes - run.log_dropped_bytes);
+    assert!(l.data.len() <= 10 * 1024 * 1024);
+    assert_eq!(l.state, RunState::Succeeded);
+    assert!(s.read_log(777_777, 0, 10).await.unwrap().is_none());
+}
+
+/// Pausing clears the cursor; resuming recomputes it from now.
+pub async fn pause_resume_moves_cursor(s: Arc<dyn Store>) {
+    let rec = s
+        .put_job(job("j", r#""schedule":"*/5 * * * *""#), PutMode::Create, t(0))
+        .await
+        .unwrap()
+        .record;
+    assert!(rec.next_fire_at.is_some());
+    let p = s.set_paused("j", true, t(10)).await.unwrap();
+    assert!(p.spec.paused);
+    assert_eq!(p.next_fire_at, None);
+    assert_eq!(p.version, rec.version + 1);
+    assert!(s.schedule_entries().await.unwrap().is_empty());
+    let r = s.set_paused("j", false, t(3600)).await.unwrap();
+    assert!(r.next_fire_at.unwrap() > t(3600));
+    assert_eq!(s.schedule_entries().await.unwrap().len(), 1);
+    assert!(matches!(
+        s.set_paused("nope", true, t(0)).await,
+        Err(StoreError::JobNotFound(_))
+    ));
+}
+
+/// History is newest first with `before` pagination.
+pub async fn list_runs_newest_first_paginated(s: Arc<dyn Store>) {
+    s.put_job(job("j", r#""concurrency":"allow""#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        ids.push(s.trigger_run("j", RunOverrides::default(), false, t(i)).await.unwrap().id);
+    }
+    let page = s.list_runs("j", None, 10).await.unwrap();
+    assert_eq!(page.len(), 10);
+    assert_eq!(page[0].id, ids[24]);
+    let next = s.list_runs("j", Some(page[9].id), 100).await.unwrap();
+    assert_eq!(next.len(), 15);
+    assert_eq!(next[14].id, ids[0]);
+}
+
+/// Deleting a job removes its runs; their workers are told to stop.
+pub async fn delete_removes_runs(s: Arc<dyn Store>) {
+    s.put_job(job("j", ""), PutMode::Create, t(0)).await.unwrap();
+    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
+    s.claim_runs("w", 1, Timestamp::now(), LEASE).await.unwrap();
+    s.append_log(a.id, b"x".to_vec()).await.unwrap();
+    assert!(s.delete_job("j").await.unwrap());
+    assert!(s.get_run(a.id).await.unwrap().is_none());
+    assert_eq!(s.heartbeat("w", &[a.id], Timestamp::now(), LEASE).await.unwrap(), vec![a.id]);
+    // A late result for it is harmless.
+    s.finish_runs("w", vec![result(a.id, RunState::Succeeded, Timestamp::now())])
+        .await
+        .unwrap();
+}
+
+/// Only the worker holding a run can finish it.
+pub async fn finish_only_by_holder(s: Arc<dyn Store>) {
+    s.put_job(job("j", ""), PutMode::Create, t(0)).await.unwrap();
+    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
+    s.claim_runs("w1", 1, Timestamp::now(), LEASE).await.unwrap();
+    s.finish_runs("w2", vec![result(a.id, RunState::Succeeded, Timestamp::now())])
+        .await
+        .unwrap();
+    assert_eq!(s.get_run(a.id).await.unwrap().unwrap().state, RunState::Running);
+}
+
+/// Claims honour `not_before` and the requested maximum, oldest first.
+pub async fn claim_respects_not_before_and_limit(s: Arc<dyn Store>) {
+    s.put_job(job("j", r#""concurrency":"allow""#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(s.trigger_run("j", RunOverrides::default(), false, t(i)).await.unwrap().id);
+    }
+    assert!(s.claim_runs("w", 10, t(-10), LEASE).await.unwrap().is_empty());
+    let c = s.claim_runs("w", 2, t(100), LEASE).await.unwrap();
+    assert_eq!(c.iter().map(|c| c.run.id).collect::<Vec<_>>(), ids[..2]);
+    let counts = s.counts().await.unwrap();
+    assert_eq!((counts.queued, counts.running), (3, 2));
+}

@@ -1,0 +1,359 @@
+//! `tempora-store`: the one [`Store`] trait every backend implements (SQLite now, PostgreSQL
+//! next), the records it returns, and — behind the `contract-tests` feature — the contract test
+//! suite every backend must pass ([`contract`]).
+//!
+//! All scheduling writes are transactional and idempotent: a scheduled occurrence is a unique
+//! `(job, scheduled_for, attempt)` row, so firing it twice cannot create a second run. Policy
+//! decisions (retry, overlap) are the pure functions of `tempora_core::policy`, applied by the
+//! backend inside its transactions.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::Serialize;
+use tempora_core::job::{JobSpec, ValidationError};
+use tempora_core::policy::PlannedOccurrence;
+use tempora_core::run::{Run, RunOverrides, RunState};
+
+#[cfg(feature = "contract-tests")]
+pub mod contract;
+
+/// Errors of store operations.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No job has this name.
+    #[error("job `{0}` not found")]
+    JobNotFound(String),
+    /// A job with this name exists (create-only write).
+    #[error("job `{0}` already exists")]
+    JobExists(String),
+    /// No run has this id.
+    #[error("run {0} not found")]
+    RunNotFound(i64),
+    /// The write was refused by validation; nothing was stored.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The operation does not apply to the current state (e.g. cancelling a finished run).
+    #[error("{0}")]
+    Conflict(String),
+    /// The database is unreachable or shutting down; the operation may be retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Any other backend failure.
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+/// Result alias of this crate.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A stored job: its spec plus scheduling state and Chronos-style counters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobRecord {
+    /// The job as defined.
+    pub spec: JobSpec,
+    /// When the job was first created (origin of `@every` and of ISO intervals without start).
+    pub created_at: Timestamp,
+    /// When the job was last changed.
+    pub updated_at: Timestamp,
+    /// Incremented by every change of spec or pause state; the scheduler's fire is conditional on it.
+    pub version: i64,
+    /// The next occurrence not yet fired (None: no further occurrence, or no schedule).
+    pub next_fire_at: Option<Timestamp>,
+    /// Successful runs.
+    pub success_count: u64,
+    /// Failed, timed-out or lost runs.
+    pub error_count: u64,
+    /// End of the last successful run.
+    pub last_success_at: Option<Timestamp>,
+    /// End of the last failed run.
+    pub last_error_at: Option<Timestamp>,
+}
+
+/// How [`Store::put_job`] treats an existing job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Refuse with [`StoreError::JobExists`] if the name is taken.
+    Create,
+    /// Create or replace.
+    Upsert,
+}
+
+/// Result of [`Store::put_job`].
+#[derive(Debug, Clone)]
+pub struct PutOutcome {
+    /// The job as stored.
+    pub record: JobRecord,
+    /// True when the job did not exist before.
+    pub created: bool,
+}
+
+/// What the scheduler needs to keep a job in its timer heap.
+#[derive(Debug, Clone)]
+pub struct ScheduleEntry {
+    /// Job name.
+    pub name: String,
+    /// Job version at load time.
+    pub version: i64,
+    /// The next occurrence not yet fired.
+    pub next_fire_at: Timestamp,
+    /// The job's spec.
+    pub spec: JobSpec,
+    /// The job's creation instant (schedule anchor).
+    pub created_at: Timestamp,
+}
+
+/// One job's share of a fire batch.
+#[derive(Debug, Clone)]
+pub struct FireRequest {
+    /// Job name.
+    pub job: String,
+    /// The version the plan was made from; the fire is refused if the job changed since.
+    pub version: i64,
+    /// The cursor the plan was made from; the fire is refused if it moved since.
+    pub expected_cursor: Timestamp,
+    /// The due occurrences and what to do with each.
+    pub occurrences: Vec<PlannedOccurrence>,
+    /// Extra note stored on the oldest skipped run (e.g. how many older occurrences were not
+    /// recorded one by one).
+    pub skipped_note: Option<String>,
+    /// The new cursor: the first occurrence after the planned ones.
+    pub next_cursor: Option<Timestamp>,
+}
+
+/// Outcome of one job's fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FireOutcome {
+    /// Runs were recorded (ids of queued runs, count of skipped ones).
+    Fired {
+        /// Job name.
+        job: String,
+        /// Runs created in `queued` state.
+        queued: Vec<i64>,
+        /// Occurrences recorded as `skipped`.
+        skipped: usize,
+    },
+    /// The job changed, was paused or deleted since the plan: nothing was written.
+    Stale {
+        /// Job name.
+        job: String,
+    },
+}
+
+/// A run handed to a worker, with the job spec it runs under.
+#[derive(Debug, Clone)]
+pub struct ClaimedRun {
+    /// The run (state `running`).
+    pub run: Run,
+    /// The job's spec at claim time.
+    pub spec: JobSpec,
+    /// The job's owner etc. are in `spec`; this is the lease expiry.
+    pub lease_expires_at: Timestamp,
+}
+
+/// A worker's report of a finished run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunResult {
+    /// Run id.
+    pub run_id: i64,
+    /// Final state (`succeeded`, `failed`, `timed_out`, `cancelled`, `lost`).
+    pub state: RunState,
+    /// When the process actually started (None if it never did).
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    pub finished_at: Timestamp,
+    /// Exit status.
+    pub exit_code: Option<i32>,
+    /// Killing signal.
+    pub signal: Option<i32>,
+    /// Failure explanation.
+    pub error: Option<String>,
+    /// Output not yet appended with [`Store::append_log`].
+    pub log_tail: Vec<u8>,
+}
+
+/// A slice of a run's output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogSlice {
+    /// Bytes from `offset` on.
+    pub data: Vec<u8>,
+    /// The stream offset of `data[0]` (greater than the requested one when bytes were dropped).
+    pub offset: u64,
+    /// Offset to ask for next.
+    pub next_offset: u64,
+    /// Bytes dropped by the bound before `offset` (0 when nothing was lost).
+    pub dropped_before: u64,
+    /// State of the run when read.
+    pub state: RunState,
+}
+
+/// Counts for `/api/v1/status` and the gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StoreCounts {
+    /// Stored jobs.
+    pub jobs: u64,
+    /// Paused jobs.
+    pub paused_jobs: u64,
+    /// Runs waiting for a worker (including held ones).
+    pub queued: u64,
+    /// Runs executing.
+    pub running: u64,
+}
+
+/// Settings every backend honours.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Bound on each run's stored output; the tail is kept.
+    pub max_log_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_log_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// The persistence interface of tempora. Implemented by `tempora-store-sqlite` (and later
+/// PostgreSQL). Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Check the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ---- jobs ----
+
+    /// Validate and store a job, computing its first occurrence after `now` (or keeping the
+    /// current cursor when schedule and zone are unchanged). Nothing is stored on error.
+    async fn put_job(&self, spec: JobSpec, mode: PutMode, now: Timestamp) -> StoreResult<PutOutcome>;
+    /// One job.
+    async fn get_job(&self, name: &str) -> StoreResult<Option<JobRecord>>;
+    /// Jobs ordered by name, after `after` (exclusive), at most `limit`.
+    async fn list_jobs(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<JobRecord>>;
+    /// Delete a job with its runs and output; running runs are asked to stop. False if absent.
+    async fn delete_job(&self, name: &str) -> StoreResult<bool>;
+    /// Pause or resume. Resuming recomputes the cursor from `now` (no backfill of the pause).
+    async fn set_paused(&self, name: &str, paused: bool, now: Timestamp) -> StoreResult<JobRecord>;
+
+    // ---- scheduler ----
+
+    /// Every unpaused job with a next occurrence.
+    async fn schedule_entries(&self) -> StoreResult<Vec<ScheduleEntry>>;
+    /// Record due occurrences for many jobs in one transaction (exactly once per occurrence) and
+    /// advance their cursors.
+    async fn fire(&self, requests: Vec<FireRequest>, now: Timestamp) -> StoreResult<Vec<FireOutcome>>;
+    /// Trigger a run now (subject to the overlap policy unless `force`).
+    async fn trigger_run(
+        &self,
+        job: &str,
+        overrides: RunOverrides,
+        force: bool,
+        now: Timestamp,
+    ) -> StoreResult<Run>;
+
+    // ---- workers ----
+
+    /// Move up to `max` runnable queued runs to `running` for `worker`, with a lease.
+    async fn claim_runs(
+        &self,
+        worker: &str,
+        max: usize,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Vec<ClaimedRun>>;
+    /// Renew the leases of `worker`'s runs. Returns the ids among them that must stop
+    /// (cancel requested, no longer this worker's, or deleted).
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        run_ids: &[i64],
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Vec<i64>>;
+    /// Append output to a running run (bounded: the oldest bytes are dropped).
+    async fn append_log(&self, run_id: i64, data: Vec<u8>) -> StoreResult<()>;
+    /// Record results (only for runs still `running` on `worker`), update counters, queue retries
+    /// and release held runs, in one transaction.
+    async fn finish_runs(&self, worker: &str, results: Vec<RunResult>) -> StoreResult<()>;
+    /// All `running` runs of `worker` become `lost` (then retried per policy). Used at startup
+    /// for the previous incarnation of the local worker.
+    async fn recover_worker(&self, worker: &str, reason: &str, now: Timestamp) -> StoreResult<Vec<i64>>;
+    /// Runs whose lease expired become `lost` (then retried per policy).
+    async fn reap_expired(&self, now: Timestamp) -> StoreResult<Vec<i64>>;
+    /// Cancel a run: a queued one ends `cancelled` at once, a running one is flagged for its
+    /// worker. A finished run is a [`StoreError::Conflict`].
+    async fn request_cancel(&self, run_id: i64, now: Timestamp) -> StoreResult<Run>;
+
+    // ---- queries ----
+
+    /// One run.
+    async fn get_run(&self, id: i64) -> StoreResult<Option<Run>>;
+    /// A job's runs, newest first, with ids below `before`, at most `limit`.
+    async fn list_runs(&self, job: &str, before: Option<i64>, limit: u32) -> StoreResult<Vec<Run>>;
+    /// Output of a run from `offset`, at most `max` bytes. None if the run does not exist.
+    async fn read_log(&self, run_id: i64, offset: u64, max: usize) -> StoreResult<Option<LogSlice>>;
+    /// Counts for status and gauges.
+    async fn counts(&self) -> StoreResult<StoreCounts>;
+}
+
+/// The first occurrence to store for a job being written at `now`.
+///
+/// Backends share this so they agree: a job whose schedule and zone did not change keeps its
+/// cursor (a pending occurrence is not lost by editing, say, the command); otherwise the first
+/// occurrence strictly after `now` is taken (no backfill of the past). Paused jobs keep no cursor.
+pub fn compute_cursor(
+    spec: &JobSpec,
+    created_at: Timestamp,
+    now: Timestamp,
+    previous: Option<&JobRecord>,
+) -> StoreResult<Option<Timestamp>> {
+    let valid = spec.validate()?;
+    if spec.paused {
+        return Ok(None);
+    }
+    let Some(schedule) = valid.schedule else {
+        return Ok(None);
+    };
+    if let Some(prev) = previous
+        && !prev.spec.paused
+        && prev.spec.schedule == spec.schedule
+        && prev.spec.timezone == spec.timezone
+    {
+        return Ok(prev.next_fire_at);
+    }
+    Ok(schedule.next_after(now, &valid.timezone, created_at))
+}
+
+/// Environment variables a run's process sees (DESIGN.md §3.3), besides the job's own `env` and
+/// the trigger's overrides: `TEMPORA_*` and the Chronos ones.
+pub fn run_environment(run: &Run, spec: &JobSpec) -> Vec<(String, String)> {
+    let due_ms = run.scheduled_for.as_millisecond();
+    let args = run
+        .overrides
+        .arguments
+        .as_ref()
+        .unwrap_or(&spec.arguments)
+        .join(" ");
+    vec![
+        ("TEMPORA_JOB".into(), run.job.clone()),
+        ("TEMPORA_RUN_ID".into(), run.id.to_string()),
+        ("TEMPORA_SCHEDULED_FOR".into(), run.scheduled_for.to_string()),
+        ("TEMPORA_ATTEMPT".into(), run.attempt.to_string()),
+        (
+            "mesos_task_id".into(),
+            format!("ct:{due_ms}:{}:{}:{args}", run.attempt.saturating_sub(1), run.job),
+        ),
+        ("CHRONOS_JOB_NAME".into(), run.job.clone()),
+        (
+            "CHRONOS_JOB_OWNER".into(),
+            spec.owner.clone().unwrap_or_default(),
+        ),
+        ("CHRONOS_JOB_RUN_TIME".into(), run.scheduled_for.to_string()),
+        (
+            "CHRONOS_JOB_RUN_ATTEMPT".into(),
+            run.attempt.saturating_sub(1).to_string(),
+        ),
+    ]
+}

@@ -1,0 +1,13 @@
+//! `tempora-worker`: claims runs, executes them, captures output and reports results.
+//!
+//! - [`process`]: runs one attempt as an OS process in its own process group (timeout, cancel,
+//!   combined output, no descendant left behind).
+//! - [`source`]: the [`source::RunSource`] seam through which a worker claims work and reports
+//!   back. The server's local pool uses the store directly ([`source::StoreSource`]); a remote
+//!   `tempora worker` will implement the same trait over HTTP.
+//! - [`pool`]: the worker pool: claim loop, heartbeats, output shipping, batched results,
+//!   graceful shutdown.
+
+pub mod pool;
+pub mod process;
+pub mod source;

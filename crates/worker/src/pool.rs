@@ -1,0 +1,394 @@
+//! The worker pool: claims runs into free slots, executes each as a process, ships output while
+//! it runs, renews leases, and reports results in batches.
+//!
+//! Shutdown (the token fires): stop claiming, give running runs `shutdown_grace` to finish,
+//! then kill their process groups and report them `lost` ("server shut down"), so the retry
+//! policy applies when the server comes back.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use jiff::Timestamp;
+use tempora_core::run::RunState;
+use tempora_store::{ClaimedRun, RunResult, run_environment};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::process::{EndReason, ProcessOutcome, ProcessSpec, run_process};
+use crate::source::RunSource;
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Runs executed at once.
+    pub slots: usize,
+    /// How often leases are renewed (and cancel requests picked up).
+    pub heartbeat_every: Duration,
+    /// Claim attempt interval when not woken.
+    pub poll_every: Duration,
+    /// SIGTERM → SIGKILL grace on timeout and cancel.
+    pub kill_grace: Duration,
+    /// How long running runs may go on after shutdown is requested.
+    pub shutdown_grace: Duration,
+    /// Output is shipped at least this often while a run goes.
+    pub log_flush_every: Duration,
+    /// Output is shipped when this many bytes are buffered.
+    pub log_chunk_max: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            slots: 64,
+            heartbeat_every: Duration::from_secs(2),
+            poll_every: Duration::from_millis(500),
+            kill_grace: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+            log_flush_every: Duration::from_millis(250),
+            log_chunk_max: 64 * 1024,
+        }
+    }
+}
+
+type Running = Arc<Mutex<HashMap<i64, CancellationToken>>>;
+
+/// A pool of worker slots fed by a [`RunSource`].
+pub struct WorkerPool {
+    source: Arc<dyn RunSource>,
+    config: PoolConfig,
+    wake: Arc<Notify>,
+}
+
+impl WorkerPool {
+    /// A pool on `source`; `wake` is notified when work may be available.
+    pub fn new(source: Arc<dyn RunSource>, config: PoolConfig, wake: Arc<Notify>) -> Self {
+        Self {
+            source,
+            config,
+            wake,
+        }
+    }
+
+    /// Run until `shutdown` fires and every run has been reported.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let running: Running = Arc::new(Mutex::new(HashMap::new()));
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        let slot_freed = Arc::new(Notify::new());
+        let (result_tx, result_rx) = mpsc::unbounded_channel::<RunResult>();
+        let reporter = tokio::spawn(report_results(self.source.clone(), result_rx));
+        let hb_stop = CancellationToken::new();
+        let heartbeat = tokio::spawn(heartbeat_loop(
+            self.source.clone(),
+            running.clone(),
+            self.config.heartbeat_every,
+            hb_stop.clone(),
+        ));
+        let mut tasks = JoinSet::new();
+
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            while tasks.try_join_next().is_some() {}
+            let free = self.config.slots.saturating_sub(lock_len(&running));
+            let mut claimed_full = false;
+            if free > 0 {
+                match self.source.claim(free).await {
+                    Ok(runs) => {
+                        claimed_full = runs.len() == free;
+                        for c in runs {
+                            let token = CancellationToken::new();
+                            if let Ok(mut m) = running.lock() {
+                                m.insert(c.run.id, token.clone());
+                            }
+                            metrics::gauge!("tempora_worker_running").increment(1.0);
+                            tasks.spawn(execute(
+                                c,
+                                self.source.clone(),
+                                self.config.clone(),
+                                token,
+                                shutting_down.clone(),
+                                result_tx.clone(),
+                                running.clone(),
+                                slot_freed.clone(),
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(message = "claim failed", error = %e);
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+            if claimed_full {
+                // There may be more: wait only for a free slot.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = slot_freed.notified() => {}
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = slot_freed.notified() => {}
+                _ = tokio::time::sleep(self.config.poll_every) => {}
+            }
+        }
+
+        // Shutdown: no more claims; let running runs finish within the grace period.
+        let n = lock_len(&running);
+        if n > 0 {
+            tracing::info!(message = "waiting for running runs before shutdown", runs = n, grace = ?self.config.shutdown_grace);
+        }
+        let deadline = tokio::time::Instant::now() + self.config.shutdown_grace;
+        while !tasks.is_empty() {
+            tokio::select! {
+                _ = tasks.join_next() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    shutting_down.store(true, Ordering::SeqCst);
+                    let tokens: Vec<CancellationToken> = running
+                        .lock()
+                        .map(|m| m.values().cloned().collect())
+                        .unwrap_or_default();
+                    tracing::warn!(message = "grace period over: killing remaining runs", runs = tokens.len());
+                    for t in tokens {
+                        t.cancel();
+                    }
+                    while tasks.join_next().await.is_some() {}
+                }
+            }
+        }
+        hb_stop.cancel();
+        let _ = heartbeat.await;
+        drop(result_tx);
+        let _ = reporter.await;
+        tracing::info!(message = "worker pool stopped");
+    }
+}
+
+fn lock_len(running: &Running) -> usize {
+    running.lock().map(|m| m.len()).unwrap_or(0)
+}
+
+/// Renew leases and stop the runs the source says must stop.
+async fn heartbeat_loop(
+    source: Arc<dyn RunSource>,
+    running: Running,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let ids: Vec<i64> = running
+            .lock()
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default();
+        if ids.is_empty() {
+            continue;
+        }
+        match source.heartbeat(&ids).await {
+            Ok(stops) => {
+                if let Ok(m) = running.lock() {
+                    for id in stops {
+                        if let Some(t) = m.get(&id) {
+                            tracing::info!(message = "stopping run on request", run_id = id);
+                            t.cancel();
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(message = "heartbeat failed", error = %e),
+        }
+    }
+}
+
+/// Deliver results in batches; a failed delivery is kept and re-sent, never dropped.
+async fn report_results(source: Arc<dyn RunSource>, mut rx: mpsc::UnboundedReceiver<RunResult>) {
+    let mut pending: Vec<RunResult> = Vec::new();
+    loop {
+        if pending.is_empty() {
+            match rx.recv().await {
+                Some(r) => pending.push(r),
+                None => break,
+            }
+        }
+        while let Ok(r) = rx.try_recv() {
+            pending.push(r);
+        }
+        let batch = std::mem::take(&mut pending);
+        let n = batch.len();
+        match source.finish(batch.clone()).await {
+            Ok(()) => {
+                metrics::histogram!("tempora_result_batch_size").record(n as f64);
+            }
+            Err(e) => {
+                tracing::warn!(message = "cannot report results; will retry", error = %e, results = n);
+                pending = batch;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// The process spec of a claimed run.
+fn process_spec(c: &ClaimedRun, cfg: &PoolConfig) -> ProcessSpec {
+    let spec = &c.spec;
+    let mut env: Vec<(String, String)> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.extend(
+        c.run
+            .overrides
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    env.extend(run_environment(&c.run, spec));
+    ProcessSpec {
+        command: spec.command.clone(),
+        shell: spec.shell,
+        arguments: c
+            .run
+            .overrides
+            .arguments
+            .clone()
+            .unwrap_or_else(|| spec.arguments.clone()),
+        env,
+        workdir: spec.workdir.as_ref().map(PathBuf::from),
+        timeout: spec.timeout,
+        kill_grace: cfg.kill_grace,
+    }
+}
+
+/// The final state and explanation of an outcome.
+fn classify(o: &ProcessOutcome, timeout: Option<Duration>, shutting_down: bool) -> (RunState, Option<String>) {
+    if let Some(e) = &o.spawn_error {
+        return (RunState::Failed, Some(format!("could not start: {e}")));
+    }
+    match o.end {
+        EndReason::TimedOut => (
+            RunState::TimedOut,
+            Some(format!(
+                "timed out after {}",
+                tempora_core::duration::format_duration(timeout.unwrap_or_default())
+            )),
+        ),
+        EndReason::Cancelled if shutting_down => (
+            RunState::Lost,
+            Some("lost: the server shut down while the run was going".into()),
+        ),
+        EndReason::Cancelled => (RunState::Cancelled, Some("cancelled".into())),
+        EndReason::Exited => match (o.exit_code, o.signal) {
+            (Some(0), _) => (RunState::Succeeded, None),
+            (Some(code), _) => (RunState::Failed, Some(format!("exit status {code}"))),
+            (None, Some(sig)) => (RunState::Failed, Some(format!("killed by signal {sig}"))),
+            (None, None) => (RunState::Failed, Some("ended without status".into())),
+        },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    c: ClaimedRun,
+    source: Arc<dyn RunSource>,
+    cfg: PoolConfig,
+    token: CancellationToken,
+    shutting_down: Arc<AtomicBool>,
+    results: mpsc::UnboundedSender<RunResult>,
+    running: Running,
+    slot_freed: Arc<Notify>,
+) {
+    let run_id = c.run.id;
+    let spec = process_spec(&c, &cfg);
+    let (out_tx, out_rx) = mpsc::channel::<Bytes>(64);
+    let pump = tokio::spawn(pump_output(
+        source.clone(),
+        run_id,
+        out_rx,
+        cfg.log_flush_every,
+        cfg.log_chunk_max,
+    ));
+    tracing::debug!(message = "run starting", run_id, job = %c.run.job, attempt = c.run.attempt);
+    let outcome = run_process(&spec, out_tx, token).await;
+    let tail = pump.await.unwrap_or_default();
+    let (state, error) = classify(&outcome, spec.timeout, shutting_down.load(Ordering::SeqCst));
+    let finished_at = Timestamp::now();
+    tracing::info!(
+        message = "run finished",
+        run_id,
+        job = %c.run.job,
+        state = %state,
+        exit_code = ?outcome.exit_code,
+        lag_ms = outcome.started_at.duration_since(c.run.scheduled_for).as_millis() as i64,
+    );
+    metrics::counter!("tempora_runs_finished_total", "state" => state.as_str()).increment(1);
+    let _ = results.send(RunResult {
+        run_id,
+        state,
+        started_at: Some(outcome.started_at),
+        finished_at,
+        exit_code: outcome.exit_code,
+        signal: outcome.signal,
+        error,
+        log_tail: tail,
+    });
+    if let Ok(mut m) = running.lock() {
+        m.remove(&run_id);
+    }
+    metrics::gauge!("tempora_worker_running").decrement(1.0);
+    slot_freed.notify_one();
+}
+
+/// Collect output; ship it every `every` or when `max` bytes are buffered. Returns what is left
+/// when the process ends (it goes with the result).
+async fn pump_output(
+    source: Arc<dyn RunSource>,
+    run_id: i64,
+    mut rx: mpsc::Receiver<Bytes>,
+    every: Duration,
+    max: usize,
+) -> Vec<u8> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let flush_at = deadline;
+        tokio::select! {
+            chunk = rx.recv() => match chunk {
+                Some(b) => {
+                    buf.extend_from_slice(&b);
+                    if deadline.is_none() {
+                        deadline = Some(tokio::time::Instant::now() + every);
+                    }
+                    if buf.len() < max {
+                        continue;
+                    }
+                }
+                None => return buf,
+            },
+            _ = async { if let Some(d) = flush_at { tokio::time::sleep_until(d).await } else { std::future::pending::<()>().await } } => {}
+        }
+        let data = std::mem::take(&mut buf);
+        deadline = None;
+        if let Err(e) = source.append_log(run_id, data.clone()).await {
+            tracing::warn!(message = "cannot ship output; keeping it for the result", run_id, error = %e);
+            buf = data;
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Where a worker gets runs from and reports to.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use tempora_store::{ClaimedRun, RunResult, Store, StoreError};
+
+/// Errors talking to the run source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The transport (e.g. HTTP to a server) failed.
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+/// The claim/lease interface of a worker. Implemented over the store (local pool) and, for
+/// remote agents, over HTTP.
+#[async_trait]
+pub trait RunSource: Send + Sync + 'static {
+    /// This worker's id, as recorded on the runs it executes.
+    fn worker_id(&self) -> &str;
+    /// Claim up to `max` runs.
+    async fn claim(&self, max: usize) -> Result<Vec<ClaimedRun>, SourceError>;
+    /// Renew the leases of these runs; returns those that must stop.
+    async fn heartbeat(&self, run_ids: &[i64]) -> Result<Vec<i64>, SourceError>;
+    /// Ship output of a running run.
+    async fn append_log(&self, run_id: i64, data: Vec<u8>) -> Result<(), SourceError>;
+    /// Report finished runs.
+    async fn finish(&self, results: Vec<RunResult>) -> Result<(), SourceError>;
+}
+
+/// A run source backed directly by the store (the server's local pool).
+pub struct StoreSource {
+    store: Arc<dyn Store>,
+    worker_id: String,
+    lease: Duration,
+}
+
+impl StoreSource {
+    /// A source claiming as `worker_id` with leases of `lease`.
+    pub fn new(store: Arc<dyn Store>, worker_id: String, lease: Duration) -> Self {
+        Self {
+            store,
+            worker_id,
+            lease,
+        }
+    }
+}
+
+#[async_trait]
+impl RunSource for StoreSource {
+    fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    async fn claim(&self, max: usize) -> Result<Vec<ClaimedRun>, SourceError> {
+        Ok(self
+            .store
+            .claim_runs(&self.worker_id, max, Timestamp::now(), self.lease)
+            .await?)
+    }
+
+    async fn heartbeat(&self, run_ids: &[i64]) -> Result<Vec<i64>, SourceError> {
+        Ok(self
+            .store
+            .heartbeat(&self.worker_id, run_ids, Timestamp::now(), self.lease)
+            .await?)
+    }
+
+    async fn append_log(&self, run_id: i64, data: Vec<u8>) -> Result<(), SourceError> {
+        Ok(self.store.append_log(run_id, data).await?)
+    }
+
+    async fn finish(&self, results: Vec<RunResult>) -> Result<(), SourceError> {
+        Ok(self.store.finish_runs(&self.worker_id, results).await?)
+    }
+}
