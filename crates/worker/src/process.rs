@@ -1,0 +1,301 @@
+//! Process executor: runs one attempt as an OS process in its own process group.
+//!
+//! - stdout and stderr share one pipe, so output keeps the order it was written in;
+//! - timeout and cancel send SIGTERM to the whole group, then SIGKILL after `kill_grace`;
+//! - when the job's main process exits, anything left in its process group is killed;
+//! - the child gets `PR_SET_PDEATHSIG = SIGKILL`, so it dies if the worker dies.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use jiff::Timestamp;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    /// Shell line (`shell`) or program.
+    pub command: String,
+    /// Run through `/bin/sh -c`.
+    pub shell: bool,
+    /// argv after the program (or `$1…` of the shell line).
+    pub arguments: Vec<String>,
+    /// Added to the inherited environment.
+    pub env: Vec<(String, String)>,
+    /// Working directory.
+    pub workdir: Option<PathBuf>,
+    /// Kill after this long.
+    pub timeout: Option<Duration>,
+    /// SIGTERM → SIGKILL delay.
+    pub kill_grace: Duration,
+}
+
+/// Find `program` the way `execvp` would; None if it cannot be executed.
+fn resolve(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return executable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| executable(p))
+}
+
+/// Why the process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// On its own.
+    Exited,
+    /// Killed by the timeout.
+    TimedOut,
+    /// Killed by cancellation.
+    Cancelled,
+}
+
+/// How it went.
+#[derive(Debug, Clone)]
+pub struct ProcessOutcome {
+    /// Spawn instant (attempt instant when the spawn failed).
+    pub started_at: Timestamp,
+    /// Exit status, when it exited.
+    pub exit_code: Option<i32>,
+    /// Killing signal, when killed.
+    pub signal: Option<i32>,
+    /// Why it ended.
+    pub end: EndReason,
+    /// Why it could not start.
+    pub spawn_error: Option<String>,
+}
+
+/// A spawn request for the spawner thread.
+struct SpawnRequest {
+    cmd: tokio::process::Command,
+    runtime: tokio::runtime::Handle,
+    reply: tokio::sync::oneshot::Sender<std::io::Result<tokio::process::Child>>,
+}
+
+/// Long-lived threads that spawn job processes.
+const SPAWNER_THREADS: usize = 4;
+
+static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<SpawnRequest>>> =
+    std::sync::OnceLock::new();
+
+/// Spawn on the dedicated spawner thread.
+///
+/// `fork`/`exec` blocks the calling thread until the child has exec'd; done on the async
+/// runtime's threads it would stall fires, claims and HTTP under load. One long-lived thread does
+/// every spawn instead — which also matters for `PR_SET_PDEATHSIG`, which fires when the thread
+/// that created the child exits: this thread lives as long as the process.
+async fn spawn_off_runtime(cmd: tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..SPAWNER_THREADS {
+            let rx = rx.clone();
+            let started = std::thread::Builder::new()
+                .name(format!("tempora-spawner-{i}"))
+                .spawn(move || {
+                    loop {
+                        let next = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => break,
+                        };
+                        let Ok(mut req) = next else { break };
+                        let _guard = req.runtime.enter();
+                        let r = req.cmd.spawn();
+                        drop(req.cmd);
+                        let _ = req.reply.send(r);
+                    }
+                });
+            if let Err(e) = started {
+                tracing::error!(message = "cannot start a spawner thread", error = %e);
+            }
+        }
+        std::sync::Mutex::new(tx)
+    });
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let req = SpawnRequest {
+        cmd,
+        runtime: tokio::runtime::Handle::current(),
+        reply,
+    };
+    let sent = tx
+        .lock()
+        .map_err(|_| std::io::Error::other("spawner lock poisoned"))
+        .and_then(|tx| tx.send(req).map_err(|_| std::io::Error::other("the spawner thread is gone")));
+    sent?;
+    rx.await
+        .map_err(|_| std::io::Error::other("the spawner thread dropped the request"))?
+}
+
+/// Kills the group when dropped (also if the future running the process is dropped).
+struct GroupGuard(Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+    }
+}
+
+fn build(spec: &ProcessSpec, out: &OwnedFd) -> std::io::Result<tokio::process::Command> {
+    // argv of the job itself.
+    let mut argv: Vec<std::ffi::OsString> = Vec::with_capacity(spec.arguments.len() + 4);
+    if spec.shell {
+        argv.extend(["/bin/sh".into(), "-c".into(), spec.command.clone().into(), "sh".into()]);
+    } else {
+        let program = resolve(&spec.command).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such executable program")
+        })?;
+        argv.push(program.into_os_string());
+    }
+    argv.extend(spec.arguments.iter().map(Into::into));
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    // SAFETY: the closure only calls prctl(2), which is async-signal-safe. It forces `fork`
+    // rather than `posix_spawn`; spawns run on dedicated threads so that cost stays off the runtime.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out.try_clone()?))
+        .stderr(Stdio::from(out.try_clone()?))
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(w) = &spec.workdir {
+        cmd.current_dir(w);
+    }
+    Ok(cmd)
+}
+
+/// Run the process to its end, sending output chunks to `output`.
+pub async fn run_process(
+    spec: &ProcessSpec,
+    output: mpsc::Sender<Bytes>,
+    cancel: CancellationToken,
+) -> ProcessOutcome {
+    let attempt = Timestamp::now();
+    let fail = |e: String| ProcessOutcome {
+        started_at: attempt,
+        exit_code: None,
+        signal: None,
+        end: EndReason::Exited,
+        spawn_error: Some(e),
+    };
+    let (reader, writer) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => return fail(format!("cannot create pipe: {e}")),
+    };
+    let writer: OwnedFd = writer.into();
+    let cmd = match build(spec, &writer) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{}: {e}", spec.command)),
+    };
+    let spawned = spawn_off_runtime(cmd).await;
+    drop(writer);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let what = match &spec.workdir {
+                Some(w) if !w.is_dir() => format!("working directory {}", w.display()),
+                _ if spec.shell => "/bin/sh".to_owned(),
+                _ => spec.command.clone(),
+            };
+            return fail(format!("{what}: {e}"));
+        }
+    };
+    let started_at = Timestamp::now();
+    let pgid = child.id().map(|p| p as i32);
+    let mut guard = GroupGuard(pgid);
+    let reader: OwnedFd = reader.into();
+    let pump = tokio::spawn(read_output(reader, output));
+
+    let timeout = async {
+        match spec.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut end = EndReason::Exited;
+    let status = tokio::select! {
+        s = child.wait() => s,
+        _ = timeout => { end = EndReason::TimedOut; terminate(&mut child, pgid, spec.kill_grace).await }
+        _ = cancel.cancelled() => { end = EndReason::Cancelled; terminate(&mut child, pgid, spec.kill_grace).await }
+    };
+    // Nothing of the job outlives its main process.
+    if let Some(g) = pgid {
+        let _ = killpg(Pid::from_raw(g), Signal::SIGKILL);
+    }
+    guard.0 = None;
+    // Remaining buffered output; a stray holder of the pipe cannot keep us waiting.
+    let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
+    let (exit_code, signal) = match status {
+        Ok(s) => (s.code(), s.signal()),
+        Err(e) => {
+            tracing::warn!(message = "cannot wait for process", error = %e);
+            (None, None)
+        }
+    };
+    ProcessOutcome {
+        started_at,
+        exit_code,
+        signal,
+        end,
+        spawn_error: None,
+    }
+}
+
+/// SIGTERM the group, wait up to `grace`, then SIGKILL; returns the leader's status.
+async fn terminate(
+    child: &mut tokio::process::Child,
+    pgid: Option<i32>,
+    grace: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
+    if let Some(g) = pgid {
+        let _ = killpg(Pid::from_raw(g), Signal::SIGTERM);
+    }
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(s) => s,
+        Err(_) => {
+            if let Some(g) = pgid {
+                let _ = killpg(Pid::from_raw(g), Signal::SIGKILL);
+            }
+            child.wait().await
+        }
+    }
+}
+
+async fn read_output(fd: OwnedFd, output: mpsc::Sender<Bytes>) {
+    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+        return;
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut receiver_gone = false;
+    loop {
+        match rx.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if !receiver_gone && output.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                    receiver_gone = true;
+                }
+            }
+        }
+    }
+}
