@@ -38,6 +38,10 @@ struct Opts {
     /// Print the result as one JSON object too.
     #[arg(long)]
     json: bool,
+    /// Make every job fire at the same instant (Quartz `* * * * * ?`) instead of spreading the
+    /// jobs' phases evenly over the second.
+    #[arg(long)]
+    burst: bool,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -128,21 +132,30 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     println!(
-        "tempora-bench: {} jobs @every 1s running `{}` for {} s on one node (SQLite), {} local slots",
+        "tempora-bench: {} jobs firing every second ({}) running `{}` for {} s on one node (SQLite), {} local slots",
         o.jobs,
+        if o.burst { "all at the same instant" } else { "phases spread over the second" },
         o.command,
         o.duration.as_secs(),
         o.slots
     );
+    // `@every 1s` is anchored at each job's creation: creating the jobs evenly over one second
+    // spreads their phases, as independent jobs' are. `--burst` makes them all fire at .000.
+    let schedule = if o.burst { "* * * * * ?" } else { "@every 1s" };
+    let step = Duration::from_secs(1) / o.jobs.max(1) as u32;
     for i in 0..o.jobs {
         let name = format!("bench-{i:05}");
+        let t = Instant::now();
         let r = http
             .put(format!("{base}/api/v1/jobs/{name}"))
-            .json(&json!({"command": o.command, "schedule": "@every 1s", "concurrency": "allow"}))
+            .json(&json!({"command": o.command, "schedule": schedule, "concurrency": "allow"}))
             .send()
             .await?;
         if !r.status().is_success() {
             bail!("creating {name}: {} {}", r.status(), r.text().await?);
+        }
+        if !o.burst {
+            tokio::time::sleep(step.saturating_sub(t.elapsed())).await;
         }
     }
     let created = Timestamp::now();
@@ -180,8 +193,7 @@ async fn main() -> anyhow::Result<()> {
             .json()
             .await?;
         let mut per_sec: HashMap<i64, u32> = HashMap::new();
-        // @every is anchored at the job's creation: occurrences are at creation + k s; bucket by
-        // the second in which they fall.
+        // Bucket occurrences by the second in which they fall.
         for r in v["runs"].as_array().into_iter().flatten() {
             if r["attempt"] != 1 {
                 continue;

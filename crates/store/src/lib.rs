@@ -323,7 +323,16 @@ pub fn compute_cursor(
     {
         return Ok(prev.next_fire_at);
     }
-    Ok(schedule.next_after(now, &valid.timezone, created_at))
+    let next = schedule.next_after(now, &valid.timezone, created_at);
+    if next.is_none() && matches!(schedule.kind(), "cron" | "quartz") {
+        return Err(ValidationError::new(
+            "schedule",
+            "invalid_schedule",
+            format!("`{}` never fires", schedule.as_str()),
+        )
+        .into());
+    }
+    Ok(next)
 }
 
 /// Environment variables a run's process sees (DESIGN.md §3.3), besides the job's own `env` and

@@ -6,7 +6,7 @@
 //! - the child gets `PR_SET_PDEATHSIG = SIGKILL`, so it dies if the worker dies.
 
 use std::os::fd::OwnedFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
