@@ -4,9 +4,14 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 /// RFC 3339 text of `t` with the offset that zone `tz` has at that instant
-/// (e.g. `2026-03-08T03:00:00-04:00`).
+/// (e.g. `2026-03-08T03:00:00-04:00`; `Z` when the offset is zero).
 pub fn rfc3339_in_zone(t: Timestamp, tz: &TimeZone) -> String {
-    t.display_with_offset(tz.to_offset(t)).to_string()
+    let offset = tz.to_offset(t);
+    if offset.seconds() == 0 {
+        t.to_string()
+    } else {
+        t.display_with_offset(offset).to_string()
+    }
 }
 
 #[cfg(test)]
