@@ -126,12 +126,10 @@ impl Api {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Res<reqwest::Response> {
-        let resp = req.send().await.map_err(|e| {
-            fail(
-                4,
-                format!("cannot reach the server at {}: {e}", self.base),
-            )
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| fail(4, format!("cannot reach the server at {}: {e}", self.base)))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -141,7 +139,11 @@ impl Api {
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
             .unwrap_or(body);
-        let code = if status == reqwest::StatusCode::NOT_FOUND { 3 } else { 1 };
+        let code = if status == reqwest::StatusCode::NOT_FOUND {
+            3
+        } else {
+            1
+        };
         Err(fail(code, format!("{msg} (HTTP {})", status.as_u16())))
     }
 
@@ -261,8 +263,16 @@ fn run_rows(runs: &[Value]) -> String {
         .collect();
     table(
         &[
-            "ID", "JOB", "TRIGGER", "ATTEMPT", "STATE", "SCHEDULED_FOR", "STARTED_AT",
-            "FINISHED_AT", "EXIT", "ERROR",
+            "ID",
+            "JOB",
+            "TRIGGER",
+            "ATTEMPT",
+            "STATE",
+            "SCHEDULED_FOR",
+            "STARTED_AT",
+            "FINISHED_AT",
+            "EXIT",
+            "ERROR",
         ],
         rows,
     )
@@ -322,7 +332,12 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
                             s(&j["name"]),
                             s(&j["schedule"]),
                             s(&j["timezone"]),
-                            if j["paused"].as_bool() == Some(true) { "yes" } else { "no" }.to_owned(),
+                            if j["paused"].as_bool() == Some(true) {
+                                "yes"
+                            } else {
+                                "no"
+                            }
+                            .to_owned(),
                             s(&j["status"]["next_fire_at"]),
                             s(&j["status"]["success_count"]),
                             s(&j["status"]["error_count"]),
@@ -332,7 +347,15 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
                 print!(
                     "{}",
                     table(
-                        &["NAME", "SCHEDULE", "TIMEZONE", "PAUSED", "NEXT_FIRE_AT", "OK", "ERRORS"],
+                        &[
+                            "NAME",
+                            "SCHEDULE",
+                            "TIMEZONE",
+                            "PAUSED",
+                            "NEXT_FIRE_AT",
+                            "OK",
+                            "ERRORS"
+                        ],
                         rows
                     )
                 );
@@ -403,13 +426,19 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
         }
         JobCommand::Pause { name } => {
             let v = api
-                .json(api.http.post(api.url(&format!("{}/pause", job_path(&name)))))
+                .json(
+                    api.http
+                        .post(api.url(&format!("{}/pause", job_path(&name)))),
+                )
                 .await?;
             show_job(&v, fmt);
         }
         JobCommand::Resume { name } => {
             let v = api
-                .json(api.http.post(api.url(&format!("{}/resume", job_path(&name)))))
+                .json(
+                    api.http
+                        .post(api.url(&format!("{}/resume", job_path(&name)))),
+                )
                 .await?;
             show_job(&v, fmt);
         }
@@ -468,7 +497,11 @@ async fn run(cmd: RunCommand, opts: ClientOpts) -> Res<()> {
             while let Some(chunk) = stream.next().await {
                 let chunk =
                     chunk.map_err(|e| fail(4, format!("connection to the server lost: {e}")))?;
-                if stdout.write_all(&chunk).and_then(|_| stdout.flush()).is_err() {
+                if stdout
+                    .write_all(&chunk)
+                    .and_then(|_| stdout.flush())
+                    .is_err()
+                {
                     break; // stdout closed (e.g. piped into head)
                 }
             }

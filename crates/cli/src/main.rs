@@ -33,7 +33,12 @@ pub enum OutputFormat {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientOpts {
     /// Base URL of a tempora server.
-    #[arg(long, global = true, env = "TEMPORA_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "TEMPORA_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub server: String,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
@@ -108,7 +113,9 @@ fn schedule_next(expr: &str, tz: &str, after: Option<&str>, count: u32) -> ExitC
         Some(a) => match a.parse::<jiff::Timestamp>() {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("error: invalid --after `{a}`: expected an RFC 3339 timestamp such as 2026-03-08T00:00:00Z ({e})");
+                eprintln!(
+                    "error: invalid --after `{a}`: expected an RFC 3339 timestamp such as 2026-03-08T00:00:00Z ({e})"
+                );
                 return ExitCode::from(2);
             }
         },

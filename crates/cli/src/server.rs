@@ -85,9 +85,10 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
             Matcher::Full("tempora_schedule_lag_seconds".into()),
             &lag_buckets,
         )?
-        .set_buckets_for_metric(Matcher::Suffix("batch_size".into()), &[
-            1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0,
-        ])?
+        .set_buckets_for_metric(
+            Matcher::Suffix("batch_size".into()),
+            &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0],
+        )?
         .install_recorder()
         .context("cannot install the metrics recorder")
 }
@@ -158,8 +159,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let work_ready = Arc::new(Notify::new());
-    let (scheduler, handle) =
-        Scheduler::new(store.clone(), SchedulerConfig::default(), work_ready.clone());
+    let (scheduler, handle) = Scheduler::new(
+        store.clone(),
+        SchedulerConfig::default(),
+        work_ready.clone(),
+    );
     let sched_task = tokio::spawn(scheduler.run(shutdown.child_token()));
     let reaper_task = tokio::spawn(tempora_scheduler::reaper::run_reaper(
         store.clone(),

@@ -13,15 +13,27 @@ use serde_json::json;
 /// Every scheduled occurrence appears once as attempt 1, consecutive ones `step` apart.
 fn assert_ledger_continuous(runs: &[serde_json::Value], step_secs: i64) {
     let mut by_occ: BTreeMap<i64, Vec<&serde_json::Value>> = BTreeMap::new();
-    for r in runs.iter().filter(|r| r["attempt"] == 1 && r["trigger"] == "schedule") {
-        by_occ.entry(ts(&r["scheduled_for"]).as_second()).or_default().push(r);
+    for r in runs
+        .iter()
+        .filter(|r| r["attempt"] == 1 && r["trigger"] == "schedule")
+    {
+        by_occ
+            .entry(ts(&r["scheduled_for"]).as_second())
+            .or_default()
+            .push(r);
     }
     for (at, rs) in &by_occ {
         assert_eq!(rs.len(), 1, "occurrence {at} recorded {} times", rs.len());
     }
     let keys: Vec<i64> = by_occ.keys().copied().collect();
     for w in keys.windows(2) {
-        assert_eq!(w[1] - w[0], step_secs, "gap in the ledger between {} and {}", w[0], w[1]);
+        assert_eq!(
+            w[1] - w[0],
+            step_secs,
+            "gap in the ledger between {} and {}",
+            w[0],
+            w[1]
+        );
     }
 }
 
@@ -44,13 +56,17 @@ fn kill9_mid_run_marks_lost_and_retries_after_restart() {
     let pid = read_pid(&pidfile).unwrap();
     s.kill9();
     // The job dies with its server (no orphan racing the retry).
-    s.wait_for(Duration::from_secs(3), "orphan gone", || (!alive(pid)).then_some(()));
+    s.wait_for(Duration::from_secs(3), "orphan gone", || {
+        (!alive(pid)).then_some(())
+    });
     s.spawn();
     let r = s.run(id);
     assert_eq!(r["state"], "lost", "{r}");
     assert!(r["error"].as_str().unwrap().contains("server stopped"));
     let retry = s.wait_for(Duration::from_secs(10), "retry attempt", || {
-        s.runs("victim").into_iter().find(|r| r["attempt"] == 2 && r["state"] != "queued")
+        s.runs("victim")
+            .into_iter()
+            .find(|r| r["attempt"] == 2 && r["state"] != "queued")
     });
     assert_eq!(retry["trigger"], "retry");
     let r2 = s.wait_final(retry["id"].as_i64().unwrap(), Duration::from_secs(15));
@@ -85,12 +101,22 @@ fn kill9_with_every_second_job_loses_and_duplicates_nothing() {
     for l in lines.lines() {
         *count.entry(l).or_default() += 1;
     }
-    assert!(count.values().all(|&n| n == 1), "an occurrence ran twice: {count:?}");
+    assert!(
+        count.values().all(|&n| n == 1),
+        "an occurrence ran twice: {count:?}"
+    );
     let succeeded = runs.iter().filter(|r| r["state"] == "succeeded").count();
     let lost = runs.iter().filter(|r| r["state"] == "lost").count();
     // A run killed with the server may have written its line before dying.
-    assert!(succeeded <= count.len() && count.len() <= succeeded + lost, "{succeeded} succeeded, {lost} lost, {} ran", count.len());
-    assert!(runs.iter().all(|r| r["state"] != "skipped"), "run_all skips nothing within epsilon");
+    assert!(
+        succeeded <= count.len() && count.len() <= succeeded + lost,
+        "{succeeded} succeeded, {lost} lost, {} ran",
+        count.len()
+    );
+    assert!(
+        runs.iter().all(|r| r["state"] != "skipped"),
+        "run_all skips nothing within epsilon"
+    );
     assert!(count.len() >= 7, "ran {} occurrences", count.len());
 }
 
@@ -98,8 +124,14 @@ fn kill9_with_every_second_job_loses_and_duplicates_nothing() {
 fn misfire_run_once_collapses_and_epsilon_skips() {
     let mut s = Server::start(&[]);
     s.put_job("once", json!({"command": "true", "schedule": "@every 1s"}));
-    s.put_job("eps", json!({"command": "true", "schedule": "@every 1s", "epsilon": "2s"}));
-    s.put_job("skip", json!({"command": "true", "schedule": "@every 1s", "misfire": "skip"}));
+    s.put_job(
+        "eps",
+        json!({"command": "true", "schedule": "@every 1s", "epsilon": "2s"}),
+    );
+    s.put_job(
+        "skip",
+        json!({"command": "true", "schedule": "@every 1s", "misfire": "skip"}),
+    );
     std::thread::sleep(Duration::from_secs(2));
     s.kill9();
     std::thread::sleep(Duration::from_secs(5));
@@ -110,11 +142,20 @@ fn misfire_run_once_collapses_and_epsilon_skips() {
         assert_ledger_continuous(&runs, 1);
         let skipped: Vec<_> = runs.iter().filter(|r| r["state"] == "skipped").collect();
         assert!(skipped.len() >= 3, "{job}: {} skipped", skipped.len());
-        let reasons: Vec<&str> = skipped.iter().map(|r| r["error"].as_str().unwrap()).collect();
+        let reasons: Vec<&str> = skipped
+            .iter()
+            .map(|r| r["error"].as_str().unwrap())
+            .collect();
         match job {
-            "once" => assert!(reasons.iter().all(|r| r.contains("collapsed")), "{reasons:?}"),
+            "once" => assert!(
+                reasons.iter().all(|r| r.contains("collapsed")),
+                "{reasons:?}"
+            ),
             "eps" => assert!(reasons.iter().any(|r| r.contains("epsilon")), "{reasons:?}"),
-            _ => assert!(reasons.iter().all(|r| r.contains("misfire: skip")), "{reasons:?}"),
+            _ => assert!(
+                reasons.iter().all(|r| r.contains("misfire: skip")),
+                "{reasons:?}"
+            ),
         }
     }
 }
@@ -138,7 +179,9 @@ fn sigterm_waits_for_grace_then_records_lost_and_retries_after_restart() {
     assert_eq!(r["state"], "lost");
     assert!(r["error"].as_str().unwrap().contains("shut down"), "{r}");
     s.wait_for(Duration::from_secs(10), "retry after restart", || {
-        s.runs("graceful").into_iter().find(|r| r["attempt"] == 2 && r["state"] != "queued")
+        s.runs("graceful")
+            .into_iter()
+            .find(|r| r["attempt"] == 2 && r["state"] != "queued")
     });
 }
 
@@ -147,11 +190,16 @@ fn sigterm_lets_short_runs_finish() {
     let mut s = Server::start(&["--shutdown-grace", "5s"]);
     s.put_job("short", json!({"command": "sleep 1; echo finished"}));
     let id = s.trigger("short")["id"].as_i64().unwrap();
-    s.wait_for(Duration::from_secs(5), "running", || (s.run(id)["state"] == "running").then_some(()));
+    s.wait_for(Duration::from_secs(5), "running", || {
+        (s.run(id)["state"] == "running").then_some(())
+    });
     let status = s.signal_and_wait(Signal::SIGINT, Duration::from_secs(10));
     assert!(status.success());
     s.spawn();
     let r = s.run(id);
     assert_eq!(r["state"], "succeeded", "{r}");
-    assert_eq!(s.get_text(&format!("/api/v1/runs/{id}/log")).1, "finished\n");
+    assert_eq!(
+        s.get_text(&format!("/api/v1/runs/{id}/log")).1,
+        "finished\n"
+    );
 }

@@ -21,14 +21,19 @@ fn every_second_job_fires_on_time_and_exactly_once() {
     for r in &runs {
         assert_eq!(r["trigger"], "schedule");
         assert_eq!(r["attempt"], 1);
-        *seen.entry(r["scheduled_for"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+        *seen
+            .entry(r["scheduled_for"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
         if r["state"] == "succeeded" {
             let lag = ts(&r["started_at"]).duration_since(ts(&r["scheduled_for"]));
             assert!(lag.as_secs_f64() < 1.0, "start lag {lag:?}");
             assert_eq!(r["exit_code"], 0);
         }
     }
-    assert!(seen.values().all(|&n| n == 1), "duplicate occurrences: {seen:?}");
+    assert!(
+        seen.values().all(|&n| n == 1),
+        "duplicate occurrences: {seen:?}"
+    );
     let (_, job) = s.get("/api/v1/jobs/tick");
     assert!(job["status"]["success_count"].as_u64().unwrap() >= 4);
     assert!(job["status"]["next_fire_at"].is_string());
@@ -91,9 +96,17 @@ fn failures_are_retried_with_backoff_as_new_runs() {
         let runs = s.runs("flaky");
         (runs.len() == 3 && runs.iter().all(|r| r["state"] == "failed")).then_some(runs)
     });
-    let attempts: Vec<_> = runs.iter().rev().map(|r| r["attempt"].as_u64().unwrap()).collect();
+    let attempts: Vec<_> = runs
+        .iter()
+        .rev()
+        .map(|r| r["attempt"].as_u64().unwrap())
+        .collect();
     assert_eq!(attempts, [1, 2, 3]);
-    let triggers: Vec<_> = runs.iter().rev().map(|r| r["trigger"].as_str().unwrap().to_owned()).collect();
+    let triggers: Vec<_> = runs
+        .iter()
+        .rev()
+        .map(|r| r["trigger"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(triggers, ["manual", "retry", "retry"]);
     for r in &runs {
         assert_eq!(r["exit_code"], 3);
@@ -127,7 +140,9 @@ fn timeout_kills_the_whole_process_group() {
     let d = ts(&r["finished_at"]).duration_since(ts(&r["started_at"]));
     assert!(d.as_secs_f64() < 5.0, "took {d:?}");
     let child = read_pid(&pidfile).expect("pid written");
-    s.wait_for(Duration::from_secs(3), "grandchild gone", || (!alive(child)).then_some(()));
+    s.wait_for(Duration::from_secs(3), "grandchild gone", || {
+        (!alive(child)).then_some(())
+    });
 }
 
 #[test]
@@ -139,7 +154,9 @@ fn cancel_stops_a_running_run_and_a_queued_one() {
         json!({"command": format!("echo $$ > {}; sleep 100", pidfile.display()), "concurrency": "allow"}),
     );
     let id = s.trigger("long")["id"].as_i64().unwrap();
-    s.wait_for(Duration::from_secs(5), "running", || (s.run(id)["state"] == "running" && read_pid(&pidfile).is_some()).then_some(()));
+    s.wait_for(Duration::from_secs(5), "running", || {
+        (s.run(id)["state"] == "running" && read_pid(&pidfile).is_some()).then_some(())
+    });
     let pid = read_pid(&pidfile).unwrap();
     let (st, v) = s.send("POST", &format!("/api/v1/runs/{id}/cancel"), "");
     assert_eq!(st, 202, "{v}");
@@ -147,14 +164,20 @@ fn cancel_stops_a_running_run_and_a_queued_one() {
     assert_eq!(r["state"], "cancelled");
     assert!(!alive(pid));
     // Cancelling a finished run is a conflict; an unknown one is 404.
-    assert_eq!(s.send("POST", &format!("/api/v1/runs/{id}/cancel"), "").0, 409);
+    assert_eq!(
+        s.send("POST", &format!("/api/v1/runs/{id}/cancel"), "").0,
+        409
+    );
     assert_eq!(s.send("POST", "/api/v1/runs/987654/cancel", "").0, 404);
 }
 
 #[test]
 fn overlap_forbid_records_skipped_occurrences() {
     let s = Server::start(&[]);
-    s.put_job("busy", json!({"command": "sleep 2.5", "schedule": "@every 1s"}));
+    s.put_job(
+        "busy",
+        json!({"command": "sleep 2.5", "schedule": "@every 1s"}),
+    );
     let runs = s.wait_for(Duration::from_secs(15), "a skipped occurrence", || {
         let runs = s.runs("busy");
         runs.iter().any(|r| r["state"] == "skipped").then_some(runs)
@@ -168,9 +191,17 @@ fn overlap_forbid_records_skipped_occurrences() {
 #[test]
 fn overlap_allow_runs_concurrently() {
     let s = Server::start(&[]);
-    s.put_job("par", json!({"command": "sleep 3", "schedule": "@every 1s", "concurrency": "allow"}));
+    s.put_job(
+        "par",
+        json!({"command": "sleep 3", "schedule": "@every 1s", "concurrency": "allow"}),
+    );
     s.wait_for(Duration::from_secs(10), "2 concurrent runs", || {
-        (s.runs("par").iter().filter(|r| r["state"] == "running").count() >= 2).then_some(())
+        (s.runs("par")
+            .iter()
+            .filter(|r| r["state"] == "running")
+            .count()
+            >= 2)
+            .then_some(())
     });
 }
 
@@ -189,5 +220,7 @@ fn pause_and_resume() {
     let (st, v) = s.send("POST", "/api/v1/jobs/p/resume", "");
     assert_eq!(st, 200);
     assert!(v["status"]["next_fire_at"].is_string());
-    s.wait_for(Duration::from_secs(5), "fires again", || (s.runs("p").len() > n).then_some(()));
+    s.wait_for(Duration::from_secs(5), "fires again", || {
+        (s.runs("p").len() > n).then_some(())
+    });
 }

@@ -91,7 +91,8 @@ fn scaled(orig: &str, num: &str, per: u128) -> Result<u128, DurationError> {
     let i: u128 = if int.is_empty() {
         0
     } else {
-        int.parse().map_err(|_| err(orig, &format!("bad number `{num}`")))?
+        int.parse()
+            .map_err(|_| err(orig, &format!("bad number `{num}`")))?
     };
     let mut v = i.checked_mul(per).ok_or_else(|| err(orig, "too large"))?;
     if !frac.is_empty() {
@@ -157,7 +158,10 @@ fn parse_iso(orig: &str, t: &str) -> Result<Duration, DurationError> {
         }
         Ok(())
     };
-    eat(date, &[('W', 604_800_000_000_000), ('D', 86_400_000_000_000)])?;
+    eat(
+        date,
+        &[('W', 604_800_000_000_000), ('D', 86_400_000_000_000)],
+    )?;
     if let Some(tp) = time {
         eat(
             tp,
@@ -282,14 +286,18 @@ mod tests {
         for (s, ms) in ok {
             assert_eq!(parse_duration(s).unwrap().as_millis(), ms, "{s}");
         }
-        for bad in ["", "30", "abc", "5x", "P", "PT", "P1M", "P1Y", "PT1S1H", "s", "1.2.3s"] {
+        for bad in [
+            "", "30", "abc", "5x", "P", "PT", "P1M", "P1Y", "PT1S1H", "s", "1.2.3s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn format_round_trips() {
-        for ms in [0u64, 1, 250, 1000, 1500, 59_000, 60_000, 90_000, 3_600_000, 5_400_500, 90_061_000] {
+        for ms in [
+            0u64, 1, 250, 1000, 1500, 59_000, 60_000, 90_000, 3_600_000, 5_400_500, 90_061_000,
+        ] {
             let d = Duration::from_millis(ms);
             let f = format_duration(d);
             assert_eq!(parse_duration(&f).unwrap(), d, "{f}");

@@ -174,7 +174,9 @@ pub fn validate_name(name: &str) -> Result<(), ValidationError> {
     }
     let mut chars = name.chars();
     if !chars.next().is_some_and(|c| c.is_ascii_alphanumeric()) {
-        return bad("name must start with a letter or digit (pattern ^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$)");
+        return bad(
+            "name must start with a letter or digit (pattern ^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$)",
+        );
     }
     if !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
         return bad(
@@ -202,7 +204,11 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<(), ValidationErro
     Ok(())
 }
 
-fn check_map(field: &str, map: &BTreeMap<String, String>, env: bool) -> Result<(), ValidationError> {
+fn check_map(
+    field: &str,
+    map: &BTreeMap<String, String>,
+    env: bool,
+) -> Result<(), ValidationError> {
     if map.len() > 1000 {
         return Err(ValidationError::new(
             field,
@@ -385,10 +391,7 @@ mod tests {
                 r#"{"name":"a","command":"x","retry_backoff":"1h","retry_backoff_max":"1m"}"#,
                 "retry_backoff",
             ),
-            (
-                r#"{"name":"a","command":"x","env":{"A=B":"1"}}"#,
-                "env.A=B",
-            ),
+            (r#"{"name":"a","command":"x","env":{"A=B":"1"}}"#, "env.A=B"),
         ];
         for (json, field) in cases {
             let e = spec(json).unwrap().validate().unwrap_err();
@@ -398,8 +401,10 @@ mod tests {
 
     #[test]
     fn durations_accept_both_forms() {
-        let s = spec(r#"{"name":"a","command":"x","timeout":"PT1M30S","epsilon":"2m","retry_backoff":5}"#)
-            .unwrap();
+        let s = spec(
+            r#"{"name":"a","command":"x","timeout":"PT1M30S","epsilon":"2m","retry_backoff":5}"#,
+        )
+        .unwrap();
         assert_eq!(s.timeout, Some(Duration::from_secs(90)));
         assert_eq!(s.epsilon, Duration::from_secs(120));
         assert_eq!(s.retry_backoff, Duration::from_secs(5));

@@ -25,7 +25,10 @@ pub fn should_retry(spec: &JobSpec, state: RunState, attempt: u32) -> bool {
 pub fn retry_delay(spec: &JobSpec, attempt: u32) -> Duration {
     let exp = attempt.saturating_sub(1).min(32);
     let factor = 1u64 << exp;
-    let nanos = spec.retry_backoff.as_nanos().saturating_mul(u128::from(factor));
+    let nanos = spec
+        .retry_backoff
+        .as_nanos()
+        .saturating_mul(u128::from(factor));
     let capped = nanos.min(spec.retry_backoff_max.as_nanos());
     // `capped` is at most retry_backoff_max, which is a Duration, so it fits in u64 seconds.
     Duration::from_nanos(u64::try_from(capped).unwrap_or(u64::MAX))
@@ -207,7 +210,10 @@ mod tests {
             runs(&plan_misfire(Misfire::RunAll, eps, &due, now)),
             vec![950, 970, 990, 1000]
         );
-        assert_eq!(runs(&plan_misfire(Misfire::Skip, eps, &due, now)), vec![1000]);
+        assert_eq!(
+            runs(&plan_misfire(Misfire::Skip, eps, &due, now)),
+            vec![1000]
+        );
         // Normal operation: one occurrence a little late runs under every policy.
         for m in [Misfire::RunOnce, Misfire::RunAll, Misfire::Skip] {
             let p = plan_misfire(m, eps, &[ts(999)], ts(999) + Duration::from_millis(3));
@@ -229,11 +235,20 @@ mod tests {
     fn overlap_policies() {
         use Concurrency::*;
         assert_eq!(overlap(Forbid, 0, 0, false), OverlapAction::Start);
-        assert!(matches!(overlap(Forbid, 1, 0, false), OverlapAction::Skip(_)));
+        assert!(matches!(
+            overlap(Forbid, 1, 0, false),
+            OverlapAction::Skip(_)
+        ));
         assert_eq!(overlap(Forbid, 1, 0, true), OverlapAction::Start);
         assert_eq!(overlap(Allow, 5, 0, false), OverlapAction::Start);
-        assert_eq!(overlap(Replace, 1, 0, false), OverlapAction::ReplaceThenStart);
+        assert_eq!(
+            overlap(Replace, 1, 0, false),
+            OverlapAction::ReplaceThenStart
+        );
         assert_eq!(overlap(Queue, 1, 0, false), OverlapAction::Hold);
-        assert!(matches!(overlap(Queue, 1, 1, false), OverlapAction::Skip(_)));
+        assert!(matches!(
+            overlap(Queue, 1, 1, false),
+            OverlapAction::Skip(_)
+        ));
     }
 }

@@ -66,10 +66,7 @@ impl RunState {
 
     /// Whether this final state is a failure that the retry policy applies to.
     pub fn is_retryable_failure(self) -> bool {
-        matches!(
-            self,
-            RunState::Failed | RunState::TimedOut | RunState::Lost
-        )
+        matches!(self, RunState::Failed | RunState::TimedOut | RunState::Lost)
     }
 }
 

@@ -12,7 +12,11 @@ use tempora_core::policy::{
 use tempora_core::run::RunState;
 
 fn misfire() -> impl Strategy<Value = Misfire> {
-    prop_oneof![Just(Misfire::RunOnce), Just(Misfire::RunAll), Just(Misfire::Skip)]
+    prop_oneof![
+        Just(Misfire::RunOnce),
+        Just(Misfire::RunAll),
+        Just(Misfire::Skip)
+    ]
 }
 
 proptest! {

@@ -27,10 +27,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let msg = inner.to_string();
         if let Some(rest) = msg.strip_prefix("unknown field `") {
             let name = rest.split('`').next().unwrap_or_default();
+            // The path already ends with the unknown field's name.
             let field = if path == "." || path.is_empty() {
                 name.to_owned()
             } else {
-                format!("{path}.{name}")
+                path
             };
             return ApiError::field("unknown_field", field, msg);
         }

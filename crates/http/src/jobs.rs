@@ -66,14 +66,20 @@ pub async fn list(
     let jobs = s.store.list_jobs(q.after.as_deref(), limit).await?;
     let next_after = (jobs.len() as u32 == limit).then(|| jobs.last().map(|j| j.spec.name.clone()));
     let items: Vec<Value> = jobs.iter().map(|j| job_view(j, None)).collect();
-    Ok(Json(json!({"jobs": items, "next_after": next_after.flatten()})))
+    Ok(Json(
+        json!({"jobs": items, "next_after": next_after.flatten()}),
+    ))
 }
 
 /// Validate a `limit` query parameter.
 pub fn check_limit(limit: Option<u32>, default: u32) -> ApiResult<u32> {
     match limit {
         None => Ok(default),
-        Some(0) => Err(ApiError::field("invalid_query", "limit", "limit must be at least 1")),
+        Some(0) => Err(ApiError::field(
+            "invalid_query",
+            "limit",
+            "limit must be at least 1",
+        )),
         Some(n) if n > MAX_PAGE => Err(ApiError::field(
             "invalid_query",
             "limit",
@@ -84,7 +90,8 @@ pub fn check_limit(limit: Option<u32>, default: u32) -> ApiResult<u32> {
 }
 
 fn path_name(name: &str) -> ApiResult<()> {
-    validate_name(name).map_err(|e| ApiError::not_found(format!("job `{name}` not found ({})", e.message)))
+    validate_name(name)
+        .map_err(|e| ApiError::not_found(format!("job `{name}` not found ({})", e.message)))
 }
 
 async fn write(s: &AppState, spec: JobSpec, mode: PutMode) -> ApiResult<impl IntoResponse + use<>> {
@@ -92,7 +99,11 @@ async fn write(s: &AppState, spec: JobSpec, mode: PutMode) -> ApiResult<impl Int
     let out = s.store.put_job(spec, mode, Timestamp::now()).await?;
     s.scheduler.job_changed(&out.record.spec.name);
     tracing::info!(message = "job saved", job = %out.record.spec.name, created = out.created);
-    let status = if out.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if out.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(job_view(&out.record, None))))
 }
 
@@ -117,14 +128,20 @@ pub async fn put(
         return Err(ApiError::field(
             "name_mismatch",
             "name",
-            format!("the body's name `{}` differs from the URL's `{name}`", spec.name),
+            format!(
+                "the body's name `{}` differs from the URL's `{name}`",
+                spec.name
+            ),
         ));
     }
     write(&s, spec, PutMode::Upsert).await
 }
 
 /// `GET /api/v1/jobs/{name}`: spec and status.
-pub async fn get(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
     path_name(&name)?;
     let rec = s
         .store
@@ -136,7 +153,10 @@ pub async fn get(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> Ap
 }
 
 /// `DELETE /api/v1/jobs/{name}`.
-pub async fn delete(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     path_name(&name)?;
     if s.store.delete_job(&name).await? {
         s.scheduler.job_changed(&name);
@@ -156,12 +176,18 @@ async fn set_paused(s: &AppState, name: &str, paused: bool) -> ApiResult<Json<Va
 }
 
 /// `POST /api/v1/jobs/{name}/pause`.
-pub async fn pause(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn pause(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
     set_paused(&s, &name, true).await
 }
 
 /// `POST /api/v1/jobs/{name}/resume`.
-pub async fn resume(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn resume(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
     set_paused(&s, &name, false).await
 }
 
@@ -207,9 +233,19 @@ pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<
     };
     let count = match req.count {
         None => 5,
-        Some(0) => return Err(ApiError::field("invalid_value", "count", "count must be at least 1")),
+        Some(0) => {
+            return Err(ApiError::field(
+                "invalid_value",
+                "count",
+                "count must be at least 1",
+            ));
+        }
         Some(n) if n > MAX_PAGE => {
-            return Err(ApiError::field("invalid_value", "count", format!("count must be at most {MAX_PAGE}")));
+            return Err(ApiError::field(
+                "invalid_value",
+                "count",
+                format!("count must be at most {MAX_PAGE}"),
+            ));
         }
         Some(n) => n as usize,
     };
@@ -218,5 +254,7 @@ pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<
         .into_iter()
         .map(|t| rfc3339_in_zone(t, &tz))
         .collect();
-    Ok(Json(json!({"next": next, "schedule": schedule.as_str(), "timezone": tz_name})))
+    Ok(Json(
+        json!({"next": next, "schedule": schedule.as_str(), "timezone": tz_name}),
+    ))
 }

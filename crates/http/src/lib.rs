@@ -80,7 +80,11 @@ async fn auth(State(_state): State<Arc<AppState>>, req: Request, next: Next) -> 
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
+    ApiError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
 }
 
 /// Count requests by route and status.

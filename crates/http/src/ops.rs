@@ -31,11 +31,12 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
         metrics::gauge!("tempora_runs_running").set(c.running as f64);
         metrics::gauge!("tempora_jobs").set(c.jobs as f64);
     }
-    let body = s.prometheus.as_ref().map(|p| p.render()).unwrap_or_default();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        body,
-    )
+    let body = s
+        .prometheus
+        .as_ref()
+        .map(|p| p.render())
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
 /// `GET /api/v1/status`: version, node, uptime, counts.

@@ -119,10 +119,11 @@ pub async fn get(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> ApiR
 }
 
 fn run_id(s: &str) -> ApiResult<i64> {
-    s.parse::<i64>()
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| ApiError::not_found(format!("run `{s}` not found (run ids are positive integers)")))
+    s.parse::<i64>().ok().filter(|&n| n > 0).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "run `{s}` not found (run ids are positive integers)"
+        ))
+    })
 }
 
 /// `POST /api/v1/runs/{id}/cancel`.
@@ -167,7 +168,10 @@ pub async fn log(
         .ok_or_else(|| ApiError::not_found(format!("run {id} not found")))?;
     let headers = [
         (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
-        (header::HeaderName::from_static("x-tempora-run-state"), first.state.to_string()),
+        (
+            header::HeaderName::from_static("x-tempora-run-state"),
+            first.state.to_string(),
+        ),
         (
             header::HeaderName::from_static("x-tempora-log-dropped"),
             first.dropped_before.to_string(),
@@ -226,7 +230,8 @@ fn async_stream(
                 Ok(Some(slice)) => {
                     let mut chunk = Vec::new();
                     if slice.offset > st.offset {
-                        chunk.extend_from_slice(dropped_marker(slice.offset - st.offset).as_bytes());
+                        chunk
+                            .extend_from_slice(dropped_marker(slice.offset - st.offset).as_bytes());
                     }
                     chunk.extend_from_slice(&slice.data);
                     st.offset = slice.next_offset;
@@ -236,7 +241,12 @@ fn async_stream(
                     st.pending = Some(chunk);
                 }
                 Ok(None) => return None,
-                Err(e) => return Some((Err(std::io::Error::other(e.to_string())), St { done: true, ..st })),
+                Err(e) => {
+                    return Some((
+                        Err(std::io::Error::other(e.to_string())),
+                        St { done: true, ..st },
+                    ));
+                }
             }
         }
     })

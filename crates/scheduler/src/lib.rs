@@ -199,7 +199,8 @@ impl Scheduler {
             }
             let sleep_for = match self.heap.peek() {
                 Some(Reverse((at, _, _))) => {
-                    Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO)
+                    Duration::try_from(at.duration_since(Timestamp::now()))
+                        .unwrap_or(Duration::ZERO)
                 }
                 None => Duration::from_secs(3600),
             };
@@ -258,7 +259,9 @@ impl Scheduler {
         let due: Vec<Timestamp> = due.into();
         let occurrences = plan_misfire(e.spec.misfire, e.spec.epsilon, &due, now);
         let skipped_note = first_omitted.map(|first| {
-            format!("{omitted} older missed occurrences (from {first}) were not recorded one by one")
+            format!(
+                "{omitted} older missed occurrences (from {first}) were not recorded one by one"
+            )
         });
         Some(FireRequest {
             job: name.to_owned(),

@@ -142,13 +142,16 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|c| {
-            c.query_row("SELECT 1", [], |_| Ok(())).map_err(db)
-        })
-        .await
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db))
+            .await
     }
 
-    async fn put_job(&self, spec: JobSpec, mode: PutMode, now: Timestamp) -> StoreResult<PutOutcome> {
+    async fn put_job(
+        &self,
+        spec: JobSpec,
+        mode: PutMode,
+        now: Timestamp,
+    ) -> StoreResult<PutOutcome> {
         // Validate before queueing, so bad input never reaches the writer.
         spec.validate()?;
         self.writer
@@ -229,8 +232,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn fire(&self, requests: Vec<FireRequest>, now: Timestamp) -> StoreResult<Vec<FireOutcome>> {
-        self.writer.write(move |c| ops::fire(c, requests, now)).await
+    async fn fire(
+        &self,
+        requests: Vec<FireRequest>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<FireOutcome>> {
+        self.writer
+            .write(move |c| ops::fire(c, requests, now))
+            .await
     }
 
     async fn trigger_run(
@@ -298,7 +307,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn recover_worker(&self, worker: &str, reason: &str, now: Timestamp) -> StoreResult<Vec<i64>> {
+    async fn recover_worker(
+        &self,
+        worker: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<i64>> {
         let worker = worker.to_owned();
         let reason = reason.to_owned();
         self.writer
@@ -337,7 +351,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn read_log(&self, run_id: i64, offset: u64, max: usize) -> StoreResult<Option<LogSlice>> {
+    async fn read_log(
+        &self,
+        run_id: i64,
+        offset: u64,
+        max: usize,
+    ) -> StoreResult<Option<LogSlice>> {
         self.read(move |c| {
             let row: Option<(String, i64, i64)> = c
                 .prepare_cached("SELECT state, log_size, log_dropped FROM runs WHERE id = ?1")
@@ -416,4 +435,3 @@ impl Store for SqliteStore {
         .await
     }
 }
-

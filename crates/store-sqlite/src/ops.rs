@@ -21,7 +21,12 @@ fn add(t: Timestamp, d: Duration) -> Timestamp {
 }
 
 /// Create or replace a job.
-pub fn put_job(c: &Connection, spec: JobSpec, mode: PutMode, now: Timestamp) -> StoreResult<PutOutcome> {
+pub fn put_job(
+    c: &Connection,
+    spec: JobSpec,
+    mode: PutMode,
+    now: Timestamp,
+) -> StoreResult<PutOutcome> {
     let prev = load_job(c, &spec.name)?;
     if mode == PutMode::Create && prev.is_some() {
         return Err(StoreError::JobExists(spec.name));
@@ -35,7 +40,13 @@ pub fn put_job(c: &Connection, spec: JobSpec, mode: PutMode, now: Timestamp) -> 
              next_fire_at = ?5 WHERE name = ?1",
         )
         .map_err(db)?
-        .execute(params![spec.name, json, us(now), spec.paused, cursor.map(us)])
+        .execute(params![
+            spec.name,
+            json,
+            us(now),
+            spec.paused,
+            cursor.map(us)
+        ])
         .map_err(db)?;
     } else {
         c.prepare_cached(
@@ -43,7 +54,13 @@ pub fn put_job(c: &Connection, spec: JobSpec, mode: PutMode, now: Timestamp) -> 
              VALUES (?1, ?2, ?3, ?3, 1, ?4, ?5)",
         )
         .map_err(db)?
-        .execute(params![spec.name, json, us(now), spec.paused, cursor.map(us)])
+        .execute(params![
+            spec.name,
+            json,
+            us(now),
+            spec.paused,
+            cursor.map(us)
+        ])
         .map_err(db)?;
     }
     let record = load_job(c, &spec.name)?
@@ -73,7 +90,12 @@ pub fn delete_job(c: &Connection, name: &str) -> StoreResult<bool> {
 }
 
 /// Pause or resume a job.
-pub fn set_paused(c: &Connection, name: &str, paused: bool, now: Timestamp) -> StoreResult<JobRecord> {
+pub fn set_paused(
+    c: &Connection,
+    name: &str,
+    paused: bool,
+    now: Timestamp,
+) -> StoreResult<JobRecord> {
     let prev = load_job(c, name)?.ok_or_else(|| StoreError::JobNotFound(name.to_owned()))?;
     if prev.spec.paused == paused {
         return Ok(prev);
@@ -157,12 +179,10 @@ fn active_counts(c: &Connection, job: &str) -> StoreResult<(u64, u64)> {
 
 /// Ask the job's running runs to stop and cancel its queued ones (`concurrency: replace`).
 fn replace_active(c: &Connection, job: &str, now: Timestamp) -> StoreResult<()> {
-    c.prepare_cached(
-        "UPDATE runs SET cancel_requested = 1 WHERE job = ?1 AND state = 'running'",
-    )
-    .map_err(db)?
-    .execute([job])
-    .map_err(db)?;
+    c.prepare_cached("UPDATE runs SET cancel_requested = 1 WHERE job = ?1 AND state = 'running'")
+        .map_err(db)?
+        .execute([job])
+        .map_err(db)?;
     c.prepare_cached(
         "UPDATE runs SET state = 'cancelled', finished_at = ?2, \
          error = 'replaced by a newer run (concurrency: replace)' \
@@ -230,14 +250,20 @@ fn admit_run(
 }
 
 /// Record a batch of due occurrences and advance the cursors.
-pub fn fire(c: &Connection, requests: Vec<FireRequest>, now: Timestamp) -> StoreResult<Vec<FireOutcome>> {
+pub fn fire(
+    c: &Connection,
+    requests: Vec<FireRequest>,
+    now: Timestamp,
+) -> StoreResult<Vec<FireOutcome>> {
     let mut out = Vec::with_capacity(requests.len());
     let no_overrides = RunOverrides::default();
     for req in requests {
         let row: Option<(i64, Option<i64>, bool, String)> = c
             .prepare_cached("SELECT version, next_fire_at, paused, spec FROM jobs WHERE name = ?1")
             .map_err(db)?
-            .query_row([&req.job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_row([&req.job], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .optional()
             .map_err(db)?;
         let Some((version, cursor, paused, spec_json)) = row else {
@@ -584,7 +610,11 @@ pub fn finish_runs(
             .optional()
             .map_err(db)?;
         let Some(ended) = ended else {
-            tracing::debug!(message = "result for a run no longer held by this worker", run_id = r.run_id, worker);
+            tracing::debug!(
+                message = "result for a run no longer held by this worker",
+                run_id = r.run_id,
+                worker
+            );
             continue;
         };
         append_log(c, r.run_id, &r.log_tail, max_log)?;
@@ -594,7 +624,12 @@ pub fn finish_runs(
 }
 
 /// Mark runs lost by a condition, then apply the follow-ups.
-fn mark_lost(c: &Connection, sql: &str, p: &[&dyn rusqlite::ToSql], now: Timestamp) -> StoreResult<Vec<i64>> {
+fn mark_lost(
+    c: &Connection,
+    sql: &str,
+    p: &[&dyn rusqlite::ToSql],
+    now: Timestamp,
+) -> StoreResult<Vec<i64>> {
     let ended: Vec<Ended> = c
         .prepare_cached(sql)
         .map_err(db)?
@@ -609,7 +644,12 @@ fn mark_lost(c: &Connection, sql: &str, p: &[&dyn rusqlite::ToSql], now: Timesta
 }
 
 /// All running runs of `worker` become lost.
-pub fn recover_worker(c: &Connection, worker: &str, reason: &str, now: Timestamp) -> StoreResult<Vec<i64>> {
+pub fn recover_worker(
+    c: &Connection,
+    worker: &str,
+    reason: &str,
+    now: Timestamp,
+) -> StoreResult<Vec<i64>> {
     let sql = format!(
         "UPDATE runs SET state = 'lost', finished_at = ?2, error = ?3, lease_expires_at = NULL \
          WHERE state = 'running' AND worker = ?1 RETURNING {ENDED_COLS}"

@@ -88,7 +88,8 @@ pub fn load_job(c: &Connection, name: &str) -> StoreResult<Option<JobRecord>> {
         .query_row([name], job_from_row)
         .optional()
         .map_err(db)?;
-    row.map(|(spec, parts)| job_record(&spec, parts)).transpose()
+    row.map(|(spec, parts)| job_record(&spec, parts))
+        .transpose()
 }
 
 /// Columns of a run row, in the order [`run_from_row`] reads them.

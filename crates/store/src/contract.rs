@@ -78,22 +78,39 @@ pub async fn jobs_crud(s: Arc<dyn Store>) {
         s.put_job(job("b", ""), PutMode::Create, t(1)).await,
         Err(StoreError::JobExists(_))
     ));
-    s.put_job(job("a", ""), PutMode::Create, t(1)).await.unwrap();
-    s.put_job(job("c", ""), PutMode::Upsert, t(1)).await.unwrap();
+    s.put_job(job("a", ""), PutMode::Create, t(1))
+        .await
+        .unwrap();
+    s.put_job(job("c", ""), PutMode::Upsert, t(1))
+        .await
+        .unwrap();
     let up = s
-        .put_job(job("b", r#""schedule":"0 * * * *","description":"x""#), PutMode::Upsert, t(5))
+        .put_job(
+            job("b", r#""schedule":"0 * * * *","description":"x""#),
+            PutMode::Upsert,
+            t(5),
+        )
         .await
         .unwrap();
     assert!(!up.created);
     assert_eq!(up.record.version, 2);
     assert_eq!(up.record.created_at, t(0));
-    assert_eq!(up.record.next_fire_at, a.record.next_fire_at, "cursor kept when schedule unchanged");
+    assert_eq!(
+        up.record.next_fire_at, a.record.next_fire_at,
+        "cursor kept when schedule unchanged"
+    );
     let names = |v: Vec<crate::JobRecord>| v.into_iter().map(|j| j.spec.name).collect::<Vec<_>>();
     assert_eq!(names(s.list_jobs(None, 10).await.unwrap()), ["a", "b", "c"]);
     assert_eq!(names(s.list_jobs(None, 2).await.unwrap()), ["a", "b"]);
     assert_eq!(names(s.list_jobs(Some("b"), 2).await.unwrap()), ["c"]);
     assert_eq!(
-        s.get_job("b").await.unwrap().unwrap().spec.description.as_deref(),
+        s.get_job("b")
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .description
+            .as_deref(),
         Some("x")
     );
     assert!(s.delete_job("b").await.unwrap());
@@ -109,10 +126,19 @@ pub async fn invalid_job_stores_nothing(s: Arc<dyn Store>) {
         .put_job(job("x", r#""schedule":"not cron""#), PutMode::Upsert, t(0))
         .await
         .unwrap_err();
-    assert!(matches!(e, StoreError::Invalid(ref v) if v.field == "schedule"), "{e:?}");
-    s.put_job(job("y", ""), PutMode::Create, t(0)).await.unwrap();
+    assert!(
+        matches!(e, StoreError::Invalid(ref v) if v.field == "schedule"),
+        "{e:?}"
+    );
+    s.put_job(job("y", ""), PutMode::Create, t(0))
+        .await
+        .unwrap();
     let e = s
-        .put_job(job("y", r#""timezone":"Nowhere/Land""#), PutMode::Upsert, t(1))
+        .put_job(
+            job("y", r#""timezone":"Nowhere/Land""#),
+            PutMode::Upsert,
+            t(1),
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::Invalid(ref v) if v.field == "timezone"));
@@ -171,7 +197,11 @@ pub async fn fire_is_exactly_once(s: Arc<dyn Store>) {
 /// A plan made from an old version or cursor is refused without writing.
 pub async fn stale_fire_writes_nothing(s: Arc<dyn Store>) {
     let rec = s
-        .put_job(job("j", r#""schedule":"@every 10s""#), PutMode::Create, t(0))
+        .put_job(
+            job("j", r#""schedule":"@every 10s""#),
+            PutMode::Create,
+            t(0),
+        )
         .await
         .unwrap()
         .record;
@@ -191,13 +221,20 @@ pub async fn stale_fire_writes_nothing(s: Arc<dyn Store>) {
     let out = s.fire(vec![stale, gone], first).await.unwrap();
     assert!(out.iter().all(|o| matches!(o, FireOutcome::Stale { .. })));
     assert!(s.list_runs("j", None, 10).await.unwrap().is_empty());
-    assert_eq!(s.get_job("j").await.unwrap().unwrap().next_fire_at, Some(first));
+    assert_eq!(
+        s.get_job("j").await.unwrap().unwrap().next_fire_at,
+        Some(first)
+    );
 }
 
 /// Skipped occurrences are recorded with their reason.
 pub async fn misfire_skips_are_recorded(s: Arc<dyn Store>) {
     let rec = s
-        .put_job(job("j", r#""schedule":"@every 10s""#), PutMode::Create, t(0))
+        .put_job(
+            job("j", r#""schedule":"@every 10s""#),
+            PutMode::Create,
+            t(0),
+        )
         .await
         .unwrap()
         .record;
@@ -247,20 +284,31 @@ pub async fn claim_finish_counters_and_retry(s: Arc<dyn Store>) {
         .trigger_run("j", RunOverrides::default(), false, t(1))
         .await
         .unwrap();
-    assert_eq!((run.state, run.trigger, run.attempt), (RunState::Queued, Trigger::Manual, 1));
+    assert_eq!(
+        (run.state, run.trigger, run.attempt),
+        (RunState::Queued, Trigger::Manual, 1)
+    );
     let claimed = s.claim_runs("w1", 10, t(1), LEASE).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].run.state, RunState::Running);
     assert_eq!(claimed[0].run.worker.as_deref(), Some("w1"));
     assert_eq!(claimed[0].spec.name, "j");
-    assert!(s.claim_runs("w2", 10, t(1), LEASE).await.unwrap().is_empty());
+    assert!(
+        s.claim_runs("w2", 10, t(1), LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let mut r = result(run.id, RunState::Failed, t(2));
     r.error = Some("exit status 1".into());
     s.finish_runs("w1", vec![r]).await.unwrap();
     let runs = s.list_runs("j", None, 10).await.unwrap();
     assert_eq!(runs.len(), 2);
     let retry = &runs[0];
-    assert_eq!((retry.trigger, retry.attempt, retry.state), (Trigger::Retry, 2, RunState::Queued));
+    assert_eq!(
+        (retry.trigger, retry.attempt, retry.state),
+        (Trigger::Retry, 2, RunState::Queued)
+    );
     assert_eq!(retry.scheduled_for, run.scheduled_for);
     assert!(retry.not_before > retry.queued_at);
     assert_eq!(runs[1].state, RunState::Failed);
@@ -268,7 +316,12 @@ pub async fn claim_finish_counters_and_retry(s: Arc<dyn Store>) {
     let job = s.get_job("j").await.unwrap().unwrap();
     assert_eq!((job.success_count, job.error_count), (0, 1));
     // Not claimable before the backoff.
-    assert!(s.claim_runs("w1", 10, Timestamp::now(), LEASE).await.unwrap().is_empty());
+    assert!(
+        s.claim_runs("w1", 10, Timestamp::now(), LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let later = Timestamp::now() + Duration::from_secs(6);
     let c2 = s.claim_runs("w1", 10, later, LEASE).await.unwrap();
     assert_eq!(c2.len(), 1);
@@ -285,37 +338,58 @@ pub async fn claim_finish_counters_and_retry(s: Arc<dyn Store>) {
 
 /// Retries of manual runs are retries too (and carry the overrides).
 pub async fn manual_retry_keeps_origin(s: Arc<dyn Store>) {
-    s.put_job(job("j", r#""retries":2,"retry_backoff":"0s""#), PutMode::Create, t(0))
-        .await
-        .unwrap();
+    s.put_job(
+        job("j", r#""retries":2,"retry_backoff":"0s""#),
+        PutMode::Create,
+        t(0),
+    )
+    .await
+    .unwrap();
     let mut o = RunOverrides::default();
     o.env.insert("X".into(), "1".into());
     let run = s.trigger_run("j", o.clone(), false, t(1)).await.unwrap();
     assert_eq!(run.overrides, o);
     let c = s.claim_runs("w", 1, Timestamp::now(), LEASE).await.unwrap();
-    s.finish_runs("w", vec![result(c[0].run.id, RunState::TimedOut, Timestamp::now())])
-        .await
-        .unwrap();
+    s.finish_runs(
+        "w",
+        vec![result(c[0].run.id, RunState::TimedOut, Timestamp::now())],
+    )
+    .await
+    .unwrap();
     let c = s.claim_runs("w", 1, Timestamp::now(), LEASE).await.unwrap();
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].run.attempt, 2);
     assert_eq!(c[0].run.overrides, o);
-    s.finish_runs("w", vec![result(c[0].run.id, RunState::Succeeded, Timestamp::now())])
-        .await
-        .unwrap();
+    s.finish_runs(
+        "w",
+        vec![result(c[0].run.id, RunState::Succeeded, Timestamp::now())],
+    )
+    .await
+    .unwrap();
     let job = s.get_job("j").await.unwrap().unwrap();
     assert_eq!((job.success_count, job.error_count), (1, 1));
 }
 
 /// `concurrency: forbid` records an overlapping occurrence as skipped; `force` bypasses it.
 pub async fn overlap_forbid_skips(s: Arc<dyn Store>) {
-    s.put_job(job("j", ""), PutMode::Create, t(0)).await.unwrap();
-    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
+    s.put_job(job("j", ""), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let a = s
+        .trigger_run("j", RunOverrides::default(), false, t(1))
+        .await
+        .unwrap();
     assert_eq!(a.state, RunState::Queued);
-    let b = s.trigger_run("j", RunOverrides::default(), false, t(2)).await.unwrap();
+    let b = s
+        .trigger_run("j", RunOverrides::default(), false, t(2))
+        .await
+        .unwrap();
     assert_eq!(b.state, RunState::Skipped);
     assert!(b.error.unwrap().contains("forbid"));
-    let c = s.trigger_run("j", RunOverrides::default(), true, t(3)).await.unwrap();
+    let c = s
+        .trigger_run("j", RunOverrides::default(), true, t(3))
+        .await
+        .unwrap();
     assert_eq!(c.state, RunState::Queued);
 }
 
@@ -324,9 +398,18 @@ pub async fn overlap_queue_holds_then_releases(s: Arc<dyn Store>) {
     s.put_job(job("j", r#""concurrency":"queue""#), PutMode::Create, t(0))
         .await
         .unwrap();
-    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
-    let b = s.trigger_run("j", RunOverrides::default(), false, t(2)).await.unwrap();
-    let c = s.trigger_run("j", RunOverrides::default(), false, t(3)).await.unwrap();
+    let a = s
+        .trigger_run("j", RunOverrides::default(), false, t(1))
+        .await
+        .unwrap();
+    let b = s
+        .trigger_run("j", RunOverrides::default(), false, t(2))
+        .await
+        .unwrap();
+    let c = s
+        .trigger_run("j", RunOverrides::default(), false, t(3))
+        .await
+        .unwrap();
     assert_eq!(b.state, RunState::Queued);
     assert_eq!(c.state, RunState::Skipped);
     let now = Timestamp::now();
@@ -336,23 +419,39 @@ pub async fn overlap_queue_holds_then_releases(s: Arc<dyn Store>) {
     s.finish_runs("w", vec![result(a.id, RunState::Succeeded, now)])
         .await
         .unwrap();
-    let claimed = s.claim_runs("w", 10, Timestamp::now(), LEASE).await.unwrap();
+    let claimed = s
+        .claim_runs("w", 10, Timestamp::now(), LEASE)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].run.id, b.id);
 }
 
 /// `concurrency: replace` flags the running run for cancellation and queues the new one.
 pub async fn overlap_replace_cancels(s: Arc<dyn Store>) {
-    s.put_job(job("j", r#""concurrency":"replace""#), PutMode::Create, t(0))
+    s.put_job(
+        job("j", r#""concurrency":"replace""#),
+        PutMode::Create,
+        t(0),
+    )
+    .await
+    .unwrap();
+    let a = s
+        .trigger_run("j", RunOverrides::default(), false, t(1))
         .await
         .unwrap();
-    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
     let now = Timestamp::now();
     s.claim_runs("w", 10, now, LEASE).await.unwrap();
-    let b = s.trigger_run("j", RunOverrides::default(), false, t(2)).await.unwrap();
+    let b = s
+        .trigger_run("j", RunOverrides::default(), false, t(2))
+        .await
+        .unwrap();
     assert_eq!(b.state, RunState::Queued);
     assert!(s.get_run(a.id).await.unwrap().unwrap().cancel_requested);
-    assert_eq!(s.heartbeat("w", &[a.id], now, LEASE).await.unwrap(), vec![a.id]);
+    assert_eq!(
+        s.heartbeat("w", &[a.id], now, LEASE).await.unwrap(),
+        vec![a.id]
+    );
 }
 
 /// Cancel: queued → cancelled at once; running → flagged; finished → conflict.
@@ -360,7 +459,10 @@ pub async fn cancel_queued_running_and_finished(s: Arc<dyn Store>) {
     s.put_job(job("j", r#""concurrency":"allow""#), PutMode::Create, t(0))
         .await
         .unwrap();
-    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
+    let a = s
+        .trigger_run("j", RunOverrides::default(), false, t(1))
+        .await
+        .unwrap();
     let r = s.request_cancel(a.id, t(2)).await.unwrap();
     assert_eq!(r.state, RunState::Cancelled);
     assert!(matches!(
@@ -371,8 +473,13 @@ pub async fn cancel_queued_running_and_finished(s: Arc<dyn Store>) {
         s.request_cancel(999_999, t(3)).await,
         Err(StoreError::RunNotFound(_))
     ));
-    let b = s.trigger_run("j", RunOverrides::default(), false, t(4)).await.unwrap();
-    s.claim_runs("w", 10, Timestamp::now(), LEASE).await.unwrap();
+    let b = s
+        .trigger_run("j", RunOverrides::default(), false, t(4))
+        .await
+        .unwrap();
+    s.claim_runs("w", 10, Timestamp::now(), LEASE)
+        .await
+        .unwrap();
     let r = s.request_cancel(b.id, t(5)).await.unwrap();
     assert_eq!(r.state, RunState::Running);
     assert!(r.cancel_requested);
@@ -385,27 +492,65 @@ pub async fn heartbeat_renews_and_reports_stops(s: Arc<dyn Store>) {
     s.put_job(job("j", r#""concurrency":"allow""#), PutMode::Create, t(0))
         .await
         .unwrap();
-    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
+    let a = s
+        .trigger_run("j", RunOverrides::default(), false, t(1))
+        .await
+        .unwrap();
     let now = Timestamp::now();
-    s.claim_runs("w", 10, now, Duration::from_secs(1)).await.unwrap();
-    assert!(s.heartbeat("w", &[a.id], now, LEASE).await.unwrap().is_empty());
+    s.claim_runs("w", 10, now, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        s.heartbeat("w", &[a.id], now, LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Renewed: not reaped at now + 5 s.
-    assert!(s.reap_expired(now + Duration::from_secs(5)).await.unwrap().is_empty());
+    assert!(
+        s.reap_expired(now + Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Another worker's heartbeat for it, or an unknown id, is told to stop.
-    assert_eq!(s.heartbeat("other", &[a.id], now, LEASE).await.unwrap(), vec![a.id]);
-    assert_eq!(s.heartbeat("w", &[424_242], now, LEASE).await.unwrap(), vec![424_242]);
+    assert_eq!(
+        s.heartbeat("other", &[a.id], now, LEASE).await.unwrap(),
+        vec![a.id]
+    );
+    assert_eq!(
+        s.heartbeat("w", &[424_242], now, LEASE).await.unwrap(),
+        vec![424_242]
+    );
 }
 
 /// Expired leases → lost → retried per policy.
 pub async fn expired_leases_become_lost_and_retry(s: Arc<dyn Store>) {
-    s.put_job(job("j", r#""retries":1,"retry_backoff":"0s""#), PutMode::Create, t(0))
+    s.put_job(
+        job("j", r#""retries":1,"retry_backoff":"0s""#),
+        PutMode::Create,
+        t(0),
+    )
+    .await
+    .unwrap();
+    let a = s
+        .trigger_run("j", RunOverrides::default(), false, t(1))
         .await
         .unwrap();
-    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
     let now = Timestamp::now();
-    s.claim_runs("w", 10, now, Duration::from_secs(2)).await.unwrap();
-    assert!(s.reap_expired(now + Duration::from_secs(1)).await.unwrap().is_empty());
-    assert_eq!(s.reap_expired(now + Duration::from_secs(3)).await.unwrap(), vec![a.id]);
+    s.claim_runs("w", 10, now, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(
+        s.reap_expired(now + Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.reap_expired(now + Duration::from_secs(3)).await.unwrap(),
+        vec![a.id]
+    );
     let lost = s.get_run(a.id).await.unwrap().unwrap();
     assert_eq!(lost.state, RunState::Lost);
     assert!(lost.error.unwrap().contains("lease"));
@@ -413,7 +558,10 @@ pub async fn expired_leases_become_lost_and_retry(s: Arc<dyn Store>) {
     s.finish_runs("w", vec![result(a.id, RunState::Succeeded, now)])
         .await
         .unwrap();
-    assert_eq!(s.get_run(a.id).await.unwrap().unwrap().state, RunState::Lost);
+    assert_eq!(
+        s.get_run(a.id).await.unwrap().unwrap().state,
+        RunState::Lost
+    );
     let runs = s.list_runs("j", None, 10).await.unwrap();
     assert_eq!(runs[0].attempt, 2);
     assert_eq!(runs[0].state, RunState::Queued);
@@ -424,22 +572,39 @@ pub async fn recover_worker_marks_lost(s: Arc<dyn Store>) {
     s.put_job(job("j", r#""concurrency":"allow""#), PutMode::Create, t(0))
         .await
         .unwrap();
-    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
-    let b = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
+    let a = s
+        .trigger_run("j", RunOverrides::default(), false, t(1))
+        .await
+        .unwrap();
+    let b = s
+        .trigger_run("j", RunOverrides::default(), false, t(1))
+        .await
+        .unwrap();
     let now = Timestamp::now();
     s.claim_runs("node/local", 1, now, LEASE).await.unwrap();
     s.claim_runs("elsewhere", 1, now, LEASE).await.unwrap();
-    let lost = s.recover_worker("node/local", "server restarted", now).await.unwrap();
+    let lost = s
+        .recover_worker("node/local", "server restarted", now)
+        .await
+        .unwrap();
     assert_eq!(lost, vec![a.id]);
-    assert_eq!(s.get_run(b.id).await.unwrap().unwrap().state, RunState::Running);
+    assert_eq!(
+        s.get_run(b.id).await.unwrap().unwrap().state,
+        RunState::Running
+    );
     let r = s.get_run(a.id).await.unwrap().unwrap();
     assert_eq!(r.error.as_deref(), Some("server restarted"));
 }
 
 /// Output: append, read from offsets, bounded keeping the tail.
 pub async fn logs_append_read_and_bound(s: Arc<dyn Store>) {
-    s.put_job(job("j", ""), PutMode::Create, t(0)).await.unwrap();
-    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
+    s.put_job(job("j", ""), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let a = s
+        .trigger_run("j", RunOverrides::default(), false, t(1))
+        .await
+        .unwrap();
     s.claim_runs("w", 1, Timestamp::now(), LEASE).await.unwrap();
     s.append_log(a.id, b"hello ".to_vec()).await.unwrap();
     s.append_log(a.id, b"world\n".to_vec()).await.unwrap();
@@ -474,7 +639,11 @@ pub async fn logs_append_read_and_bound(s: Arc<dyn Store>) {
 /// Pausing clears the cursor; resuming recomputes it from now.
 pub async fn pause_resume_moves_cursor(s: Arc<dyn Store>) {
     let rec = s
-        .put_job(job("j", r#""schedule":"*/5 * * * *""#), PutMode::Create, t(0))
+        .put_job(
+            job("j", r#""schedule":"*/5 * * * *""#),
+            PutMode::Create,
+            t(0),
+        )
         .await
         .unwrap()
         .record;
@@ -500,7 +669,12 @@ pub async fn list_runs_newest_first_paginated(s: Arc<dyn Store>) {
         .unwrap();
     let mut ids = Vec::new();
     for i in 0..25 {
-        ids.push(s.trigger_run("j", RunOverrides::default(), false, t(i)).await.unwrap().id);
+        ids.push(
+            s.trigger_run("j", RunOverrides::default(), false, t(i))
+                .await
+                .unwrap()
+                .id,
+        );
     }
     let page = s.list_runs("j", None, 10).await.unwrap();
     assert_eq!(page.len(), 10);
@@ -512,28 +686,54 @@ pub async fn list_runs_newest_first_paginated(s: Arc<dyn Store>) {
 
 /// Deleting a job removes its runs; their workers are told to stop.
 pub async fn delete_removes_runs(s: Arc<dyn Store>) {
-    s.put_job(job("j", ""), PutMode::Create, t(0)).await.unwrap();
-    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
+    s.put_job(job("j", ""), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let a = s
+        .trigger_run("j", RunOverrides::default(), false, t(1))
+        .await
+        .unwrap();
     s.claim_runs("w", 1, Timestamp::now(), LEASE).await.unwrap();
     s.append_log(a.id, b"x".to_vec()).await.unwrap();
     assert!(s.delete_job("j").await.unwrap());
     assert!(s.get_run(a.id).await.unwrap().is_none());
-    assert_eq!(s.heartbeat("w", &[a.id], Timestamp::now(), LEASE).await.unwrap(), vec![a.id]);
+    assert_eq!(
+        s.heartbeat("w", &[a.id], Timestamp::now(), LEASE)
+            .await
+            .unwrap(),
+        vec![a.id]
+    );
     // A late result for it is harmless.
-    s.finish_runs("w", vec![result(a.id, RunState::Succeeded, Timestamp::now())])
-        .await
-        .unwrap();
+    s.finish_runs(
+        "w",
+        vec![result(a.id, RunState::Succeeded, Timestamp::now())],
+    )
+    .await
+    .unwrap();
 }
 
 /// Only the worker holding a run can finish it.
 pub async fn finish_only_by_holder(s: Arc<dyn Store>) {
-    s.put_job(job("j", ""), PutMode::Create, t(0)).await.unwrap();
-    let a = s.trigger_run("j", RunOverrides::default(), false, t(1)).await.unwrap();
-    s.claim_runs("w1", 1, Timestamp::now(), LEASE).await.unwrap();
-    s.finish_runs("w2", vec![result(a.id, RunState::Succeeded, Timestamp::now())])
+    s.put_job(job("j", ""), PutMode::Create, t(0))
         .await
         .unwrap();
-    assert_eq!(s.get_run(a.id).await.unwrap().unwrap().state, RunState::Running);
+    let a = s
+        .trigger_run("j", RunOverrides::default(), false, t(1))
+        .await
+        .unwrap();
+    s.claim_runs("w1", 1, Timestamp::now(), LEASE)
+        .await
+        .unwrap();
+    s.finish_runs(
+        "w2",
+        vec![result(a.id, RunState::Succeeded, Timestamp::now())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_run(a.id).await.unwrap().unwrap().state,
+        RunState::Running
+    );
 }
 
 /// Claims honour `not_before` and the requested maximum, oldest first.
@@ -543,9 +743,19 @@ pub async fn claim_respects_not_before_and_limit(s: Arc<dyn Store>) {
         .unwrap();
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(s.trigger_run("j", RunOverrides::default(), false, t(i)).await.unwrap().id);
+        ids.push(
+            s.trigger_run("j", RunOverrides::default(), false, t(i))
+                .await
+                .unwrap()
+                .id,
+        );
     }
-    assert!(s.claim_runs("w", 10, t(-10), LEASE).await.unwrap().is_empty());
+    assert!(
+        s.claim_runs("w", 10, t(-10), LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let c = s.claim_runs("w", 2, t(100), LEASE).await.unwrap();
     assert_eq!(c.iter().map(|c| c.run.id).collect::<Vec<_>>(), ids[..2]);
     let counts = s.counts().await.unwrap();

@@ -227,7 +227,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Validate and store a job, computing its first occurrence after `now` (or keeping the
     /// current cursor when schedule and zone are unchanged). Nothing is stored on error.
-    async fn put_job(&self, spec: JobSpec, mode: PutMode, now: Timestamp) -> StoreResult<PutOutcome>;
+    async fn put_job(
+        &self,
+        spec: JobSpec,
+        mode: PutMode,
+        now: Timestamp,
+    ) -> StoreResult<PutOutcome>;
     /// One job.
     async fn get_job(&self, name: &str) -> StoreResult<Option<JobRecord>>;
     /// Jobs ordered by name, after `after` (exclusive), at most `limit`.
@@ -243,7 +248,11 @@ pub trait Store: Send + Sync + 'static {
     async fn schedule_entries(&self) -> StoreResult<Vec<ScheduleEntry>>;
     /// Record due occurrences for many jobs in one transaction (exactly once per occurrence) and
     /// advance their cursors.
-    async fn fire(&self, requests: Vec<FireRequest>, now: Timestamp) -> StoreResult<Vec<FireOutcome>>;
+    async fn fire(
+        &self,
+        requests: Vec<FireRequest>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<FireOutcome>>;
     /// Trigger a run now (subject to the overlap policy unless `force`).
     async fn trigger_run(
         &self,
@@ -279,7 +288,12 @@ pub trait Store: Send + Sync + 'static {
     async fn finish_runs(&self, worker: &str, results: Vec<RunResult>) -> StoreResult<()>;
     /// All `running` runs of `worker` become `lost` (then retried per policy). Used at startup
     /// for the previous incarnation of the local worker.
-    async fn recover_worker(&self, worker: &str, reason: &str, now: Timestamp) -> StoreResult<Vec<i64>>;
+    async fn recover_worker(
+        &self,
+        worker: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<i64>>;
     /// Runs whose lease expired become `lost` (then retried per policy).
     async fn reap_expired(&self, now: Timestamp) -> StoreResult<Vec<i64>>;
     /// Cancel a run: a queued one ends `cancelled` at once, a running one is flagged for its
@@ -293,7 +307,8 @@ pub trait Store: Send + Sync + 'static {
     /// A job's runs, newest first, with ids below `before`, at most `limit`.
     async fn list_runs(&self, job: &str, before: Option<i64>, limit: u32) -> StoreResult<Vec<Run>>;
     /// Output of a run from `offset`, at most `max` bytes. None if the run does not exist.
-    async fn read_log(&self, run_id: i64, offset: u64, max: usize) -> StoreResult<Option<LogSlice>>;
+    async fn read_log(&self, run_id: i64, offset: u64, max: usize)
+    -> StoreResult<Option<LogSlice>>;
     /// Counts for status and gauges.
     async fn counts(&self) -> StoreResult<StoreCounts>;
 }
@@ -348,11 +363,18 @@ pub fn run_environment(run: &Run, spec: &JobSpec) -> Vec<(String, String)> {
     vec![
         ("TEMPORA_JOB".into(), run.job.clone()),
         ("TEMPORA_RUN_ID".into(), run.id.to_string()),
-        ("TEMPORA_SCHEDULED_FOR".into(), run.scheduled_for.to_string()),
+        (
+            "TEMPORA_SCHEDULED_FOR".into(),
+            run.scheduled_for.to_string(),
+        ),
         ("TEMPORA_ATTEMPT".into(), run.attempt.to_string()),
         (
             "mesos_task_id".into(),
-            format!("ct:{due_ms}:{}:{}:{args}", run.attempt.saturating_sub(1), run.job),
+            format!(
+                "ct:{due_ms}:{}:{}:{args}",
+                run.attempt.saturating_sub(1),
+                run.job
+            ),
         ),
         ("CHRONOS_JOB_NAME".into(), run.job.clone()),
         (

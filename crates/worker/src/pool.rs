@@ -278,7 +278,11 @@ fn process_spec(c: &ClaimedRun, cfg: &PoolConfig) -> ProcessSpec {
 }
 
 /// The final state and explanation of an outcome.
-fn classify(o: &ProcessOutcome, timeout: Option<Duration>, shutting_down: bool) -> (RunState, Option<String>) {
+fn classify(
+    o: &ProcessOutcome,
+    timeout: Option<Duration>,
+    shutting_down: bool,
+) -> (RunState, Option<String>) {
     if let Some(e) = &o.spawn_error {
         return (RunState::Failed, Some(format!("could not start: {e}")));
     }

@@ -135,7 +135,10 @@ async fn spawn_off_runtime(cmd: tokio::process::Command) -> std::io::Result<toki
     let sent = tx
         .lock()
         .map_err(|_| std::io::Error::other("spawner lock poisoned"))
-        .and_then(|tx| tx.send(req).map_err(|_| std::io::Error::other("the spawner thread is gone")));
+        .and_then(|tx| {
+            tx.send(req)
+                .map_err(|_| std::io::Error::other("the spawner thread is gone"))
+        });
     sent?;
     rx.await
         .map_err(|_| std::io::Error::other("the spawner thread dropped the request"))?
@@ -156,7 +159,12 @@ fn build(spec: &ProcessSpec, out: &OwnedFd) -> std::io::Result<tokio::process::C
     // argv of the job itself.
     let mut argv: Vec<std::ffi::OsString> = Vec::with_capacity(spec.arguments.len() + 4);
     if spec.shell {
-        argv.extend(["/bin/sh".into(), "-c".into(), spec.command.clone().into(), "sh".into()]);
+        argv.extend([
+            "/bin/sh".into(),
+            "-c".into(),
+            spec.command.clone().into(),
+            "sh".into(),
+        ]);
     } else {
         let program = resolve(&spec.command).ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::NotFound, "no such executable program")
@@ -292,7 +300,12 @@ async fn read_output(fd: OwnedFd, output: mpsc::Sender<Bytes>) {
         match rx.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if !receiver_gone && output.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                if !receiver_gone
+                    && output
+                        .send(Bytes::copy_from_slice(&buf[..n]))
+                        .await
+                        .is_err()
+                {
                     receiver_gone = true;
                 }
             }

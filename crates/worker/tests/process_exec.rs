@@ -39,7 +39,12 @@ async fn run_with(spec: ProcessSpec, cancel: CancellationToken) -> (ProcessOutco
 
 fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"),
+        Ok(stat) => {
+            stat.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        }
         Err(_) => false,
     }
 }
@@ -47,7 +52,10 @@ fn alive(pid: i32) -> bool {
 #[tokio::test]
 async fn exit_codes_and_signals() {
     let (o, _) = run(sh("exit 0")).await;
-    assert_eq!((o.exit_code, o.signal, o.end), (Some(0), None, EndReason::Exited));
+    assert_eq!(
+        (o.exit_code, o.signal, o.end),
+        (Some(0), None, EndReason::Exited)
+    );
     let (o, _) = run(sh("exit 3")).await;
     assert_eq!(o.exit_code, Some(3));
     let (o, _) = run(sh("kill -9 $$")).await;
@@ -85,11 +93,20 @@ async fn spawn_errors() {
         ..sh("")
     };
     let (o, _) = run(spec).await;
-    assert!(o.spawn_error.as_deref().unwrap().contains("definitely-not-a-program"));
+    assert!(
+        o.spawn_error
+            .as_deref()
+            .unwrap()
+            .contains("definitely-not-a-program")
+    );
     let mut spec = sh("true");
     spec.workdir = Some("/no/such/dir".into());
     let (o, _) = run(spec).await;
-    assert!(o.spawn_error.as_deref().unwrap().contains("/no/such/dir"), "{:?}", o.spawn_error);
+    assert!(
+        o.spawn_error.as_deref().unwrap().contains("/no/such/dir"),
+        "{:?}",
+        o.spawn_error
+    );
 }
 
 #[tokio::test]
@@ -98,10 +115,21 @@ async fn large_output_arrives_whole_and_streams_while_running() {
     assert_eq!(out.len(), 5_000_000);
     let (tx, mut rx) = mpsc::channel::<Bytes>(16);
     let start = Instant::now();
-    let h = tokio::spawn(async move { run_process(&sh("echo first; sleep 2; echo second"), tx, CancellationToken::new()).await });
+    let h = tokio::spawn(async move {
+        run_process(
+            &sh("echo first; sleep 2; echo second"),
+            tx,
+            CancellationToken::new(),
+        )
+        .await
+    });
     let first = rx.recv().await.unwrap();
     assert_eq!(&first[..], b"first\n");
-    assert!(start.elapsed() < Duration::from_secs(1), "first chunk took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "first chunk took {:?}",
+        start.elapsed()
+    );
     h.await.unwrap();
 }
 
@@ -121,7 +149,10 @@ async fn timeout_terms_then_kills_the_group() {
     let (o, _) = run(spec).await;
     assert_eq!((o.end, o.signal), (EndReason::TimedOut, Some(9)));
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(4), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]
@@ -131,7 +162,10 @@ async fn no_descendant_survives_timeout_cancel_or_normal_exit() {
         let pidfile = dir.path().join(format!("{i}.pid"));
         // The grandchild keeps stdout open too: it must not make run_process hang.
         let tail = if *how == "exit" { "exit 0" } else { "sleep 30" };
-        let mut spec = sh(&format!("sleep 1000 & echo $! > {}; {tail}", pidfile.display()));
+        let mut spec = sh(&format!(
+            "sleep 1000 & echo $! > {}; {tail}",
+            pidfile.display()
+        ));
         let cancel = CancellationToken::new();
         if *how == "timeout" {
             spec.timeout = Some(Duration::from_millis(500));
@@ -145,14 +179,22 @@ async fn no_descendant_survives_timeout_cancel_or_normal_exit() {
         }
         let start = Instant::now();
         let (o, _) = run_with(spec, cancel).await;
-        assert!(start.elapsed() < Duration::from_secs(5), "{how}: took {:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{how}: took {:?}",
+            start.elapsed()
+        );
         let expected = match *how {
             "timeout" => EndReason::TimedOut,
             "cancel" => EndReason::Cancelled,
             _ => EndReason::Exited,
         };
         assert_eq!(o.end, expected, "{how}");
-        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(2);
         while alive(pid) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -99,7 +99,11 @@ impl Server {
     }
 
     /// Send a signal and wait for the process to exit (up to `wait`). Returns its exit status.
-    pub fn signal_and_wait(&mut self, sig: nix::sys::signal::Signal, wait: Duration) -> std::process::ExitStatus {
+    pub fn signal_and_wait(
+        &mut self,
+        sig: nix::sys::signal::Signal,
+        wait: Duration,
+    ) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).expect("kill");
         let deadline = Instant::now() + wait;
@@ -109,7 +113,10 @@ impl Server {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("server did not exit within {wait:?} after {sig}; log:\n{}", self.log());
+                panic!(
+                    "server did not exit within {wait:?} after {sig}; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -227,8 +234,13 @@ pub fn ureq_get(url: &str) -> std::io::Result<(u16, String)> {
 /// Minimal blocking HTTP/1.1 request; returns status and body.
 pub fn http(method: &str, url: &str, body: &str) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").ok_or_else(|| std::io::Error::other("http only"))?;
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| std::io::Error::other("http only"))?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
     let mut s = std::net::TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let req = format!(
@@ -246,7 +258,10 @@ pub fn http(method: &str, url: &str, body: &str) -> std::io::Result<(u16, String
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad response: {head}")))?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_owned()
@@ -271,7 +286,10 @@ fn dechunk(mut s: &str) -> String {
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
-            let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next());
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
             state != Some("Z")
         }
         Err(_) => false,
@@ -285,5 +303,8 @@ pub fn read_pid(path: &Path) -> Option<i32> {
 
 /// Parse an RFC 3339 timestamp from a JSON value.
 pub fn ts(v: &Value) -> jiff::Timestamp {
-    v.as_str().expect("timestamp string").parse().expect("RFC 3339")
+    v.as_str()
+        .expect("timestamp string")
+        .parse()
+        .expect("RFC 3339")
 }

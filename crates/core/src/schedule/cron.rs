@@ -102,7 +102,11 @@ fn value(f: &Field, whole: &str, s: &str) -> Result<u32, ScheduleError> {
         }
     })?;
     if v < f.min || v > f.max {
-        return Err(bad(f, whole, format!("value {v} out of range {}-{}", f.min, f.max)));
+        return Err(bad(
+            f,
+            whole,
+            format!("value {v} out of range {}-{}", f.min, f.max),
+        ));
     }
     Ok(v)
 }
@@ -166,7 +170,9 @@ fn parse_values(f: &Field, tok: &str) -> Result<Vec<u32>, ScheduleError> {
 fn has_quartz_only(tok: &str) -> bool {
     tok.contains(['?', 'L', 'W', '#', 'l', 'w'])
         && !tok.to_ascii_uppercase().split([',', '-', '/']).all(|p| {
-            MONTHS.contains(&p) || DAYS.contains(&p) || p.chars().all(|c| c.is_ascii_digit() || c == '*')
+            MONTHS.contains(&p)
+                || DAYS.contains(&p)
+                || p.chars().all(|c| c.is_ascii_digit() || c == '*')
         })
 }
 
@@ -186,7 +192,10 @@ pub(crate) fn parse(fields: &[&str]) -> Result<Cron, ScheduleError> {
         wrap: quartz,
     };
     if !quartz {
-        for (tok, name) in rest.iter().zip(["minute", "hour", "day-of-month", "month", "day-of-week"]) {
+        for (tok, name) in
+            rest.iter()
+                .zip(["minute", "hour", "day-of-month", "month", "day-of-week"])
+        {
             if has_quartz_only(tok) {
                 return Err(ScheduleError {
                     message: format!(
@@ -276,7 +285,10 @@ pub(crate) fn parse(fields: &[&str]) -> Result<Cron, ScheduleError> {
     }
 }
 
-fn parse_quartz_days(dom_tok: &str, dow_tok: &str) -> Result<(Dom, Dow, bool, bool), ScheduleError> {
+fn parse_quartz_days(
+    dom_tok: &str,
+    dow_tok: &str,
+) -> Result<(Dom, Dow, bool, bool), ScheduleError> {
     let dom_f = Field {
         name: "day-of-month",
         min: 1,
@@ -319,15 +331,25 @@ fn parse_quartz_days(dom_tok: &str, dow_tok: &str) -> Result<(Dom, Dow, bool, bo
             .filter(|&n| n <= 30)
             .ok_or_else(|| bad(&dom_f, dom_tok, "`L-n` needs n from 0 to 30"))?;
         Dom::LastMinus(n)
-    } else if let Some(n) = up.strip_suffix('W') {
+    } else if let Some(n) = up
+        .strip_suffix('W')
+        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    {
         let n = value(&dom_f, dom_tok, n)?;
         Dom::NearestWeekday(n as u8)
     } else if up.contains(['L', 'W', '?', '#']) {
-        return Err(bad(&dom_f, dom_tok, "`L`, `L-n`, `nW` and `LW` must stand alone"));
+        return Err(bad(
+            &dom_f,
+            dom_tok,
+            "`L`, `L-n`, `nW` and `LW` must stand alone",
+        ));
     } else {
         Dom::Set(parse_set(&dom_f, dom_tok)?)
     };
     let upw = dow_tok.to_ascii_uppercase();
+    let last_of = upw
+        .strip_suffix('L')
+        .filter(|n| !n.is_empty() && (n.chars().all(|c| c.is_ascii_digit()) || DAYS.contains(n)));
     let dow = if dow_any {
         Dow::Set(Bits::default())
     } else if upw == "L" {
@@ -336,7 +358,7 @@ fn parse_quartz_days(dom_tok: &str, dow_tok: &str) -> Result<(Dom, Dow, bool, bo
             b.set(6);
             b
         })
-    } else if let Some(n) = upw.strip_suffix('L') {
+    } else if let Some(n) = last_of {
         Dow::Last((value(&dow_f, dow_tok, n)? - 1) as u8)
     } else if let Some((n, k)) = upw.split_once('#') {
         let n = value(&dow_f, dow_tok, n)?;
@@ -346,8 +368,6 @@ fn parse_quartz_days(dom_tok: &str, dow_tok: &str) -> Result<(Dom, Dow, bool, bo
             .filter(|k| (1..=5).contains(k))
             .ok_or_else(|| bad(&dow_f, dow_tok, "`n#k` needs k from 1 to 5"))?;
         Dow::Nth((n - 1) as u8, k)
-    } else if upw.contains(['L', '?', '#', 'W']) {
-        return Err(bad(&dow_f, dow_tok, "`nL` and `n#k` must stand alone"));
     } else {
         let raw = parse_set(&dow_f, dow_tok)?;
         let mut b = Bits::default();

@@ -101,7 +101,11 @@ pub fn parse_timezone(name: &str) -> Result<TimeZone, ScheduleError> {
     if name.trim().is_empty() {
         return Err(err("time zone is empty"));
     }
-    TimeZone::get(name).map_err(|_| err(format!("unknown time zone `{name}` (use an IANA name such as Europe/Berlin or UTC)")))
+    TimeZone::get(name).map_err(|_| {
+        err(format!(
+            "unknown time zone `{name}` (use an IANA name such as Europe/Berlin or UTC)"
+        ))
+    })
 }
 
 impl Schedule {
@@ -122,8 +126,14 @@ impl Schedule {
                 "hourly" => Some("0 * * * *"),
                 "every" => None,
                 "at" => None,
-                "reboot" => return Err(err("`@reboot` is not supported: tempora schedules by time")),
-                other => return Err(err(format!("unknown macro `@{other}` (use @yearly, @monthly, @weekly, @daily, @hourly, @every <duration> or @at <timestamp>)"))),
+                "reboot" => {
+                    return Err(err("`@reboot` is not supported: tempora schedules by time"));
+                }
+                other => {
+                    return Err(err(format!(
+                        "unknown macro `@{other}` (use @yearly, @monthly, @weekly, @daily, @hourly, @every <duration> or @at <timestamp>)"
+                    )));
+                }
             };
             match (macro_expr, word.to_ascii_lowercase().as_str()) {
                 (Some(m), _) => {
@@ -183,7 +193,13 @@ impl Schedule {
     }
 
     /// Up to `count` successive fire times strictly after `after`.
-    pub fn upcoming(&self, after: Timestamp, tz: &TimeZone, anchor: Timestamp, count: usize) -> Vec<Timestamp> {
+    pub fn upcoming(
+        &self,
+        after: Timestamp,
+        tz: &TimeZone,
+        anchor: Timestamp,
+        count: usize,
+    ) -> Vec<Timestamp> {
         let mut out = Vec::with_capacity(count.min(1024));
         let mut t = after;
         while out.len() < count {
@@ -200,14 +216,20 @@ impl Schedule {
 
     /// The first fire time strictly after `after` in zone `tz`; `anchor` (the job's creation) is
     /// the origin of `@every` and the start of an ISO interval without one.
-    pub fn next_after(&self, after: Timestamp, tz: &TimeZone, anchor: Timestamp) -> Option<Timestamp> {
+    pub fn next_after(
+        &self,
+        after: Timestamp,
+        tz: &TimeZone,
+        anchor: Timestamp,
+    ) -> Option<Timestamp> {
         match &self.kind {
             Kind::Cron(c) => next_cron(c, after, tz),
             Kind::Every(d) => {
                 let d = i128::try_from(d.as_nanos()).ok()?;
                 let since = after.as_nanosecond() - anchor.as_nanosecond();
                 let k = if since < 0 { 1 } else { since / d + 1 };
-                Timestamp::from_nanosecond(anchor.as_nanosecond().checked_add(k.checked_mul(d)?)?).ok()
+                Timestamp::from_nanosecond(anchor.as_nanosecond().checked_add(k.checked_mul(d)?)?)
+                    .ok()
             }
             Kind::At(w) => w.zoned(tz).map(|z| z.timestamp()).filter(|t| *t > after),
             Kind::Iso {
@@ -228,24 +250,42 @@ impl Schedule {
 fn parse_iso(e: &str) -> Result<Kind, ScheduleError> {
     let parts: Vec<&str> = e.split('/').collect();
     if parts.len() != 3 {
-        return Err(err(format!("invalid ISO 8601 repeating interval `{e}`: expected R[n]/[start]/period")));
+        return Err(err(format!(
+            "invalid ISO 8601 repeating interval `{e}`: expected R[n]/[start]/period"
+        )));
     }
     let reps = &parts[0][1..];
     let count = if reps.is_empty() {
         None
     } else {
-        Some(reps.parse::<u64>().map_err(|_| err(format!("invalid repetitions `{}`: expected R or Rn", parts[0])))?)
+        Some(reps.parse::<u64>().map_err(|_| {
+            err(format!(
+                "invalid repetitions `{}`: expected R or Rn",
+                parts[0]
+            ))
+        })?)
     };
     let start = if parts[1].is_empty() {
         None
     } else {
-        Some(When::parse(parts[1]).ok_or_else(|| err(format!("invalid start `{}`: expected an ISO 8601 datetime such as 2026-01-01T10:00:00Z", parts[1])))?)
+        Some(When::parse(parts[1]).ok_or_else(|| {
+            err(format!(
+                "invalid start `{}`: expected an ISO 8601 datetime such as 2026-01-01T10:00:00Z",
+                parts[1]
+            ))
+        })?)
     };
-    let period: Span = parts[2]
-        .parse()
-        .map_err(|_| err(format!("invalid period `{}`: expected an ISO 8601 duration such as PT1H or P1D", parts[2])))?;
+    let period: Span = parts[2].parse().map_err(|_| {
+        err(format!(
+            "invalid period `{}`: expected an ISO 8601 duration such as PT1H or P1D",
+            parts[2]
+        ))
+    })?;
     if period.is_zero() || period.is_negative() {
-        return Err(err(format!("invalid period `{}`: must be positive", parts[2])));
+        return Err(err(format!(
+            "invalid period `{}`: must be positive",
+            parts[2]
+        )));
     }
     Ok(Kind::Iso {
         count,
@@ -260,7 +300,12 @@ fn occurrence(start: &Zoned, period: Span, k: i64) -> Option<Timestamp> {
     start.checked_add(span).ok().map(|z| z.timestamp())
 }
 
-fn next_iso(start: &Zoned, period: Span, count: Option<u64>, after: Timestamp) -> Option<Timestamp> {
+fn next_iso(
+    start: &Zoned,
+    period: Span,
+    count: Option<u64>,
+    after: Timestamp,
+) -> Option<Timestamp> {
     let limit = count.map(|c| i64::try_from(c).unwrap_or(i64::MAX));
     if limit == Some(0) {
         return None;
@@ -271,7 +316,11 @@ fn next_iso(start: &Zoned, period: Span, count: Option<u64>, after: Timestamp) -
         .ok()
         .filter(|s| *s > 0.0)?;
     let elapsed = after.duration_since(start.timestamp()).as_secs_f64();
-    let mut k = if elapsed <= 0.0 { 0 } else { (elapsed / approx).floor() as i64 };
+    let mut k = if elapsed <= 0.0 {
+        0
+    } else {
+        (elapsed / approx).floor() as i64
+    };
     while k > 0 && occurrence(start, period, k).is_none_or(|t| t > after) {
         k -= 1;
     }
@@ -295,10 +344,13 @@ fn next_cron(c: &cron::Cron, after: Timestamp, tz: &TimeZone) -> Option<Timestam
     let horizon = lo.to_zoned(tz.clone()).year().checked_add(HORIZON_YEARS)?;
     let horizon_dt = DateTime::new(horizon.min(9998), 1, 1, 0, 0, 0, 0).ok()?;
     // The segment containing `lo` began at the last transition at or before it.
-    let first = tz.preceding(lo.checked_add(SignedDuration::from_nanos(1)).ok()?).next();
+    let first = tz
+        .preceding(lo.checked_add(SignedDuration::from_nanos(1)).ok()?)
+        .next();
     let mut seg_start = first.as_ref().map(|t| t.timestamp());
     let mut offset = tz.to_offset(lo);
-    let mut prev_offset: Option<Offset> = seg_start.map(|s| tz.to_offset(s - SignedDuration::from_nanos(1)));
+    let mut prev_offset: Option<Offset> =
+        seg_start.map(|s| tz.to_offset(s - SignedDuration::from_nanos(1)));
     loop {
         let next_tr = match seg_start {
             Some(s) => tz.following(s).next(),
@@ -318,7 +370,10 @@ fn next_cron(c: &cron::Cron, after: Timestamp, tz: &TimeZone) -> Option<Timestam
                 return Some(s);
             }
         }
-        let mut wall_lo = lo.max(seg_start.unwrap_or(lo)).to_zoned(TimeZone::fixed(offset)).datetime();
+        let mut wall_lo = lo
+            .max(seg_start.unwrap_or(lo))
+            .to_zoned(TimeZone::fixed(offset))
+            .datetime();
         // After a backward jump, fixed-time jobs skip the repeated wall-clock times.
         if !c.interval
             && let (Some(s), Some(p)) = (seg_start, prev_offset)
@@ -328,13 +383,19 @@ fn next_cron(c: &cron::Cron, after: Timestamp, tz: &TimeZone) -> Option<Timestam
             wall_lo = wall_lo.max(repeated_until);
         }
         let wall_hi = match seg_end {
-            Some(e) => e.to_zoned(TimeZone::fixed(offset)).datetime().min(horizon_dt),
+            Some(e) => e
+                .to_zoned(TimeZone::fixed(offset))
+                .datetime()
+                .min(horizon_dt),
             None => horizon_dt,
         };
         if wall_lo < wall_hi
             && let Some(w) = c.next_civil(wall_lo, wall_hi)
         {
-            return w.to_zoned(TimeZone::fixed(offset)).ok().map(|z| z.timestamp());
+            return w
+                .to_zoned(TimeZone::fixed(offset))
+                .ok()
+                .map(|z| z.timestamp());
         }
         let (Some(end), Some(tr)) = (seg_end, next_tr) else {
             return None;
