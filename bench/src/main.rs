@@ -99,7 +99,10 @@ async fn main() -> anyhow::Result<()> {
             .join("tempora"),
     };
     if !bin.exists() {
-        bail!("{} not found: build it first (bench/run.sh does)", bin.display());
+        bail!(
+            "{} not found: build it first (bench/run.sh does)",
+            bin.display()
+        );
     }
     let dir = tempfile::tempdir()?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -134,7 +137,11 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "tempora-bench: {} jobs firing every second ({}) running `{}` for {} s on one node (SQLite), {} local slots",
         o.jobs,
-        if o.burst { "all at the same instant" } else { "phases spread over the second" },
+        if o.burst {
+            "all at the same instant"
+        } else {
+            "phases spread over the second"
+        },
         o.command,
         o.duration.as_secs(),
         o.slots
@@ -173,7 +180,9 @@ async fn main() -> anyhow::Result<()> {
     // Stop firing, let the last runs finish, then read the ledger.
     for i in 0..o.jobs {
         let name = format!("bench-{i:05}");
-        http.post(format!("{base}/api/v1/jobs/{name}/pause")).send().await?;
+        http.post(format!("{base}/api/v1/jobs/{name}/pause"))
+            .send()
+            .await?;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -223,7 +232,10 @@ async fn main() -> anyhow::Result<()> {
     lags.sort_by(|a, b| a.total_cmp(b));
     let cpu_pct = (cpu1 - cpu0) as f64 / ticks / wall * 100.0;
     let expected = (to - from + 1).max(0) as u64 * o.jobs as u64;
-    println!("occurrences in window: {expected} expected, {} started", lags.len());
+    println!(
+        "occurrences in window: {expected} expected, {} started",
+        lags.len()
+    );
     println!(
         "start lag ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
         percentile(&lags, 50.0),

@@ -126,7 +126,7 @@ impl Oracle {
                 // the last day that is a weekday
                 (1..=last).rev().find(|&x| is_weekday(x)) == Some(day)
             } else if let Some(n) = up.strip_prefix("L-") {
-                last >= 1 + n.parse::<u32>().unwrap() && day == last - n.parse::<u32>().unwrap()
+                last > n.parse::<u32>().unwrap() && day == last - n.parse::<u32>().unwrap()
             } else if let Some(n) = up.strip_suffix('W') {
                 let n: u32 = n.parse().unwrap();
                 if n > last {
@@ -213,7 +213,7 @@ impl Oracle {
                 let earlier = tz.to_ambiguous_timestamp(wall);
                 let second_pass =
                     earlier.is_ambiguous() && earlier.compatible().map(|e| e < t).unwrap_or(false);
-                if !(second_pass && !self.interval) {
+                if !second_pass || self.interval {
                     out.push(t);
                 }
             }
