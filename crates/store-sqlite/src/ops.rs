@@ -33,42 +33,42 @@ pub fn put_job(
     }
     let created_at = prev.as_ref().map_or(now, |p| p.created_at);
     let cursor = compute_cursor(&spec, created_at, now, prev.as_ref())?;
-    let json = serde_json::to_string(&spec).map_err(|e| StoreError::Backend(e.to_string()))?;
-    if prev.is_some() {
-        c.prepare_cached(
-            "UPDATE jobs SET spec = ?2, updated_at = ?3, version = version + 1, paused = ?4, \
-             next_fire_at = ?5 WHERE name = ?1",
-        )
-        .map_err(db)?
-        .execute(params![
-            spec.name,
-            json,
-            us(now),
-            spec.paused,
-            cursor.map(us)
-        ])
-        .map_err(db)?;
-    } else {
-        c.prepare_cached(
-            "INSERT INTO jobs (name, spec, created_at, updated_at, version, paused, next_fire_at) \
-             VALUES (?1, ?2, ?3, ?3, 1, ?4, ?5)",
-        )
-        .map_err(db)?
-        .execute(params![
-            spec.name,
-            json,
-            us(now),
-            spec.paused,
-            cursor.map(us)
-        ])
-        .map_err(db)?;
-    }
+    write_job_row(c, &spec, now, cursor, prev.is_none())?;
     let record = load_job(c, &spec.name)?
         .ok_or_else(|| StoreError::Backend("job vanished after write".into()))?;
     Ok(PutOutcome {
         record,
         created: prev.is_none(),
     })
+}
+
+/// Insert (`new`) or update a job's row: spec, pause state and cursor; an update bumps `version`.
+fn write_job_row(
+    c: &Connection,
+    spec: &JobSpec,
+    now: Timestamp,
+    cursor: Option<Timestamp>,
+    new: bool,
+) -> StoreResult<()> {
+    let json = serde_json::to_string(spec).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let sql = if new {
+        "INSERT INTO jobs (name, spec, created_at, updated_at, version, paused, next_fire_at) \
+         VALUES (?1, ?2, ?3, ?3, 1, ?4, ?5)"
+    } else {
+        "UPDATE jobs SET spec = ?2, updated_at = ?3, version = version + 1, paused = ?4, \
+         next_fire_at = ?5 WHERE name = ?1"
+    };
+    c.prepare_cached(sql)
+        .map_err(db)?
+        .execute(params![
+            spec.name,
+            json,
+            us(now),
+            spec.paused,
+            cursor.map(us)
+        ])
+        .map_err(db)?;
+    Ok(())
 }
 
 /// Delete a job, its runs and their output.
@@ -104,14 +104,7 @@ pub fn set_paused(
     spec.paused = paused;
     // Resuming starts from now: the paused period is not backfilled.
     let cursor = compute_cursor(&spec, prev.created_at, now, None)?;
-    let json = serde_json::to_string(&spec).map_err(|e| StoreError::Backend(e.to_string()))?;
-    c.prepare_cached(
-        "UPDATE jobs SET spec = ?2, updated_at = ?3, version = version + 1, paused = ?4, \
-         next_fire_at = ?5 WHERE name = ?1",
-    )
-    .map_err(db)?
-    .execute(params![name, json, us(now), paused, cursor.map(us)])
-    .map_err(db)?;
+    write_job_row(c, &spec, now, cursor, false)?;
     load_job(c, name)?.ok_or_else(|| StoreError::JobNotFound(name.to_owned()))
 }
 
