@@ -121,6 +121,19 @@ fn bad_input_is_refused_with_the_field_and_stores_nothing() {
         assert_eq!(err_field(&v), field, "{body}: {v}");
         assert!(v["error"]["code"].is_string() && v["error"]["message"].is_string());
     }
+    for body in ["[]", "\"x\"", "42"] {
+        let (st, v) = s.send("PUT", "/api/v1/jobs/a", body);
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (400, Some("invalid_json")),
+            "{body}: {v}"
+        );
+    }
+    let (st, v) = s.send("DELETE", "/api/v1/jobs", "");
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
     let (st, v) = s.send("PUT", "/api/v1/jobs/a", "{not json");
     assert_eq!(st, 400, "{v}");
     assert_eq!(v["error"]["code"], "invalid_json");

@@ -142,10 +142,14 @@ fn misfire_run_once_collapses_and_epsilon_skips() {
         assert_ledger_continuous(&runs, 1);
         let skipped: Vec<_> = runs.iter().filter(|r| r["state"] == "skipped").collect();
         assert!(skipped.len() >= 3, "{job}: {} skipped", skipped.len());
+        // A run queued just before the kill may still be pending at restart: the overlap
+        // policy (forbid) may then skip an occurrence too. Every other skip is the misfire policy's.
         let reasons: Vec<&str> = skipped
             .iter()
             .map(|r| r["error"].as_str().unwrap())
+            .filter(|r| !r.contains("concurrency: forbid"))
             .collect();
+        assert!(reasons.len() >= 3, "{job}: {reasons:?}");
         match job {
             "once" => assert!(
                 reasons.iter().all(|r| r.contains("collapsed")),

@@ -69,8 +69,8 @@ fn parse_short(orig: &str, t: &str) -> Result<Duration, DurationError> {
         if unit.is_empty() {
             return Err(err(orig, "a unit is required (s, m, h, d, ms)"));
         }
-        let per = unit_nanos(&unit.to_ascii_lowercase())
-            .ok_or_else(|| err(orig, &format!("unknown unit `{unit}`")))?;
+        // Units are case-sensitive: `M` could be read as months.
+        let per = unit_nanos(unit).ok_or_else(|| err(orig, &format!("unknown unit `{unit}`")))?;
         total = total
             .checked_add(scaled(orig, num, per)?)
             .ok_or_else(|| err(orig, "too large"))?;

@@ -180,7 +180,7 @@ pub fn validate_name(name: &str) -> Result<(), ValidationError> {
     }
     if !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
         return bad(
-            "name may contain only letters, digits, '.', '_' and '-' (pattern ^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$)",
+            "name may contain only ASCII letters, digits, '.', '_' and '-' (pattern ^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$)",
         );
     }
     Ok(())
