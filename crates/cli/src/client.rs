@@ -28,6 +28,9 @@ pub enum JobCommand {
     Rm {
         /// Job name.
         name: String,
+        /// Also when other jobs depend on it (they drop it from their parents).
+        #[arg(long)]
+        force: bool,
     },
     /// Trigger a run now.
     Run {
@@ -386,8 +389,12 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
                 .await?;
             show_job(&v, fmt);
         }
-        JobCommand::Rm { name } => {
-            api.json(api.http.delete(api.url(&job_path(&name)))).await?;
+        JobCommand::Rm { name, force } => {
+            let mut req = api.http.delete(api.url(&job_path(&name)));
+            if force {
+                req = req.query(&[("force", "true")]);
+            }
+            api.json(req).await?;
             if fmt == OutputFormat::Table {
                 println!("deleted job {name}");
             } else {

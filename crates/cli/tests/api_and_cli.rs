@@ -111,7 +111,21 @@ fn bad_input_is_refused_with_the_field_and_stores_nothing() {
             "PUT",
             "/api/v1/jobs/a",
             json!({"command": "x", "parents": ["p"]}),
-            422,
+            400,
+            "parents",
+        ),
+        (
+            "PUT",
+            "/api/v1/jobs/a",
+            json!({"command": "x", "parents": ["a"]}),
+            400,
+            "parents",
+        ),
+        (
+            "PUT",
+            "/api/v1/jobs/a",
+            json!({"command": "x", "parents": ["p"], "schedule": "@hourly"}),
+            400,
             "parents",
         ),
     ];

@@ -270,12 +270,32 @@ impl JobSpec {
                 "a job has either a schedule or parents, not both",
             ));
         }
-        if !self.parents.is_empty() {
+        if self.parents.len() > 100 {
             return Err(ValidationError::new(
                 "parents",
-                "unsupported",
-                "dependent jobs (parents) are not supported by this version of tempora yet",
+                "invalid_value",
+                "at most 100 parents",
             ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, p) in self.parents.iter().enumerate() {
+            validate_name(p).map_err(|e| {
+                ValidationError::new(format!("parents[{i}]"), "invalid_name", e.message)
+            })?;
+            if *p == self.name {
+                return Err(ValidationError::new(
+                    "parents",
+                    "cycle",
+                    format!("job `{p}` cannot be its own parent"),
+                ));
+            }
+            if !seen.insert(p) {
+                return Err(ValidationError::new(
+                    "parents",
+                    "invalid_value",
+                    format!("parent `{p}` is listed twice"),
+                ));
+            }
         }
         let schedule = match &self.schedule {
             None => None,

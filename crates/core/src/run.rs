@@ -208,6 +208,9 @@ pub struct Run {
     /// Overrides of a manual trigger.
     #[serde(default, skip_serializing_if = "RunOverrides::is_empty")]
     pub overrides: RunOverrides,
+    /// For `trigger = dependency`: the parent runs that triggered it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggered_by: Vec<i64>,
 }
 
 #[cfg(test)]

@@ -152,13 +152,39 @@ pub async fn get(
     Ok(Json(job_view(&rec, last.first())))
 }
 
-/// `DELETE /api/v1/jobs/{name}`.
+/// Query of `DELETE /jobs/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// Delete even if other jobs depend on it (they drop it from their parents).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `DELETE /api/v1/jobs/{name}` (`?force=true` to delete a job that others depend on).
 pub async fn delete(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
+    q: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<StatusCode> {
+    let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
     path_name(&name)?;
-    if s.store.delete_job(&name).await? {
+    // Children that lose this parent must be rescheduled too.
+    let children: Vec<String> = if q.force {
+        s.store
+            .dependency_edges()
+            .await?
+            .into_iter()
+            .filter(|(p, _)| *p == name)
+            .map(|(_, c)| c)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if s.store.delete_job(&name, q.force).await? {
+        for c in &children {
+            s.scheduler.job_changed(c);
+        }
         s.scheduler.job_changed(&name);
         tracing::info!(message = "job deleted", job = %name);
         Ok(StatusCode::NO_CONTENT)
@@ -257,4 +283,88 @@ pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<
     Ok(Json(
         json!({"next": next, "schedule": schedule.as_str(), "timezone": tz_name}),
     ))
+}
+
+/// Query of `GET /graph`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphQuery {
+    /// `json` (default) or `dot` (Graphviz).
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// `GET /api/v1/graph`: the dependency graph. JSON `{nodes: [{name, schedule, parents,
+/// last_state}], edges: [{from, to}]}`, or Graphviz DOT with `?format=dot`. Nodes are the jobs
+/// that have parents or children.
+pub async fn graph(
+    State(s): State<Arc<AppState>>,
+    q: Result<Query<GraphQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<axum::response::Response> {
+    let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
+    let dot = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("dot") => true,
+        Some(other) => {
+            return Err(ApiError::field(
+                "invalid_query",
+                "format",
+                format!("format must be json or dot, not `{other}`"),
+            ));
+        }
+    };
+    let edges = s.store.dependency_edges().await?;
+    let mut names: Vec<&str> = edges
+        .iter()
+        .flat_map(|(p, c)| [p.as_str(), c.as_str()])
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut nodes = Vec::with_capacity(names.len());
+    for name in &names {
+        let Some(rec) = s.store.get_job(name).await? else {
+            continue;
+        };
+        let last = s.store.list_runs(name, None, 1).await?;
+        nodes.push(json!({
+            "name": name,
+            "schedule": rec.spec.schedule,
+            "parents": rec.spec.parents,
+            "paused": rec.spec.paused,
+            "last_state": last.first().map(|r| r.state),
+        }));
+    }
+    if dot {
+        let mut out = String::from("digraph tempora {\n");
+        for n in &nodes {
+            let name = n["name"].as_str().unwrap_or_default();
+            let state = n["last_state"].as_str().unwrap_or("none");
+            let color = match state {
+                "succeeded" => "green",
+                "failed" | "timed_out" | "lost" => "red",
+                "running" | "queued" => "blue",
+                _ => "gray",
+            };
+            out.push_str(&format!(
+                "  \"{name}\" [label=\"{name}\\n{state}\", color={color}];\n"
+            ));
+        }
+        for (p, c) in &edges {
+            out.push_str(&format!("  \"{p}\" -> \"{c}\";\n"));
+        }
+        out.push_str("}\n");
+        return Ok((
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/vnd.graphviz; charset=utf-8",
+            )],
+            out,
+        )
+            .into_response());
+    }
+    let edges: Vec<Value> = edges
+        .iter()
+        .map(|(p, c)| json!({"from": p, "to": c}))
+        .collect();
+    Ok(Json(json!({"nodes": nodes, "edges": edges})).into_response())
 }

@@ -60,6 +60,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/runs/{id}/log", get(runs::log))
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/schedules/preview", post(jobs::preview))
+        .route("/graph", get(jobs::graph))
         .route("/status", get(ops::status))
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()

@@ -185,9 +185,25 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_job(&self, name: &str) -> StoreResult<bool> {
+    async fn delete_job(&self, name: &str, force: bool) -> StoreResult<bool> {
         let name = name.to_owned();
-        self.writer.write(move |c| ops::delete_job(c, &name)).await
+        let now = Timestamp::now();
+        self.writer
+            .write(move |c| ops::delete_job(c, &name, force, now))
+            .await
+    }
+
+    async fn dependency_edges(&self) -> StoreResult<Vec<(String, String)>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT parent, child FROM job_parents ORDER BY parent, child")
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)
+        })
+        .await
     }
 
     async fn set_paused(&self, name: &str, paused: bool, now: Timestamp) -> StoreResult<JobRecord> {

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
-use tempora_core::job::JobSpec;
+use std::collections::BTreeMap;
+
+use tempora_core::dag::{self, find_cycle};
+use tempora_core::job::{JobSpec, ValidationError};
 use tempora_core::policy::{self, Disposition, OverlapAction};
 use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
 use tempora_store::{
@@ -33,6 +36,7 @@ pub fn put_job(
     }
     let created_at = prev.as_ref().map_or(now, |p| p.created_at);
     let cursor = compute_cursor(&spec, created_at, now, prev.as_ref())?;
+    write_parents(c, &spec)?;
     write_job_row(c, &spec, now, cursor, prev.is_none())?;
     let record = load_job(c, &spec.name)?
         .ok_or_else(|| StoreError::Backend("job vanished after write".into()))?;
@@ -40,6 +44,140 @@ pub fn put_job(
         record,
         created: prev.is_none(),
     })
+}
+
+/// Check a job's parents (they exist, no cycle) and store its edges; progress towards parents it
+/// no longer has is dropped.
+fn write_parents(c: &Connection, spec: &JobSpec) -> StoreResult<()> {
+    let mut missing = Vec::new();
+    for p in &spec.parents {
+        let exists: Option<i64> = c
+            .prepare_cached("SELECT 1 FROM jobs WHERE name = ?1")
+            .map_err(db)?
+            .query_row([p], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
+        if exists.is_none() {
+            missing.push(format!("`{p}`"));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ValidationError::new(
+            "parents",
+            "unknown_parent",
+            format!("unknown parent job(s): {}", missing.join(", ")),
+        )
+        .into());
+    }
+    let mut graph: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    {
+        let mut stmt = c
+            .prepare_cached("SELECT child, parent FROM job_parents")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(db)?;
+        for row in rows {
+            let (child, parent) = row.map_err(db)?;
+            graph.entry(child).or_default().push(parent);
+        }
+    }
+    graph.insert(spec.name.clone(), spec.parents.clone());
+    if let Some(cycle) = find_cycle(&graph) {
+        return Err(ValidationError::new(
+            "parents",
+            "cycle",
+            format!("dependency cycle: {}", cycle.join(" → ")),
+        )
+        .into());
+    }
+    c.prepare_cached("DELETE FROM job_parents WHERE child = ?1")
+        .map_err(db)?
+        .execute([&spec.name])
+        .map_err(db)?;
+    for p in &spec.parents {
+        c.prepare_cached("INSERT INTO job_parents (child, parent) VALUES (?1, ?2)")
+            .map_err(db)?
+            .execute(params![spec.name, p])
+            .map_err(db)?;
+    }
+    c.prepare_cached(
+        "DELETE FROM dependency_progress WHERE child = ?1 AND parent NOT IN \
+         (SELECT parent FROM job_parents WHERE child = ?1)",
+    )
+    .map_err(db)?
+    .execute([&spec.name])
+    .map_err(db)?;
+    Ok(())
+}
+
+fn children_of(c: &Connection, parent: &str) -> StoreResult<Vec<String>> {
+    c.prepare_cached("SELECT child FROM job_parents WHERE parent = ?1 ORDER BY child")
+        .map_err(db)?
+        .query_map([parent], |r| r.get(0))
+        .map_err(db)?
+        .collect::<Result<_, _>>()
+        .map_err(db)
+}
+
+/// A parent's run ended in a way that counts for its children (succeeded, or failed with
+/// `soft_error` and no retry left): record it, and trigger every child whose parents have all
+/// reported since its last dependency run.
+fn report_to_children(
+    c: &Connection,
+    parent: &str,
+    run_id: i64,
+    now: Timestamp,
+) -> StoreResult<()> {
+    for child in children_of(c, parent)? {
+        c.prepare_cached(
+            "INSERT OR REPLACE INTO dependency_progress (child, parent, run_id) VALUES (?1, ?2, ?3)",
+        )
+        .map_err(db)?
+        .execute(params![child, parent, run_id])
+        .map_err(db)?;
+        let Some(rec) = load_job(c, &child)? else {
+            continue;
+        };
+        let reported: BTreeMap<String, i64> = c
+            .prepare_cached("SELECT parent, run_id FROM dependency_progress WHERE child = ?1")
+            .map_err(db)?
+            .query_map([&child], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)?;
+        let names = reported.keys().cloned().collect();
+        if !dag::ready(&rec.spec.parents, &names) {
+            continue;
+        }
+        c.prepare_cached("DELETE FROM dependency_progress WHERE child = ?1")
+            .map_err(db)?
+            .execute([&child])
+            .map_err(db)?;
+        if rec.spec.paused {
+            tracing::info!(message = "dependency trigger ignored: the job is paused", job = %child);
+            continue;
+        }
+        let by: Vec<i64> = rec
+            .spec
+            .parents
+            .iter()
+            .filter_map(|p| reported.get(p).copied())
+            .collect();
+        let mut counts = active_counts(c, &child)?;
+        admit_run(
+            c,
+            &rec.spec,
+            Trigger::Dependency,
+            now,
+            &RunOverrides::default(),
+            &by,
+            false,
+            now,
+            &mut counts,
+        )?;
+    }
+    Ok(())
 }
 
 /// Insert (`new`) or update a job's row: spec, pause state and cursor; an update bumps `version`.
@@ -71,8 +209,31 @@ fn write_job_row(
     Ok(())
 }
 
-/// Delete a job, its runs and their output.
-pub fn delete_job(c: &Connection, name: &str) -> StoreResult<bool> {
+/// Delete a job, its runs and their output (refused while other jobs depend on it, unless `force`).
+pub fn delete_job(c: &Connection, name: &str, force: bool, now: Timestamp) -> StoreResult<bool> {
+    let children = children_of(c, name)?;
+    if !children.is_empty() && load_job(c, name)?.is_some() {
+        if !force {
+            return Err(StoreError::Conflict(format!(
+                "job `{name}` has dependent jobs: {}; delete them first, or delete with force=true to remove `{name}` from their parents",
+                children.join(", ")
+            )));
+        }
+        for child in &children {
+            if let Some(mut rec) = load_job(c, child)? {
+                rec.spec.parents.retain(|p| p != name);
+                write_job_row(c, &rec.spec, now, rec.next_fire_at, false)?;
+            }
+        }
+    }
+    c.prepare_cached("DELETE FROM job_parents WHERE parent = ?1 OR child = ?1")
+        .map_err(db)?
+        .execute([name])
+        .map_err(db)?;
+    c.prepare_cached("DELETE FROM dependency_progress WHERE parent = ?1 OR child = ?1")
+        .map_err(db)?
+        .execute([name])
+        .map_err(db)?;
     c.prepare_cached("DELETE FROM run_logs WHERE run_id IN (SELECT id FROM runs WHERE job = ?1)")
         .map_err(db)?
         .execute([name])
@@ -121,6 +282,7 @@ struct NewRun<'a> {
     not_before: Timestamp,
     error: Option<&'a str>,
     overrides: &'a RunOverrides,
+    triggered_by: &'a [i64],
 }
 
 /// Insert a run; None when the occurrence already exists (exactly once).
@@ -131,10 +293,18 @@ fn insert_run(c: &Connection, r: NewRun<'_>) -> StoreResult<Option<i64>> {
         Some(serde_json::to_string(r.overrides).map_err(|e| StoreError::Backend(e.to_string()))?)
     };
     let finished = r.state.is_final().then_some(us(r.now));
+    let triggered_by = if r.triggered_by.is_empty() {
+        None
+    } else {
+        Some(
+            serde_json::to_string(r.triggered_by)
+                .map_err(|e| StoreError::Backend(e.to_string()))?,
+        )
+    };
     c.prepare_cached(
         "INSERT OR IGNORE INTO runs (job, trigger, origin, scheduled_for, attempt, state, hold, \
-         queued_at, not_before, finished_at, error, overrides) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+         queued_at, not_before, finished_at, error, overrides, triggered_by) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
     )
     .map_err(db)?
     .query_row(
@@ -150,7 +320,8 @@ fn insert_run(c: &Connection, r: NewRun<'_>) -> StoreResult<Option<i64>> {
             us(r.not_before),
             finished,
             r.error,
-            overrides
+            overrides,
+            triggered_by
         ],
         |row| row.get(0),
     )
@@ -196,6 +367,7 @@ fn admit_run(
     trigger: Trigger,
     scheduled_for: Timestamp,
     overrides: &RunOverrides,
+    triggered_by: &[i64],
     force: bool,
     now: Timestamp,
     counts: &mut (u64, u64),
@@ -212,6 +384,7 @@ fn admit_run(
         not_before: now,
         error,
         overrides,
+        triggered_by,
     };
     let action = policy::overlap(spec.concurrency, counts.0, counts.1, force);
     let id = match &action {
@@ -291,6 +464,7 @@ pub fn fire(
                         not_before: occ.at,
                         error: Some(&reason),
                         overrides: &no_overrides,
+                        triggered_by: &[],
                     };
                     if insert_run(c, r)?.is_some() {
                         skipped += 1;
@@ -303,6 +477,7 @@ pub fn fire(
                         Trigger::Schedule,
                         occ.at,
                         &no_overrides,
+                        &[],
                         false,
                         now,
                         &mut counts,
@@ -344,6 +519,7 @@ pub fn trigger_run(
         Trigger::Manual,
         now,
         &overrides,
+        &[],
         force,
         now,
         &mut counts,
@@ -532,7 +708,13 @@ fn after_final(c: &Connection, e: &Ended, state: RunState, now: Timestamp) -> St
         }
         _ => {}
     }
-    if policy::should_retry(&rec.spec, state, e.attempt) {
+    let retrying = policy::should_retry(&rec.spec, state, e.attempt);
+    let counts_for_children = state == RunState::Succeeded
+        || (rec.spec.soft_error && state.is_retryable_failure() && !retrying);
+    if counts_for_children {
+        report_to_children(c, &e.job, e.id, now)?;
+    }
+    if retrying {
         let delay = policy::retry_delay(&rec.spec, e.attempt);
         let overrides: RunOverrides = match &e.overrides {
             Some(s) => serde_json::from_str(s).unwrap_or_default(),
@@ -553,6 +735,7 @@ fn after_final(c: &Connection, e: &Ended, state: RunState, now: Timestamp) -> St
                 not_before: add(now, delay),
                 error: None,
                 overrides: &overrides,
+                triggered_by: &[],
             },
         )?;
     }
@@ -567,7 +750,6 @@ fn after_final(c: &Connection, e: &Ended, state: RunState, now: Timestamp) -> St
         .execute(params![e.job, us(now)])
         .map_err(db)?;
     }
-    let _ = e.id;
     Ok(())
 }
 

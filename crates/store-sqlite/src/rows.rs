@@ -95,13 +95,14 @@ pub fn load_job(c: &Connection, name: &str) -> StoreResult<Option<JobRecord>> {
 /// Columns of a run row, in the order [`run_from_row`] reads them.
 pub const RUN_COLS: &str = "id, job, trigger, scheduled_for, attempt, state, queued_at, not_before, \
      started_at, finished_at, exit_code, signal, worker, error, log_size, log_dropped, \
-     cancel_requested, overrides";
+     cancel_requested, overrides, triggered_by";
 
 /// Read a run row selected with [`RUN_COLS`].
 pub fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Run> {
     let trigger: String = r.get(2)?;
     let state: String = r.get(5)?;
     let overrides: Option<String> = r.get(17)?;
+    let triggered_by: Option<String> = r.get(18)?;
     let bad = |i: usize, what: String| {
         rusqlite::Error::FromSqlConversionFailure(
             i,
@@ -134,6 +135,10 @@ pub fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Run> {
         overrides: match overrides {
             None => RunOverrides::default(),
             Some(s) => serde_json::from_str(&s).map_err(|e| bad(17, e.to_string()))?,
+        },
+        triggered_by: match triggered_by {
+            None => Vec::new(),
+            Some(s) => serde_json::from_str(&s).map_err(|e| bad(18, e.to_string()))?,
         },
     })
 }

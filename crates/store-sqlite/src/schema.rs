@@ -57,6 +57,23 @@ CREATE TABLE run_logs (
     PRIMARY KEY (run_id, offset)
 ) WITHOUT ROWID;
 "#,
+    // 2: dependent jobs. Edges, and each child's progress since its last dependency run
+    // (persisted, so a restart never loses it).
+    r#"
+CREATE TABLE job_parents (
+    child   TEXT NOT NULL,
+    parent  TEXT NOT NULL,
+    PRIMARY KEY (child, parent)
+) WITHOUT ROWID;
+CREATE INDEX job_parents_by_parent ON job_parents (parent, child);
+CREATE TABLE dependency_progress (
+    child   TEXT NOT NULL,
+    parent  TEXT NOT NULL,
+    run_id  INTEGER NOT NULL,           -- the parent run that reported
+    PRIMARY KEY (child, parent)
+) WITHOUT ROWID;
+ALTER TABLE runs ADD COLUMN triggered_by TEXT;  -- JSON list of parent run ids
+"#,
 ];
 
 /// Apply the migrations not yet applied, each in its own transaction.

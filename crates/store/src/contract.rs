@@ -24,7 +24,9 @@ macro_rules! store_contract_tests {
             cancel_queued_running_and_finished, heartbeat_renews_and_reports_stops,
             expired_leases_become_lost_and_retry, recover_worker_marks_lost, logs_append_read_and_bound,
             pause_resume_moves_cursor, list_runs_newest_first_paginated, delete_removes_runs,
-            finish_only_by_holder, claim_respects_not_before_and_limit
+            finish_only_by_holder, claim_respects_not_before_and_limit,
+            dependencies_trigger_children_once_all_parents_report,
+            dependency_checks_refuse_unknown_parents_and_cycles, delete_parent_needs_force
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -113,8 +115,8 @@ pub async fn jobs_crud(s: Arc<dyn Store>) {
             .as_deref(),
         Some("x")
     );
-    assert!(s.delete_job("b").await.unwrap());
-    assert!(!s.delete_job("b").await.unwrap());
+    assert!(s.delete_job("b", false).await.unwrap());
+    assert!(!s.delete_job("b", false).await.unwrap());
     assert!(s.get_job("b").await.unwrap().is_none());
     let counts = s.counts().await.unwrap();
     assert_eq!(counts.jobs, 2);
@@ -695,7 +697,7 @@ pub async fn delete_removes_runs(s: Arc<dyn Store>) {
         .unwrap();
     s.claim_runs("w", 1, Timestamp::now(), LEASE).await.unwrap();
     s.append_log(a.id, b"x".to_vec()).await.unwrap();
-    assert!(s.delete_job("j").await.unwrap());
+    assert!(s.delete_job("j", false).await.unwrap());
     assert!(s.get_run(a.id).await.unwrap().is_none());
     assert_eq!(
         s.heartbeat("w", &[a.id], Timestamp::now(), LEASE)
@@ -760,4 +762,170 @@ pub async fn claim_respects_not_before_and_limit(s: Arc<dyn Store>) {
     assert_eq!(c.iter().map(|c| c.run.id).collect::<Vec<_>>(), ids[..2]);
     let counts = s.counts().await.unwrap();
     assert_eq!((counts.queued, counts.running), (3, 2));
+}
+
+/// A child runs once every parent has succeeded (or failed with `soft_error`) since its last run.
+pub async fn dependencies_trigger_children_once_all_parents_report(s: Arc<dyn Store>) {
+    s.put_job(job("a", ""), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    s.put_job(job("b", r#""soft_error":true"#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    s.put_job(job("c", r#""parents":["a","b"]"#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let now = Timestamp::now();
+    let ra = s
+        .trigger_run("a", RunOverrides::default(), false, t(1))
+        .await
+        .unwrap();
+    let rb = s
+        .trigger_run("b", RunOverrides::default(), false, t(1))
+        .await
+        .unwrap();
+    s.claim_runs("w", 10, now, LEASE).await.unwrap();
+    s.finish_runs("w", vec![result(ra.id, RunState::Succeeded, now)])
+        .await
+        .unwrap();
+    assert!(
+        s.list_runs("c", None, 10).await.unwrap().is_empty(),
+        "b has not reported yet"
+    );
+    // b fails, but with soft_error (and no retries left) it still counts.
+    s.finish_runs("w", vec![result(rb.id, RunState::Failed, now)])
+        .await
+        .unwrap();
+    let c = s.list_runs("c", None, 10).await.unwrap();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].trigger, Trigger::Dependency);
+    let mut by = c[0].triggered_by.clone();
+    by.sort_unstable();
+    assert_eq!(by, vec![ra.id, rb.id]);
+    // Progress was consumed: a alone does not trigger c again.
+    let ra2 = s
+        .trigger_run("a", RunOverrides::default(), false, t(2))
+        .await
+        .unwrap();
+    let cl = s
+        .claim_runs("w", 10, Timestamp::now(), LEASE)
+        .await
+        .unwrap();
+    assert!(cl.iter().any(|x| x.run.id == ra2.id));
+    s.finish_runs(
+        "w",
+        vec![result(ra2.id, RunState::Succeeded, Timestamp::now())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.list_runs("c", None, 10).await.unwrap().len(), 1);
+    // A plain failure of a (no soft_error) does not count.
+    let ra3 = s
+        .trigger_run("a", RunOverrides::default(), true, t(3))
+        .await
+        .unwrap();
+    s.claim_runs("w", 10, Timestamp::now(), LEASE)
+        .await
+        .unwrap();
+    s.finish_runs(
+        "w",
+        vec![result(ra3.id, RunState::Failed, Timestamp::now())],
+    )
+    .await
+    .unwrap();
+    let rb2 = s
+        .trigger_run("b", RunOverrides::default(), false, t(3))
+        .await
+        .unwrap();
+    s.claim_runs("w", 10, Timestamp::now(), LEASE)
+        .await
+        .unwrap();
+    s.finish_runs(
+        "w",
+        vec![result(rb2.id, RunState::Succeeded, Timestamp::now())],
+    )
+    .await
+    .unwrap();
+    // a's earlier success (ra2) still stands, so b's report completes the set.
+    assert_eq!(s.list_runs("c", None, 10).await.unwrap().len(), 2);
+    let edges = s.dependency_edges().await.unwrap();
+    assert_eq!(
+        edges,
+        vec![
+            ("a".to_owned(), "c".to_owned()),
+            ("b".to_owned(), "c".to_owned())
+        ]
+    );
+}
+
+/// Unknown parents and cycles are refused, naming them; nothing is stored.
+pub async fn dependency_checks_refuse_unknown_parents_and_cycles(s: Arc<dyn Store>) {
+    let e = s
+        .put_job(
+            job("x", r#""parents":["ghost","ghoul"]"#),
+            PutMode::Create,
+            t(0),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Invalid(v) if v.field == "parents" && v.message.contains("ghost") && v.message.contains("ghoul")),
+        "{e:?}"
+    );
+    assert!(s.get_job("x").await.unwrap().is_none());
+    s.put_job(job("a", ""), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    s.put_job(job("b", r#""parents":["a"]"#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    s.put_job(job("c", r#""parents":["b"]"#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let e = s
+        .put_job(job("a", r#""parents":["c"]"#), PutMode::Upsert, t(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Invalid(v) if v.code == "cycle" && v.message.contains("a") && v.message.contains("c")),
+        "{e:?}"
+    );
+    assert!(
+        s.get_job("a")
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .parents
+            .is_empty()
+    );
+    assert_eq!(s.dependency_edges().await.unwrap().len(), 2);
+}
+
+/// Deleting a parent is refused while children depend on it, unless forced.
+pub async fn delete_parent_needs_force(s: Arc<dyn Store>) {
+    s.put_job(job("a", ""), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    s.put_job(job("z", ""), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    s.put_job(job("b", r#""parents":["a","z"]"#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let e = s.delete_job("a", false).await.unwrap_err();
+    assert!(
+        matches!(&e, StoreError::Conflict(m) if m.contains('b')),
+        "{e:?}"
+    );
+    assert!(s.get_job("a").await.unwrap().is_some());
+    assert!(s.delete_job("a", true).await.unwrap());
+    assert_eq!(
+        s.get_job("b").await.unwrap().unwrap().spec.parents,
+        vec!["z".to_owned()]
+    );
+    assert_eq!(
+        s.dependency_edges().await.unwrap(),
+        vec![("z".to_owned(), "b".to_owned())]
+    );
 }

@@ -238,7 +238,11 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs ordered by name, after `after` (exclusive), at most `limit`.
     async fn list_jobs(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<JobRecord>>;
     /// Delete a job with its runs and output; running runs are asked to stop. False if absent.
-    async fn delete_job(&self, name: &str) -> StoreResult<bool>;
+    /// A job that other jobs depend on is refused ([`StoreError::Conflict`] naming them) unless
+    /// `force`, in which case the children drop it from their parents.
+    async fn delete_job(&self, name: &str, force: bool) -> StoreResult<bool>;
+    /// Dependency edges `(parent, child)` of every job.
+    async fn dependency_edges(&self) -> StoreResult<Vec<(String, String)>>;
     /// Pause or resume. Resuming recomputes the cursor from `now` (no backfill of the pause).
     async fn set_paused(&self, name: &str, paused: bool, now: Timestamp) -> StoreResult<JobRecord>;
 
