@@ -93,27 +93,27 @@ pub enum RunCommand {
 }
 
 /// A client failure with its exit code.
-struct Failure {
-    code: u8,
-    message: String,
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) message: String,
 }
 
-type Res<T> = Result<T, Failure>;
+pub(crate) type Res<T> = Result<T, Failure>;
 
-fn fail(code: u8, message: impl Into<String>) -> Failure {
+pub(crate) fn fail(code: u8, message: impl Into<String>) -> Failure {
     Failure {
         code,
         message: message.into(),
     }
 }
 
-struct Api {
-    http: reqwest::Client,
+pub(crate) struct Api {
+    pub(crate) http: reqwest::Client,
     base: String,
 }
 
 impl Api {
-    fn new(opts: &ClientOpts) -> Res<Api> {
+    pub(crate) fn new(opts: &ClientOpts) -> Res<Api> {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
             .build()
@@ -124,7 +124,7 @@ impl Api {
         })
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -150,7 +150,7 @@ impl Api {
         Err(fail(code, format!("{msg} (HTTP {})", status.as_u16())))
     }
 
-    async fn json(&self, req: reqwest::RequestBuilder) -> Res<Value> {
+    pub(crate) async fn json(&self, req: reqwest::RequestBuilder) -> Res<Value> {
         let resp = self.send(req).await?;
         if resp.status() == reqwest::StatusCode::NO_CONTENT {
             return Ok(Value::Null);
@@ -161,14 +161,14 @@ impl Api {
     }
 }
 
-fn runtime() -> Res<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Res<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| fail(1, format!("cannot start the runtime: {e}")))
 }
 
-fn finish(r: Res<()>) -> ExitCode {
+pub(crate) fn finish(r: Res<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
@@ -281,7 +281,7 @@ fn run_rows(runs: &[Value]) -> String {
     )
 }
 
-fn job_path(name: &str) -> String {
+pub(crate) fn job_path(name: &str) -> String {
     format!("/api/v1/jobs/{}", encode(name))
 }
 

@@ -3,8 +3,10 @@
 //! which computes locally.
 //!
 //! Exit codes: 0 success; 1 the server refused the request or failed; 2 bad command line or
-//! invalid input (e.g. a malformed schedule); 3 not found; 4 the server could not be reached.
+//! invalid input (e.g. a malformed schedule or job file); 3 not found; 4 the server could not be
+//! reached.
 
+mod apply;
 mod client;
 mod server;
 
@@ -60,6 +62,20 @@ enum Command {
     Run {
         #[command(subcommand)]
         command: client::RunCommand,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Create or update jobs from YAML/JSON job files; `--prune` deletes managed jobs no longer in them.
+    Apply {
+        #[command(flatten)]
+        args: apply::ApplyArgs,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Write every job as a job file that `apply` reads back to the same jobs.
+    Export {
+        #[command(flatten)]
+        args: apply::ExportArgs,
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -145,5 +161,11 @@ fn main() -> ExitCode {
         Command::Server(args) => server::main(args),
         Command::Job { command, opts } => client::run_job(command, opts),
         Command::Run { command, opts } => client::run_run(command, opts),
+        Command::Apply { args, opts } => {
+            client::finish(client::runtime().and_then(|rt| rt.block_on(apply::apply(args, opts))))
+        }
+        Command::Export { args, opts } => {
+            client::finish(client::runtime().and_then(|rt| rt.block_on(apply::export(args, opts))))
+        }
     }
 }

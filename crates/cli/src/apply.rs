@@ -1,0 +1,359 @@
+//! `tempora apply` and `tempora export`: declarative job files.
+//!
+//! A file (YAML or JSON) holds one job or a list of jobs, with the API's fields. `apply` reads
+//! every file first and validates every job; if anything is wrong it reports each problem with
+//! the file, the job and the field, and applies nothing. Otherwise it creates or updates the jobs
+//! (parents before children), leaves identical ones alone, and with `--prune` deletes the jobs it
+//! manages that are no longer in the files. Jobs written by `apply` carry the label
+//! `managed-by: tempora-apply`; `--prune` never touches jobs without it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use tempora_core::job::JobSpec;
+
+use crate::client::{Api, Failure, Res, fail, job_path};
+use crate::{ClientOpts, OutputFormat};
+
+/// Label key that marks jobs managed by `apply`.
+pub const MANAGED_KEY: &str = "managed-by";
+/// Its value.
+pub const MANAGED_VALUE: &str = "tempora-apply";
+
+/// Flags of `tempora apply`.
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// A job file or a directory of them (`.yaml`, `.yml`, `.json`, searched recursively);
+    /// repeatable.
+    #[arg(short = 'f', long = "file", required = true, value_name = "FILE|DIR")]
+    pub files: Vec<PathBuf>,
+    /// Show what would change, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Delete jobs managed by `apply` that are not in the files.
+    #[arg(long)]
+    pub prune: bool,
+}
+
+/// Flags of `tempora export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Write one `<name>.yaml` per job into this directory (default: all jobs as one YAML list on
+    /// standard output).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.is_file() {
+        out.push(path.to_owned());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            collect_files(&p, out)?;
+        } else if matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Parse one file into its job documents: one job or a list per document; YAML files may hold
+/// several documents separated by `---`.
+fn read_file(path: &Path) -> Result<Vec<Value>, String> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let values: Vec<Value> = if path.extension().and_then(|e| e.to_str()) == Some("json") {
+        vec![
+            serde_json::from_str(&text)
+                .map_err(|e| format!("{}: invalid JSON: {e}", path.display()))?,
+        ]
+    } else {
+        serde_yaml_ng::Deserializer::from_str(&text)
+            .map(Value::deserialize)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: invalid YAML: {e}", path.display()))?
+    };
+    let mut docs = Vec::new();
+    for value in values {
+        match value {
+            Value::Array(items) => docs.extend(items),
+            Value::Object(_) => docs.push(value),
+            Value::Null => {}
+            _ => {
+                return Err(format!(
+                    "{}: expected a job (a mapping) or a list of jobs",
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(docs)
+}
+
+/// Turn a document into a validated spec; errors name the field.
+fn to_spec(doc: Value) -> Result<JobSpec, (String, String)> {
+    let name = doc
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    if !doc.is_object() {
+        return Err((name, "expected a mapping of job fields".into()));
+    }
+    let spec: JobSpec = serde_path_to_error::deserialize(doc).map_err(|e| {
+        let path = e.path().to_string();
+        (name.clone(), format!("{path}: {}", e.into_inner()))
+    })?;
+    spec.validate()
+        .map_err(|v| (spec.name.clone(), format!("{}: {}", v.field, v.message)))?;
+    Ok(spec)
+}
+
+/// Load and check every job of the files, or every problem found.
+fn load(paths: &[PathBuf]) -> Result<Vec<(PathBuf, JobSpec)>, Vec<String>> {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for p in paths {
+        if let Err(e) = collect_files(p, &mut files) {
+            problems.push(e);
+        }
+    }
+    let mut jobs: Vec<(PathBuf, JobSpec)> = Vec::new();
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for f in files {
+        let docs = match read_file(&f) {
+            Ok(d) => d,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
+        for (i, doc) in docs.into_iter().enumerate() {
+            match to_spec(doc) {
+                Ok(mut spec) => {
+                    if let Some(other) = seen.insert(spec.name.clone(), f.clone()) {
+                        problems.push(format!(
+                            "{}: job `{}`: also defined in {}",
+                            f.display(),
+                            spec.name,
+                            other.display()
+                        ));
+                        continue;
+                    }
+                    spec.labels
+                        .insert(MANAGED_KEY.to_owned(), MANAGED_VALUE.to_owned());
+                    jobs.push((f.clone(), spec));
+                }
+                Err((name, msg)) => {
+                    let who = if name.is_empty() {
+                        format!("job #{}", i + 1)
+                    } else {
+                        format!("job `{name}`")
+                    };
+                    problems.push(format!("{}: {who}: {msg}", f.display()));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(jobs)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Parents before children (within the files); the rest keeps file order.
+fn order(jobs: Vec<(PathBuf, JobSpec)>) -> Vec<(PathBuf, JobSpec)> {
+    let names: BTreeSet<String> = jobs.iter().map(|(_, j)| j.name.clone()).collect();
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    let mut rest = jobs;
+    let mut out = Vec::with_capacity(rest.len());
+    while !rest.is_empty() {
+        let before = rest.len();
+        let (ready, wait): (Vec<_>, Vec<_>) = rest.into_iter().partition(|(_, j)| {
+            j.parents
+                .iter()
+                .all(|p| !names.contains(p) || done.contains(p))
+        });
+        for (f, j) in ready {
+            done.insert(j.name.clone());
+            out.push((f, j));
+        }
+        rest = wait;
+        if rest.len() == before {
+            // A cycle: the server will refuse it with a clear error.
+            out.append(&mut rest);
+        }
+    }
+    out
+}
+
+fn strip_status(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("status");
+    }
+    v
+}
+
+async fn all_jobs(api: &Api) -> Res<Vec<Value>> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut q = vec![("limit", "1000".to_owned())];
+        if let Some(a) = &after {
+            q.push(("after", a.clone()));
+        }
+        let v = api
+            .json(api.http.get(api.url("/api/v1/jobs")).query(&q))
+            .await?;
+        all.extend(v["jobs"].as_array().cloned().unwrap_or_default());
+        match v["next_after"].as_str() {
+            Some(n) => after = Some(n.to_owned()),
+            None => break,
+        }
+    }
+    Ok(all)
+}
+
+/// Run `tempora apply`.
+pub async fn apply(args: ApplyArgs, opts: ClientOpts) -> Res<()> {
+    let jobs = load(&args.files).map_err(|problems| {
+        let mut msg = format!(
+            "nothing applied: {} problem(s) in the job files",
+            problems.len()
+        );
+        for p in problems {
+            msg.push_str("\n  ");
+            msg.push_str(&p);
+        }
+        fail(2, msg)
+    })?;
+    let api = Api::new(&opts)?;
+    let existing: BTreeMap<String, Value> = all_jobs(&api)
+        .await?
+        .into_iter()
+        .filter_map(|j| Some((j["name"].as_str()?.to_owned(), strip_status(j))))
+        .collect();
+    let verb = |v: &str| {
+        if args.dry_run {
+            format!("would {v}")
+        } else {
+            format!("{v}d")
+        }
+    };
+    let mut report: Vec<Value> = Vec::new();
+    let in_files: BTreeSet<String> = jobs.iter().map(|(_, j)| j.name.clone()).collect();
+    for (file, spec) in order(jobs) {
+        let desired = serde_json::to_value(&spec)
+            .map_err(|e| fail(1, format!("cannot encode job `{}`: {e}", spec.name)))?;
+        let action = match existing.get(&spec.name) {
+            Some(cur) if *cur == desired => "unchanged".to_owned(),
+            Some(_) => verb("update"),
+            None => verb("create"),
+        };
+        if !args.dry_run && action != "unchanged" {
+            api.json(api.http.put(api.url(&job_path(&spec.name))).json(&desired))
+                .await
+                .map_err(|f| Failure {
+                    code: f.code,
+                    message: format!(
+                        "{}: job `{}`: {} (jobs listed before it were applied)",
+                        file.display(),
+                        spec.name,
+                        f.message
+                    ),
+                })?;
+        }
+        report
+            .push(json!({"job": spec.name, "action": action, "file": file.display().to_string()}));
+    }
+    if args.prune {
+        for (name, cur) in &existing {
+            let managed = cur["labels"][MANAGED_KEY].as_str() == Some(MANAGED_VALUE);
+            if managed && !in_files.contains(name) {
+                if !args.dry_run {
+                    api.json(
+                        api.http
+                            .delete(api.url(&job_path(name)))
+                            .query(&[("force", "true")]),
+                    )
+                    .await?;
+                }
+                report.push(json!({"job": name, "action": verb("delete"), "file": null}));
+            }
+        }
+    }
+    if opts.output == OutputFormat::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"dry_run": args.dry_run, "changes": report}))
+                .unwrap_or_default()
+        );
+    } else {
+        for r in &report {
+            println!(
+                "{:<12} {}",
+                r["action"].as_str().unwrap_or(""),
+                r["job"].as_str().unwrap_or("")
+            );
+        }
+        let count = |a: &str| {
+            report
+                .iter()
+                .filter(|r| r["action"].as_str().is_some_and(|x| x.ends_with(a)))
+                .count()
+        };
+        println!(
+            "{}: {} created, {} updated, {} unchanged, {} deleted",
+            if args.dry_run { "plan" } else { "applied" },
+            count("create") + count("created"),
+            count("update") + count("updated"),
+            count("unchanged"),
+            count("delete") + count("deleted"),
+        );
+    }
+    Ok(())
+}
+
+/// Run `tempora export`.
+pub async fn export(args: ExportArgs, opts: ClientOpts) -> Res<()> {
+    let api = Api::new(&opts)?;
+    let jobs: Vec<Value> = all_jobs(&api)
+        .await?
+        .into_iter()
+        .map(strip_status)
+        .collect();
+    match args.dir {
+        None => {
+            let text = serde_yaml_ng::to_string(&jobs)
+                .map_err(|e| fail(1, format!("cannot encode YAML: {e}")))?;
+            print!("{text}");
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| fail(2, format!("cannot create {}: {e}", dir.display())))?;
+            for j in &jobs {
+                let name = j["name"].as_str().unwrap_or("job");
+                let path = dir.join(format!("{name}.yaml"));
+                let text = serde_yaml_ng::to_string(j)
+                    .map_err(|e| fail(1, format!("cannot encode YAML: {e}")))?;
+                std::fs::write(&path, text)
+                    .map_err(|e| fail(2, format!("cannot write {}: {e}", path.display())))?;
+            }
+            eprintln!("exported {} job(s) to {}", jobs.len(), dir.display());
+        }
+    }
+    Ok(())
+}
