@@ -8,6 +8,7 @@
 
 mod apply;
 mod client;
+mod config;
 mod server;
 
 use std::process::ExitCode;
@@ -147,6 +148,23 @@ fn schedule_next(expr: &str, tz: &str, after: Option<&str>, count: u32) -> ExitC
 }
 
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "server")
+        && let Some(path) = config::config_path(&args)
+    {
+        match config::load(&path) {
+            Ok(vars) => {
+                for (k, v) in vars {
+                    // SAFETY: still single-threaded: no runtime or other thread exists yet.
+                    unsafe { std::env::set_var(k, v) };
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Schedule {

@@ -32,9 +32,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     tempora_core::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
-/// Flags of `tempora server` (each also read from a `TEMPORA_*` environment variable).
+/// Flags of `tempora server`. Each is also read from a `TEMPORA_*` environment variable and from
+/// the TOML file given by `--config` (precedence: flag > environment > file > default).
 #[derive(Debug, Args)]
 pub struct ServerArgs {
+    /// TOML configuration file; keys are the flag names with `_` (e.g. `data_dir = "/var/lib/tempora"`).
+    #[arg(long, env = "TEMPORA_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Directory of the embedded SQLite database.
     #[arg(long, env = "TEMPORA_DATA_DIR", default_value = "./tempora-data")]
     pub data_dir: PathBuf,

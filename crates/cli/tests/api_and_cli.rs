@@ -391,3 +391,58 @@ fn every_command_has_help() {
         assert!(stdout(&o).contains("Usage"), "{args:?}");
     }
 }
+
+#[test]
+fn config_file_is_overridden_by_env_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let cfg = dir.path().join("tempora.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nnode_id = \"from-file\"\nlocal_slots = 2\ndata_dir = \"{}\"\nshutdown_grace = \"1s\"\n",
+            dir.path().join("d").display()
+        ),
+    )
+    .unwrap();
+    let node_of = |extra: &[&str], env: Option<&str>| {
+        let mut cmd = std::process::Command::new(common::bin());
+        cmd.arg("server").arg("--config").arg(&cfg).args(extra);
+        cmd.env_remove("TEMPORA_NODE_ID");
+        if let Some(e) = env {
+            cmd.env("TEMPORA_NODE_ID", e);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}/api/v1/status");
+        let mut node = None;
+        for _ in 0..100 {
+            if let Ok((200, body)) = common::ureq_get(&url) {
+                let v: Value = serde_json::from_str(&body).unwrap();
+                node = v["node"].as_str().map(str::to_owned);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        node.expect("server from config file answered")
+    };
+    assert_eq!(node_of(&[], None), "from-file");
+    assert_eq!(node_of(&[], Some("from-env")), "from-env");
+    assert_eq!(
+        node_of(&["--node-id", "from-flag"], Some("from-env")),
+        "from-flag"
+    );
+    std::fs::write(&cfg, "listne = \"x\"\n").unwrap();
+    let o = std::process::Command::new(common::bin())
+        .args(["server", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown key `listne`"));
+}

@@ -1,0 +1,70 @@
+//! The server's TOML configuration file (DESIGN.md §4.4): flags > environment (`TEMPORA_*`) >
+//! config file > defaults.
+//!
+//! `--config FILE` (or `TEMPORA_CONFIG`) names the file. Each key is the flag's name with `_`
+//! for `-` (`data_dir`, `listen`, `local_slots`, `node_id`, `log_format`, `shutdown_grace`,
+//! `kill_grace`, `lease_ttl`, `max_log_bytes`). The file's values are exported as the matching
+//! `TEMPORA_*` variables where those are not already set, before the command line is parsed, so
+//! clap's own flag/env handling yields exactly that precedence.
+
+use std::ffi::OsString;
+
+/// Keys the file may hold, with their environment variables.
+const KEYS: [(&str, &str); 9] = [
+    ("data_dir", "TEMPORA_DATA_DIR"),
+    ("listen", "TEMPORA_LISTEN"),
+    ("local_slots", "TEMPORA_LOCAL_SLOTS"),
+    ("node_id", "TEMPORA_NODE_ID"),
+    ("log_format", "TEMPORA_LOG_FORMAT"),
+    ("shutdown_grace", "TEMPORA_SHUTDOWN_GRACE"),
+    ("kill_grace", "TEMPORA_KILL_GRACE"),
+    ("lease_ttl", "TEMPORA_LEASE_TTL"),
+    ("max_log_bytes", "TEMPORA_MAX_LOG_BYTES"),
+];
+
+/// The config file named by `--config FILE` / `--config=FILE` in `args`, or `TEMPORA_CONFIG`.
+pub fn config_path(args: &[OsString]) -> Option<OsString> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--config" {
+            return it.next().cloned();
+        }
+        if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--config=")) {
+            return Some(v.into());
+        }
+    }
+    std::env::var_os("TEMPORA_CONFIG")
+}
+
+/// Read the file and return the `(variable, value)` pairs to export (those not already set).
+pub fn load(path: &OsString) -> Result<Vec<(&'static str, String)>, String> {
+    let shown = std::path::Path::new(path).display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("config file {shown}: {e}"))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("config file {shown}: invalid TOML: {e}"))?;
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let Some((_, var)) = KEYS.iter().find(|(k, _)| *k == key) else {
+            let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+            return Err(format!(
+                "config file {shown}: unknown key `{key}` (known: {})",
+                known.join(", ")
+            ));
+        };
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            other => {
+                return Err(format!(
+                    "config file {shown}: `{key}` must be a string or an integer, not {}",
+                    other.type_str()
+                ));
+            }
+        };
+        if std::env::var_os(var).is_none() {
+            out.push((*var, text));
+        }
+    }
+    Ok(out)
+}
