@@ -207,7 +207,8 @@ fn strip_status(mut v: Value) -> Value {
     v
 }
 
-async fn all_jobs(api: &Api) -> Res<Vec<Value>> {
+/// Every job on the server (all pages of `GET /api/v1/jobs`).
+pub(crate) async fn all_jobs(api: &Api) -> Res<Vec<Value>> {
     let mut all = Vec::new();
     let mut after: Option<String> = None;
     loop {

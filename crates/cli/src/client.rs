@@ -308,23 +308,7 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
     let fmt = opts.output;
     match cmd {
         JobCommand::Ls => {
-            let mut all = Vec::new();
-            let mut after: Option<String> = None;
-            loop {
-                let mut q = vec![("limit", "1000".to_owned())];
-                if let Some(a) = &after {
-                    q.push(("after", a.clone()));
-                }
-                let v = api
-                    .json(api.http.get(api.url("/api/v1/jobs")).query(&q))
-                    .await?;
-                let jobs = v["jobs"].as_array().cloned().unwrap_or_default();
-                all.extend(jobs);
-                match v["next_after"].as_str() {
-                    Some(n) => after = Some(n.to_owned()),
-                    None => break,
-                }
-            }
+            let all = crate::apply::all_jobs(&api).await?;
             if fmt == OutputFormat::Json {
                 print_json(&json!({"jobs": all}));
             } else {
