@@ -138,6 +138,16 @@ pub struct JobSpec {
     /// A failure still counts as success for dependents (Chronos's `softError`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub soft_error: bool,
+    /// The run is not over when its process exits 0: it stays `running` until the job reports
+    /// its outcome with the Chronos completion call `PUT /scheduler/task/{taskId}` (Chronos's
+    /// `async`). A non-zero exit still ends the run at once.
+    #[serde(default, rename = "async", skip_serializing_if = "is_false")]
+    pub is_async: bool,
+    /// Chronos job fields tempora stores and returns unchanged but does not act on (`cpus`,
+    /// `mem`, `disk`, `runAsUser`, `container`, …), so a job read through the Chronos API
+    /// round-trips. See `docs/chronos.md`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub chronos: BTreeMap<String, serde_json::Value>,
 }
 
 /// A refused field: which field, a stable machine code and a message in words.
@@ -306,6 +316,13 @@ impl JobSpec {
         };
         check_map("env", &self.env, true)?;
         check_map("labels", &self.labels, false)?;
+        if self.chronos.len() > 100 {
+            return Err(ValidationError::new(
+                "chronos",
+                "invalid_value",
+                "at most 100 entries",
+            ));
+        }
         if let Some(w) = &self.workdir {
             if w.is_empty() {
                 return Err(ValidationError::new(

@@ -3,6 +3,7 @@
 //! Nothing in this crate performs I/O. It holds:
 //! - [`schedule`]: parsing of every schedule form (Unix cron, Quartz cron, macros, `@every`, `@at`,
 //!   ISO 8601 repeating intervals) and the next-fire-time math with DST rules;
+//! - [`chronos`]: the Chronos job JSON, task ids and zone ids, mapped to tempora's model;
 //! - [`dag`]: dependent jobs: cycle detection and readiness;
 //! - [`duration`]: the duration syntax shared by job fields and `@every`;
 //! - [`job`]: the job specification and its validation;
@@ -10,6 +11,7 @@
 //! - [`policy`]: retry/backoff, misfire and concurrency decisions;
 //! - [`time`]: time formatting shared by the API and the CLI.
 
+pub mod chronos;
 pub mod dag;
 pub mod duration;
 pub mod job;

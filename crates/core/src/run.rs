@@ -159,12 +159,16 @@ pub struct RunOverrides {
     /// Replaces the job's `arguments` for this run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arguments: Option<Vec<String>>,
+    /// Text appended to a shell command after a space for this run: the `arguments` of a
+    /// Chronos manual start (`PUT /scheduler/job/{name}?arguments=…`), with `;` removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_suffix: Option<String>,
 }
 
 impl RunOverrides {
     /// True when nothing is overridden.
     pub fn is_empty(&self) -> bool {
-        self.env.is_empty() && self.arguments.is_none()
+        self.env.is_empty() && self.arguments.is_none() && self.command_suffix.is_none()
     }
 }
 

@@ -98,6 +98,7 @@ pub async fn trigger(
     let overrides = RunOverrides {
         env: body.env,
         arguments: body.arguments,
+        command_suffix: None,
     };
     let run = s
         .store

@@ -323,6 +323,25 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn complete_run(
+        &self,
+        run_id: i64,
+        state: RunState,
+        error: Option<String>,
+        now: Timestamp,
+    ) -> StoreResult<Run> {
+        self.writer
+            .write(move |c| ops::complete_run(c, run_id, state, error.as_deref(), now))
+            .await
+    }
+
+    async fn mark_success(&self, job: &str, now: Timestamp) -> StoreResult<Run> {
+        let job = job.to_owned();
+        self.writer
+            .write(move |c| ops::mark_success(c, &job, now))
+            .await
+    }
+
     async fn recover_worker(
         &self,
         worker: &str,

@@ -28,7 +28,7 @@ pub fn db(e: rusqlite::Error) -> StoreError {
 
 /// Columns of a job row, in the order [`job_from_row`] reads them.
 pub const JOB_COLS: &str = "spec, created_at, updated_at, version, next_fire_at, success_count, \
-     error_count, last_success_at, last_error_at";
+     error_count, last_success_at, last_error_at, errors_since_success";
 
 /// Read a job row selected with [`JOB_COLS`].
 pub fn job_from_row(r: &Row<'_>) -> rusqlite::Result<(String, JobRecordParts)> {
@@ -43,6 +43,7 @@ pub fn job_from_row(r: &Row<'_>) -> rusqlite::Result<(String, JobRecordParts)> {
             error_count: r.get(6)?,
             last_success_at: r.get(7)?,
             last_error_at: r.get(8)?,
+            errors_since_success: r.get(9)?,
         },
     ))
 }
@@ -57,6 +58,7 @@ pub struct JobRecordParts {
     error_count: i64,
     last_success_at: Option<i64>,
     last_error_at: Option<i64>,
+    errors_since_success: i64,
 }
 
 /// Parse a stored spec.
@@ -77,6 +79,7 @@ pub fn job_record(spec_json: &str, p: JobRecordParts) -> StoreResult<JobRecord> 
         error_count: u64::try_from(p.error_count).unwrap_or(0),
         last_success_at: ots(p.last_success_at),
         last_error_at: ots(p.last_error_at),
+        errors_since_success: u64::try_from(p.errors_since_success).unwrap_or(0),
     })
 }
 

@@ -74,6 +74,13 @@ CREATE TABLE dependency_progress (
 ) WITHOUT ROWID;
 ALTER TABLE runs ADD COLUMN triggered_by TEXT;  -- JSON list of parent run ids
 "#,
+    // 3: Chronos compatibility. Failures since the last success; async runs waiting for their
+    // completion call (no lease meanwhile) and an outcome reported before the process exited.
+    r#"
+ALTER TABLE jobs ADD COLUMN errors_since_success INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN awaiting_completion INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN completion TEXT;  -- succeeded | failed, reported while still running
+"#,
 ];
 
 /// Apply the migrations not yet applied, each in its own transaction.

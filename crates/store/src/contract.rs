@@ -26,7 +26,9 @@ macro_rules! store_contract_tests {
             pause_resume_moves_cursor, list_runs_newest_first_paginated, delete_removes_runs,
             finish_only_by_holder, claim_respects_not_before_and_limit,
             dependencies_trigger_children_once_all_parents_report,
-            dependency_checks_refuse_unknown_parents_and_cycles, delete_parent_needs_force
+            dependency_checks_refuse_unknown_parents_and_cycles, delete_parent_needs_force,
+            async_runs_wait_for_completion, completion_before_exit_is_applied_at_exit,
+            mark_success_counts_and_triggers_children
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -64,6 +66,7 @@ fn result(id: i64, state: RunState, at: Timestamp) -> RunResult {
         signal: None,
         error: None,
         log_tail: Vec::new(),
+        awaits_completion: false,
     }
 }
 
@@ -928,4 +931,138 @@ pub async fn delete_parent_needs_force(s: Arc<dyn Store>) {
         s.dependency_edges().await.unwrap(),
         vec![("z".to_owned(), "b".to_owned())]
     );
+}
+
+/// An async run whose process exited 0 stays `running` until the completion call; the call
+/// ends it (a failure is retried), and a second call is refused.
+pub async fn async_runs_wait_for_completion(s: Arc<dyn Store>) {
+    s.put_job(
+        job("a", r#""async":true,"retries":1,"retry_backoff":"0s""#),
+        PutMode::Create,
+        t(0),
+    )
+    .await
+    .unwrap();
+    let run = s
+        .trigger_run("a", RunOverrides::default(), false, t(1))
+        .await
+        .unwrap();
+    let now = Timestamp::now();
+    s.claim_runs("w", 10, now, LEASE).await.unwrap();
+    let mut r = result(run.id, RunState::Succeeded, now);
+    r.awaits_completion = true;
+    s.finish_runs("w", vec![r]).await.unwrap();
+    let waiting = s.get_run(run.id).await.unwrap().unwrap();
+    assert_eq!(waiting.state, RunState::Running);
+    // Waiting runs hold no lease and do not belong to the worker any more.
+    assert!(
+        s.reap_expired(now + Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.recover_worker("w", "restart", now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let done = s
+        .complete_run(run.id, RunState::Failed, Some("reported".into()), now)
+        .await
+        .unwrap();
+    assert_eq!(done.state, RunState::Failed);
+    let job = s.get_job("a").await.unwrap().unwrap();
+    assert_eq!((job.error_count, job.errors_since_success), (1, 1));
+    // The failure is retried like any other.
+    let runs = s.list_runs("a", None, 10).await.unwrap();
+    assert_eq!((runs[0].trigger, runs[0].attempt), (Trigger::Retry, 2));
+    let again = s.complete_run(run.id, RunState::Succeeded, None, now).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    // The retry succeeds through the completion call: errors since success reset.
+    let c = s
+        .claim_runs("w", 10, Timestamp::now(), LEASE)
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 1);
+    let mut r = result(c[0].run.id, RunState::Succeeded, Timestamp::now());
+    r.awaits_completion = true;
+    s.finish_runs("w", vec![r]).await.unwrap();
+    s.complete_run(c[0].run.id, RunState::Succeeded, None, Timestamp::now())
+        .await
+        .unwrap();
+    let job = s.get_job("a").await.unwrap().unwrap();
+    assert_eq!(
+        (job.success_count, job.error_count, job.errors_since_success),
+        (1, 1, 0)
+    );
+}
+
+/// A completion reported while the process still runs is kept and applied when it exits 0;
+/// a non-zero exit wins over it.
+pub async fn completion_before_exit_is_applied_at_exit(s: Arc<dyn Store>) {
+    s.put_job(job("a", r#""async":true"#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let now = Timestamp::now();
+    let r1 = s
+        .trigger_run("a", RunOverrides::default(), false, t(1))
+        .await
+        .unwrap();
+    s.claim_runs("w", 10, now, LEASE).await.unwrap();
+    let early = s
+        .complete_run(r1.id, RunState::Failed, None, now)
+        .await
+        .unwrap();
+    assert_eq!(early.state, RunState::Running);
+    let mut r = result(r1.id, RunState::Succeeded, now);
+    r.awaits_completion = true;
+    s.finish_runs("w", vec![r]).await.unwrap();
+    let run = s.get_run(r1.id).await.unwrap().unwrap();
+    assert_eq!(run.state, RunState::Failed);
+    // Reported success, but the process then failed: failed.
+    let r2 = s
+        .trigger_run("a", RunOverrides::default(), true, t(2))
+        .await
+        .unwrap();
+    let c = s
+        .claim_runs("w", 10, Timestamp::now(), LEASE)
+        .await
+        .unwrap();
+    assert!(c.iter().any(|x| x.run.id == r2.id));
+    s.complete_run(r2.id, RunState::Succeeded, None, now)
+        .await
+        .unwrap();
+    s.finish_runs("w", vec![result(r2.id, RunState::Failed, now)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_run(r2.id).await.unwrap().unwrap().state,
+        RunState::Failed
+    );
+}
+
+/// Marking a job successful records a succeeded run, counts it, and advances its children.
+pub async fn mark_success_counts_and_triggers_children(s: Arc<dyn Store>) {
+    s.put_job(job("p", ""), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    s.put_job(job("c", r#""parents":["p"]"#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let run = s.mark_success("p", t(5)).await.unwrap();
+    assert_eq!(
+        (run.state, run.trigger),
+        (RunState::Succeeded, Trigger::Manual)
+    );
+    let p = s.get_job("p").await.unwrap().unwrap();
+    assert_eq!((p.success_count, p.errors_since_success), (1, 0));
+    let c = s.list_runs("c", None, 10).await.unwrap();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].trigger, Trigger::Dependency);
+    assert_eq!(c[0].triggered_by, vec![run.id]);
+    assert!(matches!(
+        s.mark_success("nope", t(5)).await,
+        Err(StoreError::JobNotFound(_))
+    ));
 }

@@ -69,6 +69,8 @@ pub struct JobRecord {
     pub last_success_at: Option<Timestamp>,
     /// End of the last failed run.
     pub last_error_at: Option<Timestamp>,
+    /// Failed runs since the last successful one (Chronos's `errorsSinceLastSuccess`).
+    pub errors_since_success: u64,
 }
 
 /// How [`Store::put_job`] treats an existing job.
@@ -171,6 +173,9 @@ pub struct RunResult {
     pub error: Option<String>,
     /// Output not yet appended with [`Store::append_log`].
     pub log_tail: Vec<u8>,
+    /// The job is `async` and its process exited 0: the run stays `running`, without a lease,
+    /// until [`Store::complete_run`] reports its outcome (`state` is then ignored).
+    pub awaits_completion: bool,
 }
 
 /// A slice of a run's output.
@@ -290,6 +295,20 @@ pub trait Store: Send + Sync + 'static {
     /// Record results (only for runs still `running` on `worker`), update counters, queue retries
     /// and release held runs, in one transaction.
     async fn finish_runs(&self, worker: &str, results: Vec<RunResult>) -> StoreResult<()>;
+    /// The outcome of an `async` run, reported by the job itself (Chronos's completion call):
+    /// `state` is `succeeded` or `failed`. If the process is still going, the outcome is kept
+    /// and applied when it exits 0. Refused with `Conflict` once the run has ended.
+    async fn complete_run(
+        &self,
+        run_id: i64,
+        state: RunState,
+        error: Option<String>,
+        now: Timestamp,
+    ) -> StoreResult<Run>;
+    /// Record a success of `job` without running it (Chronos's `job/success/{name}`): a
+    /// `succeeded` manual run, the counters, and the dependents' progress, as a real success.
+    /// Returns the run.
+    async fn mark_success(&self, job: &str, now: Timestamp) -> StoreResult<Run>;
     /// All `running` runs of `worker` become `lost` (then retried per policy). Used at startup
     /// for the previous incarnation of the local worker.
     async fn recover_worker(
@@ -342,7 +361,20 @@ pub fn compute_cursor(
     {
         return Ok(prev.next_fire_at);
     }
-    let next = schedule.next_after(now, &valid.timezone, created_at);
+    // An ISO 8601 interval's occurrence that fell due within `epsilon` before the save still
+    // runs (an empty start means "now", so `R1//PT24H` runs at once, as in Chronos); other
+    // forms start with the first occurrence after the save.
+    let from = if schedule.kind() == "iso8601" {
+        let eps =
+            jiff::SignedDuration::try_from(spec.epsilon).unwrap_or(jiff::SignedDuration::ZERO);
+        now.checked_sub(eps)
+            .unwrap_or(now)
+            .checked_sub(jiff::SignedDuration::from_micros(1))
+            .unwrap_or(now)
+    } else {
+        now
+    };
+    let next = schedule.next_after(from, &valid.timezone, created_at);
     if next.is_none() && matches!(schedule.kind(), "cron" | "quartz") {
         return Err(ValidationError::new(
             "schedule",
@@ -355,15 +387,29 @@ pub fn compute_cursor(
 }
 
 /// Environment variables a run's process sees (DESIGN.md §3.3), besides the job's own `env` and
-/// the trigger's overrides: `TEMPORA_*` and the Chronos ones.
+/// the trigger's overrides: `TEMPORA_*` and the Chronos ones (set last, so a job's `env` cannot
+/// override them, as in Chronos).
 pub fn run_environment(run: &Run, spec: &JobSpec) -> Vec<(String, String)> {
-    let due_ms = run.scheduled_for.as_millisecond();
-    let args = run
-        .overrides
-        .arguments
-        .as_ref()
-        .unwrap_or(&spec.arguments)
-        .join(" ");
+    let task_id = tempora_core::chronos::TaskId::of(run, spec).to_string();
+    let resource = |k: &str, default: &str| {
+        spec.chronos
+            .get(k)
+            .map_or_else(|| default.to_owned(), |v| v.to_string())
+    };
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let host = HOST
+        .get_or_init(|| {
+            std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .or_else(|| {
+                    std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .ok()
+                        .map(|h| h.trim().to_owned())
+                })
+                .unwrap_or_default()
+        })
+        .clone();
     vec![
         ("TEMPORA_JOB".into(), run.job.clone()),
         ("TEMPORA_RUN_ID".into(), run.id.to_string()),
@@ -372,23 +418,24 @@ pub fn run_environment(run: &Run, spec: &JobSpec) -> Vec<(String, String)> {
             run.scheduled_for.to_string(),
         ),
         ("TEMPORA_ATTEMPT".into(), run.attempt.to_string()),
-        (
-            "mesos_task_id".into(),
-            format!(
-                "ct:{due_ms}:{}:{}:{args}",
-                run.attempt.saturating_sub(1),
-                run.job
-            ),
-        ),
+        ("mesos_task_id".into(), task_id.clone()),
+        ("MESOS_TASK_ID".into(), task_id),
         ("CHRONOS_JOB_NAME".into(), run.job.clone()),
         (
             "CHRONOS_JOB_OWNER".into(),
             spec.owner.clone().unwrap_or_default(),
         ),
-        ("CHRONOS_JOB_RUN_TIME".into(), run.scheduled_for.to_string()),
+        (
+            "CHRONOS_JOB_RUN_TIME".into(),
+            run.scheduled_for.as_millisecond().to_string(),
+        ),
         (
             "CHRONOS_JOB_RUN_ATTEMPT".into(),
             run.attempt.saturating_sub(1).to_string(),
         ),
+        ("CHRONOS_RESOURCE_CPU".into(), resource("cpus", "0.1")),
+        ("CHRONOS_RESOURCE_MEM".into(), resource("mem", "128.0")),
+        ("CHRONOS_RESOURCE_DISK".into(), resource("disk", "256.0")),
+        ("HOST".into(), host),
     ]
 }

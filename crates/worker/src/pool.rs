@@ -261,8 +261,12 @@ fn process_spec(c: &ClaimedRun, cfg: &PoolConfig) -> ProcessSpec {
             .map(|(k, v)| (k.clone(), v.clone())),
     );
     env.extend(run_environment(&c.run, spec));
+    let command = match (&c.run.overrides.command_suffix, spec.shell) {
+        (Some(suffix), true) if !suffix.is_empty() => format!("{} {suffix}", spec.command),
+        _ => spec.command.clone(),
+    };
     ProcessSpec {
-        command: spec.command.clone(),
+        command,
         shell: spec.shell,
         arguments: c
             .run
@@ -320,6 +324,30 @@ async fn execute(
     slot_freed: Arc<Notify>,
 ) {
     let run_id = c.run.id;
+    if let Some(image) = tempora_core::chronos::container_image(&c.spec) {
+        // Running the command on the host instead would be a surprise; refuse in words.
+        let now = Timestamp::now();
+        let _ = results.send(RunResult {
+            run_id,
+            state: RunState::Failed,
+            started_at: None,
+            finished_at: now,
+            exit_code: None,
+            signal: None,
+            error: Some(format!(
+                "container jobs are not supported yet (container.image `{image}`); \
+                 remove `container` to run the command on the worker's host"
+            )),
+            log_tail: Vec::new(),
+            awaits_completion: false,
+        });
+        if let Ok(mut m) = running.lock() {
+            m.remove(&run_id);
+        }
+        metrics::gauge!("tempora_worker_running").decrement(1.0);
+        slot_freed.notify_one();
+        return;
+    }
     let spec = process_spec(&c, &cfg);
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(64);
     let pump = tokio::spawn(pump_output(
@@ -352,6 +380,7 @@ async fn execute(
         signal: outcome.signal,
         error,
         log_tail: tail,
+        awaits_completion: c.spec.is_async && state == RunState::Succeeded,
     });
     if let Ok(mut m) = running.lock() {
         m.remove(&run_id);

@@ -281,7 +281,8 @@ fn parse_iso(e: &str) -> Result<Kind, ScheduleError> {
             parts[2]
         ))
     })?;
-    if period.is_zero() || period.is_negative() {
+    // A zero period is allowed only when it does not matter: `R0` or `R1` (Chronos's `R1//P`).
+    if period.is_negative() || (period.is_zero() && !matches!(count, Some(0 | 1))) {
         return Err(err(format!(
             "invalid period `{}`: must be positive",
             parts[2]
@@ -309,6 +310,10 @@ fn next_iso(
     let limit = count.map(|c| i64::try_from(c).unwrap_or(i64::MAX));
     if limit == Some(0) {
         return None;
+    }
+    if period.is_zero() {
+        // Only `R1` reaches here: the start is the single occurrence.
+        return Some(start.timestamp()).filter(|t| *t > after);
     }
     // Estimate k from the period's approximate length, then correct.
     let approx = period

@@ -1,0 +1,762 @@
+//! The Chronos job model: Chronos job JSON ⇄ [`JobSpec`], Chronos task ids and Java's short
+//! time-zone ids. Pure functions; the HTTP handlers (`tempora-http`'s `chronos` module) and
+//! `tempora apply` use them. What is mapped, what is kept verbatim and what differs from Chronos
+//! is documented in `docs/chronos.md`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::civil::DateTime;
+use serde_json::{Map, Value, json};
+
+use crate::duration::parse_duration;
+use crate::job::{Concurrency, JobSpec, ValidationError};
+use crate::run::Run;
+use crate::schedule::parse_timezone;
+
+/// Chronos's default number of retries.
+pub const DEFAULT_RETRIES: u32 = 2;
+
+/// Chronos fields tempora keeps verbatim in [`JobSpec::chronos`] (normalised to their JSON type)
+/// and returns, without acting on them.
+pub const KEPT_FIELDS: &[&str] = &[
+    "executor",
+    "executorFlags",
+    "taskInfoData",
+    "ownerName",
+    "cpus",
+    "mem",
+    "disk",
+    "dataProcessingJobType",
+    "highPriority",
+    "runAsUser",
+    "maxCompletionTime",
+    "uris",
+    "fetch",
+    "constraints",
+    "container",
+];
+
+/// Keys that only a Chronos job document has (a native job file never does).
+const CHRONOS_ONLY_KEYS: &[&str] = &[
+    "scheduleTimeZone",
+    "environmentVariables",
+    "softError",
+    "disabled",
+    "concurrent",
+    "successCount",
+    "errorCount",
+    "lastSuccess",
+    "lastError",
+    "errorsSinceLastSuccess",
+];
+
+/// Java's `ZoneId.SHORT_IDS`: the three-letter ids `java.util.TimeZone` accepts, which Chronos
+/// users write in `scheduleTimeZone` (`PST`, `BST` = Bangladesh, …).
+const JAVA_SHORT_IDS: &[(&str, &str)] = &[
+    ("ACT", "Australia/Darwin"),
+    ("AET", "Australia/Sydney"),
+    ("AGT", "America/Argentina/Buenos_Aires"),
+    ("ART", "Africa/Cairo"),
+    ("AST", "America/Anchorage"),
+    ("BET", "America/Sao_Paulo"),
+    ("BST", "Asia/Dhaka"),
+    ("CAT", "Africa/Harare"),
+    ("CNT", "America/St_Johns"),
+    ("CST", "America/Chicago"),
+    ("CTT", "Asia/Shanghai"),
+    ("EAT", "Africa/Addis_Ababa"),
+    ("ECT", "Europe/Paris"),
+    ("IET", "America/Indiana/Indianapolis"),
+    ("IST", "Asia/Kolkata"),
+    ("JST", "Asia/Tokyo"),
+    ("MIT", "Pacific/Apia"),
+    ("NET", "Asia/Yerevan"),
+    ("NST", "Pacific/Auckland"),
+    ("PLT", "Asia/Karachi"),
+    ("PNT", "America/Phoenix"),
+    ("PRT", "America/Puerto_Rico"),
+    ("PST", "America/Los_Angeles"),
+    ("SST", "Pacific/Guadalcanal"),
+    ("VST", "Asia/Ho_Chi_Minh"),
+    ("EST", "-05:00"),
+    ("MST", "-07:00"),
+    ("HST", "-10:00"),
+];
+
+/// Resolve a `scheduleTimeZone` to the zone name tempora stores: Java's short ids first (as
+/// Chronos did), then IANA names. Unlike Chronos, an unknown id is an error, not GMT.
+pub fn resolve_zone(id: &str) -> Result<String, ValidationError> {
+    let id = id.trim();
+    if let Some((_, zone)) = JAVA_SHORT_IDS.iter().find(|(k, _)| *k == id) {
+        return Ok(match *zone {
+            "-05:00" => "Etc/GMT+5".to_owned(),
+            "-07:00" => "Etc/GMT+7".to_owned(),
+            "-10:00" => "Etc/GMT+10".to_owned(),
+            z => z.to_owned(),
+        });
+    }
+    parse_timezone(id)
+        .map(|_| id.to_owned())
+        .map_err(|e| ValidationError::new("scheduleTimeZone", "invalid_timezone", e.message))
+}
+
+/// A Chronos task id, `ct:<dueMillis>:<attempt>:<job>:<arguments>` (attempt 0-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskId {
+    /// The occurrence (or, for a manual start, the trigger) instant in epoch milliseconds.
+    pub due_ms: i64,
+    /// 0 for the first attempt.
+    pub attempt: u32,
+    /// The job's name.
+    pub job: String,
+    /// The run's arguments (may contain `:`).
+    pub arguments: String,
+}
+
+impl TaskId {
+    /// The task id of a run.
+    pub fn of(run: &Run, spec: &JobSpec) -> TaskId {
+        let arguments = match (&run.overrides.command_suffix, &run.overrides.arguments) {
+            (Some(s), _) => s.clone(),
+            (None, Some(a)) => a.join(" "),
+            (None, None) => spec.arguments.join(" "),
+        };
+        TaskId {
+            due_ms: run.scheduled_for.as_millisecond(),
+            attempt: run.attempt.saturating_sub(1),
+            job: run.job.clone(),
+            arguments,
+        }
+    }
+
+    /// Parse `ct:(\d+):(\d+):([\w.-]+):?(.*)`.
+    pub fn parse(s: &str) -> Option<TaskId> {
+        let rest = s.strip_prefix("ct:")?;
+        let (due, rest) = rest.split_once(':')?;
+        let (attempt, rest) = rest.split_once(':')?;
+        let (job, arguments) = rest.split_once(':').unwrap_or((rest, ""));
+        let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+        if !digits(due) || !digits(attempt) || job.is_empty() {
+            return None;
+        }
+        if !job
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
+            return None;
+        }
+        Some(TaskId {
+            due_ms: due.parse().ok()?,
+            attempt: attempt.parse().ok()?,
+            job: job.to_owned(),
+            arguments: arguments.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ct:{}:{}:{}:{}",
+            self.due_ms, self.attempt, self.job, self.arguments
+        )
+    }
+}
+
+/// Chronos strips `;` from manual-start arguments (so `-c 1 ; ./evil.sh` cannot chain commands).
+pub fn clean_arguments(s: &str) -> String {
+    s.replace(';', "")
+}
+
+/// Which Chronos endpoint a job document came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /scheduler/iso8601`.
+    Scheduled,
+    /// `POST /scheduler/dependency`: `parents` is required.
+    Dependent,
+    /// A job file: the kind follows the fields present.
+    Any,
+}
+
+/// True when a JSON object is a Chronos job document rather than a native one.
+pub fn looks_like_chronos(obj: &Map<String, Value>) -> bool {
+    obj.keys()
+        .any(|k| CHRONOS_ONLY_KEYS.contains(&k.as_str()) || KEPT_FIELDS.contains(&k.as_str()))
+        || obj
+            .get("epsilon")
+            .and_then(Value::as_str)
+            .is_some_and(|e| e.starts_with('P'))
+            && obj
+                .get("schedule")
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.starts_with('R'))
+}
+
+fn bad(field: &str, message: impl Into<String>) -> ValidationError {
+    ValidationError::new(field, "invalid_value", message)
+}
+
+fn get_str(o: &Map<String, Value>, k: &str) -> Result<Option<String>, ValidationError> {
+    match o.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(bad(k, "must be a string")),
+    }
+}
+
+fn get_bool(o: &Map<String, Value>, k: &str) -> Result<Option<bool>, ValidationError> {
+    match o.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Some(_) => Err(bad(k, "must be true or false")),
+    }
+}
+
+fn get_f64(o: &Map<String, Value>, k: &str) -> Result<Option<f64>, ValidationError> {
+    let v = match o.get(k) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        Some(_) => None,
+    };
+    match v {
+        Some(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
+        _ => Err(bad(k, "must be a non-negative number")),
+    }
+}
+
+fn get_u64(o: &Map<String, Value>, k: &str) -> Result<Option<u64>, ValidationError> {
+    match o.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+        Some(Value::String(s)) if s.trim().parse::<u64>().is_ok() => Ok(s.trim().parse().ok()),
+        Some(_) => Err(bad(k, "must be a non-negative integer")),
+    }
+}
+
+fn get_str_list(o: &Map<String, Value>, k: &str) -> Result<Option<Vec<String>>, ValidationError> {
+    match o.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| bad(&format!("{k}[{i}]"), "must be a string"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(bad(k, "must be a list of strings")),
+    }
+}
+
+fn get_env(o: &Map<String, Value>) -> Result<Option<BTreeMap<String, String>>, ValidationError> {
+    let items = match o.get("environmentVariables") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            return Err(bad(
+                "environmentVariables",
+                "must be a list of {\"name\": …, \"value\": …}",
+            ));
+        }
+    };
+    let mut env = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("environmentVariables[{i}]");
+        let obj = item
+            .as_object()
+            .ok_or_else(|| bad(&field, "must be {\"name\": …, \"value\": …}"))?;
+        let name = obj
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(&format!("{field}.name"), "is required and must be a string"))?;
+        let value = match obj.get("value") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::Bool(b)) => b.to_string(),
+            Some(_) => return Err(bad(&format!("{field}.value"), "must be a string")),
+        };
+        env.insert(name.to_owned(), value);
+    }
+    Ok(Some(env))
+}
+
+/// Chronos's default for a field of [`KEPT_FIELDS`] (`None` for `container`).
+fn kept_default(k: &str) -> Option<Value> {
+    Some(match k {
+        "executor" | "executorFlags" | "taskInfoData" | "ownerName" => json!(""),
+        "cpus" => json!(0.1),
+        "mem" => json!(128.0),
+        "disk" => json!(256.0),
+        "dataProcessingJobType" | "highPriority" => json!(false),
+        "runAsUser" => json!("root"),
+        "maxCompletionTime" => json!(0),
+        "uris" | "fetch" | "constraints" => json!([]),
+        _ => return None,
+    })
+}
+
+/// The fields of [`KEPT_FIELDS`] present in `o`, normalised to their JSON type.
+fn kept_fields(o: &Map<String, Value>) -> Result<BTreeMap<String, Value>, ValidationError> {
+    let mut out = BTreeMap::new();
+    for &k in KEPT_FIELDS {
+        let v = match k {
+            "cpus" | "mem" | "disk" => get_f64(o, k)?.map(|x| json!(x)),
+            "maxCompletionTime" => get_u64(o, k)?.map(|x| json!(x)),
+            "dataProcessingJobType" | "highPriority" => get_bool(o, k)?.map(Value::Bool),
+            "executor" | "executorFlags" | "taskInfoData" | "ownerName" | "runAsUser" => {
+                get_str(o, k)?.map(Value::String)
+            }
+            "uris" => get_str_list(o, k)?.map(|l| json!(l)),
+            "fetch" | "constraints" => match o.get(k) {
+                None | Some(Value::Null) => None,
+                Some(v @ Value::Array(_)) => Some(v.clone()),
+                Some(_) => return Err(bad(k, "must be a list")),
+            },
+            "container" => match o.get(k) {
+                None | Some(Value::Null) => None,
+                Some(Value::Object(c)) => {
+                    if c.get("image").is_some_and(|i| !i.is_string()) {
+                        return Err(bad("container.image", "must be a string"));
+                    }
+                    Some(Value::Object(c.clone()))
+                }
+                Some(_) => return Err(bad(k, "must be an object")),
+            },
+            _ => None,
+        };
+        // Defaults are not stored: rendering puts them back.
+        if let Some(v) = v.filter(|v| Some(v) != kept_default(k).as_ref()) {
+            out.insert(k.to_owned(), v);
+        }
+    }
+    let non_empty = |k: &str| {
+        out.get(k)
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    };
+    if non_empty("uris") && non_empty("fetch") {
+        return Err(bad("uris", "set either `uris` or `fetch`, not both"));
+    }
+    Ok(out)
+}
+
+/// Split an ISO 8601 datetime into its civil part and drop the offset (`Z`, `+01:00`, …).
+fn civil_part(start: &str) -> Option<DateTime> {
+    let s = start.trim_end_matches(['Z', 'z']);
+    s.parse::<DateTime>().ok()
+}
+
+/// Turn a Chronos `schedule` + `scheduleTimeZone` into tempora's `schedule` + `timezone`.
+///
+/// The zone keeps the wall-clock fields of the start (Joda's `withZoneRetainFields`): any offset
+/// written in the start is dropped and the start is read in the zone. An empty start means "now"
+/// and is written down, so the job keeps its phase. Non-ISO schedules (cron, macros) pass through.
+pub fn convert_schedule(
+    schedule: &str,
+    zone: Option<&str>,
+    now: Timestamp,
+) -> Result<(String, String), ValidationError> {
+    let timezone = match zone.map(str::trim).filter(|z| !z.is_empty()) {
+        Some(z) => resolve_zone(z)?,
+        None => "UTC".to_owned(),
+    };
+    let expr = schedule.trim();
+    if !(expr.starts_with(['R', 'r']) && expr.contains('/')) {
+        return Ok((expr.to_owned(), timezone));
+    }
+    let cannot = |why: &str| {
+        ValidationError::new(
+            "schedule",
+            "invalid_schedule",
+            format!("cannot parse schedule `{expr}`: {why}"),
+        )
+    };
+    let parts: Vec<&str> = expr.split('/').collect();
+    if parts.len() != 3 {
+        return Err(cannot("expected R[n]/[start]/period"));
+    }
+    let period = if parts[2].eq_ignore_ascii_case("P") {
+        "PT0S"
+    } else {
+        parts[2]
+    };
+    let start = if parts[1].trim().is_empty() {
+        let now = Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now);
+        if zone.is_some_and(|z| !z.trim().is_empty()) {
+            let tz = parse_timezone(&timezone).map_err(|e| cannot(&e.message))?;
+            now.to_zoned(tz).datetime().to_string()
+        } else {
+            now.to_string()
+        }
+    } else if zone.is_some_and(|z| !z.trim().is_empty()) {
+        civil_part(parts[1])
+            .ok_or_else(|| cannot("the start is not an ISO 8601 datetime"))?
+            .to_string()
+    } else {
+        parts[1].to_owned()
+    };
+    Ok((format!("{}/{start}/{period}", parts[0]), timezone))
+}
+
+/// Build the [`JobSpec`] a Chronos job document describes. `existing` is the stored job of the
+/// same name: fields Chronos cannot express (labels, timeout, misfire, …) are kept from it;
+/// every Chronos field absent from the document takes Chronos's default, as a Chronos update
+/// replaces the whole job.
+pub fn to_spec(
+    o: &Map<String, Value>,
+    existing: Option<&JobSpec>,
+    now: Timestamp,
+    endpoint: Endpoint,
+) -> Result<JobSpec, ValidationError> {
+    let name = get_str(o, "name")?
+        .ok_or_else(|| ValidationError::new("name", "missing_field", "name is required"))?;
+    let mut spec = match existing {
+        Some(e) => e.clone(),
+        None => serde_json::from_value::<JobSpec>(json!({ "name": name }))
+            .map_err(|e| bad("name", e.to_string()))?,
+    };
+    spec.name = name;
+    spec.command = get_str(o, "command")?.unwrap_or_default();
+    spec.shell = get_bool(o, "shell")?.unwrap_or(true);
+    spec.arguments = get_str_list(o, "arguments")?.unwrap_or_default();
+    spec.retries = match get_u64(o, "retries")? {
+        Some(r) => u32::try_from(r).map_err(|_| bad("retries", "too large"))?,
+        None => DEFAULT_RETRIES,
+    };
+    spec.owner = get_str(o, "owner")?.filter(|s| !s.is_empty());
+    spec.description = get_str(o, "description")?.filter(|s| !s.is_empty());
+    spec.soft_error = get_bool(o, "softError")?.unwrap_or(false);
+    spec.paused = get_bool(o, "disabled")?.unwrap_or(false);
+    spec.is_async = get_bool(o, "async")?.unwrap_or(false);
+    spec.env = get_env(o)?.unwrap_or_default();
+    spec.concurrency = match get_bool(o, "concurrent")? {
+        Some(true) => Concurrency::Allow,
+        _ => match existing.map(|e| e.concurrency) {
+            Some(c) if c != Concurrency::Allow => c,
+            _ => Concurrency::Queue,
+        },
+    };
+    spec.epsilon = match get_str(o, "epsilon")? {
+        Some(e) => parse_duration(&e).map_err(|m| bad("epsilon", m.to_string()))?,
+        None => existing.map_or(Duration::from_secs(60), |e| e.epsilon),
+    };
+    let mut kept = kept_fields(o)?;
+    let parents = get_str_list(o, "parents")?;
+    let schedule = get_str(o, "schedule")?;
+    let zone = get_str(o, "scheduleTimeZone")?;
+    if parents.is_some() && schedule.is_some() {
+        return Err(bad(
+            "parents",
+            "a job has either `schedule` or `parents`, not both",
+        ));
+    }
+    match (parents, schedule, endpoint) {
+        (Some(p), _, _) => {
+            if p.is_empty() {
+                return Err(bad("parents", "a dependent job needs at least one parent"));
+            }
+            spec.parents = p;
+            spec.schedule = None;
+            spec.timezone = "UTC".to_owned();
+        }
+        (None, _, Endpoint::Dependent) => {
+            return Err(ValidationError::new(
+                "parents",
+                "missing_field",
+                "a dependent job needs `parents`",
+            ));
+        }
+        (None, s, _) => {
+            // No schedule: Chronos runs the job once, now.
+            let s = s.unwrap_or_else(|| "R1//PT24H".to_owned());
+            let (schedule, timezone) = convert_schedule(&s, zone.as_deref(), now)?;
+            spec.schedule = Some(schedule);
+            spec.timezone = timezone;
+            if let Some(z) = zone.filter(|z| !z.trim().is_empty()) {
+                kept.insert("scheduleTimeZone".to_owned(), Value::String(z));
+            }
+            spec.parents.clear();
+        }
+    }
+    spec.chronos = kept;
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// Job counters shown in the Chronos job JSON.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters {
+    /// Successful runs.
+    pub success_count: u64,
+    /// Failed runs.
+    pub error_count: u64,
+    /// Failed runs since the last success.
+    pub errors_since_last_success: u64,
+    /// End of the last successful run.
+    pub last_success_at: Option<Timestamp>,
+    /// End of the last failed run.
+    pub last_error_at: Option<Timestamp>,
+}
+
+/// Chronos's date format for `lastSuccess`/`lastError`: UTC, milliseconds.
+pub fn chronos_time(t: Option<Timestamp>) -> String {
+    match t {
+        Some(t) => {
+            let ms = Timestamp::from_millisecond(t.as_millisecond()).unwrap_or(t);
+            ms.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+        }
+        None => String::new(),
+    }
+}
+
+/// A duration as an ISO 8601 period, e.g. `PT60S`.
+pub fn iso_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("PT{}S", d.as_secs())
+    } else {
+        format!("PT{}.{:03}S", d.as_secs(), d.subsec_millis())
+    }
+}
+
+/// The Chronos job JSON of a job (Chronos 3.x field set plus 2.x's `epsilon` and `async`).
+pub fn render(spec: &JobSpec, c: &Counters) -> Value {
+    let kept = |k: &str| {
+        spec.chronos
+            .get(k)
+            .cloned()
+            .or_else(|| kept_default(k))
+            .unwrap_or(Value::Null)
+    };
+    let env: Vec<Value> = spec
+        .env
+        .iter()
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
+    let mut o = Map::new();
+    o.insert("name".into(), json!(spec.name));
+    o.insert("command".into(), json!(spec.command));
+    o.insert("shell".into(), json!(spec.shell));
+    o.insert("executor".into(), kept("executor"));
+    o.insert("executorFlags".into(), kept("executorFlags"));
+    o.insert("taskInfoData".into(), kept("taskInfoData"));
+    o.insert("retries".into(), json!(spec.retries));
+    o.insert(
+        "owner".into(),
+        json!(spec.owner.clone().unwrap_or_default()),
+    );
+    o.insert("ownerName".into(), kept("ownerName"));
+    o.insert(
+        "description".into(),
+        json!(spec.description.clone().unwrap_or_default()),
+    );
+    o.insert("successCount".into(), json!(c.success_count));
+    o.insert("errorCount".into(), json!(c.error_count));
+    o.insert("lastSuccess".into(), json!(chronos_time(c.last_success_at)));
+    o.insert("lastError".into(), json!(chronos_time(c.last_error_at)));
+    o.insert("cpus".into(), kept("cpus"));
+    o.insert("disk".into(), kept("disk"));
+    o.insert("mem".into(), kept("mem"));
+    o.insert("disabled".into(), json!(spec.paused));
+    o.insert("softError".into(), json!(spec.soft_error));
+    o.insert(
+        "dataProcessingJobType".into(),
+        kept("dataProcessingJobType"),
+    );
+    o.insert(
+        "errorsSinceLastSuccess".into(),
+        json!(c.errors_since_last_success),
+    );
+    o.insert("fetch".into(), kept("fetch"));
+    o.insert("uris".into(), kept("uris"));
+    o.insert("environmentVariables".into(), Value::Array(env));
+    o.insert("arguments".into(), json!(spec.arguments));
+    o.insert("highPriority".into(), kept("highPriority"));
+    o.insert("runAsUser".into(), kept("runAsUser"));
+    o.insert(
+        "concurrent".into(),
+        json!(spec.concurrency == Concurrency::Allow),
+    );
+    o.insert("maxCompletionTime".into(), kept("maxCompletionTime"));
+    if let Some(c) = spec.chronos.get("container") {
+        o.insert("container".into(), c.clone());
+    }
+    o.insert("constraints".into(), kept("constraints"));
+    o.insert("epsilon".into(), json!(iso_duration(spec.epsilon)));
+    o.insert("async".into(), json!(spec.is_async));
+    if spec.parents.is_empty() {
+        // A job without a schedule (run only when triggered) never fires: `R0`.
+        let schedule = spec.schedule.clone().unwrap_or_else(|| "R0//PT24H".into());
+        let zone = match spec.chronos.get("scheduleTimeZone").and_then(Value::as_str) {
+            Some(z) if resolve_zone(z).is_ok_and(|r| r == spec.timezone) => z.to_owned(),
+            _ if spec.timezone == "UTC" => String::new(),
+            _ => spec.timezone.clone(),
+        };
+        o.insert("schedule".into(), json!(schedule));
+        o.insert("scheduleTimeZone".into(), json!(zone));
+    } else {
+        o.insert("parents".into(), json!(spec.parents));
+    }
+    Value::Object(o)
+}
+
+/// The container image of a Chronos container job, if it has one (tempora does not run
+/// containers yet; such runs fail with an explanation rather than run on the host).
+pub fn container_image(spec: &JobSpec) -> Option<&str> {
+    spec.chronos
+        .get("container")
+        .and_then(|c| c.get("image"))
+        .and_then(Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+    fn now() -> Timestamp {
+        "2026-11-22T10:00:00.123456Z".parse().unwrap()
+    }
+
+    #[test]
+    fn task_ids_match_chronos_fixtures() {
+        let t = TaskId {
+            due_ms: 1420843781398,
+            attempt: 0,
+            job: "sample-name".into(),
+            arguments: "-a 1 -b 2".into(),
+        };
+        assert_eq!(t.to_string(), "ct:1420843781398:0:sample-name:-a 1 -b 2");
+        let p = TaskId::parse("ct:1420843781398:0:test:-a 1:2 --B test").unwrap();
+        assert_eq!(p.job, "test");
+        assert_eq!(p.arguments, "-a 1:2 --B test");
+        let p = TaskId::parse("ct:1420843781398:0:test").unwrap();
+        assert_eq!((p.job.as_str(), p.arguments.as_str()), ("test", ""));
+        assert_eq!(clean_arguments("-c 1 ; ./evil.sh"), "-c 1  ./evil.sh");
+        assert!(TaskId::parse("my_job_run_555_882083xkj302").is_none());
+        assert!(TaskId::parse("ct:x:0:job:").is_none());
+    }
+
+    #[test]
+    fn zone_keeps_wall_clock_fields() {
+        let (s, tz) =
+            convert_schedule("R/2008-03-01T13:00:00-04:00/P1D", Some("PST"), now()).unwrap();
+        assert_eq!(s, "R/2008-03-01T13:00:00/P1D");
+        assert_eq!(tz, "America/Los_Angeles");
+        let (s, tz) = convert_schedule("R/2008-03-01/P1D", Some("PST"), now()).unwrap();
+        assert_eq!(
+            (s.as_str(), tz.as_str()),
+            ("R/2008-03-01T00:00:00/P1D", "America/Los_Angeles")
+        );
+        assert_eq!(resolve_zone("BST").unwrap(), "Asia/Dhaka");
+        assert_eq!(resolve_zone("Europe/Paris").unwrap(), "Europe/Paris");
+        assert_eq!(
+            resolve_zone("Mars/Olympus").unwrap_err().field,
+            "scheduleTimeZone"
+        );
+        // No zone: kept as written, read in UTC.
+        let (s, tz) = convert_schedule("R10/2012-10-01T05:52:00Z/PT2S", None, now()).unwrap();
+        assert_eq!(
+            (s.as_str(), tz.as_str()),
+            ("R10/2012-10-01T05:52:00Z/PT2S", "UTC")
+        );
+        // Empty start: now, written down; bare P: zero period.
+        let (s, _) = convert_schedule("R1//P", None, now()).unwrap();
+        assert_eq!(s, "R1/2026-11-22T10:00:00.123Z/PT0S");
+        assert!(convert_schedule("R/2020-01-01T00:00:00Z/P1D/x", None, now()).is_err());
+        assert!(convert_schedule("R/yesterday/P1D", Some("UTC"), now()).is_err());
+    }
+
+    #[test]
+    fn defaults_and_round_trip() {
+        let doc = obj(json!({
+            "schedule": "R10/2012-10-01T05:52:00Z/PT2S", "name": "SAMPLE_JOB1",
+            "epsilon": "PT15M", "command": "echo 'FOO' >> /tmp/JOB1_OUT",
+            "owner": "bob@airbnb.com", "async": false, "cpus": "0.5", "mem": "512",
+            "shell": "false", "invocationCount": 3
+        }));
+        let spec = to_spec(&doc, None, now(), Endpoint::Scheduled).unwrap();
+        assert_eq!(spec.retries, 2);
+        assert_eq!(spec.epsilon, Duration::from_secs(900));
+        assert!(!spec.shell);
+        assert_eq!(spec.concurrency, Concurrency::Queue);
+        let out = render(&spec, &Counters::default());
+        assert_eq!(out["cpus"], json!(0.5));
+        assert_eq!(out["mem"], json!(512.0));
+        assert_eq!(out["disk"], json!(256.0));
+        assert_eq!(out["epsilon"], json!("PT900S"));
+        assert_eq!(out["scheduleTimeZone"], json!(""));
+        let again = to_spec(out.as_object().unwrap(), Some(&spec), now(), Endpoint::Any).unwrap();
+        assert_eq!(again, spec);
+    }
+
+    #[test]
+    fn bad_documents_name_the_field() {
+        let e = |v: Value, ep| to_spec(&obj(v), None, now(), ep).unwrap_err().field;
+        assert_eq!(e(json!({"command": "x"}), Endpoint::Any), "name");
+        assert_eq!(
+            e(
+                json!({"name": "a", "command": "x", "schedule": "R/x/P1D"}),
+                Endpoint::Any
+            ),
+            "schedule"
+        );
+        assert_eq!(
+            e(
+                json!({"name": "a", "command": "x", "parents": []}),
+                Endpoint::Dependent
+            ),
+            "parents"
+        );
+        assert_eq!(
+            e(json!({"name": "a", "command": "x"}), Endpoint::Dependent),
+            "parents"
+        );
+        assert_eq!(
+            e(
+                json!({"name": "a", "command": "x", "schedule": "R//P1D", "scheduleTimeZone": "Nope/Zone"}),
+                Endpoint::Any
+            ),
+            "scheduleTimeZone"
+        );
+        assert_eq!(
+            e(
+                json!({"name": "a", "command": "x", "retries": -1}),
+                Endpoint::Any
+            ),
+            "retries"
+        );
+        assert_eq!(
+            e(
+                json!({"name": "a", "command": "x", "uris": ["u"], "fetch": [{"uri": "u"}]}),
+                Endpoint::Any
+            ),
+            "uris"
+        );
+    }
+
+    #[test]
+    fn detects_chronos_documents() {
+        assert!(looks_like_chronos(&obj(
+            json!({"name": "a", "scheduleTimeZone": ""})
+        )));
+        assert!(looks_like_chronos(&obj(
+            json!({"name": "a", "schedule": "R/2020-01-01T00:00:00Z/PT1H", "epsilon": "PT30M"})
+        )));
+        assert!(!looks_like_chronos(&obj(
+            json!({"name": "a", "schedule": "*/5 * * * *", "retries": 2})
+        )));
+    }
+}
