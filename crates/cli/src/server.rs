@@ -147,6 +147,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bound = listener.local_addr().unwrap_or(args.listen);
+    let advertise = if bound.ip().is_unspecified() {
+        format!("{}:{}", hostname(), bound.port())
+    } else {
+        bound.to_string()
+    };
     let local_worker = format!("{node_id}/local");
     // Runs the previous incarnation of this node's local pool left `running` died with it.
     let lost = store
@@ -202,6 +208,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         started: Instant::now(),
         started_at: Timestamp::now(),
         node_id: node_id.clone(),
+        advertise,
     });
     let app = tempora_http::router(state);
     tracing::info!(

@@ -1,10 +1,13 @@
 //! `tempora-http`: the HTTP layer (axum). Native REST API under `/api/v1`, `/health`, `/ready`,
-//! `/metrics`. Domain errors map to stable codes in [`error`].
+//! `/metrics`, and the Chronos REST API under `/scheduler` and `/v1/scheduler`. Domain errors map
+//! to stable codes in [`error`].
 //!
-//! Layout: [`jobs`] and [`runs`] hold the native API handlers, [`ops`] the operational endpoints,
+//! Layout: [`jobs`] and [`runs`] hold the native API handlers, [`chronos`] the Chronos API,
+//! [`ops`] the operational endpoints,
 //! [`extract`] strict JSON bodies. Authentication will plug in at [`router`]'s `auth` layer,
 //! which currently admits every request.
 
+pub mod chronos;
 pub mod error;
 pub mod extract;
 pub mod jobs;
@@ -43,6 +46,8 @@ pub struct AppState {
     pub started_at: Timestamp,
     /// This node's id.
     pub node_id: String,
+    /// `host:port` clients reach this node at (Chronos's `leader` endpoint).
+    pub advertise: String,
 }
 
 /// The complete router.
@@ -65,6 +70,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .nest("/api/v1", api)
+        .nest("/scheduler", chronos::routes(state.clone()))
+        .nest("/v1/scheduler", chronos::routes(state.clone()))
+        .route("/ping", get(chronos::ping))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 
 /// `GET /health`: the process is alive.
 pub async fn health() -> &'static str {
@@ -24,8 +25,42 @@ pub async fn ready(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+/// Query of `/metrics`.
+#[derive(Debug, Deserialize)]
+pub struct MetricsQuery {
+    /// `prometheus` or `json`; without it the `Accept` header decides.
+    pub format: Option<String>,
+}
+
+/// Whether `/metrics` answers Chronos's JSON: asked for by `?format=json`, by an `Accept` header
+/// naming `application/json`, or by sending no `Accept` header at all (Chronos clients such as
+/// chronos-python send none; Prometheus and curl always send one).
+fn wants_json(format: Option<&str>, accept: Option<&str>) -> ApiResult<bool> {
+    match format {
+        Some("json") => Ok(true),
+        Some("prometheus") => Ok(false),
+        Some(other) => Err(ApiError::field(
+            "invalid_query",
+            "format",
+            format!("format must be prometheus or json, not `{other}`"),
+        )),
+        None => Ok(accept.is_none_or(|a| a.contains("application/json"))),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format, or Chronos's JSON registry dump (see [`wants_json`]).
+pub async fn metrics(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    q: Result<Query<MetricsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
+    let accept = headers
+        .get(header::ACCEPT)
+        .map(|v| v.to_str().unwrap_or_default());
+    if wants_json(q.format.as_deref(), accept)? {
+        return Ok(Json(crate::chronos::metrics_json(&s).await?).into_response());
+    }
     if let Ok(c) = s.store.counts().await {
         metrics::gauge!("tempora_runs_queued").set(c.queued as f64);
         metrics::gauge!("tempora_runs_running").set(c.running as f64);
@@ -36,7 +71,7 @@ pub async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
         .as_ref()
         .map(|p| p.render())
         .unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 
 /// `GET /api/v1/status`: version, node, uptime, counts.
@@ -51,4 +86,26 @@ pub async fn status(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
         "leader": true,
         "counts": counts,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wants_json;
+
+    #[test]
+    fn metrics_format_negotiation() {
+        assert!(wants_json(None, None).unwrap());
+        assert!(wants_json(None, Some("application/json")).unwrap());
+        assert!(!wants_json(None, Some("*/*")).unwrap());
+        assert!(
+            !wants_json(
+                None,
+                Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
+            )
+            .unwrap()
+        );
+        assert!(!wants_json(Some("prometheus"), None).unwrap());
+        assert!(wants_json(Some("json"), Some("*/*")).unwrap());
+        assert!(wants_json(Some("xml"), None).is_err());
+    }
 }
