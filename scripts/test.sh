@@ -1,6 +1,16 @@
 #!/usr/bin/env bash
 # Run every test of the workspace: unit, property, store contract and end-to-end tests that
 # start the real binary. Extra arguments go to cargo nextest (e.g. a test name filter).
+#
+# The Chronos client tests drive the real `chronos-python` client (PyPI) from a virtualenv,
+# created here on first use in target/chronos-venv (needs python3 with venv, and curl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+venv="${CHRONOS_VENV:-target/chronos-venv}"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import chronos' 2>/dev/null; then
+  echo "creating $venv with chronos-python 1.2.1"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check chronos-python==1.2.1
+fi
+export CHRONOS_VENV="$(cd "$venv" && pwd)"
 exec cargo nextest run --workspace --no-fail-fast "$@"

@@ -6,11 +6,17 @@
 //! (parents before children), leaves identical ones alone, and with `--prune` deletes the jobs it
 //! manages that are no longer in the files. Jobs written by `apply` carry the label
 //! `managed-by: tempora-apply`; `--prune` never touches jobs without it.
+//!
+//! Chronos job JSON is accepted too (a `chronos-sync` directory of one job per `.json` file
+//! migrates as is): a document with Chronos-only fields (`scheduleTimeZone`, `epsilon`,
+//! `environmentVariables`, …) is converted with `tempora_core::chronos::to_spec`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use jiff::Timestamp;
 use serde_json::{Value, json};
+use tempora_core::chronos;
 use tempora_core::job::JobSpec;
 
 use crate::client::{Api, Failure, Res, fail, job_path};
@@ -102,6 +108,26 @@ fn read_file(path: &Path) -> Result<Vec<Value>, String> {
     Ok(docs)
 }
 
+/// Whether a Chronos schedule leaves the start empty (`R5//PT1H`: "from now"). Such a start is
+/// written down when the job is created; re-applying the file keeps the stored start.
+fn chronos_start_is_empty(doc: &Value) -> bool {
+    doc.get("schedule")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.trim().split('/').nth(1) == Some(""))
+}
+
+/// The stored schedule when `desired` only differs from it by the start that an empty Chronos
+/// start materialised (same repetitions, period and zone).
+fn kept_schedule(desired: &JobSpec, current: &Value) -> Option<String> {
+    let want = desired.schedule.as_deref()?;
+    let have = current.get("schedule")?.as_str()?;
+    if current.get("timezone")?.as_str()? != desired.timezone {
+        return None;
+    }
+    let (w, h): (Vec<&str>, Vec<&str>) = (want.split('/').collect(), have.split('/').collect());
+    (w.len() == 3 && h.len() == 3 && w[0] == h[0] && w[2] == h[2]).then(|| have.to_owned())
+}
+
 /// Turn a document into a validated spec; errors name the field.
 fn to_spec(doc: Value) -> Result<JobSpec, (String, String)> {
     let name = doc
@@ -109,8 +135,12 @@ fn to_spec(doc: Value) -> Result<JobSpec, (String, String)> {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    if !doc.is_object() {
+    let Some(obj) = doc.as_object() else {
         return Err((name, "expected a mapping of job fields".into()));
+    };
+    if chronos::looks_like_chronos(obj) {
+        return chronos::to_spec(obj, None, Timestamp::now(), chronos::Endpoint::Any)
+            .map_err(|v| (name, format!("{}: {} (Chronos job)", v.field, v.message)));
     }
     let spec: JobSpec = serde_path_to_error::deserialize(doc).map_err(|e| {
         let path = e.path().to_string();
@@ -122,7 +152,10 @@ fn to_spec(doc: Value) -> Result<JobSpec, (String, String)> {
 }
 
 /// Load and check every job of the files, or every problem found.
-fn load(paths: &[PathBuf]) -> Result<Vec<(PathBuf, JobSpec)>, Vec<String>> {
+/// Jobs of the files, and the names of those whose Chronos schedule has an empty start.
+type Loaded = (Vec<(PathBuf, JobSpec)>, BTreeSet<String>);
+
+fn load(paths: &[PathBuf]) -> Result<Loaded, Vec<String>> {
     let mut files = Vec::new();
     let mut problems = Vec::new();
     for p in paths {
@@ -132,6 +165,7 @@ fn load(paths: &[PathBuf]) -> Result<Vec<(PathBuf, JobSpec)>, Vec<String>> {
     }
     let mut jobs: Vec<(PathBuf, JobSpec)> = Vec::new();
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut loose = BTreeSet::new();
     for f in files {
         let docs = match read_file(&f) {
             Ok(d) => d,
@@ -141,6 +175,8 @@ fn load(paths: &[PathBuf]) -> Result<Vec<(PathBuf, JobSpec)>, Vec<String>> {
             }
         };
         for (i, doc) in docs.into_iter().enumerate() {
+            let empty_start = doc.as_object().is_some_and(chronos::looks_like_chronos)
+                && chronos_start_is_empty(&doc);
             match to_spec(doc) {
                 Ok(mut spec) => {
                     if let Some(other) = seen.insert(spec.name.clone(), f.clone()) {
@@ -154,6 +190,9 @@ fn load(paths: &[PathBuf]) -> Result<Vec<(PathBuf, JobSpec)>, Vec<String>> {
                     }
                     spec.labels
                         .insert(MANAGED_KEY.to_owned(), MANAGED_VALUE.to_owned());
+                    if empty_start {
+                        loose.insert(spec.name.clone());
+                    }
                     jobs.push((f.clone(), spec));
                 }
                 Err((name, msg)) => {
@@ -168,7 +207,7 @@ fn load(paths: &[PathBuf]) -> Result<Vec<(PathBuf, JobSpec)>, Vec<String>> {
         }
     }
     if problems.is_empty() {
-        Ok(jobs)
+        Ok((jobs, loose))
     } else {
         Err(problems)
     }
@@ -230,7 +269,7 @@ pub(crate) async fn all_jobs(api: &Api) -> Res<Vec<Value>> {
 
 /// Run `tempora apply`.
 pub async fn apply(args: ApplyArgs, opts: ClientOpts) -> Res<()> {
-    let jobs = load(&args.files).map_err(|problems| {
+    let (jobs, loose_starts) = load(&args.files).map_err(|problems| {
         let mut msg = format!(
             "nothing applied: {} problem(s) in the job files",
             problems.len()
@@ -256,7 +295,14 @@ pub async fn apply(args: ApplyArgs, opts: ClientOpts) -> Res<()> {
     };
     let mut report: Vec<Value> = Vec::new();
     let in_files: BTreeSet<String> = jobs.iter().map(|(_, j)| j.name.clone()).collect();
-    for (file, spec) in order(jobs) {
+    for (file, mut spec) in order(jobs) {
+        if loose_starts.contains(&spec.name)
+            && let Some(kept) = existing
+                .get(&spec.name)
+                .and_then(|cur| kept_schedule(&spec, cur))
+        {
+            spec.schedule = Some(kept);
+        }
         let desired = serde_json::to_value(&spec)
             .map_err(|e| fail(1, format!("cannot encode job `{}`: {e}", spec.name)))?;
         let action = match existing.get(&spec.name) {

@@ -447,11 +447,16 @@ pub fn to_spec(
             _ => Concurrency::Queue,
         },
     };
-    spec.epsilon = match get_str(o, "epsilon")? {
-        Some(e) => parse_duration(&e).map_err(|m| bad("epsilon", m.to_string()))?,
+    let epsilon = get_str(o, "epsilon")?;
+    spec.epsilon = match &epsilon {
+        Some(e) => parse_duration(e).map_err(|m| bad("epsilon", m.to_string()))?,
         None => existing.map_or(Duration::from_secs(60), |e| e.epsilon),
     };
     let mut kept = kept_fields(o)?;
+    // The period as written (`PT15M`) is what Chronos returns; kept for rendering.
+    if let Some(e) = epsilon.filter(|e| e.trim().starts_with(['P', 'p'])) {
+        kept.insert("epsilon".to_owned(), Value::String(e.trim().to_owned()));
+    }
     let parents = get_str_list(o, "parents")?;
     let schedule = get_str(o, "schedule")?;
     let zone = get_str(o, "scheduleTimeZone")?;
@@ -592,7 +597,11 @@ pub fn render(spec: &JobSpec, c: &Counters) -> Value {
         o.insert("container".into(), c.clone());
     }
     o.insert("constraints".into(), kept("constraints"));
-    o.insert("epsilon".into(), json!(iso_duration(spec.epsilon)));
+    let epsilon = match spec.chronos.get("epsilon").and_then(Value::as_str) {
+        Some(e) if parse_duration(e).is_ok_and(|d| d == spec.epsilon) => e.to_owned(),
+        _ => iso_duration(spec.epsilon),
+    };
+    o.insert("epsilon".into(), json!(epsilon));
     o.insert("async".into(), json!(spec.is_async));
     if spec.parents.is_empty() {
         // A job without a schedule (run only when triggered) never fires: `R0`.
@@ -696,7 +705,7 @@ mod tests {
         assert_eq!(out["cpus"], json!(0.5));
         assert_eq!(out["mem"], json!(512.0));
         assert_eq!(out["disk"], json!(256.0));
-        assert_eq!(out["epsilon"], json!("PT900S"));
+        assert_eq!(out["epsilon"], json!("PT15M"));
         assert_eq!(out["scheduleTimeZone"], json!(""));
         let again = to_spec(out.as_object().unwrap(), Some(&spec), now(), Endpoint::Any).unwrap();
         assert_eq!(again, spec);

@@ -246,7 +246,11 @@ async fn search(
     let Query(q) = q.map_err(|e| ChronosError::bad(e.body_text()))?;
     let limit = count_param("limit", q.limit.as_deref(), 10)?;
     let offset = count_param("offset", q.offset.as_deref(), 0)?;
-    let lower = |o: &Option<String>| o.as_ref().filter(|x| !x.is_empty()).map(|x| x.to_lowercase());
+    let lower = |o: &Option<String>| {
+        o.as_ref()
+            .filter(|x| !x.is_empty())
+            .map(|x| x.to_lowercase())
+    };
     let (name, command, any) = (lower(&q.name), lower(&q.command), lower(&q.any));
     let contains = |hay: &str, needle: &Option<String>| {
         needle
@@ -258,8 +262,8 @@ async fn search(
         .iter()
         .filter(|j| {
             let by_terms = contains(&j.spec.name, &name) && contains(&j.spec.command, &command);
-            let by_any = any.is_some()
-                && (contains(&j.spec.name, &any) || contains(&j.spec.command, &any));
+            let by_any =
+                any.is_some() && (contains(&j.spec.name, &any) || contains(&j.spec.command, &any));
             if name.is_none() && command.is_none() && any.is_some() {
                 by_any
             } else {
@@ -287,10 +291,7 @@ fn last_state(rec: &JobRecord) -> &'static str {
 /// `idle`, `queued`, `running` or `N running`.
 async fn current_state(store: &dyn Store, name: &str) -> ChronosResult<String> {
     let runs = store.list_runs(name, None, STATE_RUNS).await?;
-    let running = runs
-        .iter()
-        .filter(|r| r.state == RunState::Running)
-        .count();
+    let running = runs.iter().filter(|r| r.state == RunState::Running).count();
     let queued = runs.iter().any(|r| r.state == RunState::Queued);
     Ok(match running {
         0 if queued => "queued".to_owned(),
@@ -500,7 +501,8 @@ async fn find_task(store: &dyn Store, id: &TaskId) -> ChronosResult<Option<Run>>
     for _ in 0..50 {
         let page = store.list_runs(&job.spec.name, before, 200).await?;
         if let Some(r) = page.iter().find(|r| {
-            r.scheduled_for.as_millisecond() == id.due_ms && r.attempt.saturating_sub(1) == id.attempt
+            r.scheduled_for.as_millisecond() == id.due_ms
+                && r.attempt.saturating_sub(1) == id.attempt
         }) {
             return Ok(Some(r.clone()));
         }
@@ -513,7 +515,10 @@ async fn find_task(store: &dyn Store, id: &TaskId) -> ChronosResult<Option<Run>>
 }
 
 /// `DELETE /scheduler/task/kill/{name}`: cancel the job's queued and running runs.
-async fn kill(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> ChronosResult<StatusCode> {
+async fn kill(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> ChronosResult<StatusCode> {
     job_or_400(s.store.as_ref(), &name).await?;
     let now = Timestamp::now();
     let mut before = None;
@@ -653,7 +658,9 @@ async fn durations(store: &dyn Store, job: &str) -> ChronosResult<Vec<f64>> {
         .collect())
 }
 
+/// How long a run's process took; `None` for runs without a process (a `job/success` mark).
 fn run_seconds(r: &Run) -> Option<f64> {
+    r.exit_code?;
     let (a, b) = (r.started_at?, r.finished_at?);
     Some(((b.as_millisecond() - a.as_millisecond()).max(0) as f64) / 1000.0)
 }
@@ -775,10 +782,7 @@ async fn job_stat(
 }
 
 /// `GET /scheduler/stats/{percentile}`: `[{"jobNameLabel", "time"}]`, slowest first.
-async fn stats(
-    State(s): State<Arc<AppState>>,
-    Path(pct): Path<String>,
-) -> ChronosResult<Response> {
+async fn stats(State(s): State<Arc<AppState>>, Path(pct): Path<String>) -> ChronosResult<Response> {
     if statistic(&pct, &[]).is_none() {
         return Err(ChronosError::bad(format!(
             "percentile must be one of 99thPercentile, 98thPercentile, 95thPercentile, \
