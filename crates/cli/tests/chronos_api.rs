@@ -693,3 +693,34 @@ fn apply_migrates_a_chronos_sync_directory() {
     );
     assert_eq!(s.get("/api/v1/jobs/bad").0, 404);
 }
+
+/// A start in the past: the latest past occurrence runs if it is within `epsilon` (Chronos 2.x
+/// dropped such jobs, #699), and an older one does not.
+#[test]
+fn a_past_start_within_epsilon_runs_once() {
+    let s = Server::start(&[]);
+    let now = jiff::Timestamp::now();
+    let recent = now - jiff::SignedDuration::from_secs(20);
+    let old = now - jiff::SignedDuration::from_secs(600);
+    let hourly = now - jiff::SignedDuration::from_secs(120);
+    for (name, schedule, epsilon) in [
+        ("recent", format!("R1/{recent}/PT1S"), "PT60S"),
+        ("old", format!("R1/{old}/PT1S"), "PT60S"),
+        ("hourly", format!("R/{hourly}/PT1H"), "PT5M"),
+    ] {
+        let body =
+            json!({"name": name, "command": "true", "schedule": schedule, "epsilon": epsilon});
+        let (st, v) = s.send("POST", "/v1/scheduler/iso8601", &body.to_string());
+        assert_eq!(st, 204, "{v}");
+    }
+    wait_state(&s, "recent", "succeeded");
+    wait_state(&s, "hourly", "succeeded");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(s.runs("recent").len(), 1);
+    assert_eq!(s.runs("hourly").len(), 1);
+    assert!(s.runs("old").is_empty());
+    assert!(s.get("/api/v1/jobs/old").1["status"]["next_fire_at"].is_null());
+    let next = common::ts(&s.get("/api/v1/jobs/hourly").1["status"]["next_fire_at"]);
+    let expect = hourly + jiff::SignedDuration::from_secs(3600);
+    assert_eq!(next.as_second(), expect.as_second());
+}

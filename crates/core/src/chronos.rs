@@ -495,7 +495,16 @@ pub fn to_spec(
         }
     }
     spec.chronos = kept;
-    spec.validate()?;
+    spec.validate().map_err(|mut e| {
+        if e.field == "schedule" {
+            e.message = format!(
+                "cannot parse schedule: expected ISO 8601 `R[n]/[start]/period` (tempora also \
+                 accepts cron): {}",
+                e.message
+            );
+        }
+        e
+    })?;
     Ok(spec)
 }
 

@@ -509,6 +509,19 @@ fn iso8601_intervals_use_calendar_arithmetic() {
             .to_string(),
         "2026-02-28T00:00:00Z"
     );
+    // Starts are kept to the microsecond (the store's precision), so an occurrence equals its
+    // stored record.
+    let s = Schedule::parse("R1/2026-11-23T00:59:14.009710718Z/PT1S").unwrap();
+    let before: Timestamp = "2026-11-23T00:59:00Z".parse().unwrap();
+    assert_eq!(
+        s.next_after(before, &utc, anchor).unwrap().to_string(),
+        "2026-11-23T00:59:14.00971Z"
+    );
+    let s = Schedule::parse("R1/2026-11-23T00:59:14.009710718/PT1S").unwrap();
+    assert_eq!(
+        s.next_after(before, &utc, anchor).unwrap().as_nanosecond() % 1000,
+        0
+    );
 }
 
 #[test]

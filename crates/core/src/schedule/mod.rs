@@ -67,11 +67,17 @@ enum When {
 }
 
 impl When {
+    /// Parse an instant or a civil datetime, truncated to microseconds: run times are stored
+    /// with microsecond precision, and an occurrence must compare equal to its stored self.
     fn parse(s: &str) -> Option<When> {
         if let Ok(t) = s.parse::<Timestamp>() {
-            return Some(When::Instant(t));
+            return Timestamp::from_microsecond(t.as_microsecond())
+                .ok()
+                .map(When::Instant);
         }
-        s.parse::<DateTime>().ok().map(When::Civil)
+        let dt = s.parse::<DateTime>().ok()?;
+        let micros = dt.subsec_nanosecond() / 1000 * 1000;
+        dt.with().subsec_nanosecond(micros).build().ok().map(When::Civil)
     }
 
     fn zoned(&self, tz: &TimeZone) -> Option<Zoned> {
