@@ -233,7 +233,7 @@ fn preview_health_status_metrics() {
     assert_eq!(st["node"], "test-node");
     assert_eq!(st["counts"]["jobs"], 1);
     assert!(st["version"].is_string());
-    let (code, metrics) = s.get_text("/metrics");
+    let (code, metrics) = s.get_text("/metrics?format=prometheus");
     assert_eq!(code, 200);
     for needle in [
         "tempora_runs_finished_total{state=\"succeeded\"}",

@@ -77,7 +77,11 @@ impl When {
         }
         let dt = s.parse::<DateTime>().ok()?;
         let micros = dt.subsec_nanosecond() / 1000 * 1000;
-        dt.with().subsec_nanosecond(micros).build().ok().map(When::Civil)
+        dt.with()
+            .subsec_nanosecond(micros)
+            .build()
+            .ok()
+            .map(When::Civil)
     }
 
     fn zoned(&self, tz: &TimeZone) -> Option<Zoned> {
