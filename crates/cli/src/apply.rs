@@ -295,6 +295,33 @@ pub async fn apply(args: ApplyArgs, opts: ClientOpts) -> Res<()> {
     };
     let mut report: Vec<Value> = Vec::new();
     let in_files: BTreeSet<String> = jobs.iter().map(|(_, j)| j.name.clone()).collect();
+    // Parents must be in the files or on the server; checked before anything is applied.
+    let missing: Vec<String> = jobs
+        .iter()
+        .flat_map(|(file, j)| {
+            j.parents
+                .iter()
+                .filter(|p| !in_files.contains(*p) && !existing.contains_key(*p))
+                .map(move |p| {
+                    format!(
+                        "{}: job `{}`: parents: unknown parent job `{p}` (neither in the files nor on the server)",
+                        file.display(),
+                        j.name
+                    )
+                })
+        })
+        .collect();
+    if !missing.is_empty() {
+        let mut msg = format!(
+            "nothing applied: {} problem(s) in the job files",
+            missing.len()
+        );
+        for p in missing {
+            msg.push_str("\n  ");
+            msg.push_str(&p);
+        }
+        return Err(fail(2, msg));
+    }
     for (file, mut spec) in order(jobs) {
         if loose_starts.contains(&spec.name)
             && let Some(kept) = existing

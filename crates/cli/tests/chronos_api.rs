@@ -551,11 +551,56 @@ fn chronos_and_native_apis_share_jobs_and_errors_have_chronos_shape() {
         "{head}"
     );
 
+    // Wrong methods and CORS preflights get Chronos's shape and the CORS header.
+    let (st, head) = curl(
+        &s,
+        "curl -s -D - -X DELETE chronos-node:8080/scheduler/task/all",
+    );
+    assert_eq!(st, 405);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("access-control-allow-origin: *"),
+        "{head}"
+    );
+    assert!(head.contains(r#""status":"Method Not Allowed""#), "{head}");
+    let (st, head) = curl(
+        &s,
+        "curl -s -D - -X OPTIONS -H 'Origin: http://ui.example' -H 'Access-Control-Request-Method: POST' chronos-node:8080/v1/scheduler/iso8601",
+    );
+    assert_eq!(st, 204);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("access-control-allow-methods"),
+        "{head}"
+    );
+
+    // Re-posting a job whose start is empty keeps its phase: it does not run again.
+    let phase = json!({"name": "phase", "command": "true", "schedule": "R//PT1H"}).to_string();
+    assert_eq!(s.send("POST", "/scheduler/iso8601", &phase).0, 204);
+    wait_state(&s, "phase", "succeeded");
+    let first = chronos_job(&s, "phase")["schedule"].clone();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(s.send("POST", "/scheduler/iso8601", &phase).0, 204);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(chronos_job(&s, "phase")["schedule"], first);
+    assert_eq!(s.runs("phase").len(), 1);
+    assert_eq!(s.send("DELETE", "/scheduler/job/phase", "").0, 204);
+
+    // A native edit of the zone drops the stale Chronos spelling of the old one.
+    let (_, mut n) = s.get("/api/v1/jobs/native");
+    assert_eq!(n["chronos"]["scheduleTimeZone"], "Europe/Berlin");
+    n.as_object_mut().unwrap().remove("status");
+    n["timezone"] = json!("Asia/Tokyo");
+    s.put_job("native", n);
+    let (_, n) = s.get("/api/v1/jobs/native");
+    assert!(n["chronos"].get("scheduleTimeZone").is_none(), "{n}");
+    assert_eq!(chronos_job(&s, "native")["scheduleTimeZone"], "Asia/Tokyo");
+
     // DELETE rewires like Chronos: the only child of a scheduled job inherits its schedule.
     assert_eq!(s.send("DELETE", "/scheduler/job/native", "").0, 204);
     let c = chronos_job(&s, "child");
     assert_eq!(c["schedule"], "0 3 * * *");
-    assert_eq!(c["scheduleTimeZone"], "Europe/Berlin");
+    assert_eq!(c["scheduleTimeZone"], "Asia/Tokyo");
     assert!(c.get("parents").is_none());
 }
 
@@ -692,6 +737,35 @@ fn apply_migrates_a_chronos_sync_directory() {
         "{err}"
     );
     assert_eq!(s.get("/api/v1/jobs/bad").0, 404);
+    // A parent neither in the files nor on the server: refused before anything is applied.
+    std::fs::remove_file(dir.join("bad.json")).unwrap();
+    std::fs::write(
+        dir.join("extract.json"),
+        json!({"name": "extract", "command": "echo changed", "schedule": "R//PT1H",
+               "scheduleTimeZone": "Europe/Paris", "epsilon": "PT15M"})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("zz-orphan.json"),
+        json!({"name": "zz-orphan", "command": "x", "parents": ["extract", "nothere"], "epsilon": "PT1M"})
+            .to_string(),
+    )
+    .unwrap();
+    for dry in [true, false] {
+        let mut args = vec!["apply", "-f", dirs];
+        if dry {
+            args.push("--dry-run");
+        }
+        let out = s.cli(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "dry run {dry}: {err}");
+        assert!(
+            err.contains("zz-orphan") && err.contains("`nothere`"),
+            "{err}"
+        );
+    }
+    assert_eq!(s.get("/api/v1/jobs/extract").1["command"], "echo extract");
 }
 
 /// A start in the past: the latest past occurrence runs if it is within `epsilon` (Chronos 2.x

@@ -98,9 +98,44 @@ pub fn resolve_zone(id: &str) -> Result<String, ValidationError> {
             z => z.to_owned(),
         });
     }
+    if let Some(etc) = gmt_offset(id) {
+        return etc;
+    }
     parse_timezone(id)
         .map(|_| id.to_owned())
         .map_err(|e| ValidationError::new("scheduleTimeZone", "invalid_timezone", e.message))
+}
+
+/// Java's custom ids `GMT+2`, `GMT+02:00`, `UTC-5`: whole-hour offsets map to the IANA `Etc/GMT∓h`
+/// zones (whose sign is inverted); other offsets are refused. `None` when `id` is not of that form.
+fn gmt_offset(id: &str) -> Option<Result<String, ValidationError>> {
+    let rest = id
+        .strip_prefix("GMT")
+        .or_else(|| id.strip_prefix("UTC"))
+        .or_else(|| id.strip_prefix("UT"))?;
+    let (sign, digits) = match rest.chars().next()? {
+        '+' => (1, &rest[1..]),
+        '-' => (-1, &rest[1..]),
+        _ => return None,
+    };
+    let (h, m) = digits.split_once(':').unwrap_or((digits, "0"));
+    let ok = |x: &str| !x.is_empty() && x.len() <= 2 && x.bytes().all(|b| b.is_ascii_digit());
+    if !ok(h) || !ok(m) {
+        return None;
+    }
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    if m != 0 || h > 14 {
+        return Some(Err(ValidationError::new(
+            "scheduleTimeZone",
+            "invalid_timezone",
+            format!("`{id}`: only whole-hour GMT offsets are supported (use an IANA zone)"),
+        )));
+    }
+    Some(Ok(match sign * h {
+        0 => "UTC".to_owned(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    }))
 }
 
 /// A Chronos task id, `ct:<dueMillis>:<attempt>:<job>:<arguments>` (attempt 0-based).
@@ -387,6 +422,12 @@ pub fn convert_schedule(
         return Err(cannot("expected R[n]/[start]/period"));
     }
     let period = if parts[2].eq_ignore_ascii_case("P") {
+        let reps = parts[0].get(1..).unwrap_or_default();
+        if !matches!(reps, "0" | "1") {
+            return Err(cannot(
+                "a bare `P` (zero period) is only allowed with R0 or R1",
+            ));
+        }
         "PT0S"
     } else {
         parts[2]
@@ -407,6 +448,42 @@ pub fn convert_schedule(
         parts[1].to_owned()
     };
     Ok((format!("{}/{start}/{period}", parts[0]), timezone))
+}
+
+/// An empty start (`R5//PT1H`) means "from now" when a job is created; on an update it keeps the
+/// stored start when the repetitions, period and zone are unchanged, so the job keeps its phase
+/// and does not run again.
+fn kept_start(written: &str, converted: &str, zone: &str, existing: &JobSpec) -> Option<String> {
+    if written.trim().split('/').nth(1) != Some("") || existing.timezone != zone {
+        return None;
+    }
+    let have = existing.schedule.as_deref()?;
+    let (w, h): (Vec<&str>, Vec<&str>) =
+        (converted.split('/').collect(), have.split('/').collect());
+    (w.len() == 3 && h.len() == 3 && w[0] == h[0] && w[2] == h[2]).then(|| have.to_owned())
+}
+
+/// Drop Chronos renderings that no longer match the job after a native edit: a
+/// `scheduleTimeZone` that is not the job's zone, an `epsilon` spelling of another duration.
+pub fn tidy(spec: &mut JobSpec) {
+    let zone_ok = spec
+        .chronos
+        .get("scheduleTimeZone")
+        .and_then(Value::as_str)
+        .is_none_or(|z| {
+            resolve_zone(z).is_ok_and(|r| r == spec.timezone) && spec.parents.is_empty()
+        });
+    if !zone_ok {
+        spec.chronos.remove("scheduleTimeZone");
+    }
+    let eps_ok = spec
+        .chronos
+        .get("epsilon")
+        .and_then(Value::as_str)
+        .is_none_or(|e| parse_duration(e).is_ok_and(|d| d == spec.epsilon));
+    if !eps_ok {
+        spec.chronos.remove("epsilon");
+    }
 }
 
 /// Build the [`JobSpec`] a Chronos job document describes. `existing` is the stored job of the
@@ -485,7 +562,10 @@ pub fn to_spec(
         (None, s, _) => {
             // No schedule: Chronos runs the job once, now.
             let s = s.unwrap_or_else(|| "R1//PT24H".to_owned());
-            let (schedule, timezone) = convert_schedule(&s, zone.as_deref(), now)?;
+            let (mut schedule, timezone) = convert_schedule(&s, zone.as_deref(), now)?;
+            if let Some(kept) = existing.and_then(|e| kept_start(&s, &schedule, &timezone, e)) {
+                schedule = kept;
+            }
             spec.schedule = Some(schedule);
             spec.timezone = timezone;
             if let Some(z) = zone.filter(|z| !z.trim().is_empty()) {
@@ -679,6 +759,11 @@ mod tests {
             ("R/2008-03-01T00:00:00/P1D", "America/Los_Angeles")
         );
         assert_eq!(resolve_zone("BST").unwrap(), "Asia/Dhaka");
+        assert_eq!(resolve_zone("GMT+02:00").unwrap(), "Etc/GMT-2");
+        assert_eq!(resolve_zone("GMT-5").unwrap(), "Etc/GMT+5");
+        assert_eq!(resolve_zone("UTC+0").unwrap(), "UTC");
+        assert!(resolve_zone("GMT+05:30").is_err());
+        assert!(convert_schedule("R//P", None, now()).is_err());
         assert_eq!(resolve_zone("Europe/Paris").unwrap(), "Europe/Paris");
         assert_eq!(
             resolve_zone("Mars/Olympus").unwrap_err().field,
@@ -763,6 +848,34 @@ mod tests {
             ),
             "uris"
         );
+    }
+
+    #[test]
+    fn an_update_with_an_empty_start_keeps_the_phase() {
+        let doc = obj(json!({"name": "a", "command": "x", "schedule": "R//PT1H"}));
+        let first = to_spec(&doc, None, now(), Endpoint::Any).unwrap();
+        let later: Timestamp = "2026-11-22T10:30:00Z".parse().unwrap();
+        let again = to_spec(&doc, Some(&first), later, Endpoint::Any).unwrap();
+        assert_eq!(again.schedule, first.schedule);
+        let other = obj(json!({"name": "a", "command": "x", "schedule": "R//PT2H"}));
+        let changed = to_spec(&other, Some(&first), later, Endpoint::Any).unwrap();
+        assert_eq!(
+            changed.schedule.as_deref(),
+            Some("R/2026-11-22T10:30:00Z/PT2H")
+        );
+    }
+
+    #[test]
+    fn tidy_drops_stale_renderings() {
+        let doc = obj(json!({"name": "a", "command": "x", "schedule": "R//PT1H",
+                             "scheduleTimeZone": "PST", "epsilon": "PT15M"}));
+        let mut spec = to_spec(&doc, None, now(), Endpoint::Any).unwrap();
+        tidy(&mut spec);
+        assert_eq!(spec.chronos.len(), 2);
+        spec.timezone = "Europe/Paris".into();
+        spec.epsilon = Duration::from_secs(60);
+        tidy(&mut spec);
+        assert!(spec.chronos.is_empty());
     }
 
     #[test]

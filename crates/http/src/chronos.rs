@@ -118,18 +118,50 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/leader", get(leader))
         .route("/stats/{percentile}", get(stats))
         .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(middleware::from_fn_with_state(state, crate::auth))
         .layer(middleware::from_fn(cors))
 }
 
-/// Chronos puts `Access-Control-Allow-Origin: *` on every answer.
+/// Chronos puts `Access-Control-Allow-Origin: *` on every answer; CORS preflight requests
+/// (`OPTIONS` with `Access-Control-Request-Method`) are answered here.
 pub async fn cors(req: Request, next: Next) -> Response {
+    if req.method() == axum::http::Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        return (
+            StatusCode::NO_CONTENT,
+            [
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                (
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    "GET, POST, PUT, DELETE, OPTIONS",
+                ),
+                (header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type"),
+                (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+            ],
+        )
+            .into_response();
+    }
     let mut res = next.run(req).await;
     res.headers_mut().insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
     );
     res
+}
+
+async fn wrong_method(req: Request) -> ChronosError {
+    ChronosError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: format!(
+            "{} is not allowed on {} (see docs/chronos.md)",
+            req.method(),
+            req.uri().path()
+        ),
+    }
 }
 
 async fn unknown_route(req: Request) -> ChronosError {
@@ -231,7 +263,9 @@ fn count_param(field: &str, v: Option<&str>, default: usize) -> ChronosResult<us
     match v {
         None | Some("") => Ok(default),
         Some(x) => x.parse::<usize>().map_err(|_| {
-            ChronosError::bad(format!("{field} must be a non-negative integer, not `{x}`"))
+            ChronosError::bad(format!(
+                "{field}: must be a non-negative integer, not `{x}`"
+            ))
         }),
     }
 }
@@ -469,12 +503,12 @@ async fn complete_task(
     })?;
     let id = TaskId::parse(&task_id).ok_or_else(|| {
         ChronosError::bad(format!(
-            "`{task_id}` is not a task id (ct:<due millis>:<attempt>:<job>:<arguments>)"
+            "taskId: `{task_id}` is not a task id (ct:<due millis>:<attempt>:<job>:<arguments>)"
         ))
     })?;
     let run = find_task(s.store.as_ref(), &id)
         .await?
-        .ok_or_else(|| ChronosError::bad(format!("task `{task_id}` not found")))?;
+        .ok_or_else(|| ChronosError::bad(format!("taskId: task `{task_id}` not found")))?;
     let (state, error) = if c.status_code == 0 {
         (RunState::Succeeded, None)
     } else {
@@ -486,7 +520,11 @@ async fn complete_task(
     let run = s
         .store
         .complete_run(run.id, state, error, Timestamp::now())
-        .await?;
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(m) => ChronosError::bad(format!("taskId: {m}")),
+            e => e.into(),
+        })?;
     s.work_ready.notify_one();
     tracing::info!(message = "async run reported", job = %id.job, run_id = run.id, status_code = c.status_code, state = %run.state);
     Ok(StatusCode::NO_CONTENT)
@@ -556,8 +594,8 @@ fn job_document(body: Result<Bytes, BytesRejection>) -> ChronosResult<Map<String
     })?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(o)) => Ok(o),
-        Ok(_) => Err(ChronosError::bad("the body must be a JSON object (a job)")),
-        Err(e) => Err(ChronosError::bad(format!("malformed JSON: {e}"))),
+        Ok(_) => Err(ChronosError::bad("body: must be a JSON object (a job)")),
+        Err(e) => Err(ChronosError::bad(format!("body: malformed JSON: {e}"))),
     }
 }
 

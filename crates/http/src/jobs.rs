@@ -94,7 +94,12 @@ fn path_name(name: &str) -> ApiResult<()> {
         .map_err(|e| ApiError::not_found(format!("job `{name}` not found ({})", e.message)))
 }
 
-async fn write(s: &AppState, spec: JobSpec, mode: PutMode) -> ApiResult<impl IntoResponse + use<>> {
+async fn write(
+    s: &AppState,
+    mut spec: JobSpec,
+    mode: PutMode,
+) -> ApiResult<impl IntoResponse + use<>> {
+    tempora_core::chronos::tidy(&mut spec);
     spec.validate()?;
     let out = s.store.put_job(spec, mode, Timestamp::now()).await?;
     s.scheduler.job_changed(&out.record.spec.name);
