@@ -565,12 +565,13 @@ pub async fn claim_runs(
     let rows = c
         .query(
             &format!(
-                "UPDATE runs SET state = 'running', worker = $1, started_at = $2, \
+                "WITH picked AS MATERIALIZED ( \
+                     SELECT id AS picked_id FROM runs WHERE state = 'queued' AND NOT hold \
+                     AND not_before <= $2 ORDER BY not_before, id LIMIT $4 \
+                     FOR UPDATE SKIP LOCKED) \
+                 UPDATE runs SET state = 'running', worker = $1, started_at = $2, \
                  lease_expires_at = $3 \
-                 WHERE id IN (SELECT id FROM runs WHERE state = 'queued' AND NOT hold \
-                              AND not_before <= $2 ORDER BY not_before, id LIMIT $4 \
-                              FOR UPDATE SKIP LOCKED) \
-                 AND state = 'queued' \
+                 FROM picked WHERE runs.id = picked.picked_id \
                  RETURNING {RUN_COLS}"
             ),
             &[&worker, &us(now), &us(lease_until), &limit],
