@@ -62,8 +62,8 @@ pub fn connection_lost(e: &tokio_postgres::Error) -> bool {
                 || *c == SqlState::CANNOT_CONNECT_NOW
                 || *c == SqlState::TOO_MANY_CONNECTIONS
         }
-        // No SQLSTATE: an I/O or protocol failure of the connection itself.
-        None => e.as_db_error().is_none(),
+        // No SQLSTATE: lost only if the cause is I/O (a conversion error is not).
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
     }
 }
 

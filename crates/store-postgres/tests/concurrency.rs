@@ -194,3 +194,38 @@ async fn unreachable_server_is_a_connect_error_and_timestamps_round_trip() {
         .expect("trigger");
     assert_eq!(run.queued_at, now);
 }
+
+#[tokio::test]
+async fn killed_connections_are_unavailable_then_replaced() {
+    let url = support::fresh_database().await;
+    let store = PostgresStore::connect(&url, StoreOptions::default())
+        .await
+        .expect("connect");
+    store.ping().await.expect("ping");
+    let db = url.rsplit('/').next().expect("db name").to_owned();
+    let (admin, conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            support::server().port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("admin");
+    tokio::spawn(conn);
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&db],
+        )
+        .await
+        .expect("terminate");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The pooled connection is gone: either this call sees it closed and reconnects, or it
+    // fails as unavailable; the next one works on a new connection.
+    match store.ping().await {
+        Ok(()) | Err(StoreError::Unavailable(_)) => {}
+        Err(e) => panic!("expected unavailable, got {e:?}"),
+    }
+    store.ping().await.expect("reconnected");
+}

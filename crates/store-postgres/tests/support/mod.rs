@@ -135,32 +135,25 @@ fn start() -> Result<Server, String> {
         }
     }
     // PostgreSQL refuses to run as root: drop to an unprivileged user that exists.
-    let as_user: Vec<String> = if id_of("-u", None) == Some(0) {
+    let owner = if id_of("-u", None) == Some(0) {
         let user = ["postgres", "nobody"]
             .into_iter()
             .find(|u| id_of("-u", Some(u)).is_some())
             .ok_or("running as root and neither user `postgres` nor `nobody` exists")?;
-        let uid = id_of("-u", Some(user)).ok_or("no uid")?;
-        let gid = id_of("-g", Some(user)).ok_or("no gid")?;
-        vec![
-            format!("--reuid={uid}"),
-            format!("--regid={gid}"),
-            "--clear-groups".into(),
-        ]
-    } else {
-        Vec::new()
-    };
-    let owner = if as_user.is_empty() {
-        None
-    } else {
-        let user = ["postgres", "nobody"]
-            .into_iter()
-            .find(|u| id_of("-u", Some(u)).is_some())
-            .ok_or("no user")?;
         Some((
             id_of("-u", Some(user)).ok_or("no uid")?,
             id_of("-g", Some(user)).ok_or("no gid")?,
         ))
+    } else {
+        None
+    };
+    let as_user: Vec<String> = match owner {
+        Some((uid, gid)) => vec![
+            format!("--reuid={uid}"),
+            format!("--regid={gid}"),
+            "--clear-groups".into(),
+        ],
+        None => Vec::new(),
     };
 
     let base = std::env::temp_dir().join("tempora-pg-tests");
