@@ -1,0 +1,511 @@
+//! `tempora-store-postgres`: the PostgreSQL implementation of [`tempora_store::Store`], for
+//! several tempora nodes sharing one database.
+//!
+//! - Semantics are those of the SQLite store, ported statement by statement ([`ops`]).
+//! - Every operation is one transaction (READ COMMITTED with explicit row locks; retried on a
+//!   serialization failure or deadlock). A scheduled occurrence is unique per attempt
+//!   (`ON CONFLICT DO NOTHING`), so two nodes firing it create one run; claims use
+//!   `FOR UPDATE SKIP LOCKED`, so two workers never claim the same run.
+//! - Migrations run at [`PostgresStore::connect`] under an advisory lock.
+//! - Connections come from a small built-in pool; plain TCP (no TLS).
+
+mod ops;
+mod pool;
+mod rows;
+mod schema;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use tempora_core::job::JobSpec;
+use tempora_core::run::{Run, RunOverrides, RunState};
+use tempora_store::{
+    ClaimedRun, FireOutcome, FireRequest, JobRecord, LogSlice, PutMode, PutOutcome, RunResult,
+    ScheduleEntry, Store, StoreCounts, StoreError, StoreOptions, StoreResult,
+};
+
+use pool::{Conn, Pool, TxError, TxResult};
+use rows::{JOB_COLS, RUN_COLS, count, job_from_row, load_job, load_run, run_from_row};
+
+/// Most connections one store opens.
+pub const DEFAULT_POOL_SIZE: usize = 8;
+
+/// Most times an operation is run again after a serialization failure or deadlock.
+const MAX_RETRIES: u32 = 10;
+
+/// Errors connecting to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The connection string could not be parsed.
+    #[error("invalid PostgreSQL connection string: {0}")]
+    Config(tokio_postgres::Error),
+    /// The server could not be reached or refused the login.
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(tokio_postgres::Error),
+    /// The schema migrations failed.
+    #[error("cannot migrate the PostgreSQL schema: {0}")]
+    Migrate(tokio_postgres::Error),
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: Pool,
+    options: StoreOptions,
+}
+
+type TxFuture<'c, T> = Pin<Box<dyn Future<Output = TxResult<T>> + Send + 'c>>;
+
+const BEGIN_WRITE: &str = "BEGIN";
+const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+impl PostgresStore {
+    /// Connect to `url` (a `postgres://` URL or a `key=value` connection string), apply the
+    /// migrations, and keep up to [`DEFAULT_POOL_SIZE`] connections.
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<PostgresStore, ConnectError> {
+        Self::connect_with_pool_size(url, options, DEFAULT_POOL_SIZE).await
+    }
+
+    /// [`PostgresStore::connect`] with a chosen pool size.
+    pub async fn connect_with_pool_size(
+        url: &str,
+        options: StoreOptions,
+        pool_size: usize,
+    ) -> Result<PostgresStore, ConnectError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(ConnectError::Config)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("tempora");
+        }
+        let mut client = Pool::connect(&config)
+            .await
+            .map_err(ConnectError::Connect)?;
+        schema::migrate(&mut client)
+            .await
+            .map_err(ConnectError::Migrate)?;
+        let pool = Pool::new(config, pool_size);
+        pool.put(client);
+        tracing::debug!(message = "connected to PostgreSQL", pool_size);
+        Ok(PostgresStore { pool, options })
+    }
+
+    /// Run `f` in a transaction opened with `begin`, committing on success and rolling back on
+    /// error; run it again (from the start) after a serialization failure or deadlock.
+    async fn tx<T, F>(&self, begin: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send,
+        F: for<'c> Fn(&'c Conn) -> TxFuture<'c, T> + Send + Sync,
+    {
+        let mut attempt = 0u32;
+        loop {
+            let mut pooled = self.pool.get().await?;
+            let Some(conn) = pooled.conn() else {
+                return Err(StoreError::Backend("pooled connection missing".into()));
+            };
+            let res: TxResult<T> = async {
+                conn.batch(begin).await?;
+                let v = f(conn).await?;
+                conn.batch("COMMIT").await?;
+                Ok(v)
+            }
+            .await;
+            let err = match res {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if conn.batch("ROLLBACK").await.is_err() {
+                pooled.discard();
+            }
+            drop(pooled);
+            if let TxError::Db(d) = &err
+                && pool::retryable(d)
+                && attempt < MAX_RETRIES
+            {
+                attempt += 1;
+                tracing::debug!(message = "transaction retried", attempt, error = %d);
+                tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 5)).await;
+                continue;
+            }
+            return Err(pool::store_error(err));
+        }
+    }
+
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send,
+        F: for<'c> Fn(&'c Conn) -> TxFuture<'c, T> + Send + Sync,
+    {
+        self.tx(BEGIN_WRITE, f).await
+    }
+
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send,
+        F: for<'c> Fn(&'c Conn) -> TxFuture<'c, T> + Send + Sync,
+    {
+        self.tx(BEGIN_READ, f).await
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| {
+            Box::pin(async move {
+                c.query_one("SELECT 1", &[]).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn put_job(
+        &self,
+        spec: JobSpec,
+        mode: PutMode,
+        now: Timestamp,
+    ) -> StoreResult<PutOutcome> {
+        // Validate before the transaction, so bad input never reaches the database.
+        spec.validate()?;
+        self.write(|c| Box::pin(ops::put_job(c, spec.clone(), mode, now)))
+            .await
+    }
+
+    async fn get_job(&self, name: &str) -> StoreResult<Option<JobRecord>> {
+        self.read(|c| {
+            let name = name.to_owned();
+            Box::pin(async move { load_job(c, &name).await })
+        })
+        .await
+    }
+
+    async fn list_jobs(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<JobRecord>> {
+        let after = after.unwrap_or("").to_owned();
+        self.read(|c| {
+            let after = after.clone();
+            Box::pin(async move {
+                c.query(
+                    &format!("SELECT {JOB_COLS} FROM jobs WHERE name > $1 ORDER BY name LIMIT $2"),
+                    &[&after, &i64::from(limit)],
+                )
+                .await?
+                .iter()
+                .map(job_from_row)
+                .collect()
+            })
+        })
+        .await
+    }
+
+    async fn delete_job(&self, name: &str, force: bool) -> StoreResult<bool> {
+        let now = Timestamp::now();
+        self.write(|c| {
+            let name = name.to_owned();
+            Box::pin(async move { ops::delete_job(c, &name, force, now).await })
+        })
+        .await
+    }
+
+    async fn dependency_edges(&self) -> StoreResult<Vec<(String, String)>> {
+        self.read(|c| {
+            Box::pin(async move {
+                c.query(
+                    "SELECT parent, child FROM job_parents ORDER BY parent, child",
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
+            })
+        })
+        .await
+    }
+
+    async fn set_paused(&self, name: &str, paused: bool, now: Timestamp) -> StoreResult<JobRecord> {
+        self.write(|c| {
+            let name = name.to_owned();
+            Box::pin(async move { ops::set_paused(c, &name, paused, now).await })
+        })
+        .await
+    }
+
+    async fn schedule_entries(&self) -> StoreResult<Vec<ScheduleEntry>> {
+        self.read(|c| {
+            Box::pin(async move {
+                let rows = c
+                    .query(
+                        "SELECT name, version, next_fire_at, spec, created_at FROM jobs \
+                         WHERE NOT paused AND next_fire_at IS NOT NULL",
+                        &[],
+                    )
+                    .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let spec: String = r.try_get(3)?;
+                    out.push(ScheduleEntry {
+                        name: r.try_get(0)?,
+                        version: r.try_get(1)?,
+                        next_fire_at: rows::ts(r.try_get(2)?),
+                        spec: rows::parse_spec(&spec)?,
+                        created_at: rows::ts(r.try_get(4)?),
+                    });
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    async fn fire(
+        &self,
+        requests: Vec<FireRequest>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<FireOutcome>> {
+        self.write(|c| Box::pin(ops::fire(c, requests.clone(), now)))
+            .await
+    }
+
+    async fn trigger_run(
+        &self,
+        job: &str,
+        overrides: RunOverrides,
+        force: bool,
+        now: Timestamp,
+    ) -> StoreResult<Run> {
+        self.write(|c| {
+            let job = job.to_owned();
+            let overrides = overrides.clone();
+            Box::pin(async move { ops::trigger_run(c, &job, overrides, force, now).await })
+        })
+        .await
+    }
+
+    async fn claim_runs(
+        &self,
+        worker: &str,
+        max: usize,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Vec<ClaimedRun>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        self.write(|c| {
+            let worker = worker.to_owned();
+            Box::pin(async move { ops::claim_runs(c, &worker, max, now, lease).await })
+        })
+        .await
+    }
+
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        run_ids: &[i64],
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Vec<i64>> {
+        if run_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|c| {
+            let worker = worker.to_owned();
+            let ids = run_ids.to_vec();
+            Box::pin(async move { ops::heartbeat(c, &worker, &ids, now, lease).await })
+        })
+        .await
+    }
+
+    async fn append_log(&self, run_id: i64, data: Vec<u8>) -> StoreResult<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let max = self.options.max_log_bytes;
+        let data = std::sync::Arc::new(data);
+        self.write(|c| {
+            let data = data.clone();
+            Box::pin(async move { ops::append_log(c, run_id, &data, max).await })
+        })
+        .await
+    }
+
+    async fn finish_runs(&self, worker: &str, results: Vec<RunResult>) -> StoreResult<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let max = self.options.max_log_bytes;
+        let now = Timestamp::now();
+        self.write(|c| {
+            let worker = worker.to_owned();
+            let results = results.clone();
+            Box::pin(async move { ops::finish_runs(c, &worker, results, max, now).await })
+        })
+        .await
+    }
+
+    async fn complete_run(
+        &self,
+        run_id: i64,
+        state: RunState,
+        error: Option<String>,
+        now: Timestamp,
+    ) -> StoreResult<Run> {
+        self.write(|c| {
+            let error = error.clone();
+            Box::pin(
+                async move { ops::complete_run(c, run_id, state, error.as_deref(), now).await },
+            )
+        })
+        .await
+    }
+
+    async fn mark_success(&self, job: &str, now: Timestamp) -> StoreResult<Run> {
+        self.write(|c| {
+            let job = job.to_owned();
+            Box::pin(async move { ops::mark_success(c, &job, now).await })
+        })
+        .await
+    }
+
+    async fn recover_worker(
+        &self,
+        worker: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<i64>> {
+        self.write(|c| {
+            let worker = worker.to_owned();
+            let reason = reason.to_owned();
+            Box::pin(async move { ops::recover_worker(c, &worker, &reason, now).await })
+        })
+        .await
+    }
+
+    async fn reap_expired(&self, now: Timestamp) -> StoreResult<Vec<i64>> {
+        self.write(|c| Box::pin(ops::reap_expired(c, now))).await
+    }
+
+    async fn request_cancel(&self, run_id: i64, now: Timestamp) -> StoreResult<Run> {
+        self.write(|c| Box::pin(ops::request_cancel(c, run_id, now)))
+            .await
+    }
+
+    async fn get_run(&self, id: i64) -> StoreResult<Option<Run>> {
+        self.read(|c| Box::pin(load_run(c, id))).await
+    }
+
+    async fn list_runs(&self, job: &str, before: Option<i64>, limit: u32) -> StoreResult<Vec<Run>> {
+        let before = before.unwrap_or(i64::MAX);
+        self.read(|c| {
+            let job = job.to_owned();
+            Box::pin(async move {
+                c.query(
+                    &format!(
+                        "SELECT {RUN_COLS} FROM runs WHERE job = $1 AND id < $2 \
+                         ORDER BY id DESC LIMIT $3"
+                    ),
+                    &[&job, &before, &i64::from(limit)],
+                )
+                .await?
+                .iter()
+                .map(run_from_row)
+                .collect()
+            })
+        })
+        .await
+    }
+
+    async fn read_log(
+        &self,
+        run_id: i64,
+        offset: u64,
+        max: usize,
+    ) -> StoreResult<Option<LogSlice>> {
+        self.read(|c| Box::pin(read_log(c, run_id, offset, max)))
+            .await
+    }
+
+    async fn counts(&self) -> StoreResult<StoreCounts> {
+        self.read(|c| {
+            Box::pin(async move {
+                let j = c
+                    .query_one(
+                        "SELECT COUNT(*), COUNT(*) FILTER (WHERE paused) FROM jobs",
+                        &[],
+                    )
+                    .await?;
+                let r = c
+                    .query_one(
+                        "SELECT COUNT(*) FILTER (WHERE state = 'queued'), \
+                         COUNT(*) FILTER (WHERE state = 'running') \
+                         FROM runs WHERE state IN ('queued', 'running')",
+                        &[],
+                    )
+                    .await?;
+                Ok(StoreCounts {
+                    jobs: count(j.try_get(0)?),
+                    paused_jobs: count(j.try_get(1)?),
+                    queued: count(r.try_get(0)?),
+                    running: count(r.try_get(1)?),
+                })
+            })
+        })
+        .await
+    }
+}
+
+/// Output of a run from `offset`, at most `max` bytes (one snapshot).
+async fn read_log(c: &Conn, run_id: i64, offset: u64, max: usize) -> TxResult<Option<LogSlice>> {
+    let Some(row) = c
+        .query_opt(
+            "SELECT state, log_size, log_dropped FROM runs WHERE id = $1",
+            &[&run_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let state: String = row.try_get(0)?;
+    let size: i64 = row.try_get(1)?;
+    let dropped: i64 = row.try_get(2)?;
+    let state: RunState = state.parse().map_err(rows::corrupt)?;
+    let req = i64::try_from(offset).unwrap_or(i64::MAX);
+    let start = req.max(dropped).min(size);
+    let end = start.saturating_add(i64::try_from(max).unwrap_or(i64::MAX));
+    let mut data = Vec::new();
+    let chunks = c
+        .query(
+            "SELECT pos, data FROM run_logs WHERE run_id = $1 AND pos >= \
+             COALESCE((SELECT MAX(pos) FROM run_logs WHERE run_id = $1 AND pos <= $2), 0) \
+             AND pos < $3 ORDER BY pos",
+            &[&run_id, &start, &end],
+        )
+        .await?;
+    for r in &chunks {
+        let off: i64 = r.try_get(0)?;
+        let bytes: &[u8] = r.try_get(1)?;
+        let chunk_end = off + bytes.len() as i64;
+        if chunk_end <= start {
+            continue;
+        }
+        let from = (start - off).max(0) as usize;
+        let room = max.saturating_sub(data.len());
+        let take = (bytes.len() - from).min(room);
+        data.extend_from_slice(&bytes[from..from + take]);
+        if data.len() >= max {
+            break;
+        }
+    }
+    let start_u = u64::try_from(start).unwrap_or(0);
+    Ok(Some(LogSlice {
+        next_offset: start_u + data.len() as u64,
+        data,
+        offset: start_u,
+        dropped_before: u64::try_from(dropped).unwrap_or(0).saturating_sub(offset),
+        state,
+    }))
+}

@@ -1,0 +1,1077 @@
+//! Transaction bodies of the write operations, ported statement by statement from the SQLite
+//! store. Each function runs inside one transaction opened by the caller; any error rolls the
+//! whole operation back.
+//!
+//! Concurrency between nodes: job definitions (and so the dependency graph) change under one
+//! advisory lock; every change of a job's runs that depends on its other runs (overlap policy,
+//! counters, retries, release of held runs, dependency progress) first locks the job's row;
+//! claims skip rows locked by other claimers; a scheduled occurrence is unique per attempt.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tempora_core::dag::{self, find_cycle};
+use tempora_core::job::{JobSpec, ValidationError};
+use tempora_core::policy::{self, Disposition, OverlapAction};
+use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
+use tempora_store::{
+    ClaimedRun, FireOutcome, FireRequest, JobRecord, PutMode, PutOutcome, RunResult, StoreError,
+    compute_cursor,
+};
+use tokio_postgres::Row;
+
+use crate::pool::{Conn, TxResult};
+use crate::rows::{RUN_COLS, load_job, load_run, lock_job, parse_spec, run_from_row, ts, us};
+
+/// Advisory lock key serializing job definition changes (the dependency graph check).
+const JOBS_LOCK: i64 = 0x7465_6d70_6f72_6102;
+
+fn add(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(d).unwrap_or(t)
+}
+
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> TxResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(e.to_string()).into())
+}
+
+async fn lock_jobs(c: &Conn) -> TxResult<()> {
+    c.execute("SELECT pg_advisory_xact_lock($1)", &[&JOBS_LOCK])
+        .await?;
+    Ok(())
+}
+
+/// Create or replace a job.
+pub async fn put_job(
+    c: &Conn,
+    spec: JobSpec,
+    mode: PutMode,
+    now: Timestamp,
+) -> TxResult<PutOutcome> {
+    lock_jobs(c).await?;
+    let prev = lock_job(c, &spec.name).await?;
+    if mode == PutMode::Create && prev.is_some() {
+        return Err(StoreError::JobExists(spec.name).into());
+    }
+    let created_at = prev.as_ref().map_or(now, |p| p.created_at);
+    let cursor = compute_cursor(&spec, created_at, now, prev.as_ref())?;
+    write_parents(c, &spec).await?;
+    write_job_row(c, &spec, now, cursor, prev.is_none()).await?;
+    let record = load_job(c, &spec.name)
+        .await?
+        .ok_or_else(|| StoreError::Backend("job vanished after write".into()))?;
+    Ok(PutOutcome {
+        record,
+        created: prev.is_none(),
+    })
+}
+
+/// Check a job's parents (they exist, no cycle) and store its edges; progress towards parents it
+/// no longer has is dropped.
+async fn write_parents(c: &Conn, spec: &JobSpec) -> TxResult<()> {
+    let mut missing = Vec::new();
+    for p in &spec.parents {
+        if c.query_opt("SELECT 1 FROM jobs WHERE name = $1", &[p])
+            .await?
+            .is_none()
+        {
+            missing.push(format!("`{p}`"));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ValidationError::new(
+            "parents",
+            "unknown_parent",
+            format!("unknown parent job(s): {}", missing.join(", ")),
+        )
+        .into());
+    }
+    let mut graph: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for row in c
+        .query("SELECT child, parent FROM job_parents", &[])
+        .await?
+    {
+        let child: String = row.try_get(0)?;
+        let parent: String = row.try_get(1)?;
+        graph.entry(child).or_default().push(parent);
+    }
+    graph.insert(spec.name.clone(), spec.parents.clone());
+    if let Some(cycle) = find_cycle(&graph) {
+        return Err(ValidationError::new(
+            "parents",
+            "cycle",
+            format!("dependency cycle: {}", cycle.join(" → ")),
+        )
+        .into());
+    }
+    c.execute("DELETE FROM job_parents WHERE child = $1", &[&spec.name])
+        .await?;
+    for p in &spec.parents {
+        c.execute(
+            "INSERT INTO job_parents (child, parent) VALUES ($1, $2)",
+            &[&spec.name, p],
+        )
+        .await?;
+    }
+    c.execute(
+        "DELETE FROM dependency_progress WHERE child = $1 AND parent NOT IN \
+         (SELECT parent FROM job_parents WHERE child = $1)",
+        &[&spec.name],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn children_of(c: &Conn, parent: &str) -> TxResult<Vec<String>> {
+    c.query(
+        "SELECT child FROM job_parents WHERE parent = $1 ORDER BY child",
+        &[&parent],
+    )
+    .await?
+    .iter()
+    .map(|r| r.try_get(0).map_err(Into::into))
+    .collect()
+}
+
+/// A parent's run ended in a way that counts for its children (succeeded, or failed with
+/// `soft_error` and no retry left): record it, and trigger every child whose parents have all
+/// reported since its last dependency run.
+async fn report_to_children(c: &Conn, parent: &str, run_id: i64, now: Timestamp) -> TxResult<()> {
+    for child in children_of(c, parent).await? {
+        // Lock the child first: two parents reporting at once must see each other's progress.
+        let Some(rec) = lock_job(c, &child).await? else {
+            continue;
+        };
+        c.execute(
+            "INSERT INTO dependency_progress (child, parent, run_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (child, parent) DO UPDATE SET run_id = EXCLUDED.run_id",
+            &[&child, &parent, &run_id],
+        )
+        .await?;
+        let mut reported: BTreeMap<String, i64> = BTreeMap::new();
+        for r in c
+            .query(
+                "SELECT parent, run_id FROM dependency_progress WHERE child = $1",
+                &[&child],
+            )
+            .await?
+        {
+            reported.insert(r.try_get(0)?, r.try_get(1)?);
+        }
+        let names = reported.keys().cloned().collect();
+        if !dag::ready(&rec.spec.parents, &names) {
+            continue;
+        }
+        c.execute(
+            "DELETE FROM dependency_progress WHERE child = $1",
+            &[&child],
+        )
+        .await?;
+        if rec.spec.paused {
+            tracing::info!(message = "dependency trigger ignored: the job is paused", job = %child);
+            continue;
+        }
+        let by: Vec<i64> = rec
+            .spec
+            .parents
+            .iter()
+            .filter_map(|p| reported.get(p).copied())
+            .collect();
+        let mut counts = active_counts(c, &child).await?;
+        admit_run(
+            c,
+            &rec.spec,
+            Trigger::Dependency,
+            now,
+            &RunOverrides::default(),
+            &by,
+            false,
+            now,
+            &mut counts,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Insert (`new`) or update a job's row: spec, pause state and cursor; an update bumps `version`.
+async fn write_job_row(
+    c: &Conn,
+    spec: &JobSpec,
+    now: Timestamp,
+    cursor: Option<Timestamp>,
+    new: bool,
+) -> TxResult<()> {
+    let spec_json = json(spec)?;
+    let sql = if new {
+        "INSERT INTO jobs (name, spec, created_at, updated_at, version, paused, next_fire_at) \
+         VALUES ($1, $2, $3, $3, 1, $4, $5)"
+    } else {
+        "UPDATE jobs SET spec = $2, updated_at = $3, version = version + 1, paused = $4, \
+         next_fire_at = $5 WHERE name = $1"
+    };
+    c.execute(
+        sql,
+        &[
+            &spec.name,
+            &spec_json,
+            &us(now),
+            &spec.paused,
+            &cursor.map(us),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Delete a job, its runs and their output (refused while other jobs depend on it, unless `force`).
+pub async fn delete_job(c: &Conn, name: &str, force: bool, now: Timestamp) -> TxResult<bool> {
+    lock_jobs(c).await?;
+    let children = children_of(c, name).await?;
+    if !children.is_empty() && lock_job(c, name).await?.is_some() {
+        if !force {
+            return Err(StoreError::Conflict(format!(
+                "job `{name}` has dependent jobs: {}; delete them first, or delete with force=true to remove `{name}` from their parents",
+                children.join(", ")
+            ))
+            .into());
+        }
+        for child in &children {
+            if let Some(mut rec) = lock_job(c, child).await? {
+                rec.spec.parents.retain(|p| p != name);
+                write_job_row(c, &rec.spec, now, rec.next_fire_at, false).await?;
+            }
+        }
+    }
+    c.execute(
+        "DELETE FROM job_parents WHERE parent = $1 OR child = $1",
+        &[&name],
+    )
+    .await?;
+    c.execute(
+        "DELETE FROM dependency_progress WHERE parent = $1 OR child = $1",
+        &[&name],
+    )
+    .await?;
+    c.execute(
+        "DELETE FROM run_logs WHERE run_id IN (SELECT id FROM runs WHERE job = $1)",
+        &[&name],
+    )
+    .await?;
+    c.execute("DELETE FROM runs WHERE job = $1", &[&name])
+        .await?;
+    let n = c
+        .execute("DELETE FROM jobs WHERE name = $1", &[&name])
+        .await?;
+    Ok(n > 0)
+}
+
+/// Pause or resume a job.
+pub async fn set_paused(c: &Conn, name: &str, paused: bool, now: Timestamp) -> TxResult<JobRecord> {
+    lock_jobs(c).await?;
+    let prev = lock_job(c, name)
+        .await?
+        .ok_or_else(|| StoreError::JobNotFound(name.to_owned()))?;
+    if prev.spec.paused == paused {
+        return Ok(prev);
+    }
+    let mut spec = prev.spec.clone();
+    spec.paused = paused;
+    // Resuming starts from now: the paused period is not backfilled.
+    let cursor = compute_cursor(&spec, prev.created_at, now, None)?;
+    write_job_row(c, &spec, now, cursor, false).await?;
+    Ok(load_job(c, name)
+        .await?
+        .ok_or_else(|| StoreError::JobNotFound(name.to_owned()))?)
+}
+
+/// A run row to insert.
+struct NewRun<'a> {
+    job: &'a str,
+    trigger: Trigger,
+    origin: Trigger,
+    scheduled_for: Timestamp,
+    attempt: u32,
+    state: RunState,
+    hold: bool,
+    now: Timestamp,
+    not_before: Timestamp,
+    error: Option<&'a str>,
+    overrides: &'a RunOverrides,
+    triggered_by: &'a [i64],
+}
+
+/// Insert a run; None when the occurrence already exists (exactly once).
+async fn insert_run(c: &Conn, r: NewRun<'_>) -> TxResult<Option<i64>> {
+    let overrides = if r.overrides.is_empty() {
+        None
+    } else {
+        Some(json(r.overrides)?)
+    };
+    let finished = r.state.is_final().then_some(us(r.now));
+    let triggered_by = if r.triggered_by.is_empty() {
+        None
+    } else {
+        Some(json(r.triggered_by)?)
+    };
+    let row = c
+        .query_opt(
+            "INSERT INTO runs (job, trigger, origin, scheduled_for, attempt, state, hold, \
+             queued_at, not_before, finished_at, error, overrides, triggered_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (job, scheduled_for, attempt) WHERE origin = 'schedule' DO NOTHING \
+             RETURNING id",
+            &[
+                &r.job,
+                &r.trigger.as_str(),
+                &r.origin.as_str(),
+                &us(r.scheduled_for),
+                &i64::from(r.attempt),
+                &r.state.as_str(),
+                &r.hold,
+                &us(r.now),
+                &us(r.not_before),
+                &finished,
+                &r.error,
+                &overrides,
+                &triggered_by,
+            ],
+        )
+        .await?;
+    Ok(match row {
+        Some(row) => Some(row.try_get(0)?),
+        None => None,
+    })
+}
+
+/// (active, held) run counts of a job: active = running or claimable queued.
+async fn active_counts(c: &Conn, job: &str) -> TxResult<(u64, u64)> {
+    let row = c
+        .query_one(
+            "SELECT COUNT(*) FILTER (WHERE NOT hold), COUNT(*) FILTER (WHERE hold) FROM runs \
+             WHERE job = $1 AND state IN ('queued', 'running')",
+            &[&job],
+        )
+        .await?;
+    let active: i64 = row.try_get(0)?;
+    let held: i64 = row.try_get(1)?;
+    Ok((active.max(0) as u64, held.max(0) as u64))
+}
+
+/// Ask the job's running runs to stop and cancel its queued ones (`concurrency: replace`).
+async fn replace_active(c: &Conn, job: &str, now: Timestamp) -> TxResult<()> {
+    c.execute(
+        "UPDATE runs SET cancel_requested = true WHERE job = $1 AND state = 'running'",
+        &[&job],
+    )
+    .await?;
+    c.execute(
+        "UPDATE runs SET state = 'cancelled', finished_at = $2, \
+         error = 'replaced by a newer run (concurrency: replace)' \
+         WHERE job = $1 AND state = 'queued'",
+        &[&job, &us(now)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Create the run of a new occurrence or trigger under the job's overlap policy (the caller
+/// holds the job's row lock). Returns the id and whether it was queued (false: skipped).
+#[allow(clippy::too_many_arguments)]
+async fn admit_run(
+    c: &Conn,
+    spec: &JobSpec,
+    trigger: Trigger,
+    scheduled_for: Timestamp,
+    overrides: &RunOverrides,
+    triggered_by: &[i64],
+    force: bool,
+    now: Timestamp,
+    counts: &mut (u64, u64),
+) -> TxResult<Option<(i64, bool)>> {
+    let base = |state, hold, error| NewRun {
+        job: &spec.name,
+        trigger,
+        origin: trigger,
+        scheduled_for,
+        attempt: 1,
+        state,
+        hold,
+        now,
+        not_before: now,
+        error,
+        overrides,
+        triggered_by,
+    };
+    let action = policy::overlap(spec.concurrency, counts.0, counts.1, force);
+    let id = match &action {
+        OverlapAction::Start => insert_run(c, base(RunState::Queued, false, None)).await?,
+        OverlapAction::Hold => insert_run(c, base(RunState::Queued, true, None)).await?,
+        OverlapAction::ReplaceThenStart => {
+            replace_active(c, &spec.name, now).await?;
+            insert_run(c, base(RunState::Queued, false, None)).await?
+        }
+        OverlapAction::Skip(reason) => {
+            insert_run(c, base(RunState::Skipped, false, Some(reason.as_str()))).await?
+        }
+    };
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let queued = match action {
+        OverlapAction::Start | OverlapAction::ReplaceThenStart => {
+            counts.0 += 1;
+            true
+        }
+        OverlapAction::Hold => {
+            counts.1 += 1;
+            true
+        }
+        OverlapAction::Skip(_) => false,
+    };
+    Ok(Some((id, queued)))
+}
+
+/// Record a batch of due occurrences and advance the cursors.
+pub async fn fire(
+    c: &Conn,
+    requests: Vec<FireRequest>,
+    now: Timestamp,
+) -> TxResult<Vec<FireOutcome>> {
+    let mut out = Vec::with_capacity(requests.len());
+    let no_overrides = RunOverrides::default();
+    for req in requests {
+        let row = c
+            .query_opt(
+                "SELECT version, next_fire_at, paused, spec FROM jobs WHERE name = $1 FOR UPDATE",
+                &[&req.job],
+            )
+            .await?;
+        let Some(row) = row else {
+            out.push(FireOutcome::Stale { job: req.job });
+            continue;
+        };
+        let version: i64 = row.try_get(0)?;
+        let cursor: Option<i64> = row.try_get(1)?;
+        let paused: bool = row.try_get(2)?;
+        let spec_json: String = row.try_get(3)?;
+        if version != req.version || cursor != Some(us(req.expected_cursor)) || paused {
+            out.push(FireOutcome::Stale { job: req.job });
+            continue;
+        }
+        let spec = parse_spec(&spec_json)?;
+        let mut counts = active_counts(c, &req.job).await?;
+        let mut queued = Vec::new();
+        let mut skipped = 0usize;
+        let mut note = req.skipped_note.as_deref();
+        for occ in &req.occurrences {
+            match &occ.disposition {
+                Disposition::Skip(reason) => {
+                    let reason = match note.take() {
+                        Some(n) => format!("{reason}; {n}"),
+                        None => reason.clone(),
+                    };
+                    let r = NewRun {
+                        job: &req.job,
+                        trigger: Trigger::Schedule,
+                        origin: Trigger::Schedule,
+                        scheduled_for: occ.at,
+                        attempt: 1,
+                        state: RunState::Skipped,
+                        hold: false,
+                        now,
+                        not_before: occ.at,
+                        error: Some(&reason),
+                        overrides: &no_overrides,
+                        triggered_by: &[],
+                    };
+                    if insert_run(c, r).await?.is_some() {
+                        skipped += 1;
+                    }
+                }
+                Disposition::Run => {
+                    match admit_run(
+                        c,
+                        &spec,
+                        Trigger::Schedule,
+                        occ.at,
+                        &no_overrides,
+                        &[],
+                        false,
+                        now,
+                        &mut counts,
+                    )
+                    .await?
+                    {
+                        Some((id, true)) => queued.push(id),
+                        Some((_, false)) => skipped += 1,
+                        None => {}
+                    }
+                }
+            }
+        }
+        c.execute(
+            "UPDATE jobs SET next_fire_at = $2 WHERE name = $1",
+            &[&req.job, &req.next_cursor.map(us)],
+        )
+        .await?;
+        out.push(FireOutcome::Fired {
+            job: req.job,
+            queued,
+            skipped,
+        });
+    }
+    Ok(out)
+}
+
+/// Trigger a run now.
+pub async fn trigger_run(
+    c: &Conn,
+    job: &str,
+    overrides: RunOverrides,
+    force: bool,
+    now: Timestamp,
+) -> TxResult<Run> {
+    let rec = lock_job(c, job)
+        .await?
+        .ok_or_else(|| StoreError::JobNotFound(job.to_owned()))?;
+    let mut counts = active_counts(c, job).await?;
+    let (id, _) = admit_run(
+        c,
+        &rec.spec,
+        Trigger::Manual,
+        now,
+        &overrides,
+        &[],
+        force,
+        now,
+        &mut counts,
+    )
+    .await?
+    .ok_or_else(|| StoreError::Backend("manual run was not inserted".into()))?;
+    Ok(load_run(c, id).await?.ok_or(StoreError::RunNotFound(id))?)
+}
+
+/// Claim runnable queued runs for a worker; rows another node is claiming are skipped.
+pub async fn claim_runs(
+    c: &Conn,
+    worker: &str,
+    max: usize,
+    now: Timestamp,
+    lease: Duration,
+) -> TxResult<Vec<ClaimedRun>> {
+    let lease_until = add(now, lease);
+    let limit = i64::try_from(max).unwrap_or(i64::MAX);
+    let rows = c
+        .query(
+            &format!(
+                "WITH picked AS MATERIALIZED ( \
+                     SELECT id AS picked_id FROM runs WHERE state = 'queued' AND NOT hold \
+                     AND not_before <= $2 ORDER BY not_before, id LIMIT $4 \
+                     FOR UPDATE SKIP LOCKED) \
+                 UPDATE runs SET state = 'running', worker = $1, started_at = $2, \
+                 lease_expires_at = $3 \
+                 FROM picked WHERE runs.id = picked.picked_id \
+                 RETURNING {RUN_COLS}"
+            ),
+            &[&worker, &us(now), &us(lease_until), &limit],
+        )
+        .await?;
+    let mut specs: HashMap<String, JobSpec> = HashMap::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let run = run_from_row(row)?;
+        let spec = match specs.get(&run.job) {
+            Some(s) => s.clone(),
+            None => {
+                let json: String = c
+                    .query_one("SELECT spec FROM jobs WHERE name = $1", &[&run.job])
+                    .await?
+                    .try_get(0)?;
+                let s = parse_spec(&json)?;
+                specs.insert(run.job.clone(), s.clone());
+                s
+            }
+        };
+        out.push(ClaimedRun {
+            run,
+            spec,
+            lease_expires_at: lease_until,
+        });
+    }
+    // RETURNING order is unspecified; hand runs out oldest first.
+    out.sort_by_key(|c| (c.run.not_before, c.run.id));
+    Ok(out)
+}
+
+/// Renew leases; return the ids that must stop.
+pub async fn heartbeat(
+    c: &Conn,
+    worker: &str,
+    ids: &[i64],
+    now: Timestamp,
+    lease: Duration,
+) -> TxResult<Vec<i64>> {
+    let until = us(add(now, lease));
+    let mut stop = Vec::new();
+    for &id in ids {
+        let flag: Option<bool> = match c
+            .query_opt(
+                "UPDATE runs SET lease_expires_at = $3 WHERE id = $1 AND state = 'running' \
+                 AND worker = $2 RETURNING cancel_requested",
+                &[&id, &worker, &until],
+            )
+            .await?
+        {
+            Some(r) => Some(r.try_get(0)?),
+            None => None,
+        };
+        if flag != Some(false) {
+            stop.push(id);
+        }
+    }
+    Ok(stop)
+}
+
+/// Append output to a run, keeping at most `max` bytes (the tail).
+pub async fn append_log(c: &Conn, run_id: i64, data: &[u8], max: u64) -> TxResult<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let row = c
+        .query_opt(
+            "SELECT log_size, log_dropped FROM runs WHERE id = $1 FOR UPDATE",
+            &[&run_id],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(()); // the run was deleted with its job
+    };
+    let size: i64 = row.try_get(0)?;
+    let mut dropped: i64 = row.try_get(1)?;
+    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    c.execute(
+        "INSERT INTO run_logs (run_id, pos, data) VALUES ($1, $2, $3)",
+        &[&run_id, &size, &data],
+    )
+    .await?;
+    let new_size = size + data.len() as i64;
+    // Drop whole chunks from the front until the kept bytes fit, trimming the last one.
+    while new_size - dropped > max {
+        let first = c
+            .query_opt(
+                "SELECT pos, data FROM run_logs WHERE run_id = $1 ORDER BY pos LIMIT 1",
+                &[&run_id],
+            )
+            .await?;
+        let Some(first) = first else { break };
+        let off: i64 = first.try_get(0)?;
+        let bytes: &[u8] = first.try_get(1)?;
+        let excess = new_size - dropped - max;
+        c.execute(
+            "DELETE FROM run_logs WHERE run_id = $1 AND pos = $2",
+            &[&run_id, &off],
+        )
+        .await?;
+        if (bytes.len() as i64) <= excess {
+            dropped = off + bytes.len() as i64;
+        } else {
+            let keep = &bytes[excess as usize..];
+            c.execute(
+                "INSERT INTO run_logs (run_id, pos, data) VALUES ($1, $2, $3)",
+                &[&run_id, &(off + excess), &keep],
+            )
+            .await?;
+            dropped = off + excess;
+        }
+    }
+    c.execute(
+        "UPDATE runs SET log_size = $2, log_dropped = $3 WHERE id = $1",
+        &[&run_id, &new_size, &dropped],
+    )
+    .await?;
+    Ok(())
+}
+
+/// What a run that just ended needs for its follow-up.
+struct Ended {
+    id: i64,
+    job: String,
+    origin: String,
+    scheduled_for: i64,
+    attempt: u32,
+    overrides: Option<String>,
+}
+
+const ENDED_COLS: &str = "id, job, origin, scheduled_for, attempt, overrides";
+
+fn ended_from_row(r: &Row) -> TxResult<Ended> {
+    let attempt: i64 = r.try_get(4)?;
+    Ok(Ended {
+        id: r.try_get(0)?,
+        job: r.try_get(1)?,
+        origin: r.try_get(2)?,
+        scheduled_for: r.try_get(3)?,
+        attempt: u32::try_from(attempt).map_err(crate::rows::corrupt)?,
+        overrides: r.try_get(5)?,
+    })
+}
+
+/// After a run reached a final state: counters, retry, release of a held run.
+async fn after_final(c: &Conn, e: &Ended, state: RunState, now: Timestamp) -> TxResult<()> {
+    let Some(rec) = lock_job(c, &e.job).await? else {
+        return Ok(());
+    };
+    match state {
+        RunState::Succeeded => {
+            c.execute(
+                "UPDATE jobs SET success_count = success_count + 1, last_success_at = $2, \
+                 errors_since_success = 0 WHERE name = $1",
+                &[&e.job, &us(now)],
+            )
+            .await?;
+        }
+        RunState::Failed | RunState::TimedOut | RunState::Lost => {
+            c.execute(
+                "UPDATE jobs SET error_count = error_count + 1, last_error_at = $2, \
+                 errors_since_success = errors_since_success + 1 WHERE name = $1",
+                &[&e.job, &us(now)],
+            )
+            .await?;
+        }
+        _ => {}
+    }
+    let retrying = policy::should_retry(&rec.spec, state, e.attempt);
+    let counts_for_children = state == RunState::Succeeded
+        || (rec.spec.soft_error && state.is_retryable_failure() && !retrying);
+    if counts_for_children {
+        report_to_children(c, &e.job, e.id, now).await?;
+    }
+    if retrying {
+        let delay = policy::retry_delay(&rec.spec, e.attempt);
+        let overrides: RunOverrides = match &e.overrides {
+            Some(s) => serde_json::from_str(s).unwrap_or_default(),
+            None => RunOverrides::default(),
+        };
+        let origin = e.origin.parse::<Trigger>().unwrap_or(Trigger::Schedule);
+        insert_run(
+            c,
+            NewRun {
+                job: &e.job,
+                trigger: Trigger::Retry,
+                origin,
+                scheduled_for: ts(e.scheduled_for),
+                attempt: e.attempt + 1,
+                state: RunState::Queued,
+                hold: false,
+                now,
+                not_before: add(now, delay),
+                error: None,
+                overrides: &overrides,
+                triggered_by: &[],
+            },
+        )
+        .await?;
+    }
+    // Release a run waiting under `concurrency: queue` once nothing else is active.
+    let (active, held) = active_counts(c, &e.job).await?;
+    if active == 0 && held > 0 {
+        c.execute(
+            "UPDATE runs SET hold = false, not_before = $2 WHERE id = \
+             (SELECT id FROM runs WHERE job = $1 AND state = 'queued' AND hold ORDER BY id LIMIT 1)",
+            &[&e.job, &us(now)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Record worker results.
+pub async fn finish_runs(
+    c: &Conn,
+    worker: &str,
+    results: Vec<RunResult>,
+    max_log: u64,
+    now: Timestamp,
+) -> TxResult<()> {
+    for r in results {
+        if r.awaits_completion {
+            finish_async(c, worker, &r, max_log, now).await?;
+            continue;
+        }
+        let ended = c
+            .query_opt(
+                &format!(
+                    "UPDATE runs SET state = $3, finished_at = $4, \
+                     started_at = COALESCE($5, started_at), exit_code = $6, signal = $7, \
+                     error = $8, lease_expires_at = NULL \
+                     WHERE id = $1 AND state = 'running' AND worker = $2 RETURNING {ENDED_COLS}"
+                ),
+                &[
+                    &r.run_id,
+                    &worker,
+                    &r.state.as_str(),
+                    &us(r.finished_at),
+                    &r.started_at.map(us),
+                    &r.exit_code,
+                    &r.signal,
+                    &r.error,
+                ],
+            )
+            .await?;
+        let Some(ended) = ended else {
+            tracing::debug!(
+                message = "result for a run no longer held by this worker",
+                run_id = r.run_id,
+                worker
+            );
+            continue;
+        };
+        let ended = ended_from_row(&ended)?;
+        append_log(c, r.run_id, &r.log_tail, max_log).await?;
+        after_final(c, &ended, r.state, now).await?;
+    }
+    Ok(())
+}
+
+/// An async run's process exited 0: wait for the completion call, or apply the outcome it
+/// already reported.
+async fn finish_async(
+    c: &Conn,
+    worker: &str,
+    r: &RunResult,
+    max_log: u64,
+    now: Timestamp,
+) -> TxResult<()> {
+    let waiting = c
+        .execute(
+            "UPDATE runs SET awaiting_completion = true, started_at = COALESCE($3, started_at), \
+             exit_code = $4, lease_expires_at = NULL, \
+             error = 'waiting for the completion call PUT /scheduler/task/{taskId} (async job)' \
+             WHERE id = $1 AND state = 'running' AND worker = $2 AND completion IS NULL",
+            &[&r.run_id, &worker, &r.started_at.map(us), &r.exit_code],
+        )
+        .await?;
+    if waiting == 0 {
+        let ended = c
+            .query_opt(
+                &format!(
+                    "UPDATE runs SET state = completion, finished_at = $3, \
+                     started_at = COALESCE($4, started_at), exit_code = $5, \
+                     lease_expires_at = NULL, \
+                     error = CASE completion WHEN 'failed' THEN 'the job reported failure' END \
+                     WHERE id = $1 AND state = 'running' AND worker = $2 \
+                     AND completion IS NOT NULL \
+                     RETURNING {ENDED_COLS}, state"
+                ),
+                &[
+                    &r.run_id,
+                    &worker,
+                    &us(r.finished_at),
+                    &r.started_at.map(us),
+                    &r.exit_code,
+                ],
+            )
+            .await?;
+        if let Some(row) = ended {
+            let e = ended_from_row(&row)?;
+            let state: String = row.try_get(6)?;
+            append_log(c, r.run_id, &r.log_tail, max_log).await?;
+            let state = state.parse::<RunState>().unwrap_or(RunState::Failed);
+            after_final(c, &e, state, now).await?;
+        }
+        return Ok(());
+    }
+    append_log(c, r.run_id, &r.log_tail, max_log).await
+}
+
+/// Apply an async run's reported outcome.
+pub async fn complete_run(
+    c: &Conn,
+    id: i64,
+    state: RunState,
+    error: Option<&str>,
+    now: Timestamp,
+) -> TxResult<Run> {
+    let ended = c
+        .query_opt(
+            &format!(
+                "UPDATE runs SET state = $2, finished_at = $3, awaiting_completion = false, \
+                 error = $4 \
+                 WHERE id = $1 AND state = 'running' AND awaiting_completion \
+                 RETURNING {ENDED_COLS}"
+            ),
+            &[&id, &state.as_str(), &us(now), &error],
+        )
+        .await?;
+    match ended {
+        Some(row) => {
+            let e = ended_from_row(&row)?;
+            after_final(c, &e, state, now).await?;
+        }
+        None => {
+            let n = c
+                .execute(
+                    "UPDATE runs SET completion = $2 WHERE id = $1 AND state = 'running'",
+                    &[&id, &state.as_str()],
+                )
+                .await?;
+            if n == 0 {
+                let run = load_run(c, id).await?.ok_or(StoreError::RunNotFound(id))?;
+                return Err(StoreError::Conflict(format!(
+                    "run {id} has already ended ({})",
+                    run.state
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(load_run(c, id).await?.ok_or(StoreError::RunNotFound(id))?)
+}
+
+/// Record a success without running the job.
+pub async fn mark_success(c: &Conn, job: &str, now: Timestamp) -> TxResult<Run> {
+    if lock_job(c, job).await?.is_none() {
+        return Err(StoreError::JobNotFound(job.to_owned()).into());
+    }
+    let id = insert_run(
+        c,
+        NewRun {
+            job,
+            trigger: Trigger::Manual,
+            origin: Trigger::Manual,
+            scheduled_for: now,
+            attempt: 1,
+            state: RunState::Succeeded,
+            hold: false,
+            now,
+            not_before: now,
+            error: Some("marked successful through the API; nothing ran"),
+            overrides: &RunOverrides::default(),
+            triggered_by: &[],
+        },
+    )
+    .await?
+    .ok_or_else(|| StoreError::Backend("success record was not inserted".into()))?;
+    c.execute(
+        "UPDATE runs SET started_at = $2 WHERE id = $1",
+        &[&id, &us(now)],
+    )
+    .await?;
+    // The job's own progress towards its parents starts over, as after a run.
+    c.execute("DELETE FROM dependency_progress WHERE child = $1", &[&job])
+        .await?;
+    let e = Ended {
+        id,
+        job: job.to_owned(),
+        origin: Trigger::Manual.as_str().to_owned(),
+        scheduled_for: us(now),
+        attempt: 1,
+        overrides: None,
+    };
+    after_final(c, &e, RunState::Succeeded, now).await?;
+    Ok(load_run(c, id).await?.ok_or(StoreError::RunNotFound(id))?)
+}
+
+/// Apply the follow-ups of runs just marked lost.
+async fn mark_lost(c: &Conn, rows: Vec<Row>, now: Timestamp) -> TxResult<Vec<i64>> {
+    let ended = rows
+        .iter()
+        .map(ended_from_row)
+        .collect::<TxResult<Vec<_>>>()?;
+    for e in &ended {
+        after_final(c, e, RunState::Lost, now).await?;
+    }
+    Ok(ended.into_iter().map(|e| e.id).collect())
+}
+
+/// All running runs of `worker` become lost.
+pub async fn recover_worker(
+    c: &Conn,
+    worker: &str,
+    reason: &str,
+    now: Timestamp,
+) -> TxResult<Vec<i64>> {
+    let rows = c
+        .query(
+            &format!(
+                "UPDATE runs SET state = 'lost', finished_at = $2, error = $3, \
+                 lease_expires_at = NULL \
+                 WHERE state = 'running' AND worker = $1 AND NOT awaiting_completion \
+                 RETURNING {ENDED_COLS}"
+            ),
+            &[&worker, &us(now), &reason],
+        )
+        .await?;
+    mark_lost(c, rows, now).await
+}
+
+/// Runs whose lease expired become lost.
+pub async fn reap_expired(c: &Conn, now: Timestamp) -> TxResult<Vec<i64>> {
+    let rows = c
+        .query(
+            &format!(
+                "UPDATE runs SET state = 'lost', finished_at = $1, \
+                 error = 'lost: the worker stopped renewing its lease', lease_expires_at = NULL \
+                 WHERE state = 'running' AND lease_expires_at < $1 RETURNING {ENDED_COLS}"
+            ),
+            &[&us(now)],
+        )
+        .await?;
+    mark_lost(c, rows, now).await
+}
+
+/// Cancel a run.
+pub async fn request_cancel(c: &Conn, id: i64, now: Timestamp) -> TxResult<Run> {
+    let run = load_run(c, id).await?.ok_or(StoreError::RunNotFound(id))?;
+    match run.state {
+        RunState::Queued => {
+            let ended = c
+                .query_opt(
+                    &format!(
+                        "UPDATE runs SET state = 'cancelled', finished_at = $2, hold = false, \
+                         error = 'cancelled before it started' \
+                         WHERE id = $1 AND state = 'queued' RETURNING {ENDED_COLS}"
+                    ),
+                    &[&id, &us(now)],
+                )
+                .await?;
+            if let Some(row) = ended {
+                let e = ended_from_row(&row)?;
+                after_final(c, &e, RunState::Cancelled, now).await?;
+            }
+        }
+        RunState::Running => {
+            // An async run waiting for its completion call has no process left: it ends now.
+            let ended = c
+                .query_opt(
+                    &format!(
+                        "UPDATE runs SET state = 'cancelled', finished_at = $2, \
+                         awaiting_completion = false, \
+                         error = 'cancelled while waiting for the completion call' \
+                         WHERE id = $1 AND state = 'running' AND awaiting_completion \
+                         RETURNING {ENDED_COLS}"
+                    ),
+                    &[&id, &us(now)],
+                )
+                .await?;
+            match ended {
+                Some(row) => {
+                    let e = ended_from_row(&row)?;
+                    after_final(c, &e, RunState::Cancelled, now).await?;
+                }
+                None => {
+                    c.execute(
+                        "UPDATE runs SET cancel_requested = true WHERE id = $1",
+                        &[&id],
+                    )
+                    .await?;
+                }
+            }
+        }
+        s => {
+            return Err(StoreError::Conflict(format!("run {id} has already ended ({s})")).into());
+        }
+    }
+    Ok(load_run(c, id).await?.ok_or(StoreError::RunNotFound(id))?)
+}

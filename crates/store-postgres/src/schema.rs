@@ -1,0 +1,118 @@
+//! PostgreSQL schema migrations, applied in order at connect inside one transaction that holds
+//! an advisory lock, so concurrent nodes starting together migrate once. Applied versions are
+//! rows of `schema_migrations`.
+//!
+//! Timestamps are `bigint` microseconds since the Unix epoch (UTC), as in the SQLite store.
+
+use tokio_postgres::Client;
+
+/// Advisory lock key guarding migrations (any constant unique to tempora).
+const MIGRATION_LOCK: i64 = 0x7465_6d70_6f72_6101;
+
+/// Each entry is one migration; never edit a released one, append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: jobs, runs, run output, dependencies, Chronos compatibility (the SQLite store's
+    // migrations 1–3 in one step).
+    r#"
+CREATE TABLE jobs (
+    name                 text PRIMARY KEY,
+    spec                 text NOT NULL,          -- JSON of tempora_core::job::JobSpec
+    created_at           bigint NOT NULL,
+    updated_at           bigint NOT NULL,
+    version              bigint NOT NULL,
+    paused               boolean NOT NULL DEFAULT false,
+    next_fire_at         bigint,                 -- cursor: next occurrence not yet fired
+    success_count        bigint NOT NULL DEFAULT 0,
+    error_count          bigint NOT NULL DEFAULT 0,
+    last_success_at      bigint,
+    last_error_at        bigint,
+    errors_since_success bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE runs (
+    id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job                 text NOT NULL,
+    trigger             text NOT NULL,           -- schedule | manual | retry | dependency
+    origin              text NOT NULL,           -- trigger of attempt 1 (retries inherit it)
+    scheduled_for       bigint NOT NULL,
+    attempt             bigint NOT NULL,
+    state               text NOT NULL,
+    hold                boolean NOT NULL DEFAULT false, -- waiting under concurrency: queue
+    queued_at           bigint NOT NULL,
+    not_before          bigint NOT NULL,
+    started_at          bigint,
+    finished_at         bigint,
+    exit_code           integer,
+    signal              integer,
+    worker              text,
+    lease_expires_at    bigint,
+    cancel_requested    boolean NOT NULL DEFAULT false,
+    error               text,
+    overrides           text,                    -- JSON of RunOverrides
+    log_size            bigint NOT NULL DEFAULT 0, -- bytes ever appended
+    log_dropped         bigint NOT NULL DEFAULT 0, -- offset of the first byte still kept
+    triggered_by        text,                    -- JSON list of parent run ids
+    awaiting_completion boolean NOT NULL DEFAULT false,
+    completion          text                     -- succeeded | failed, reported while running
+);
+-- Exactly once per occurrence: a scheduled occurrence is one row per attempt.
+CREATE UNIQUE INDEX runs_occurrence ON runs (job, scheduled_for, attempt) WHERE origin = 'schedule';
+CREATE INDEX runs_by_job ON runs (job, id);
+CREATE INDEX runs_claimable ON runs (not_before, id) WHERE state = 'queued' AND NOT hold;
+CREATE INDEX runs_active ON runs (job, state) WHERE state IN ('queued', 'running');
+CREATE INDEX runs_leases ON runs (lease_expires_at) WHERE state = 'running';
+CREATE INDEX runs_by_worker ON runs (worker) WHERE state = 'running';
+CREATE TABLE run_logs (
+    run_id bigint NOT NULL,
+    pos    bigint NOT NULL,                      -- stream offset of data[0]
+    data   bytea NOT NULL,
+    PRIMARY KEY (run_id, pos)
+);
+ALTER TABLE run_logs ALTER COLUMN data SET STORAGE EXTERNAL;
+CREATE TABLE job_parents (
+    child  text NOT NULL,
+    parent text NOT NULL,
+    PRIMARY KEY (child, parent)
+);
+CREATE INDEX job_parents_by_parent ON job_parents (parent, child);
+CREATE TABLE dependency_progress (
+    child  text NOT NULL,
+    parent text NOT NULL,
+    run_id bigint NOT NULL,                      -- the parent run that reported
+    PRIMARY KEY (child, parent)
+);
+"#,
+];
+
+/// Apply the migrations not yet applied, all in one transaction under an advisory lock.
+pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (\
+             version bigint PRIMARY KEY, \
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let applied: i64 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version <= applied {
+            continue;
+        }
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&version],
+        )
+        .await?;
+        tracing::info!(message = "applied PostgreSQL migration", version);
+    }
+    tx.commit().await
+}
