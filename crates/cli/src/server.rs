@@ -11,8 +11,10 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use jiff::Timestamp;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tempora_scheduler::leader::{LeaderConfig, run_elector};
 use tempora_scheduler::{Scheduler, SchedulerConfig};
 use tempora_store::{Store, StoreOptions};
+use tempora_store_postgres::PostgresStore;
 use tempora_store_sqlite::SqliteStore;
 use tempora_worker::pool::{PoolConfig, WorkerPool};
 use tempora_worker::source::StoreSource;
@@ -66,6 +68,17 @@ pub struct ServerArgs {
     /// Output kept per run (the tail is kept).
     #[arg(long, env = "TEMPORA_MAX_LOG_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_log_bytes: u64,
+    /// PostgreSQL URL (`postgres://user:pass@host:5432/db`): run as a node of a cluster sharing
+    /// this database instead of the embedded SQLite store in `--data-dir`.
+    #[arg(long, env = "TEMPORA_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Leader lease length: a new leader takes over at most this long (plus one renewal
+    /// interval) after the old one dies.
+    #[arg(long, env = "TEMPORA_LEADER_LEASE_TTL", default_value = "4s", value_parser = parse_duration)]
+    pub leader_lease_ttl: Duration,
+    /// How often the leader renews its lease, and other nodes try to take it.
+    #[arg(long, env = "TEMPORA_LEADER_RENEW_EVERY", default_value = "1s", value_parser = parse_duration)]
+    pub leader_renew_every: Duration,
 }
 
 fn init_logging(format: LogFormat) {
@@ -135,15 +148,30 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .node_id
         .clone()
         .unwrap_or_else(|| format!("{}:{}", hostname(), args.listen.port()));
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(
-            &args.data_dir,
-            StoreOptions {
-                max_log_bytes: args.max_log_bytes,
-            },
-        )
-        .context("cannot open the store")?,
-    );
+    if args.leader_renew_every.is_zero() || args.leader_renew_every >= args.leader_lease_ttl {
+        anyhow::bail!(
+            "--leader-renew-every ({:?}) must be shorter than --leader-lease-ttl ({:?})",
+            args.leader_renew_every,
+            args.leader_lease_ttl
+        );
+    }
+    let options = StoreOptions {
+        max_log_bytes: args.max_log_bytes,
+    };
+    let (store, store_kind): (Arc<dyn Store>, &'static str) = match &args.database_url {
+        Some(url) => (
+            Arc::new(
+                PostgresStore::connect(url, options)
+                    .await
+                    .context("cannot connect to PostgreSQL (--database-url)")?,
+            ),
+            "postgres",
+        ),
+        None => (
+            Arc::new(SqliteStore::open(&args.data_dir, options).context("cannot open the store")?),
+            "sqlite",
+        ),
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -174,11 +202,26 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         SchedulerConfig::default(),
         work_ready.clone(),
     );
-    let sched_task = tokio::spawn(scheduler.run(shutdown.child_token()));
+    // Leader election: every node runs the elector; the leader schedules and reaps.
+    let (leader_tx, leadership) = tokio::sync::watch::channel(None);
+    let elector_stop = CancellationToken::new();
+    let elector_task = tokio::spawn(run_elector(
+        store.clone(),
+        LeaderConfig {
+            node: node_id.clone(),
+            address: advertise.clone(),
+            ttl: args.leader_lease_ttl,
+            renew_every: args.leader_renew_every,
+        },
+        leader_tx,
+        elector_stop.clone(),
+    ));
+    let sched_task = tokio::spawn(scheduler.run(leadership.clone(), shutdown.child_token()));
     let reaper_task = tokio::spawn(tempora_scheduler::reaper::run_reaper(
         store.clone(),
         Duration::from_secs(5).min(args.lease_ttl),
         work_ready.clone(),
+        leadership.clone(),
         shutdown.child_token(),
     ));
     let pool_task = if args.local_slots > 0 {
@@ -209,12 +252,16 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         started_at: Timestamp::now(),
         node_id: node_id.clone(),
         advertise,
+        leadership,
+        store_kind,
+        node_timeout: args.leader_lease_ttl * 2,
     });
     let app = tempora_http::router(state);
     tracing::info!(
         message = "tempora server started",
         listen = %args.listen,
         node = %node_id,
+        store = store_kind,
         data_dir = %args.data_dir.display(),
         local_slots = args.local_slots,
         version = env!("CARGO_PKG_VERSION"),
@@ -233,6 +280,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!(message = "scheduler task failed", error = %e);
     }
     let _ = reaper_task.await;
+    // The scheduler has stopped: give the lease up so another node takes over at once.
+    elector_stop.cancel();
+    let _ = elector_task.await;
     if let Some(p) = pool_task {
         let _ = p.await;
     }

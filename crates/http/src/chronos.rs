@@ -680,9 +680,15 @@ async fn graph_csv(State(s): State<Arc<AppState>>) -> ChronosResult<Response> {
     Ok(text(out))
 }
 
-/// `GET /scheduler/leader`: this node serves every request, so it is the leader.
-async fn leader(State(s): State<Arc<AppState>>) -> Response {
-    json_response(json!({ "leader": s.advertise }))
+/// `GET /scheduler/leader`: the node holding the leader lease (this node when the lease is
+/// free or unknown: any node answers every call).
+async fn leader(State(s): State<Arc<AppState>>) -> ChronosResult<Response> {
+    let view = s.store.cluster_view(Timestamp::now()).await?;
+    let leader = view
+        .lease
+        .filter(|l| l.expires_at > view.now)
+        .map_or_else(|| s.advertise.clone(), |l| l.address);
+    Ok(json_response(json!({ "leader": leader })))
 }
 
 /// Durations in seconds of a job's recent successful runs, oldest first.

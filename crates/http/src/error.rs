@@ -76,6 +76,14 @@ impl From<StoreError> for ApiError {
             ),
             StoreError::Invalid(v) => v.into(),
             StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::Fenced(m) => {
+                tracing::warn!(message = "write fenced", error = %m);
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "leadership changed during the request; try again",
+                )
+            }
             StoreError::Unavailable(m) => {
                 tracing::error!(message = "store unavailable", error = %m);
                 Self::new(

@@ -48,6 +48,12 @@ pub struct AppState {
     pub node_id: String,
     /// `host:port` clients reach this node at (Chronos's `leader` endpoint).
     pub advertise: String,
+    /// Whether this node leads (its fence while it does).
+    pub leadership: tempora_scheduler::leader::Leadership,
+    /// `sqlite` or `postgres`.
+    pub store_kind: &'static str,
+    /// A node unheard of for this long is shown as down.
+    pub node_timeout: std::time::Duration,
 }
 
 /// The complete router.
@@ -67,6 +73,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/schedules/preview", post(jobs::preview))
         .route("/graph", get(jobs::graph))
         .route("/status", get(ops::status))
+        .route("/cluster", get(ops::cluster))
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .nest("/api/v1", api)

@@ -82,9 +82,40 @@ pub async fn status(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
         "node": s.node_id,
         "started_at": s.started_at,
         "uptime_seconds": s.started.elapsed().as_secs(),
-        "store": "sqlite",
-        "leader": true,
+        "store": s.store_kind,
+        "leader": s.leadership.borrow().is_some(),
         "counts": counts,
+    })))
+}
+
+/// `GET /api/v1/cluster`: this node, the leader (lease holder, epoch, lease expiry) and every
+/// node seen, with whether it is alive.
+pub async fn cluster(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let view = s.store.cluster_view(jiff::Timestamp::now()).await?;
+    let timeout = jiff::SignedDuration::try_from(s.node_timeout).unwrap_or_default();
+    let leader = view.lease.as_ref().filter(|l| l.expires_at > view.now);
+    let nodes: Vec<Value> = view
+        .nodes
+        .iter()
+        .map(|n| {
+            json!({
+                "id": n.id,
+                "address": n.address,
+                "last_seen": n.last_seen,
+                "alive": view.now.duration_since(n.last_seen) <= timeout,
+                "leader": leader.is_some_and(|l| l.node == n.id),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "node": s.node_id,
+        "store": s.store_kind,
+        "this_node_leads": s.leadership.borrow().is_some(),
+        "leader": leader.map(|l| json!({
+            "node": l.node, "address": l.address, "epoch": l.epoch, "lease_expires_at": l.expires_at,
+        })),
+        "epoch": view.lease.as_ref().map(|l| l.epoch),
+        "nodes": nodes,
     })))
 }
 

@@ -7,6 +7,7 @@
 //! attempt)` makes a replay harmless. Missed occurrences (after downtime) go through
 //! [`tempora_core::policy::plan_misfire`].
 
+pub mod leader;
 pub mod reaper;
 
 use std::cmp::Reverse;
@@ -19,7 +20,9 @@ use jiff::tz::TimeZone;
 use tempora_core::job::JobSpec;
 use tempora_core::policy::{Disposition, plan_misfire};
 use tempora_core::schedule::Schedule;
-use tempora_store::{FireOutcome, FireRequest, ScheduleEntry, Store, StoreError};
+use tempora_store::{Fence, FireOutcome, FireRequest, ScheduleEntry, Store, StoreError};
+
+use crate::leader::{Leadership, is_unfenced};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +37,8 @@ pub struct SchedulerConfig {
     pub batch_max: usize,
     /// Pause after a store error before trying again.
     pub error_backoff: Duration,
+    /// How often the leader looks for jobs changed through other nodes.
+    pub poll_changes_every: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -41,6 +46,7 @@ impl Default for SchedulerConfig {
         Self {
             batch_max: 2000,
             error_backoff: Duration::from_secs(1),
+            poll_changes_every: Duration::from_secs(1),
         }
     }
 }
@@ -184,17 +190,93 @@ impl Scheduler {
         metrics::gauge!("tempora_scheduled_jobs").set(self.entries.len() as f64);
     }
 
-    /// Run until `shutdown` fires. Loads the schedules first.
-    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
-        self.load().await?;
+    /// Run until `shutdown` fires: while this node leads (`leadership` holds a fence), load the
+    /// schedules and fire due occurrences with that fence; step down (and forget the schedules)
+    /// when leadership is lost or a write is fenced.
+    pub async fn run(
+        mut self,
+        mut leadership: Leadership,
+        shutdown: CancellationToken,
+    ) -> Result<(), SchedulerError> {
         loop {
+            let fence = loop {
+                if let Some(f) = leadership.borrow_and_update().clone() {
+                    break f;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        tracing::info!(message = "scheduler stopped");
+                        return Ok(());
+                    }
+                    changed = leadership.changed() => if changed.is_err() {
+                        return Ok(());
+                    },
+                    // Not leading: job changes are the leader's business.
+                    Some(_) = self.changes.recv() => {}
+                }
+            };
+            if let Err(e) = self.load().await {
+                tracing::error!(message = "cannot load schedules; will retry", error = %e);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(self.config.error_backoff) => {}
+                }
+                continue;
+            }
+            self.lead(&fence, &mut leadership, &shutdown).await;
+            self.entries.clear();
+            self.heap.clear();
+            metrics::gauge!("tempora_scheduled_jobs").set(0.0);
+            if shutdown.is_cancelled() {
+                tracing::info!(message = "scheduler stopped");
+                return Ok(());
+            }
+            tracing::warn!(message = "scheduler stepped down", epoch = fence.epoch);
+        }
+    }
+
+    /// The leader's loop; returns when leadership ends or on shutdown.
+    async fn lead(
+        &mut self,
+        fence: &Fence,
+        leadership: &mut Leadership,
+        shutdown: &CancellationToken,
+    ) {
+        let fence_arg = (!is_unfenced(fence)).then_some(fence);
+        // Edits through other nodes: jobs written since a little before the last look (clocks
+        // of nodes may differ by a few seconds); only changed versions are reloaded.
+        let overlap = jiff::SignedDuration::from_secs(10);
+        let mut watermark = Timestamp::now();
+        let mut next_poll = tokio::time::Instant::now() + self.config.poll_changes_every;
+        loop {
+            if leadership.borrow().as_ref() != Some(fence) || shutdown.is_cancelled() {
+                return;
+            }
             while let Ok(name) = self.changes.try_recv() {
                 self.reload(&name).await;
+            }
+            if tokio::time::Instant::now() >= next_poll {
+                next_poll = tokio::time::Instant::now() + self.config.poll_changes_every;
+                let since = watermark - overlap;
+                match self.store.changed_jobs(since).await {
+                    Ok(changes) => {
+                        for c in changes {
+                            watermark = watermark.max(c.updated_at);
+                            let known = self.entries.get(&c.name).map(|e| e.version);
+                            if known != Some(c.version) {
+                                self.reload(&c.name).await;
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(message = "cannot poll job changes", error = %e),
+                }
             }
             let now = Timestamp::now();
             let due = self.pop_due(now);
             if !due.is_empty() {
-                self.fire(due, now, &shutdown).await;
+                if self.fire(due, now, fence_arg, shutdown).await {
+                    return;
+                }
                 continue;
             }
             let sleep_for = match self.heap.peek() {
@@ -204,14 +286,14 @@ impl Scheduler {
                 }
                 None => Duration::from_secs(3600),
             };
+            let poll_in = next_poll.saturating_duration_since(tokio::time::Instant::now());
             tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => return,
+                _ = leadership.changed() => {}
                 Some(name) = self.changes.recv() => self.reload(&name).await,
-                _ = tokio::time::sleep(sleep_for) => {}
+                _ = tokio::time::sleep(sleep_for.min(poll_in)) => {}
             }
         }
-        tracing::info!(message = "scheduler stopped");
-        Ok(())
     }
 
     fn pop_due(&mut self, now: Timestamp) -> Vec<String> {
@@ -273,7 +355,14 @@ impl Scheduler {
         })
     }
 
-    async fn fire(&mut self, due: Vec<String>, now: Timestamp, shutdown: &CancellationToken) {
+    /// Fire due jobs; true when the write was fenced (this node no longer leads).
+    async fn fire(
+        &mut self,
+        due: Vec<String>,
+        now: Timestamp,
+        fence: Option<&Fence>,
+        shutdown: &CancellationToken,
+    ) -> bool {
         let requests: Vec<FireRequest> = due.iter().filter_map(|n| self.plan(n, now)).collect();
         let lags: Vec<f64> = requests
             .iter()
@@ -285,7 +374,7 @@ impl Scheduler {
             .iter()
             .map(|r| (r.job.clone(), r.next_cursor))
             .collect();
-        match self.store.fire(requests, now).await {
+        match self.store.fire(requests, now, fence).await {
             Ok(outcomes) => {
                 for l in lags {
                     metrics::histogram!("tempora_schedule_lag_seconds").record(l);
@@ -311,6 +400,11 @@ impl Scheduler {
                 if queued_any {
                     self.work_ready.notify_one();
                 }
+                false
+            }
+            Err(StoreError::Fenced(m)) => {
+                tracing::warn!(message = "fire refused: this node is no longer the leader", reason = %m);
+                true
             }
             Err(e) => {
                 tracing::error!(message = "fire failed; will retry", error = %e, jobs = due.len());
@@ -325,6 +419,7 @@ impl Scheduler {
                     _ = shutdown.cancelled() => {}
                     _ = tokio::time::sleep(self.config.error_backoff) => {}
                 }
+                false
             }
         }
     }

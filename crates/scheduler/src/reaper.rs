@@ -9,11 +9,15 @@ use tempora_store::Store;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// Check for expired leases every `every` until `shutdown`.
+use crate::leader::{Leadership, is_unfenced};
+
+/// Check for expired leases every `every` until `shutdown`, while this node leads (with its
+/// fence).
 pub async fn run_reaper(
     store: Arc<dyn Store>,
     every: Duration,
     work_ready: Arc<Notify>,
+    leadership: Leadership,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(every);
@@ -23,7 +27,11 @@ pub async fn run_reaper(
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
-        match store.reap_expired(Timestamp::now()).await {
+        let Some(fence) = leadership.borrow().clone() else {
+            continue;
+        };
+        let fence = (!is_unfenced(&fence)).then_some(fence);
+        match store.reap_expired(Timestamp::now(), fence.as_ref()).await {
             Ok(ids) if !ids.is_empty() => {
                 tracing::warn!(message = "runs lost: their worker stopped renewing its lease", runs = ?ids);
                 metrics::counter!("tempora_runs_reaped_total").increment(ids.len() as u64);

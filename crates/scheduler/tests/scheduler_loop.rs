@@ -43,7 +43,8 @@ async fn fires_on_time_and_catches_up_after_downtime() {
     let ready = Arc::new(Notify::new());
     let (sched, handle) = Scheduler::new(store.clone(), SchedulerConfig::default(), ready.clone());
     let stop = CancellationToken::new();
-    let task = tokio::spawn(sched.run(stop.clone()));
+    let (_leader_tx, leadership) = tempora_scheduler::leader::always_leader();
+    let task = tokio::spawn(sched.run(leadership, stop.clone()));
     // The fire wakes the workers.
     tokio::time::timeout(Duration::from_secs(2), ready.notified())
         .await

@@ -23,8 +23,9 @@ use jiff::Timestamp;
 use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState};
 use tempora_store::{
-    ClaimedRun, FireOutcome, FireRequest, JobRecord, LogSlice, PutMode, PutOutcome, RunResult,
-    ScheduleEntry, Store, StoreCounts, StoreError, StoreOptions, StoreResult,
+    ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange, JobRecord, Lease,
+    LogSlice, PutMode, PutOutcome, RunResult, ScheduleEntry, Store, StoreCounts, StoreError,
+    StoreOptions, StoreResult,
 };
 
 use pool::{Conn, Pool, TxError, TxResult};
@@ -265,9 +266,16 @@ impl Store for PostgresStore {
         &self,
         requests: Vec<FireRequest>,
         now: Timestamp,
+        fence: Option<&Fence>,
     ) -> StoreResult<Vec<FireOutcome>> {
-        self.write(|c| Box::pin(ops::fire(c, requests.clone(), now)))
-            .await
+        self.write(|c| {
+            let (requests, fence) = (requests.clone(), fence.cloned());
+            Box::pin(async move {
+                ops::check_fence(c, fence.as_ref()).await?;
+                ops::fire(c, requests, now).await
+            })
+        })
+        .await
     }
 
     async fn trigger_run(
@@ -385,8 +393,53 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn reap_expired(&self, now: Timestamp) -> StoreResult<Vec<i64>> {
-        self.write(|c| Box::pin(ops::reap_expired(c, now))).await
+    async fn reap_expired(&self, now: Timestamp, fence: Option<&Fence>) -> StoreResult<Vec<i64>> {
+        self.write(|c| {
+            let fence = fence.cloned();
+            Box::pin(async move {
+                ops::check_fence(c, fence.as_ref()).await?;
+                ops::reap_expired(c, now).await
+            })
+        })
+        .await
+    }
+
+    async fn acquire_leadership(
+        &self,
+        node: &str,
+        address: &str,
+        ttl: Duration,
+        _now: Timestamp,
+    ) -> StoreResult<Lease> {
+        self.write(|c| {
+            let (node, address) = (node.to_owned(), address.to_owned());
+            Box::pin(async move { ops::acquire_leadership(c, &node, &address, ttl).await })
+        })
+        .await
+    }
+
+    async fn release_leadership(&self, node: &str, epoch: u64) -> StoreResult<()> {
+        self.write(|c| {
+            let node = node.to_owned();
+            Box::pin(async move { ops::release_leadership(c, &node, epoch).await })
+        })
+        .await
+    }
+
+    async fn node_heartbeat(&self, node: &str, address: &str, _now: Timestamp) -> StoreResult<()> {
+        self.write(|c| {
+            let (node, address) = (node.to_owned(), address.to_owned());
+            Box::pin(async move { ops::node_heartbeat(c, &node, &address).await })
+        })
+        .await
+    }
+
+    async fn cluster_view(&self, _now: Timestamp) -> StoreResult<ClusterView> {
+        self.read(|c| Box::pin(ops::cluster_view(c))).await
+    }
+
+    async fn changed_jobs(&self, since: Timestamp) -> StoreResult<Vec<JobChange>> {
+        self.read(|c| Box::pin(ops::changed_jobs(c, since))).await
     }
 
     async fn request_cancel(&self, run_id: i64, now: Timestamp) -> StoreResult<Run> {

@@ -81,6 +81,22 @@ CREATE TABLE dependency_progress (
     PRIMARY KEY (child, parent)
 );
 "#,
+    // 2: cluster. The leader lease (one row, fencing epoch) and the nodes' heartbeats.
+    r#"
+CREATE TABLE leader_lease (
+    id         integer PRIMARY KEY CHECK (id = 1),
+    node       text NOT NULL,
+    address    text NOT NULL,
+    epoch      bigint NOT NULL,
+    expires_at bigint NOT NULL
+);
+CREATE TABLE nodes (
+    id        text PRIMARY KEY,
+    address   text NOT NULL,
+    last_seen bigint NOT NULL
+);
+CREATE INDEX jobs_updated ON jobs (updated_at);
+"#,
 ];
 
 /// Apply the migrations not yet applied, all in one transaction under an advisory lock.

@@ -62,7 +62,9 @@ async fn concurrent_fires_of_one_occurrence_create_one_run() {
     for s in &stores {
         let s = s.clone();
         let req = req.clone();
-        tasks.push(tokio::spawn(async move { s.fire(vec![req], at).await }));
+        tasks.push(tokio::spawn(
+            async move { s.fire(vec![req], at, None).await },
+        ));
     }
     let mut fired = 0;
     for t in tasks {

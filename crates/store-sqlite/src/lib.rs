@@ -21,8 +21,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState};
 use tempora_store::{
-    ClaimedRun, FireOutcome, FireRequest, JobRecord, LogSlice, PutMode, PutOutcome, RunResult,
-    ScheduleEntry, Store, StoreCounts, StoreError, StoreOptions, StoreResult,
+    ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange, JobRecord, Lease,
+    LogSlice, PutMode, PutOutcome, RunResult, ScheduleEntry, Store, StoreCounts, StoreError,
+    StoreOptions, StoreResult,
 };
 
 use rows::{JOB_COLS, RUN_COLS, db, job_from_row, job_record, load_job, load_run, run_from_row};
@@ -146,6 +147,41 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn acquire_leadership(
+        &self,
+        node: &str,
+        address: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> StoreResult<Lease> {
+        let (node, address) = (node.to_owned(), address.to_owned());
+        self.writer
+            .write(move |c| ops::acquire_leadership(c, &node, &address, ttl, now))
+            .await
+    }
+
+    async fn release_leadership(&self, node: &str, epoch: u64) -> StoreResult<()> {
+        let node = node.to_owned();
+        self.writer
+            .write(move |c| ops::release_leadership(c, &node, epoch))
+            .await
+    }
+
+    async fn node_heartbeat(&self, node: &str, address: &str, now: Timestamp) -> StoreResult<()> {
+        let (node, address) = (node.to_owned(), address.to_owned());
+        self.writer
+            .write(move |c| ops::node_heartbeat(c, &node, &address, now))
+            .await
+    }
+
+    async fn cluster_view(&self, now: Timestamp) -> StoreResult<ClusterView> {
+        self.read(move |c| ops::cluster_view(c, now)).await
+    }
+
+    async fn changed_jobs(&self, since: Timestamp) -> StoreResult<Vec<JobChange>> {
+        self.read(move |c| ops::changed_jobs(c, since)).await
+    }
+
     async fn put_job(
         &self,
         spec: JobSpec,
@@ -252,9 +288,14 @@ impl Store for SqliteStore {
         &self,
         requests: Vec<FireRequest>,
         now: Timestamp,
+        fence: Option<&Fence>,
     ) -> StoreResult<Vec<FireOutcome>> {
+        let fence = fence.cloned();
         self.writer
-            .write(move |c| ops::fire(c, requests, now))
+            .write(move |c| {
+                ops::check_fence(c, fence.as_ref())?;
+                ops::fire(c, requests, now)
+            })
             .await
     }
 
@@ -355,8 +396,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn reap_expired(&self, now: Timestamp) -> StoreResult<Vec<i64>> {
-        self.writer.write(move |c| ops::reap_expired(c, now)).await
+    async fn reap_expired(&self, now: Timestamp, fence: Option<&Fence>) -> StoreResult<Vec<i64>> {
+        let fence = fence.cloned();
+        self.writer
+            .write(move |c| {
+                ops::check_fence(c, fence.as_ref())?;
+                ops::reap_expired(c, now)
+            })
+            .await
     }
 
     async fn request_cancel(&self, run_id: i64, now: Timestamp) -> StoreResult<Run> {

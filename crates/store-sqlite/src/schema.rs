@@ -81,6 +81,22 @@ ALTER TABLE jobs ADD COLUMN errors_since_success INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN awaiting_completion INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN completion TEXT;  -- succeeded | failed, reported while still running
 "#,
+    // 4: cluster. The leader lease (one row, fencing epoch) and the nodes' heartbeats.
+    r#"
+CREATE TABLE leader_lease (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    node       TEXT NOT NULL,
+    address    TEXT NOT NULL,
+    epoch      INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE nodes (
+    id        TEXT PRIMARY KEY,
+    address   TEXT NOT NULL,
+    last_seen INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX jobs_updated ON jobs (updated_at);
+"#,
 ];
 
 /// Apply the migrations not yet applied, each in its own transaction.

@@ -10,7 +10,7 @@ use tempora_core::job::JobSpec;
 use tempora_core::policy::{Disposition, PlannedOccurrence};
 use tempora_core::run::{RunOverrides, RunState, Trigger};
 
-use crate::{FireOutcome, FireRequest, PutMode, RunResult, Store, StoreError};
+use crate::{Fence, FireOutcome, FireRequest, PutMode, RunResult, Store, StoreError};
 
 /// Generate one `#[tokio::test]` per contract case. `$factory` is an async expression returning
 /// `(Arc<dyn Store>, guard)`; the guard (e.g. a temp dir) lives for the test.
@@ -28,7 +28,8 @@ macro_rules! store_contract_tests {
             dependencies_trigger_children_once_all_parents_report,
             dependency_checks_refuse_unknown_parents_and_cycles, delete_parent_needs_force,
             async_runs_wait_for_completion, completion_before_exit_is_applied_at_exit,
-            mark_success_counts_and_triggers_children
+            mark_success_counts_and_triggers_children, leadership_lease_and_fencing,
+            changed_jobs_lists_definition_writes
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -180,13 +181,13 @@ pub async fn fire_is_exactly_once(s: Arc<dyn Store>) {
         skipped_note: None,
         next_cursor: Some(first + Duration::from_secs(10)),
     };
-    let out = s.fire(vec![req.clone()], first).await.unwrap();
+    let out = s.fire(vec![req.clone()], first, None).await.unwrap();
     assert!(matches!(&out[0], FireOutcome::Fired { queued, .. } if queued.len() == 1));
     // A replay with the moved cursor (e.g. a retried transaction) must not duplicate.
     let mut replay = req;
     replay.expected_cursor = first + Duration::from_secs(10);
     replay.next_cursor = Some(first + Duration::from_secs(20));
-    let out = s.fire(vec![replay], first).await.unwrap();
+    let out = s.fire(vec![replay], first, None).await.unwrap();
     assert!(matches!(&out[0], FireOutcome::Fired { queued, .. } if queued.is_empty()));
     let runs = s.list_runs("j", None, 10).await.unwrap();
     assert_eq!(runs.len(), 1);
@@ -223,7 +224,7 @@ pub async fn stale_fire_writes_nothing(s: Arc<dyn Store>) {
         job: "nope".into(),
         ..stale.clone()
     };
-    let out = s.fire(vec![stale, gone], first).await.unwrap();
+    let out = s.fire(vec![stale, gone], first, None).await.unwrap();
     assert!(out.iter().all(|o| matches!(o, FireOutcome::Stale { .. })));
     assert!(s.list_runs("j", None, 10).await.unwrap().is_empty());
     assert_eq!(
@@ -264,6 +265,7 @@ pub async fn misfire_skips_are_recorded(s: Arc<dyn Store>) {
             next_cursor: Some(c + Duration::from_secs(20)),
         }],
         c + Duration::from_secs(100),
+        None,
     )
     .await
     .unwrap();
@@ -513,7 +515,7 @@ pub async fn heartbeat_renews_and_reports_stops(s: Arc<dyn Store>) {
     );
     // Renewed: not reaped at now + 5 s.
     assert!(
-        s.reap_expired(now + Duration::from_secs(5))
+        s.reap_expired(now + Duration::from_secs(5), None)
             .await
             .unwrap()
             .is_empty()
@@ -547,13 +549,15 @@ pub async fn expired_leases_become_lost_and_retry(s: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(
-        s.reap_expired(now + Duration::from_secs(1))
+        s.reap_expired(now + Duration::from_secs(1), None)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        s.reap_expired(now + Duration::from_secs(3)).await.unwrap(),
+        s.reap_expired(now + Duration::from_secs(3), None)
+            .await
+            .unwrap(),
         vec![a.id]
     );
     let lost = s.get_run(a.id).await.unwrap().unwrap();
@@ -956,7 +960,7 @@ pub async fn async_runs_wait_for_completion(s: Arc<dyn Store>) {
     assert_eq!(waiting.state, RunState::Running);
     // Waiting runs hold no lease and do not belong to the worker any more.
     assert!(
-        s.reap_expired(now + Duration::from_secs(3600))
+        s.reap_expired(now + Duration::from_secs(3600), None)
             .await
             .unwrap()
             .is_empty()
@@ -1065,4 +1069,113 @@ pub async fn mark_success_counts_and_triggers_children(s: Arc<dyn Store>) {
         s.mark_success("nope", t(5)).await,
         Err(StoreError::JobNotFound(_))
     ));
+}
+
+/// One leader at a time: the holder renews with the same epoch, another node takes a lapsed
+/// lease with the next epoch, and a write fenced with a stale epoch changes nothing.
+pub async fn leadership_lease_and_fencing(s: Arc<dyn Store>) {
+    let ttl = Duration::from_millis(400);
+    let now = Timestamp::now();
+    let a = s.acquire_leadership("a", "a:1", ttl, now).await.unwrap();
+    assert_eq!(
+        (a.node.as_str(), a.address.as_str(), a.epoch),
+        ("a", "a:1", 1)
+    );
+    let b = s.acquire_leadership("b", "b:1", ttl, now).await.unwrap();
+    assert_eq!(
+        (b.node.as_str(), b.epoch),
+        ("a", 1),
+        "b cannot take a live lease"
+    );
+    let again = s.acquire_leadership("a", "a:1", ttl, now).await.unwrap();
+    assert_eq!(
+        (again.node.as_str(), again.epoch),
+        ("a", 1),
+        "renewal keeps the epoch"
+    );
+    // The lease lapses (store clock: wait for real).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let b = s
+        .acquire_leadership("b", "b:1", ttl, Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!((b.node.as_str(), b.epoch), ("b", 2));
+    // a's writes are fenced; b's pass.
+    s.put_job(job("j", r#""schedule":"@every 1s""#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let rec = s.get_job("j").await.unwrap().unwrap();
+    let c = rec.next_fire_at.unwrap();
+    let req = FireRequest {
+        job: "j".into(),
+        version: rec.version,
+        expected_cursor: c,
+        occurrences: plan(&[c]),
+        skipped_note: None,
+        next_cursor: Some(c + Duration::from_secs(1)),
+    };
+    let stale = Fence {
+        node: "a".into(),
+        epoch: 1,
+    };
+    let r = s.fire(vec![req.clone()], c, Some(&stale)).await;
+    assert!(matches!(r, Err(StoreError::Fenced(_))), "{r:?}");
+    let r = s.reap_expired(c, Some(&stale)).await;
+    assert!(matches!(r, Err(StoreError::Fenced(_))), "{r:?}");
+    assert!(s.list_runs("j", None, 10).await.unwrap().is_empty());
+    let current = Fence {
+        node: "b".into(),
+        epoch: 2,
+    };
+    let out = s.fire(vec![req], c, Some(&current)).await.unwrap();
+    assert!(matches!(out[0], FireOutcome::Fired { .. }));
+    assert_eq!(s.list_runs("j", None, 10).await.unwrap().len(), 1);
+    // Released: taken at once with the next epoch.
+    s.release_leadership("b", 2).await.unwrap();
+    let a = s
+        .acquire_leadership("a", "a:1", ttl, Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!((a.node.as_str(), a.epoch), ("a", 3));
+    s.node_heartbeat("a", "a:1", Timestamp::now())
+        .await
+        .unwrap();
+    s.node_heartbeat("b", "b:2", Timestamp::now())
+        .await
+        .unwrap();
+    let view = s.cluster_view(Timestamp::now()).await.unwrap();
+    assert_eq!(view.lease.map(|l| l.epoch), Some(3));
+    let nodes: Vec<(String, String)> = view.nodes.into_iter().map(|n| (n.id, n.address)).collect();
+    assert_eq!(
+        nodes,
+        [
+            ("a".to_owned(), "a:1".to_owned()),
+            ("b".to_owned(), "b:2".to_owned())
+        ]
+    );
+}
+
+/// Creating, replacing and pausing a job show up in `changed_jobs`; a fire does not.
+pub async fn changed_jobs_lists_definition_writes(s: Arc<dyn Store>) {
+    s.put_job(
+        job("a", r#""schedule":"@every 1s""#),
+        PutMode::Create,
+        t(10),
+    )
+    .await
+    .unwrap();
+    s.put_job(job("b", ""), PutMode::Create, t(20))
+        .await
+        .unwrap();
+    let names = |v: Vec<crate::JobChange>| {
+        let mut n: Vec<String> = v.into_iter().map(|c| c.name).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(s.changed_jobs(t(5)).await.unwrap()), ["a", "b"]);
+    assert_eq!(names(s.changed_jobs(t(15)).await.unwrap()), ["b"]);
+    s.set_paused("a", true, t(30)).await.unwrap();
+    let ch = s.changed_jobs(t(25)).await.unwrap();
+    assert_eq!(ch.len(), 1);
+    assert_eq!((ch[0].name.as_str(), ch[0].version), ("a", 2));
 }

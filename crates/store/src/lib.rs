@@ -43,6 +43,67 @@ pub enum StoreError {
     /// Any other backend failure.
     #[error("store error: {0}")]
     Backend(String),
+    /// A scheduling write by a node that is no longer the leader (its epoch is stale); nothing
+    /// was written. The node must step down.
+    #[error("fenced: {0}")]
+    Fenced(String),
+}
+
+/// Proof of leadership carried by scheduling writes: the writer's node id and lease epoch. The
+/// store refuses the write ([`StoreError::Fenced`]) unless the lease row still names this node
+/// with this epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The leader's node id.
+    pub node: String,
+    /// The epoch of its lease.
+    pub epoch: u64,
+}
+
+/// The leader lease as it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    /// The node holding it.
+    pub node: String,
+    /// Its API address (`host:port`).
+    pub address: String,
+    /// Increases by one at every change of holder.
+    pub epoch: u64,
+    /// When it lapses unless renewed (store clock).
+    pub expires_at: Timestamp,
+}
+
+/// A node that has reported itself alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeInfo {
+    /// Node id.
+    pub id: String,
+    /// API address (`host:port`).
+    pub address: String,
+    /// Last heartbeat (store clock).
+    pub last_seen: Timestamp,
+}
+
+/// The leader lease and the known nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterView {
+    /// The lease, if any node ever held it.
+    pub lease: Option<Lease>,
+    /// Nodes, by id.
+    pub nodes: Vec<NodeInfo>,
+    /// The store's clock when this was read.
+    pub now: Timestamp,
+}
+
+/// A job whose definition changed (see [`Store::changed_jobs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobChange {
+    /// Job name.
+    pub name: String,
+    /// Its version now.
+    pub version: i64,
+    /// When it was last written.
+    pub updated_at: Timestamp,
 }
 
 /// Result alias of this crate.
@@ -228,6 +289,30 @@ pub trait Store: Send + Sync + 'static {
     /// Check the database answers.
     async fn ping(&self) -> StoreResult<()>;
 
+    // ---- cluster ----
+
+    /// Try to become or stay the leader. The holder renews the lease for `ttl` (same epoch);
+    /// once it has lapsed, any node takes it with `epoch + 1`. Returns the lease as it now
+    /// stands: this node leads iff `lease.node == node`. PostgreSQL uses the database's clock,
+    /// so nodes' clocks need not agree.
+    async fn acquire_leadership(
+        &self,
+        node: &str,
+        address: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> StoreResult<Lease>;
+    /// Give the lease up if `node` holds it with `epoch` (clean shutdown: another node can take
+    /// over at once).
+    async fn release_leadership(&self, node: &str, epoch: u64) -> StoreResult<()>;
+    /// Record that `node`, serving the API at `address`, is alive.
+    async fn node_heartbeat(&self, node: &str, address: &str, now: Timestamp) -> StoreResult<()>;
+    /// The lease and the nodes seen.
+    async fn cluster_view(&self, now: Timestamp) -> StoreResult<ClusterView>;
+    /// Jobs written (created, replaced, paused, resumed) after `since`: how the leader learns of
+    /// edits made through other nodes. Deleted jobs are not listed (their next fire is stale).
+    async fn changed_jobs(&self, since: Timestamp) -> StoreResult<Vec<JobChange>>;
+
     // ---- jobs ----
 
     /// Validate and store a job, computing its first occurrence after `now` (or keeping the
@@ -257,10 +342,13 @@ pub trait Store: Send + Sync + 'static {
     async fn schedule_entries(&self) -> StoreResult<Vec<ScheduleEntry>>;
     /// Record due occurrences for many jobs in one transaction (exactly once per occurrence) and
     /// advance their cursors.
+    /// With a `fence`, nothing is written unless the fence's node still holds the lease with
+    /// its epoch ([`StoreError::Fenced`]).
     async fn fire(
         &self,
         requests: Vec<FireRequest>,
         now: Timestamp,
+        fence: Option<&Fence>,
     ) -> StoreResult<Vec<FireOutcome>>;
     /// Trigger a run now (subject to the overlap policy unless `force`).
     async fn trigger_run(
@@ -317,8 +405,9 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         now: Timestamp,
     ) -> StoreResult<Vec<i64>>;
-    /// Runs whose lease expired become `lost` (then retried per policy).
-    async fn reap_expired(&self, now: Timestamp) -> StoreResult<Vec<i64>>;
+    /// Runs whose lease expired become `lost` (then retried per policy). Fenced like
+    /// [`Store::fire`].
+    async fn reap_expired(&self, now: Timestamp, fence: Option<&Fence>) -> StoreResult<Vec<i64>>;
     /// Cancel a run: a queued one ends `cancelled` at once, a running one is flagged for its
     /// worker. A finished run is a [`StoreError::Conflict`].
     async fn request_cancel(&self, run_id: i64, now: Timestamp) -> StoreResult<Run>;
