@@ -76,6 +76,9 @@ pub struct ServerArgs {
     /// interval) after the old one dies.
     #[arg(long, env = "TEMPORA_LEADER_LEASE_TTL", default_value = "4s", value_parser = parse_duration)]
     pub leader_lease_ttl: Duration,
+    /// Never take the leader lease: this node serves the API and runs its local workers only.
+    #[arg(long, env = "TEMPORA_NO_LEADER")]
+    pub no_leader: bool,
     /// How often the leader renews its lease, and other nodes try to take it.
     #[arg(long, env = "TEMPORA_LEADER_RENEW_EVERY", default_value = "1s", value_parser = parse_duration)]
     pub leader_renew_every: Duration,
@@ -212,6 +215,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             address: advertise.clone(),
             ttl: args.leader_lease_ttl,
             renew_every: args.leader_renew_every,
+            eligible: !args.no_leader,
         },
         leader_tx,
         elector_stop.clone(),

@@ -28,6 +28,8 @@ pub struct LeaderConfig {
     pub ttl: Duration,
     /// How often the lease is renewed (and taken when free).
     pub renew_every: Duration,
+    /// False for a node that must never lead (it still reports itself alive).
+    pub eligible: bool,
 }
 
 /// This node's view of its leadership: `Some(fence)` while it leads.
@@ -70,6 +72,9 @@ pub async fn run_elector(
             .await
         {
             tracing::warn!(message = "node heartbeat failed", error = %e);
+        }
+        if !config.eligible {
+            continue;
         }
         match store
             .acquire_leadership(&config.node, &config.address, config.ttl, Timestamp::now())

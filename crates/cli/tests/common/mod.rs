@@ -59,8 +59,12 @@ impl Server {
             .arg(self.dir.path().join("data"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--node-id")
-            .arg("test-node")
+            .args(
+                (!self.extra.iter().any(|a| a == "--node-id"))
+                    .then_some(["--node-id", "test-node"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(&self.extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

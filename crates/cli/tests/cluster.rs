@@ -1,0 +1,143 @@
+//! A cluster of real `tempora server` processes on one throwaway PostgreSQL: one leader at a
+//! time, every node answers, failover after `kill -9`, fencing after `SIGSTOP` past the lease,
+//! and a ledger written by the job itself showing every occurrence ran exactly once.
+
+mod common;
+#[path = "../../store-postgres/tests/support/mod.rs"]
+#[allow(dead_code)]
+mod pg;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+fn database() -> String {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(pg::fresh_database())
+}
+
+fn node(url: &str, id: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["--database-url", url, "--node-id", id];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+fn cluster(s: &Server) -> Value {
+    let (st, v) = s.get("/api/v1/cluster");
+    assert_eq!(st, 200, "{v}");
+    v
+}
+
+/// The leader as seen by `s`, once there is one.
+fn leader(s: &Server, within: Duration) -> (String, u64) {
+    s.wait_for(within, "a leader", || {
+        let c = cluster(s);
+        let l = &c["leader"];
+        Some((l["node"].as_str()?.to_owned(), l["epoch"].as_u64()?))
+    })
+}
+
+/// Wait for a leader other than `old` (or with a newer epoch); returns it and how long it took.
+fn new_leader(s: &Server, old_epoch: u64, within: Duration) -> (String, u64, Duration) {
+    let t0 = Instant::now();
+    let (n, e) = s.wait_for(within, "a new leader", || {
+        let c = cluster(s);
+        let l = &c["leader"];
+        let e = l["epoch"].as_u64()?;
+        (e > old_epoch).then(|| (l["node"].as_str().unwrap_or("").to_owned(), e))
+    });
+    (n, e, t0.elapsed())
+}
+
+#[test]
+fn failover_and_fencing_keep_every_occurrence_exactly_once() {
+    let url = database();
+    // a and b may lead and run nothing; w never leads and runs the jobs.
+    let a = node(&url, "a", &["--local-slots", "0"]);
+    let (first, e1) = leader(&a, Duration::from_secs(10));
+    assert_eq!(first, "a");
+    let mut b = node(&url, "b", &["--local-slots", "0"]);
+    let w = node(&url, "w", &["--no-leader", "--local-slots", "8"]);
+    let ledger = w.scratch().join("ledger");
+    // Created through a node that does not lead: the leader learns of it by polling.
+    let cmd = format!("echo \"$TEMPORA_SCHEDULED_FOR\" >> {}", ledger.display());
+    let (st, v) = w.send(
+        "PUT",
+        "/api/v1/jobs/tick",
+        &json!({"command": cmd, "schedule": "@every 1s", "misfire": "run_all",
+                "concurrency": "allow", "epsilon": "5m"})
+        .to_string(),
+    );
+    assert_eq!(st, 201, "{v}");
+    // Every node answers, and agrees on the leader and the job.
+    for s in [&a, &b, &w] {
+        let c = cluster(s);
+        assert_eq!(c["leader"]["node"], "a", "{c}");
+        assert_eq!(s.get("/api/v1/jobs/tick").0, 200);
+        assert_eq!(
+            s.get("/v1/scheduler/leader").1["leader"],
+            format!("127.0.0.1:{}", a.port)
+        );
+    }
+    let nodes = cluster(&w)["nodes"].as_array().unwrap().len();
+    assert_eq!(nodes, 3);
+    w.wait_for(Duration::from_secs(10), "the first runs", || {
+        (w.runs("tick").len() >= 3).then_some(())
+    });
+
+    // Kill the leader: b takes over (w cannot), within the lease + one renewal.
+    let mut a = a;
+    a.kill9();
+    let (n, e2, took) = new_leader(&w, e1, Duration::from_secs(15));
+    assert_eq!(n, "b");
+    println!("failover after kill -9: {took:?}");
+    assert!(took < Duration::from_secs(7), "failover took {took:?}");
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Pause the new leader past its lease: a (restarted) takes over; b, resumed, is fenced.
+    a.spawn();
+    let b_pid = Pid::from_raw(b.pid());
+    kill(b_pid, Signal::SIGSTOP).unwrap();
+    let (n, e3, took) = new_leader(&w, e2, Duration::from_secs(15));
+    assert_eq!(n, "a");
+    println!("failover after SIGSTOP: {took:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    kill(b_pid, Signal::SIGCONT).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(cluster(&w)["leader"]["node"], "a");
+    assert_eq!(cluster(&w)["epoch"].as_u64(), Some(e3));
+    assert_eq!(b.get("/api/v1/status").1["leader"], false, "b stepped down");
+
+    // Stop firing, let the runs finish, then read the ledger.
+    assert_eq!(w.send("POST", "/api/v1/jobs/tick/pause", "").0, 200);
+    w.wait_for(Duration::from_secs(30), "runs to finish", || {
+        w.runs("tick")
+            .iter()
+            .all(|r| !matches!(r["state"].as_str(), Some("queued" | "running")))
+            .then_some(())
+    });
+    let text = std::fs::read_to_string(&ledger).unwrap();
+    let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
+    for line in text.lines() {
+        let t: jiff::Timestamp = line.trim().parse().unwrap();
+        *seen.entry(t.as_second()).or_default() += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "ran twice: {twice:?}");
+    let (lo, hi) = (*seen.keys().next().unwrap(), *seen.keys().last().unwrap());
+    let missing: Vec<i64> = (lo..=hi).filter(|t| !seen.contains_key(t)).collect();
+    assert!(missing.is_empty(), "missing occurrences: {missing:?}");
+    assert!(hi - lo >= 10, "the window covers the failovers: {lo}..{hi}");
+    // The store agrees: one run per occurrence, all succeeded.
+    let runs = w.runs("tick");
+    assert_eq!(runs.len(), seen.len());
+    assert!(runs.iter().all(|r| r["state"] == "succeeded"));
+    b.kill9();
+}
