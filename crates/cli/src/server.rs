@@ -224,6 +224,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let reaper_task = tokio::spawn(tempora_scheduler::reaper::run_reaper(
         store.clone(),
         Duration::from_secs(5).min(args.lease_ttl),
+        args.lease_ttl,
         work_ready.clone(),
         leadership.clone(),
         shutdown.child_token(),

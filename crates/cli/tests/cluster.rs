@@ -4,7 +4,6 @@
 
 mod common;
 #[path = "../../store-postgres/tests/support/mod.rs"]
-#[allow(dead_code)]
 mod pg;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,440 @@
+//! The fault-injection suite: PostgreSQL, 3 server nodes and 2 workers, 20 jobs firing every
+//! second (`misfire: run_all`, `concurrency: allow`) and a few jobs that run for seconds, for
+//! a few minutes, while it kills the leader, pauses the (new) leader past its lease and resumes
+//! it, kills a worker mid-run and restarts PostgreSQL. At the end a ledger that the jobs' own
+//! commands write is checked: every occurrence in the window ran exactly once. It prints each
+//! failover's duration.
+//!
+//! By hand: `scripts/fault-suite.sh` (= `cargo nextest run -p tempora --test fault_suite
+//! --no-capture`). `FAULT_SUITE_SECONDS` stretches the steady phases (default: about 2.5
+//! minutes in all).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Server;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// A PostgreSQL server that can be stopped and started again (`pg_ctl`), as the `postgres`
+/// user when the tests run as root.
+struct Postgres {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    port: u16,
+    as_user: Vec<String>,
+}
+
+fn id_of(flag: &str, user: Option<&str>) -> Option<u32> {
+    let out = Command::new("id")
+        .arg(flag)
+        .args(user)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let bin = PathBuf::from(std::env::var("TEMPORA_PG_BIN").unwrap_or_else(|_| PG_BIN.into()));
+        assert!(
+            bin.join("pg_ctl").is_file(),
+            "{}/pg_ctl not found: the fault suite needs PostgreSQL 15's binaries (Debian \
+             `postgresql-15`, or TEMPORA_PG_BIN); this is a failure, not a skip",
+            bin.display()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut as_user = Vec::new();
+        if id_of("-u", None) == Some(0) {
+            let user = ["postgres", "nobody"]
+                .into_iter()
+                .find(|u| id_of("-u", Some(u)).is_some())
+                .expect("user postgres or nobody");
+            let (uid, gid) = (
+                id_of("-u", Some(user)).unwrap(),
+                id_of("-g", Some(user)).unwrap(),
+            );
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+            as_user = vec![
+                format!("--reuid={uid}"),
+                format!("--regid={gid}"),
+                "--clear-groups".into(),
+            ];
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let pg = Postgres {
+            bin,
+            dir,
+            port,
+            as_user,
+        };
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &pg.data(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+        );
+        pg.up();
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn run(&self, exe: &str, args: &[&str]) {
+        let out = Command::new("setpriv")
+            .args(&self.as_user)
+            .arg("--")
+            .arg(self.bin.join(exe))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run a PostgreSQL tool");
+        assert!(
+            out.status.success(),
+            "{exe} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn up(&self) {
+        let opts = format!(
+            "-h 127.0.0.1 -p {} -k {} -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("postgres.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-l", &log, "-o", &opts, "-w", "start"],
+        );
+    }
+
+    fn down(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new("setpriv")
+            .args(&self.as_user)
+            .arg("--")
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &self.data(), "-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn seconds(default: u64) -> Duration {
+    let scale: f64 = std::env::var("FAULT_SUITE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(1.0, |total: f64| total / 150.0);
+    Duration::from_secs_f64(default as f64 * scale.max(0.2))
+}
+
+/// The leader and epoch as seen through any node that answers.
+fn leader_of(nodes: &[&Server]) -> Option<(String, u64)> {
+    nodes.iter().find_map(|s| {
+        let (st, v) = common::http("GET", &format!("{}/api/v1/cluster", s.url()), "").ok()?;
+        if st != 200 {
+            return None;
+        }
+        let v: Value = serde_json::from_str(&v).ok()?;
+        Some((
+            v["leader"]["node"].as_str()?.to_owned(),
+            v["leader"]["epoch"].as_u64()?,
+        ))
+    })
+}
+
+/// Wait for a leader with an epoch above `epoch`; returns it and the time since `from`.
+fn failover(nodes: &[&Server], epoch: u64, from: Instant) -> (String, u64, Duration) {
+    let deadline = from + Duration::from_secs(60);
+    loop {
+        if let Some((n, e)) = leader_of(nodes)
+            && e > epoch
+        {
+            return (n, e, from.elapsed());
+        }
+        assert!(Instant::now() < deadline, "no new leader within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn by_id<'a>(nodes: &'a mut [Server; 3], id: &str) -> &'a mut Server {
+    let i = ["n1", "n2", "n3"]
+        .iter()
+        .position(|n| *n == id)
+        .expect("known node");
+    &mut nodes[i]
+}
+
+/// The ledger: job → occurrence second → times run.
+fn read_ledger(path: &Path) -> BTreeMap<String, BTreeMap<i64, usize>> {
+    let mut out: BTreeMap<String, BTreeMap<i64, usize>> = BTreeMap::new();
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        let Some((job, at)) = line.split_once(' ') else {
+            panic!("bad ledger line `{line}`");
+        };
+        let t: jiff::Timestamp = at.trim().parse().expect("ledger timestamp");
+        *out.entry(job.to_owned())
+            .or_default()
+            .entry(t.as_second())
+            .or_default() += 1;
+    }
+    out
+}
+
+#[test]
+fn cluster_survives_leader_kill_pause_worker_kill_and_database_restart() {
+    let pg = Postgres::start();
+    let url = pg.url();
+    let node_args = |id: &'static str| -> Vec<&str> {
+        vec![
+            "--database-url",
+            Box::leak(url.clone().into_boxed_str()),
+            "--node-id",
+            id,
+            "--local-slots",
+            "0",
+        ]
+    };
+    let n1 = Server::start(&node_args("n1"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut nodes = [
+        n1,
+        Server::start(&node_args("n2")),
+        Server::start(&node_args("n3")),
+    ];
+    // Workers: nodes that never lead and run jobs (run leases of 5 s).
+    let worker_args = |id: &'static str| -> Vec<&str> {
+        vec![
+            "--database-url",
+            Box::leak(url.clone().into_boxed_str()),
+            "--node-id",
+            id,
+            "--no-leader",
+            "--local-slots",
+            "32",
+            "--lease-ttl",
+            "5s",
+        ]
+    };
+    let mut w1 = Server::start(&worker_args("w1"));
+    let w2 = Server::start(&worker_args("w2"));
+    let ledger = w2.scratch().join("ledger");
+    let api = |s: &Server, method: &str, path: &str, body: Value| {
+        let (st, v) = s.send(method, path, &body.to_string());
+        assert!(st < 300, "{method} {path}: {st} {v}");
+    };
+    let line = |l: &Path| {
+        format!(
+            "echo \"$TEMPORA_JOB $TEMPORA_SCHEDULED_FOR\" >> {}",
+            l.display()
+        )
+    };
+    for i in 0..20 {
+        api(
+            &nodes[i % 3],
+            "PUT",
+            &format!("/api/v1/jobs/tick-{i:02}"),
+            json!({"command": line(&ledger), "schedule": "@every 1s", "misfire": "run_all",
+                   "concurrency": "allow", "epsilon": "10m", "retries": 5, "retry_backoff": "1s"}),
+        );
+    }
+    for i in 0..3 {
+        api(
+            &nodes[i % 3],
+            "PUT",
+            &format!("/api/v1/jobs/long-{i}"),
+            json!({"command": format!("sleep 3; {}", line(&ledger)), "schedule": "@every 5s",
+                   "misfire": "run_all", "concurrency": "allow", "epsilon": "10m",
+                   "retries": 5, "retry_backoff": "1s"}),
+        );
+    }
+    let (mut leader, mut epoch) = {
+        let refs: Vec<&Server> = nodes.iter().collect();
+        leader_of(&refs).expect("a leader")
+    };
+    println!("leader {leader} (epoch {epoch}); steady phase");
+    std::thread::sleep(seconds(20));
+    let mut failovers: Vec<(String, Duration)> = Vec::new();
+
+    // 1. kill -9 the leader.
+    let t = Instant::now();
+    by_id(&mut nodes, &leader).kill9();
+    let dead = leader.clone();
+    let (n, e, took) = {
+        let refs: Vec<&Server> = nodes.iter().collect();
+        failover(&refs, epoch, t)
+    };
+    println!("kill -9 {dead}: {n} leads (epoch {e}) after {took:?}");
+    failovers.push((format!("leader {dead} killed"), took));
+    (leader, epoch) = (n, e);
+    by_id(&mut nodes, &dead).spawn();
+    std::thread::sleep(seconds(15));
+
+    // 2. SIGSTOP the leader past its lease, then SIGCONT: it must not fire (fenced).
+    let paused = leader.clone();
+    let pid = Pid::from_raw(by_id(&mut nodes, &paused).pid());
+    let t = Instant::now();
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let (n, e, took) = {
+        let refs: Vec<&Server> = nodes.iter().filter(|s| s.pid() != pid.as_raw()).collect();
+        failover(&refs, epoch, t)
+    };
+    println!("SIGSTOP {paused}: {n} leads (epoch {e}) after {took:?}");
+    failovers.push((format!("leader {paused} paused"), took));
+    epoch = e;
+    std::thread::sleep(Duration::from_secs(3));
+    kill(pid, Signal::SIGCONT).unwrap();
+    std::thread::sleep(seconds(10));
+    let (st, status) = by_id(&mut nodes, &paused).get("/api/v1/status");
+    assert_eq!(
+        (st, status["leader"].clone()),
+        (200, json!(false)),
+        "{paused} stepped down"
+    );
+
+    // 3. kill -9 a worker while it runs a long job; restart it later.
+    w1.wait_for(Duration::from_secs(30), "w1 running a long job", || {
+        (0..3)
+            .flat_map(|i| w1.runs(&format!("long-{i}")))
+            .any(|r| {
+                r["state"] == "running" && r["worker"].as_str().is_some_and(|w| w.starts_with("w1"))
+            })
+            .then_some(())
+    });
+    w1.kill9();
+    println!("worker w1 killed mid-run");
+    std::thread::sleep(seconds(12));
+    w1.spawn();
+
+    // 4. Stop PostgreSQL for 10 s while runs are in flight.
+    pg.down();
+    println!("PostgreSQL stopped");
+    std::thread::sleep(Duration::from_secs(10));
+    let t = Instant::now();
+    pg.up();
+    let (n, e, took) = {
+        let refs: Vec<&Server> = nodes.iter().collect();
+        failover(&refs, epoch, t)
+    };
+    println!("PostgreSQL restarted: {n} leads (epoch {e}) {took:?} after the restart");
+    failovers.push(("database restarted".into(), took));
+    std::thread::sleep(seconds(20));
+
+    // Stop firing; let everything finish.
+    for i in 0..20 {
+        api(
+            &nodes[0],
+            "POST",
+            &format!("/api/v1/jobs/tick-{i:02}/pause"),
+            json!({}),
+        );
+    }
+    for i in 0..3 {
+        api(
+            &nodes[0],
+            "POST",
+            &format!("/api/v1/jobs/long-{i}/pause"),
+            json!({}),
+        );
+    }
+    let names: Vec<String> = (0..20)
+        .map(|i| format!("tick-{i:02}"))
+        .chain((0..3).map(|i| format!("long-{i}")))
+        .collect();
+    nodes[0].wait_for(Duration::from_secs(120), "all runs to end", || {
+        names
+            .iter()
+            .all(|n| {
+                nodes[0]
+                    .runs(n)
+                    .iter()
+                    .all(|r| !matches!(r["state"].as_str(), Some("queued" | "running")))
+            })
+            .then_some(())
+    });
+
+    // The ledger: for every job, every occurrence from its first to its last, exactly once.
+    let seen = read_ledger(&ledger);
+    let mut problems = Vec::new();
+    let mut total = 0;
+    for name in &names {
+        let step = if name.starts_with("long") { 5 } else { 1 };
+        let Some(times) = seen.get(name) else {
+            problems.push(format!("{name}: never ran"));
+            continue;
+        };
+        total += times.len();
+        for (t, n) in times {
+            if *n > 1 {
+                problems.push(format!("{name}: {t} ran {n} times"));
+            }
+        }
+        let (lo, hi) = (*times.keys().next().unwrap(), *times.keys().last().unwrap());
+        let mut t = lo;
+        while t <= hi {
+            if !times.contains_key(&t) {
+                problems.push(format!("{name}: {t} missing"));
+            }
+            t += step;
+        }
+        // The store agrees: every scheduled occurrence succeeded once.
+        let runs = nodes[0].runs(name);
+        let ok = runs.iter().filter(|r| r["state"] == "succeeded").count();
+        if ok != times.len() {
+            problems.push(format!(
+                "{name}: {ok} succeeded runs but {} ledger entries",
+                times.len()
+            ));
+        }
+    }
+    println!(
+        "ledger: {total} occurrences checked over {} jobs",
+        names.len()
+    );
+    for (what, took) in &failovers {
+        println!("failover ({what}): {took:?}");
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    assert!(total > 1000, "the window is long enough: {total}");
+}
