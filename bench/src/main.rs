@@ -1,9 +1,13 @@
-//! `tempora-bench`: starts the real `tempora server` (SQLite in a temporary directory), creates
-//! N jobs firing every second, lets them run, then reads the run ledger back over the API and
-//! prints start lag percentiles (`started_at − scheduled_for`), missed and duplicate occurrences,
-//! and the server's own CPU (without its children) and RSS.
+//! `tempora-bench`: starts the real `tempora server` (SQLite in a temporary directory, or a
+//! cluster of nodes on `--database-url`), creates N jobs firing every second, lets them run,
+//! then reads the run ledger back over the API and prints start lag percentiles
+//! (`started_at − scheduled_for`), missed and duplicate occurrences, and the servers' own CPU
+//! (without their children) and RSS. `--drain N` measures throughput instead (N queued manual
+//! runs drained, runs/s); `--failover` kills the leader halfway and reports how long the cluster
+//! went without one.
 //!
-//! Run it with `bench/run.sh` (builds the release binaries first).
+//! Run it with `bench/run.sh` (builds the release binaries first); `bench/cluster.sh` starts a
+//! throwaway PostgreSQL and runs it against 3 nodes and 2 worker nodes.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -42,6 +46,21 @@ struct Opts {
     /// jobs' phases evenly over the second.
     #[arg(long)]
     burst: bool,
+    /// Run a cluster on this PostgreSQL database instead of one SQLite node.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Scheduler nodes (cluster only; they run no jobs when there are workers).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// Worker nodes (`--no-leader`, cluster only) sharing `--slots`.
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Throughput mode: queue this many manual runs of `--command` and time their drain.
+    #[arg(long)]
+    drain: Option<usize>,
+    /// Kill -9 the leader halfway through and measure the failover (cluster only).
+    #[arg(long)]
+    failover: bool,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -80,6 +99,156 @@ fn cpu_and_rss(pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok((utime + stime, rss))
 }
 
+/// CPU ticks and RSS summed over live processes.
+fn cpu_and_rss_all(pids: &[u32]) -> (u64, u64) {
+    pids.iter()
+        .filter_map(|p| cpu_and_rss(*p).ok())
+        .fold((0, 0), |(c, r), (c1, r1)| (c + c1, r + r1))
+}
+
+fn topology(o: &Opts) -> String {
+    match &o.database_url {
+        None => "one node (SQLite)".to_owned(),
+        Some(_) => format!(
+            "a PostgreSQL cluster of {} node(s) and {} worker node(s)",
+            o.nodes, o.workers
+        ),
+    }
+}
+
+/// The leader's node id and epoch, as `base` sees it.
+async fn leader(http: &reqwest::Client, base: &str) -> Option<(String, u64)> {
+    let v: Value = http
+        .get(format!("{base}/api/v1/cluster"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some((
+        v["leader"]["node"].as_str()?.to_owned(),
+        v["leader"]["epoch"].as_u64()?,
+    ))
+}
+
+/// Kill -9 the leader; the time until another node leads.
+async fn kill_leader(
+    http: &reqwest::Client,
+    base: &str,
+    procs: &mut [(String, Proc, String)],
+) -> anyhow::Result<Duration> {
+    let (id, epoch) = leader(http, base).await.context("no leader to kill")?;
+    let p = procs
+        .iter_mut()
+        .find(|p| p.0 == id)
+        .context("the leader is not one of ours")?;
+    if p.2 == base {
+        bail!("the leader is the node the bench reads through");
+    }
+    let t = Instant::now();
+    p.1.child.kill()?;
+    let _ = p.1.child.wait();
+    loop {
+        if let Some((_, e)) = leader(http, base).await
+            && e > epoch
+        {
+            return Ok(t.elapsed());
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            bail!("no new leader within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Throughput: queue `n` manual runs (8 concurrent clients), then wait until all ended.
+async fn drain(
+    http: &reqwest::Client,
+    base: &str,
+    o: &Opts,
+    n: usize,
+    procs: &[(String, Proc, String)],
+) -> anyhow::Result<()> {
+    let r = http
+        .put(format!("{base}/api/v1/jobs/drain"))
+        .json(&json!({"command": o.command, "concurrency": "allow"}))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("creating the job: {} {}", r.status(), r.text().await?);
+    }
+    println!(
+        "tempora-bench: draining {n} queued runs of `{}` on {}, {} slots",
+        o.command,
+        topology(o),
+        o.slots
+    );
+    let pids: Vec<u32> = procs.iter().map(|p| p.1.child.id()).collect();
+    let (cpu0, _) = cpu_and_rss_all(&pids);
+    let t0 = Instant::now();
+    let clients = 8;
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (http, base) = (http.clone(), base.to_owned());
+        let count = n / clients + usize::from(c < n % clients);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..count {
+                let r = http
+                    .post(format!("{base}/api/v1/jobs/drain/runs"))
+                    .json(&json!({"force": true}))
+                    .send()
+                    .await?;
+                if !r.status().is_success() {
+                    bail!("trigger: {} {}", r.status(), r.text().await?);
+                }
+            }
+            Ok::<(), anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let queued_in = t0.elapsed();
+    loop {
+        let v: Value = http
+            .get(format!("{base}/api/v1/jobs/drain"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let done = v["status"]["success_count"].as_u64().unwrap_or(0)
+            + v["status"]["error_count"].as_u64().unwrap_or(0);
+        if done >= n as u64 {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(600) {
+            bail!("only {done} of {n} runs ended after 600 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = t0.elapsed();
+    let (cpu1, rss1) = cpu_and_rss_all(&pids);
+    let rate = n as f64 / took.as_secs_f64();
+    println!(
+        "queued in {:.2} s; all {n} ended after {:.2} s: {rate:.0} runs/s end to end",
+        queued_in.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    println!(
+        "server CPU (own, all processes): {:.0}% of one core; RSS end {} MiB",
+        (cpu1 - cpu0) as f64 / 100.0 / took.as_secs_f64() * 100.0,
+        rss1 / 1024
+    );
+    if o.json {
+        println!(
+            "{}",
+            json!({"drain": n, "seconds": took.as_secs_f64(), "runs_per_second": rate})
+        );
+    }
+    Ok(())
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -104,38 +273,77 @@ async fn main() -> anyhow::Result<()> {
             bin.display()
         );
     }
+    if o.database_url.is_none() && (o.nodes != 1 || o.workers != 0 || o.failover) {
+        bail!("--nodes, --workers and --failover need --database-url");
+    }
+    if o.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
     let dir = tempfile::tempdir()?;
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let base = format!("http://127.0.0.1:{port}");
-    let log = std::fs::File::create(dir.path().join("server.log"))?;
-    let child = Command::new(&bin)
-        .args(["server", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--local-slots", &o.slots.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
-    let server = Proc { child };
-    let pid = server.child.id();
+    let mut procs: Vec<(String, Proc, String)> = Vec::new();
+    let worker_slots = if o.workers > 0 {
+        o.slots.div_ceil(o.workers)
+    } else {
+        0
+    };
+    for i in 0..o.nodes + o.workers {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let id = if i < o.nodes {
+            format!("node-{}", i + 1)
+        } else {
+            format!("worker-{}", i + 1 - o.nodes)
+        };
+        let log = std::fs::File::create(dir.path().join(format!("{id}.log")))?;
+        let mut cmd = Command::new(&bin);
+        cmd.args(["server", "--data-dir"])
+            .arg(dir.path().join(&id))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--node-id", &id]);
+        if let Some(url) = &o.database_url {
+            cmd.args(["--database-url", url]);
+        }
+        let slots = match (i < o.nodes, o.workers) {
+            (true, 0) => o.slots.div_ceil(o.nodes),
+            (true, _) => 0,
+            (false, _) => worker_slots,
+        };
+        cmd.args(["--local-slots", &slots.to_string()]);
+        if i >= o.nodes {
+            cmd.arg("--no-leader");
+        }
+        let child = cmd
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        procs.push((id, Proc { child }, format!("http://127.0.0.1:{port}")));
+    }
     let http = reqwest::Client::new();
     let t0 = Instant::now();
-    loop {
-        if let Ok(r) = http.get(format!("{base}/ready")).send().await
-            && r.status().is_success()
-        {
-            break;
+    for (_, _, base) in &procs {
+        loop {
+            if let Ok(r) = http.get(format!("{base}/ready")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                bail!("{base} not ready after 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if t0.elapsed() > Duration::from_secs(20) {
-            bail!("server not ready after 20 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The API is read through a node that stays up (the last scheduler node, or a worker).
+    let base = procs
+        .last()
+        .map(|p| p.2.clone())
+        .context("no server started")?;
+    if let Some(n) = o.drain {
+        return drain(&http, &base, &o, n, &procs).await;
     }
     println!(
-        "tempora-bench: {} jobs firing every second ({}) running `{}` for {} s on one node (SQLite), {} local slots",
+        "tempora-bench: {} jobs firing every second ({}) running `{}` for {} s on {}, {} slots",
         o.jobs,
         if o.burst {
             "all at the same instant"
@@ -144,6 +352,7 @@ async fn main() -> anyhow::Result<()> {
         },
         o.command,
         o.duration.as_secs(),
+        topology(&o),
         o.slots
     );
     // `@every 1s` is anchored at each job's creation: creating the jobs evenly over one second
@@ -167,14 +376,19 @@ async fn main() -> anyhow::Result<()> {
     }
     let created = Timestamp::now();
     let ticks = 100.0; // USER_HZ
-    let (cpu0, rss0) = cpu_and_rss(pid)?;
+    let pids: Vec<u32> = procs.iter().map(|p| p.1.child.id()).collect();
+    let (cpu0, rss0) = cpu_and_rss_all(&pids);
     let w0 = Instant::now();
     let mut rss_max = rss0;
+    let mut failover: Option<Duration> = None;
     while w0.elapsed() < o.duration {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        rss_max = rss_max.max(cpu_and_rss(pid)?.1);
+        rss_max = rss_max.max(cpu_and_rss_all(&pids).1);
+        if o.failover && failover.is_none() && w0.elapsed() >= o.duration / 2 {
+            failover = Some(kill_leader(&http, &base, &mut procs).await?);
+        }
     }
-    let (cpu1, rss1) = cpu_and_rss(pid)?;
+    let (cpu1, rss1) = cpu_and_rss_all(&pids);
     let wall = w0.elapsed().as_secs_f64();
     let window_end = Timestamp::now();
     // Stop firing, let the last runs finish, then read the ledger.
@@ -184,7 +398,20 @@ async fn main() -> anyhow::Result<()> {
             .send()
             .await?;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Wait for the runs to end (the ledger is read afterwards).
+    let t_end = Instant::now();
+    while t_end.elapsed() < Duration::from_secs(60) {
+        let v: Value = http
+            .get(format!("{base}/api/v1/status"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if v["counts"]["queued"] == 0 && v["counts"]["running"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // The window: whole seconds from 2 s after creation to 2 s before the end.
     let from = created.as_second() + 2;
@@ -193,6 +420,7 @@ async fn main() -> anyhow::Result<()> {
     let mut missed = 0u64;
     let mut duplicates = 0u64;
     let mut not_succeeded = 0u64;
+    let mut states: std::collections::BTreeMap<String, u64> = Default::default();
     for i in 0..o.jobs {
         let name = format!("bench-{i:05}");
         let v: Value = http
@@ -215,6 +443,9 @@ async fn main() -> anyhow::Result<()> {
             *per_sec.entry(sec).or_default() += 1;
             if r["state"] != "succeeded" {
                 not_succeeded += 1;
+                *states
+                    .entry(r["state"].as_str().unwrap_or("?").to_owned())
+                    .or_default() += 1;
             }
             if let Some(st) = r["started_at"].as_str() {
                 let st: Timestamp = st.parse()?;
@@ -243,9 +474,17 @@ async fn main() -> anyhow::Result<()> {
         percentile(&lags, 99.0),
         lags.last().copied().unwrap_or(f64::NAN)
     );
-    println!("missed: {missed}  duplicates: {duplicates}  not succeeded: {not_succeeded}");
     println!(
-        "server CPU (own, without children): {cpu_pct:.1}% of one core; RSS start {} MiB, end {} MiB, max {} MiB",
+        "missed: {missed}  duplicates: {duplicates}  not succeeded: {not_succeeded} {states:?}"
+    );
+    if let Some(f) = failover {
+        println!(
+            "failover after kill -9 of the leader: {:.2} s without a leader",
+            f.as_secs_f64()
+        );
+    }
+    println!(
+        "server CPU (own, without children; all processes): {cpu_pct:.1}% of one core; RSS start {} MiB, end {} MiB, max {} MiB",
         rss0 / 1024,
         rss1 / 1024,
         rss_max / 1024
@@ -259,6 +498,7 @@ async fn main() -> anyhow::Result<()> {
                            "p99": percentile(&lags, 99.0), "max": lags.last()},
                 "missed": missed, "duplicates": duplicates, "not_succeeded": not_succeeded,
                 "cpu_percent": cpu_pct, "rss_kib": {"start": rss0, "end": rss1, "max": rss_max},
+                "failover_seconds": failover.map(|f| f.as_secs_f64()),
             })
         );
     }

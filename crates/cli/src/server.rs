@@ -76,6 +76,10 @@ pub struct ServerArgs {
     /// interval) after the old one dies.
     #[arg(long, env = "TEMPORA_LEADER_LEASE_TTL", default_value = "4s", value_parser = parse_duration)]
     pub leader_lease_ttl: Duration,
+    /// How often an idle local worker pool looks for queued runs. Runs fired on this node wake
+    /// it at once; runs fired by another node (cluster) are found by this poll.
+    #[arg(long, env = "TEMPORA_CLAIM_POLL_EVERY", default_value = "100ms", value_parser = parse_duration)]
+    pub claim_poll_every: Duration,
     /// Never take the leader lease: this node serves the API and runs its local workers only.
     #[arg(long, env = "TEMPORA_NO_LEADER")]
     pub no_leader: bool,
@@ -240,6 +244,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             kill_grace: args.kill_grace,
             shutdown_grace: args.shutdown_grace,
             heartbeat_every: (args.lease_ttl / 3).min(Duration::from_secs(2)),
+            poll_every: args.claim_poll_every,
             ..PoolConfig::default()
         };
         let pool = WorkerPool::new(source, config, work_ready.clone());
