@@ -14,6 +14,7 @@ mod pool;
 mod rows;
 mod schema;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -24,7 +25,7 @@ use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState};
 use tempora_store::{
     ClaimedRun, FireOutcome, FireRequest, JobRecord, LogSlice, PutMode, PutOutcome, RunResult,
-    ScheduleEntry, Store, StoreCounts, StoreError, StoreOptions, StoreResult,
+    ScheduleEntry, Store, StoreCounts, StoreError, StoreOptions, StoreResult, WorkerInfo, WorkerStatus,
 };
 
 use pool::{Conn, Pool, TxError, TxResult};
@@ -297,7 +298,9 @@ impl Store for PostgresStore {
         }
         self.write(|c| {
             let worker = worker.to_owned();
-            Box::pin(async move { ops::claim_runs(c, &worker, max, now, lease).await })
+            Box::pin(async move {
+                ops::claim_runs(c, &worker, &BTreeMap::new(), max, now, lease).await
+            })
         })
         .await
     }
@@ -455,6 +458,37 @@ impl Store for PostgresStore {
             })
         })
         .await
+    }
+
+    async fn claim_runs_labeled(
+        &self,
+        worker: &str,
+        labels: &BTreeMap<String, String>,
+        max: usize,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Vec<ClaimedRun>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        self.write(|c| {
+            let worker = worker.to_owned();
+            let labels = labels.clone();
+            Box::pin(async move { ops::claim_runs(c, &worker, &labels, max, now, lease).await })
+        })
+        .await
+    }
+
+    async fn upsert_worker(&self, info: WorkerInfo, now: Timestamp) -> StoreResult<()> {
+        self.write(|c| {
+            let info = info.clone();
+            Box::pin(async move { ops::upsert_worker(c, &info, now).await })
+        })
+        .await
+    }
+
+    async fn list_workers(&self, now: Timestamp) -> StoreResult<Vec<WorkerStatus>> {
+        self.read(|c| Box::pin(ops::list_workers(c, now))).await
     }
 }
 

@@ -98,7 +98,12 @@ impl WorkerPool {
             let free = self.config.slots.saturating_sub(lock_len(&running));
             let mut claimed_full = false;
             if free > 0 {
-                match self.source.claim(free).await {
+                // A remote source long-polls: do not let it hold up shutdown.
+                let claimed = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    r = self.source.claim(free) => r,
+                };
+                match claimed {
                     Ok(runs) => {
                         claimed_full = runs.len() == free;
                         for c in runs {

@@ -1,5 +1,6 @@
 //! Where a worker gets runs from and reports to.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +40,7 @@ pub struct StoreSource {
     store: Arc<dyn Store>,
     worker_id: String,
     lease: Duration,
+    labels: BTreeMap<String, String>,
 }
 
 impl StoreSource {
@@ -48,7 +50,15 @@ impl StoreSource {
             store,
             worker_id,
             lease,
+            labels: BTreeMap::new(),
         }
+    }
+
+    /// Claim only runs whose job `selector` these labels satisfy (default: no labels, so only
+    /// jobs without a selector).
+    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> Self {
+        self.labels = labels;
+        self
     }
 }
 
@@ -61,7 +71,13 @@ impl RunSource for StoreSource {
     async fn claim(&self, max: usize) -> Result<Vec<ClaimedRun>, SourceError> {
         Ok(self
             .store
-            .claim_runs(&self.worker_id, max, Timestamp::now(), self.lease)
+            .claim_runs_labeled(
+                &self.worker_id,
+                &self.labels,
+                max,
+                Timestamp::now(),
+                self.lease,
+            )
             .await?)
     }
 
