@@ -551,8 +551,10 @@ mod tests {
 
     #[test]
     fn selector_is_validated_and_matched() {
-        let s = spec(r#"{"name":"a","command":"x","selector":{"zone":"eu-1","example.com/gpu":"yes"}}"#)
-            .unwrap();
+        let s = spec(
+            r#"{"name":"a","command":"x","selector":{"zone":"eu-1","example.com/gpu":"yes"}}"#,
+        )
+        .unwrap();
         assert!(s.validate().is_ok());
         let back: JobSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back.selector, s.selector);
@@ -569,11 +571,20 @@ mod tests {
         }
         let many: BTreeMap<String, String> =
             (0..33).map(|i| (format!("k{i}"), "v".to_owned())).collect();
-        assert_eq!(validate_labels("selector", &many).unwrap_err().field, "selector");
+        assert_eq!(
+            validate_labels("selector", &many).unwrap_err().field,
+            "selector"
+        );
         let labels = parse_labels("zone=eu-1, gpu=yes").unwrap();
         assert!(selector_matches(&BTreeMap::new(), &labels));
-        assert!(selector_matches(&parse_labels("zone=eu-1").unwrap(), &labels));
-        assert!(!selector_matches(&parse_labels("zone=us-1").unwrap(), &labels));
+        assert!(selector_matches(
+            &parse_labels("zone=eu-1").unwrap(),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &parse_labels("zone=us-1").unwrap(),
+            &labels
+        ));
         assert!(parse_labels("zone").is_err());
     }
 

@@ -25,7 +25,8 @@ use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState};
 use tempora_store::{
     ClaimedRun, FireOutcome, FireRequest, JobRecord, LogSlice, PutMode, PutOutcome, RunResult,
-    ScheduleEntry, Store, StoreCounts, StoreError, StoreOptions, StoreResult, WorkerInfo, WorkerStatus,
+    ScheduleEntry, Store, StoreCounts, StoreError, StoreOptions, StoreResult, WorkerInfo,
+    WorkerStatus,
 };
 
 use pool::{Conn, Pool, TxError, TxResult};
@@ -298,9 +299,9 @@ impl Store for PostgresStore {
         }
         self.write(|c| {
             let worker = worker.to_owned();
-            Box::pin(async move {
-                ops::claim_runs(c, &worker, &BTreeMap::new(), max, now, lease).await
-            })
+            Box::pin(
+                async move { ops::claim_runs(c, &worker, &BTreeMap::new(), max, now, lease).await },
+            )
         })
         .await
     }

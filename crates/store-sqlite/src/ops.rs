@@ -14,8 +14,7 @@ use tempora_core::policy::{self, Disposition, OverlapAction};
 use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
 use tempora_store::{
     ClaimedRun, FireOutcome, FireRequest, JobRecord, PutMode, PutOutcome, RunResult, StoreError,
-    StoreResult, WORKER_FORGET_AFTER, WORKER_STALE_AFTER, WorkerInfo, WorkerStatus,
-    compute_cursor,
+    StoreResult, WORKER_FORGET_AFTER, WORKER_STALE_AFTER, WorkerInfo, WorkerStatus, compute_cursor,
 };
 
 use crate::rows::{RUN_COLS, db, load_job, load_run, parse_spec, run_from_row, ts, us};

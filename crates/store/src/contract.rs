@@ -1090,9 +1090,13 @@ pub async fn claim_respects_selectors(s: Arc<dyn Store>) {
     )
     .await
     .unwrap();
-    s.put_job(job("any", r#""concurrency":"allow""#), PutMode::Create, t(0))
-        .await
-        .unwrap();
+    s.put_job(
+        job("any", r#""concurrency":"allow""#),
+        PutMode::Create,
+        t(0),
+    )
+    .await
+    .unwrap();
     let mut gpu = Vec::new();
     for i in 0..3 {
         gpu.push(
@@ -1135,7 +1139,10 @@ pub async fn claim_respects_selectors(s: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(c.iter().map(|c| c.run.id).collect::<Vec<_>>(), gpu[..2]);
-    assert_eq!(c[0].spec.selector, labels(&[("gpu", "yes"), ("zone", "eu-1")]));
+    assert_eq!(
+        c[0].spec.selector,
+        labels(&[("gpu", "yes"), ("zone", "eu-1")])
+    );
     assert!(c.iter().all(|c| c.run.worker.as_deref() == Some("full")));
     let c = s
         .claim_runs_labeled("full", &l, 10, t(100), LEASE)

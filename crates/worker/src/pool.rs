@@ -444,9 +444,8 @@ fn bound_output(mut data: Vec<u8>, keep: usize) -> Vec<u8> {
         return data;
     }
     let drop_n = data.len() - keep;
-    let note = format!(
-        "\n[tempora: {drop_n} bytes of output dropped while the server was unreachable]\n"
-    );
+    let note =
+        format!("\n[tempora: {drop_n} bytes of output dropped while the server was unreachable]\n");
     let mut out = note.into_bytes();
     out.extend(data.drain(drop_n..));
     out

@@ -327,7 +327,7 @@ while read -r op pg; do
     -) n=""; for p in $pgs; do [ "$p" = "$pg" ] || n="$n $p"; done; pgs="$n" ;;
   esac
 done
-for p in $pgs; do kill -KILL -- "-$p" 2>/dev/null; done
+for p in $pgs; do kill -KILL "-$p" 2>/dev/null; done
 "#;
 
 static WATCHDOG: std::sync::OnceLock<std::sync::Mutex<std::process::ChildStdin>> =
