@@ -4,10 +4,10 @@
 //! goes, and reports results — re-sending a result until a server accepts it. When a server is
 //! unreachable it fails over to the next one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -80,6 +80,9 @@ pub struct HttpSource {
     current: AtomicUsize,
     info: WorkerInfo,
     http: reqwest::Client,
+    /// Runs handed to this worker whose result no server has accepted yet (sent with claims,
+    /// so a server hands out again only runs whose claim answer was lost).
+    held: Mutex<BTreeSet<i64>>,
 }
 
 /// Failure of one request to one server.
@@ -110,6 +113,7 @@ impl HttpSource {
             current: AtomicUsize::new(0),
             info,
             http,
+            held: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -226,10 +230,16 @@ impl RunSource for HttpSource {
     }
 
     async fn claim(&self, max: usize) -> Result<Vec<ClaimedRun>, SourceError> {
+        let held: Vec<i64> = self
+            .held
+            .lock()
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default();
         let req = ClaimRequest {
             worker: self.info.clone(),
             max,
             wait_ms: CLAIM_WAIT.as_millis() as u64,
+            held,
         };
         let resp: ClaimResponse = self
             .call(
@@ -238,6 +248,9 @@ impl RunSource for HttpSource {
                 CLAIM_WAIT + REQUEST_TIMEOUT,
             )
             .await?;
+        if let Ok(mut h) = self.held.lock() {
+            h.extend(resp.runs.iter().map(|c| c.run.id));
+        }
         Ok(resp.runs.into_iter().map(ClaimedRun::from).collect())
     }
 
@@ -267,6 +280,7 @@ impl RunSource for HttpSource {
     }
 
     async fn finish(&self, results: Vec<RunResult>) -> Result<(), SourceError> {
+        let ids: Vec<i64> = results.iter().map(|r| r.run_id).collect();
         let req = FinishRequest {
             results: results.into_iter().map(WireResult::from).collect(),
         };
@@ -279,6 +293,11 @@ impl RunSource for HttpSource {
         )
         .await
         .map_err(attempt_error)?;
+        if let Ok(mut h) = self.held.lock() {
+            for id in ids {
+                h.remove(&id);
+            }
+        }
         Ok(())
     }
 }

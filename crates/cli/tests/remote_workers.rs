@@ -315,3 +315,89 @@ fn local_pool_honours_local_labels_and_worker_sigterm_is_graceful() {
     assert_eq!(r["state"], "succeeded", "{r}\n{}", w.log());
     let _ = &w.id;
 }
+
+#[test]
+fn protocol_is_safe_against_foreign_and_repeated_requests() {
+    let s = server();
+    let me = json!({"id": "fake", "labels": {"zone": "a"}, "slots": 2, "version": "test"});
+    let other = json!({"id": "other", "slots": 1, "version": "test"});
+    let (st, v) = s.send("POST", "/api/v1/workers/register", &me.to_string());
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["worker"], "fake");
+    assert_eq!(v["lease_ttl_ms"], 3000);
+    // A body naming another worker than the path is refused.
+    let (st, _) = s.send(
+        "POST",
+        "/api/v1/workers/other/claim",
+        &json!({"worker": me, "max": 1}).to_string(),
+    );
+    assert_eq!(st, 400);
+    s.put_job("p", json!({"command": "true", "selector": {"zone": "a"}}));
+    let id = id_of(&s.trigger("p"));
+    let claim = |who: &Value, held: &[i64]| {
+        let path = format!("/api/v1/workers/{}/claim", who["id"].as_str().unwrap());
+        let (st, v) = s.send(
+            "POST",
+            &path,
+            &json!({"worker": who, "max": 2, "wait_ms": 0, "held": held}).to_string(),
+        );
+        assert_eq!(st, 200, "{v}");
+        v["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["run"]["id"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    // A worker without the labels gets nothing; the right one gets the run with its spec.
+    assert!(claim(&other, &[]).is_empty());
+    assert_eq!(claim(&me, &[]), vec![id]);
+    // The answer was "lost": the next claim hands the run out again, unless it is held.
+    assert_eq!(claim(&me, &[]), vec![id]);
+    assert!(claim(&me, &[id]).is_empty());
+    // Another worker cannot ship output, renew or finish it.
+    let (st, _) = s.send("POST", &format!("/api/v1/workers/other/runs/{id}/log"), "x");
+    assert_eq!(st, 409);
+    let (st, v) = s.send(
+        "POST",
+        "/api/v1/workers/other/heartbeat",
+        &json!({"worker": other, "runs": [id]}).to_string(),
+    );
+    assert_eq!(st, 200);
+    assert_eq!(v["stop"], json!([id]));
+    let result = json!({"results": [{
+        "run_id": id, "state": "succeeded", "finished_at": "2030-01-01T00:00:00Z", "exit_code": 0,
+        "log_tail": [111, 107, 10]
+    }]});
+    let (st, _) = s.send("POST", "/api/v1/workers/other/finish", &result.to_string());
+    assert_eq!(st, 204);
+    assert_eq!(s.run(id)["state"], "running");
+    // The holder ships output, renews, finishes; a re-sent result changes nothing.
+    let (st, _) = s.send(
+        "POST",
+        &format!("/api/v1/workers/fake/runs/{id}/log"),
+        "hi\n",
+    );
+    assert_eq!(st, 204);
+    let (_, v) = s.send(
+        "POST",
+        "/api/v1/workers/fake/heartbeat",
+        &json!({"worker": me, "runs": [id]}).to_string(),
+    );
+    assert_eq!(v["stop"], json!([]));
+    for _ in 0..2 {
+        let (st, _) = s.send("POST", "/api/v1/workers/fake/finish", &result.to_string());
+        assert_eq!(st, 204);
+    }
+    let r = s.run(id);
+    assert_eq!(r["state"], "succeeded", "{r}");
+    assert_eq!(s.get_text(&format!("/api/v1/runs/{id}/log")).1, "hi\nok\n");
+    assert_eq!(s.get("/api/v1/jobs/p").1["status"]["success_count"], 1);
+    // A worker restarting under the same id: its runs still going are lost (then retried).
+    s.trigger("p");
+    let again = claim(&me, &[]);
+    assert_eq!(again.len(), 1);
+    let (st, _) = s.send("POST", "/api/v1/workers/register", &me.to_string());
+    assert_eq!(st, 200);
+    assert_eq!(s.run(again[0])["state"], "lost");
+}

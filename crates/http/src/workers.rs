@@ -57,6 +57,11 @@ pub struct ClaimRequest {
     /// Hold the request up to this long while no run is available (milliseconds, capped).
     #[serde(default)]
     pub wait_ms: u64,
+    /// Runs the worker holds (executing, or with a result not yet accepted). Runs the store
+    /// has on this worker that are not listed here were claimed by a request whose answer was
+    /// lost: they are handed out again.
+    #[serde(default)]
+    pub held: Vec<i64>,
 }
 
 /// A claimed run on the wire.
@@ -212,14 +217,30 @@ fn lease(state: &AppState) -> Duration {
     state.worker_lease
 }
 
-/// `POST /api/v1/workers/register`: record a worker; answer with the lease to use.
+/// `POST /api/v1/workers/register`: record a worker (once per worker start: runs a previous
+/// start with the same id left `running` become `lost`); answer with the lease to use.
 pub async fn register(
     State(state): State<Arc<AppState>>,
     JsonBody(info): JsonBody<WorkerInfo>,
 ) -> Result<Json<RegisterResponse>, ApiError> {
     let id = info.id.clone();
     check_worker(&id, &info)?;
-    state.store.upsert_worker(info, Timestamp::now()).await?;
+    let now = Timestamp::now();
+    state.store.upsert_worker(info, now).await?;
+    // A worker registers once per start: runs a previous incarnation with this id left
+    // `running` died with it.
+    let lost = state
+        .store
+        .recover_worker(
+            &id,
+            "lost: the worker restarted while the run was going",
+            now,
+        )
+        .await?;
+    if !lost.is_empty() {
+        tracing::warn!(message = "runs of the worker's previous start marked lost", worker = %id, runs = ?lost);
+        state.work_ready.notify_waiters();
+    }
     let lease = lease(&state);
     tracing::info!(message = "worker registered", worker = %id);
     Ok(Json(RegisterResponse {
@@ -243,6 +264,19 @@ pub async fn claim(
         .store
         .upsert_worker(req.worker, Timestamp::now())
         .await?;
+    // Claimed for this worker before, but the answer never reached it.
+    let lost_answers: Vec<WireClaim> = state
+        .store
+        .worker_runs(&id)
+        .await?
+        .into_iter()
+        .filter(|c| !req.held.contains(&c.run.id))
+        .map(WireClaim::from)
+        .collect();
+    if !lost_answers.is_empty() {
+        tracing::warn!(message = "handing out runs again whose claim answer was lost", worker = %id, runs = ?lost_answers.iter().map(|c| c.run.id).collect::<Vec<_>>());
+        return Ok(Json(ClaimResponse { runs: lost_answers }));
+    }
     let max = req.max.min(10_000);
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_CLAIM_WAIT);

@@ -491,6 +491,14 @@ impl Store for PostgresStore {
     async fn list_workers(&self, now: Timestamp) -> StoreResult<Vec<WorkerStatus>> {
         self.read(|c| Box::pin(ops::list_workers(c, now))).await
     }
+
+    async fn worker_runs(&self, worker: &str) -> StoreResult<Vec<ClaimedRun>> {
+        self.read(|c| {
+            let worker = worker.to_owned();
+            Box::pin(async move { ops::worker_runs(c, &worker).await })
+        })
+        .await
+    }
 }
 
 /// Output of a run from `offset`, at most `max` bytes (one snapshot).

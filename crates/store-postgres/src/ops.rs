@@ -1151,3 +1151,35 @@ pub async fn list_workers(c: &Conn, now: Timestamp) -> TxResult<Vec<WorkerStatus
     }
     Ok(out)
 }
+
+/// Runs `running` on a worker with a lease, with their specs.
+pub async fn worker_runs(c: &Conn, worker: &str) -> TxResult<Vec<ClaimedRun>> {
+    let cols = RUN_COLS
+        .split(',')
+        .map(|col| format!("runs.{}", col.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {cols}, runs.lease_expires_at, jobs.spec FROM runs \
+                 JOIN jobs ON jobs.name = runs.job \
+                 WHERE runs.state = 'running' AND runs.worker = $1 \
+                 AND NOT runs.awaiting_completion AND runs.lease_expires_at IS NOT NULL \
+                 ORDER BY runs.id"
+            ),
+            &[&worker],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let lease: Option<i64> = r.try_get(19)?;
+        let spec: String = r.try_get(20)?;
+        out.push(ClaimedRun {
+            run: run_from_row(r)?,
+            spec: parse_spec(&spec)?,
+            lease_expires_at: ts(lease.unwrap_or(0)),
+        });
+    }
+    Ok(out)
+}

@@ -499,4 +499,9 @@ impl Store for SqliteStore {
     async fn list_workers(&self, now: Timestamp) -> StoreResult<Vec<WorkerStatus>> {
         self.read(move |c| ops::list_workers(c, now)).await
     }
+
+    async fn worker_runs(&self, worker: &str) -> StoreResult<Vec<ClaimedRun>> {
+        let worker = worker.to_owned();
+        self.read(move |c| ops::worker_runs(c, &worker)).await
+    }
 }

@@ -1128,3 +1128,32 @@ pub fn list_workers(c: &Connection, now: Timestamp) -> StoreResult<Vec<WorkerSta
     }
     Ok(out)
 }
+
+/// Runs `running` on a worker with a lease, with their specs.
+pub fn worker_runs(c: &Connection, worker: &str) -> StoreResult<Vec<ClaimedRun>> {
+    let rows: Vec<(Run, Option<i64>, String)> = c
+        .prepare_cached(&format!(
+            "SELECT {cols}, runs.lease_expires_at, jobs.spec FROM runs JOIN jobs ON jobs.name = runs.job \
+             WHERE runs.state = 'running' AND runs.worker = ?1 AND runs.awaiting_completion = 0 \
+             AND runs.lease_expires_at IS NOT NULL ORDER BY runs.id",
+            cols = RUN_COLS
+                .split(',')
+                .map(|col| format!("runs.{}", col.trim()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .map_err(db)?
+        .query_map([worker], |r| Ok((run_from_row(r)?, r.get(19)?, r.get(20)?)))
+        .map_err(db)?
+        .collect::<Result<_, _>>()
+        .map_err(db)?;
+    rows.into_iter()
+        .map(|(run, lease, spec)| {
+            Ok(ClaimedRun {
+                run,
+                spec: parse_spec(&spec)?,
+                lease_expires_at: ts(lease.unwrap_or(0)),
+            })
+        })
+        .collect()
+}

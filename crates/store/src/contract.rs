@@ -31,7 +31,8 @@ macro_rules! store_contract_tests {
             mark_success_counts_and_triggers_children
         );
         $crate::store_contract_tests!(@cases $factory;
-            claim_respects_selectors, worker_registry_lists_and_counts
+            claim_respects_selectors, worker_registry_lists_and_counts,
+            worker_runs_hands_out_held_runs_again
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -1254,4 +1255,56 @@ pub async fn worker_registry_lists_and_counts(s: Arc<dyn Store>) {
     assert_eq!(list[1].info, b);
     assert_eq!(list[1].running, 0);
     assert!(list[1].stale, "b unseen for longer than the stale bound");
+}
+
+/// `worker_runs` lists exactly the runs running on a worker with a lease, with their specs.
+pub async fn worker_runs_hands_out_held_runs_again(s: Arc<dyn Store>) {
+    s.put_job(
+        job("j", r#""concurrency":"allow","selector":{"zone":"a"}"#),
+        PutMode::Create,
+        t(0),
+    )
+    .await
+    .unwrap();
+    s.put_job(job("as", r#""async":true"#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        s.trigger_run("j", RunOverrides::default(), false, t(i))
+            .await
+            .unwrap();
+    }
+    s.trigger_run("as", RunOverrides::default(), false, t(3))
+        .await
+        .unwrap();
+    assert!(s.worker_runs("w").await.unwrap().is_empty());
+    let l = labels(&[("zone", "a")]);
+    let claimed = s
+        .claim_runs_labeled("w", &l, 10, t(10), LEASE)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    let other = s.worker_runs("x").await.unwrap();
+    assert!(other.is_empty());
+    // One finished, one async waiting for its completion call: neither is handed out again.
+    let done = claimed[0].run.id;
+    let async_run = claimed.iter().find(|c| c.run.job == "as").unwrap().run.id;
+    let mut waiting = result(async_run, RunState::Succeeded, t(11));
+    waiting.awaits_completion = true;
+    s.finish_runs("w", vec![result(done, RunState::Succeeded, t(11)), waiting])
+        .await
+        .unwrap();
+    let again = s.worker_runs("w").await.unwrap();
+    let expect: Vec<i64> = claimed
+        .iter()
+        .map(|c| c.run.id)
+        .filter(|id| *id != done && *id != async_run)
+        .collect();
+    assert_eq!(again.iter().map(|c| c.run.id).collect::<Vec<_>>(), expect);
+    assert!(
+        again
+            .iter()
+            .all(|c| c.spec.name == "j" && c.run.state == RunState::Running)
+    );
+    assert_eq!(again[0].lease_expires_at, t(10).checked_add(LEASE).unwrap());
 }

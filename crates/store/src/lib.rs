@@ -355,6 +355,10 @@ pub trait Store: Send + Sync + 'static {
     /// Registered workers ordered by id, with the number of runs each is running. Workers
     /// unseen for a while are kept (shown with their `last_seen`) until [`WORKER_FORGET_AFTER`].
     async fn list_workers(&self, now: Timestamp) -> StoreResult<Vec<WorkerStatus>>;
+    /// The runs `running` on `worker` with a lease (not those waiting for an `async`
+    /// completion), oldest first, with their specs: handed out again to a worker whose claim
+    /// answer was lost, so no claimed run is left unexecuted.
+    async fn worker_runs(&self, worker: &str) -> StoreResult<Vec<ClaimedRun>>;
 }
 
 /// A worker as it registers ([`Store::upsert_worker`]).
