@@ -2,7 +2,7 @@
 //! it runs, renews leases, and reports results in batches.
 //!
 //! Shutdown (the token fires): stop claiming, give running runs `shutdown_grace` to finish,
-//! then kill their process groups and report them `lost` ("server shut down"), so the retry
+//! then kill their process groups and report them `lost` ("… shut down"), so the retry
 //! policy applies when the server comes back.
 
 use std::collections::HashMap;
@@ -309,7 +309,10 @@ fn classify(
         ),
         EndReason::Cancelled if shutting_down => (
             RunState::Lost,
-            Some("lost: the server shut down while the run was going".into()),
+            Some(
+                "lost: the worker (or the server running it) shut down while the run was going"
+                    .into(),
+            ),
         ),
         EndReason::Cancelled => (RunState::Cancelled, Some("cancelled".into())),
         EndReason::Exited => match (o.exit_code, o.signal) {
