@@ -226,6 +226,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         node_id: node_id.clone(),
         advertise,
         worker_lease: args.lease_ttl,
+        shutdown: shutdown.clone(),
     });
     let app = tempora_http::router(state);
     tracing::info!(

@@ -252,6 +252,26 @@ fn result_is_resent_after_server_restart() {
 }
 
 #[test]
+fn server_sigterm_is_not_held_up_by_waiting_workers() {
+    let mut s = server();
+    let w = Worker::start("w-waiting", &[s.url()], &["--slots", "1"]);
+    s.wait_for(Duration::from_secs(10), "worker registered", || {
+        w.log().contains("tempora worker started").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let st = s.signal_and_wait(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(10));
+    assert!(st.success());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "took {:?}; log:\n{}",
+        start.elapsed(),
+        s.log()
+    );
+    assert!(!s.log().contains("still open at exit"), "{}", s.log());
+}
+
+#[test]
 fn worker_fails_over_to_the_next_server() {
     let s = server();
     let dead = format!("http://127.0.0.1:{}", free_port());
@@ -400,4 +420,17 @@ fn protocol_is_safe_against_foreign_and_repeated_requests() {
     let (st, _) = s.send("POST", "/api/v1/workers/register", &me.to_string());
     assert_eq!(st, 200);
     assert_eq!(s.run(again[0])["state"], "lost");
+    // The registry shows both workers.
+    let (st, v) = s.get("/api/v1/workers");
+    assert_eq!(st, 200, "{v}");
+    let ids: Vec<&str> = v["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["fake", "other"]);
+    assert_eq!(v["workers"][0]["labels"]["zone"], "a");
+    assert_eq!(v["workers"][0]["slots"], 2);
+    assert_eq!(v["workers"][0]["stale"], false);
 }

@@ -28,6 +28,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tempora_scheduler::SchedulerHandle;
 use tempora_store::Store;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 
@@ -51,6 +52,8 @@ pub struct AppState {
     pub advertise: String,
     /// Lease of runs claimed by remote workers ([`workers`]).
     pub worker_lease: Duration,
+    /// Fires when the node shuts down: held worker claims answer at once.
+    pub shutdown: CancellationToken,
 }
 
 /// The complete router.
@@ -90,6 +93,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// The remote worker protocol ([`workers`]); bodies may be larger (results carry output).
 fn worker_routes() -> Router<Arc<AppState>> {
     Router::new()
+        .route("/", get(workers::list))
         .route("/register", post(workers::register))
         .route("/{id}/claim", post(workers::claim))
         .route("/{id}/heartbeat", post(workers::heartbeat))

@@ -21,7 +21,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunState};
-use tempora_store::{ClaimedRun, RunResult, WorkerInfo};
+use tempora_store::{ClaimedRun, RunResult, WorkerInfo, WorkerStatus};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -217,6 +217,20 @@ fn lease(state: &AppState) -> Duration {
     state.worker_lease
 }
 
+/// Answer of `GET /api/v1/workers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerList {
+    /// Registered workers by id (stale ones included, marked `stale`).
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// `GET /api/v1/workers`: the registered workers, their labels, slots, last contact and running
+/// counts.
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<WorkerList>, ApiError> {
+    let workers = state.store.list_workers(Timestamp::now()).await?;
+    Ok(Json(WorkerList { workers }))
+}
+
 /// `POST /api/v1/workers/register`: record a worker (once per worker start: runs a previous
 /// start with the same id left `running` become `lost`); answer with the lease to use.
 pub async fn register(
@@ -281,7 +295,8 @@ pub async fn claim(
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_CLAIM_WAIT);
     loop {
-        let runs = if max == 0 {
+        // A node shutting down hands out no more work.
+        let runs = if max == 0 || state.shutdown.is_cancelled() {
             Vec::new()
         } else {
             state
@@ -289,13 +304,17 @@ pub async fn claim(
                 .claim_runs_labeled(&id, &labels, max, Timestamp::now(), lease(&state))
                 .await?
         };
-        if !runs.is_empty() || tokio::time::Instant::now() >= deadline {
+        if !runs.is_empty()
+            || tokio::time::Instant::now() >= deadline
+            || state.shutdown.is_cancelled()
+        {
             return Ok(Json(ClaimResponse {
                 runs: runs.into_iter().map(WireClaim::from).collect(),
             }));
         }
         let wake = tokio::time::Instant::now() + CLAIM_POLL;
         tokio::select! {
+            _ = state.shutdown.cancelled() => {}
             _ = state.work_ready.notified() => {}
             _ = tokio::time::sleep_until(wake.min(deadline)) => {}
         }
