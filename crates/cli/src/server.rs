@@ -201,7 +201,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let pool_task = if args.local_slots > 0 {
         let source = Arc::new(
             StoreSource::new(store.clone(), local_worker.clone(), args.lease_ttl)
-                .with_labels(args.local_labels.clone()),
+                .with_labels(args.local_labels.clone())
+                .with_registration(tempora_store::WorkerInfo {
+                    id: local_worker.clone(),
+                    labels: args.local_labels.clone(),
+                    slots: u32::try_from(args.local_slots).unwrap_or(u32::MAX),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    address: Some(advertise.clone()),
+                }),
         );
         let config = PoolConfig {
             slots: args.local_slots,

@@ -315,6 +315,13 @@ fn local_pool_honours_local_labels_and_worker_sigterm_is_graceful() {
     let r = s.wait_final(away, Duration::from_secs(20));
     assert_eq!(r["state"], "succeeded");
     assert_eq!(r["worker"], "w-away");
+    // Both the local pool and the remote worker are in the registry.
+    let (_, v) = s.get("/api/v1/workers");
+    let workers = v["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{v}");
+    assert_eq!(workers[0]["id"], "test-node/local");
+    assert_eq!(workers[0]["labels"]["site"], "home");
+    assert_eq!(workers[1]["id"], "w-away");
     s.put_job(
         "slow",
         json!({"command": "sleep 1; echo done", "selector": {"site": "away"}}),

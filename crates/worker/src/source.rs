@@ -1,12 +1,12 @@
 //! Where a worker gets runs from and reports to.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use tempora_store::{ClaimedRun, RunResult, Store, StoreError};
+use tempora_store::{ClaimedRun, RunResult, Store, StoreError, WorkerInfo};
 
 /// Errors talking to the run source.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +41,12 @@ pub struct StoreSource {
     worker_id: String,
     lease: Duration,
     labels: BTreeMap<String, String>,
+    /// What to record in the worker registry, and when it was last recorded.
+    registration: Option<(WorkerInfo, Mutex<Option<Instant>>)>,
 }
+
+/// How often a [`StoreSource`] with a registration refreshes it.
+const REGISTRY_REFRESH: Duration = Duration::from_secs(10);
 
 impl StoreSource {
     /// A source claiming as `worker_id` with leases of `lease`.
@@ -51,6 +56,40 @@ impl StoreSource {
             worker_id,
             lease,
             labels: BTreeMap::new(),
+            registration: None,
+        }
+    }
+
+    /// Keep this worker's entry in the store's worker registry fresh (at most every 10 s, on
+    /// claims), so the local pool is listed like remote workers. `info.id` should be this
+    /// source's worker id.
+    pub fn with_registration(mut self, info: WorkerInfo) -> Self {
+        self.registration = Some((info, Mutex::new(None)));
+        self
+    }
+
+    async fn refresh_registration(&self) {
+        let Some((info, last)) = &self.registration else {
+            return;
+        };
+        let due = last
+            .lock()
+            .map(|l| l.is_none_or(|t| t.elapsed() >= REGISTRY_REFRESH))
+            .unwrap_or(false);
+        if !due {
+            return;
+        }
+        match self
+            .store
+            .upsert_worker(info.clone(), Timestamp::now())
+            .await
+        {
+            Ok(()) => {
+                if let Ok(mut l) = last.lock() {
+                    *l = Some(Instant::now());
+                }
+            }
+            Err(e) => tracing::warn!(message = "cannot refresh the worker registry", error = %e),
         }
     }
 
@@ -69,6 +108,7 @@ impl RunSource for StoreSource {
     }
 
     async fn claim(&self, max: usize) -> Result<Vec<ClaimedRun>, SourceError> {
+        self.refresh_registration().await;
         Ok(self
             .store
             .claim_runs_labeled(
