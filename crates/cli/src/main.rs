@@ -1,6 +1,6 @@
-//! `tempora`: the one binary. `tempora server` runs a complete scheduler; the other commands are
-//! clients of a server's API (`--server`, env `TEMPORA_SERVER`), except `tempora schedule next`,
-//! which computes locally.
+//! `tempora`: the one binary. `tempora server` runs a complete scheduler; `tempora worker` is a
+//! remote worker agent; the other commands are clients of a server's API (`--server`, env
+//! `TEMPORA_SERVER`), except `tempora schedule next`, which computes locally.
 //!
 //! Exit codes: 0 success; 1 the server refused the request or failed; 2 bad command line or
 //! invalid input (e.g. a malformed schedule or job file); 3 not found; 4 the server could not be
@@ -10,6 +10,7 @@ mod apply;
 mod client;
 mod config;
 mod server;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -52,6 +53,8 @@ pub struct ClientOpts {
 enum Command {
     /// Run a scheduler node: store, scheduler, local workers and the HTTP API.
     Server(server::ServerArgs),
+    /// Run a remote worker agent: claim runs from servers over HTTP and execute them.
+    Worker(worker::WorkerArgs),
     /// Manage jobs on a server.
     Job {
         #[command(subcommand)]
@@ -177,6 +180,7 @@ fn main() -> ExitCode {
                 },
         } => schedule_next(&expr, &tz, after.as_deref(), count),
         Command::Server(args) => server::main(args),
+        Command::Worker(args) => worker::main(args),
         Command::Job { command, opts } => client::run_job(command, opts),
         Command::Run { command, opts } => client::run_run(command, opts),
         Command::Apply { args, opts } => {

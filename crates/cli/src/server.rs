@@ -1,6 +1,7 @@
 //! `tempora server`: wires the store, the scheduler, the reaper, the local worker pool and the
 //! HTTP API, and shuts them down gracefully on SIGTERM/SIGINT.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,9 +87,19 @@ pub struct ServerArgs {
     /// How often the leader renews its lease, and other nodes try to take it.
     #[arg(long, env = "TEMPORA_LEADER_RENEW_EVERY", default_value = "1s", value_parser = parse_duration)]
     pub leader_renew_every: Duration,
+    /// Labels of the local worker pool, `k=v,k2=v2` (default none): a job with a `selector`
+    /// runs locally only if these labels satisfy it.
+    #[arg(long, env = "TEMPORA_LOCAL_LABELS", default_value = "", value_parser = parse_labels)]
+    pub local_labels: BTreeMap<String, String>,
 }
 
-fn init_logging(format: LogFormat) {
+/// Parse a `k=v,k2=v2` label list.
+pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
+    tempora_core::job::parse_labels(s).map_err(|e| e.to_string())
+}
+
+/// Log to stderr in `format`, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -117,7 +128,8 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         .context("cannot install the metrics recorder")
 }
 
-fn hostname() -> String {
+/// This host's name (`localhost` if unknown).
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .ok()
@@ -202,6 +214,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!(message = "runs of the previous start marked lost", runs = ?lost);
     }
 
+    if args.local_slots > 0
+        && let Err(e) = tempora_worker::process::start_group_watchdog()
+    {
+        tracing::warn!(message = "cannot start the process-group watchdog", error = %e);
+    }
     let shutdown = CancellationToken::new();
     let work_ready = Arc::new(Notify::new());
     let (scheduler, handle) = Scheduler::new(
@@ -234,11 +251,17 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         shutdown.child_token(),
     ));
     let pool_task = if args.local_slots > 0 {
-        let source = Arc::new(StoreSource::new(
-            store.clone(),
-            local_worker.clone(),
-            args.lease_ttl,
-        ));
+        let source = Arc::new(
+            StoreSource::new(store.clone(), local_worker.clone(), args.lease_ttl)
+                .with_labels(args.local_labels.clone())
+                .with_registration(tempora_store::WorkerInfo {
+                    id: local_worker.clone(),
+                    labels: args.local_labels.clone(),
+                    slots: u32::try_from(args.local_slots).unwrap_or(u32::MAX),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    address: Some(advertise.clone()),
+                }),
+        );
         let config = PoolConfig {
             slots: args.local_slots,
             kill_grace: args.kill_grace,
@@ -265,6 +288,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         leadership,
         store_kind,
         node_timeout: args.leader_lease_ttl * 2,
+        worker_lease: args.lease_ttl,
+        shutdown: shutdown.clone(),
     });
     let app = tempora_http::router(state);
     tracing::info!(
@@ -307,7 +332,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Wait for SIGTERM or SIGINT.
+pub async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

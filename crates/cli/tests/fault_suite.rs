@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Server, Worker};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
@@ -238,23 +238,11 @@ fn cluster_survives_leader_kill_pause_worker_kill_and_database_restart() {
         Server::start(&node_args("n2")),
         Server::start(&node_args("n3")),
     ];
-    // Workers: nodes that never lead and run jobs (run leases of 5 s).
-    let worker_args = |id: &'static str| -> Vec<&str> {
-        vec![
-            "--database-url",
-            Box::leak(url.clone().into_boxed_str()),
-            "--node-id",
-            id,
-            "--no-leader",
-            "--local-slots",
-            "32",
-            "--lease-ttl",
-            "5s",
-        ]
-    };
-    let mut w1 = Server::start(&worker_args("w1"));
-    let w2 = Server::start(&worker_args("w2"));
-    let ledger = w2.scratch().join("ledger");
+    // Two `tempora worker` agents, each knowing all three nodes (run leases of 5 s on the nodes).
+    let servers: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    let mut w1 = Worker::start("w1", &servers, &["--slots", "32"]);
+    let _w2 = Worker::start("w2", &servers, &["--slots", "32"]);
+    let ledger = nodes[0].dir.path().join("ledger");
     let api = |s: &Server, method: &str, path: &str, body: Value| {
         let (st, v) = s.send(method, path, &body.to_string());
         assert!(st < 300, "{method} {path}: {st} {v}");
@@ -289,6 +277,17 @@ fn cluster_survives_leader_kill_pause_worker_kill_and_database_restart() {
         leader_of(&refs).expect("a leader")
     };
     println!("leader {leader} (epoch {epoch}); steady phase");
+    let workers = nodes[1].wait_for(Duration::from_secs(10), "both workers registered", || {
+        let (_, c) = nodes[1].get("/api/v1/cluster");
+        let w = c["workers"].as_array()?.clone();
+        let ids: Vec<&str> = w.iter().filter_map(|w| w["id"].as_str()).collect();
+        (ids.contains(&"w1") && ids.contains(&"w2")).then_some(w)
+    });
+    assert!(
+        workers
+            .iter()
+            .all(|w| w["slots"] == 32 || w["id"].as_str().is_some_and(|i| !i.starts_with('w')))
+    );
     std::thread::sleep(seconds(20));
     let mut failovers: Vec<(String, Duration)> = Vec::new();
 
@@ -329,18 +328,17 @@ fn cluster_survives_leader_kill_pause_worker_kill_and_database_restart() {
     );
 
     // 3. kill -9 a worker while it runs a long job; restart it later.
-    w1.wait_for(Duration::from_secs(30), "w1 running a long job", || {
+    let probe = &nodes[0];
+    probe.wait_for(Duration::from_secs(30), "w1 running a long job", || {
         (0..3)
-            .flat_map(|i| w1.runs(&format!("long-{i}")))
-            .any(|r| {
-                r["state"] == "running" && r["worker"].as_str().is_some_and(|w| w.starts_with("w1"))
-            })
+            .flat_map(|i| probe.runs(&format!("long-{i}")))
+            .any(|r| r["state"] == "running" && r["worker"] == "w1")
             .then_some(())
     });
     w1.kill9();
     println!("worker w1 killed mid-run");
     std::thread::sleep(seconds(12));
-    w1.spawn();
+    w1 = Worker::start("w1", &servers, &["--slots", "32"]);
 
     // 4. Stop PostgreSQL for 10 s while runs are in flight.
     pg.down();
@@ -437,4 +435,5 @@ fn cluster_survives_leader_kill_pause_worker_kill_and_database_restart() {
         problems.join("\n")
     );
     assert!(total > 1000, "the window is long enough: {total}");
+    drop(w1);
 }

@@ -148,6 +148,10 @@ pub struct JobSpec {
     /// round-trips. See `docs/chronos.md`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub chronos: BTreeMap<String, serde_json::Value>,
+    /// Worker labels a run of this job requires: only a worker whose labels include every
+    /// `key: value` pair here may claim it (empty: any worker).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub selector: BTreeMap<String, String>,
 }
 
 /// A refused field: which field, a stable machine code and a message in words.
@@ -360,8 +364,117 @@ impl JobSpec {
         if let Some(o) = &self.owner {
             check_text("owner", o, 1024)?;
         }
+        validate_labels("selector", &self.selector)?;
         Ok(ValidatedJob { schedule, timezone })
     }
+}
+
+/// Most entries of a job `selector` or of a worker's labels.
+pub const MAX_LABELS: usize = 32;
+
+/// Check one label key like a Kubernetes label key: an optional DNS-style prefix and `/`, then a
+/// name of 1–63 characters `[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?`.
+fn label_key_problem(key: &str) -> Option<&'static str> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        let ok = !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part.len() <= 63
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !part.starts_with('-')
+                    && !part.ends_with('-')
+            });
+        if !ok {
+            return Some("the key prefix must be a lowercase DNS subdomain (e.g. `example.com/`)");
+        }
+    }
+    if name.is_empty() {
+        return Some("the key name must not be empty");
+    }
+    label_value_problem(name)
+}
+
+/// Check one label value: at most 63 characters `[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?`
+/// (empty allowed).
+fn label_value_problem(v: &str) -> Option<&'static str> {
+    if v.len() > 63 {
+        return Some("at most 63 characters");
+    }
+    if !v
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Some("only ASCII letters, digits, '-', '_' and '.' are allowed");
+    }
+    if v.starts_with(['-', '_', '.']) || v.ends_with(['-', '_', '.']) {
+        return Some("must start and end with a letter or digit");
+    }
+    None
+}
+
+/// Validate a label map (a job `selector`, a worker's labels) like Kubernetes labels: at most
+/// [`MAX_LABELS`] entries; errors name `<field>.<key>`.
+pub fn validate_labels(
+    field: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<(), ValidationError> {
+    if labels.len() > MAX_LABELS {
+        return Err(ValidationError::new(
+            field,
+            "invalid_value",
+            format!("at most {MAX_LABELS} entries"),
+        ));
+    }
+    for (k, v) in labels {
+        let f = format!("{field}.{k}");
+        if let Some(p) = label_key_problem(k) {
+            return Err(ValidationError::new(
+                f,
+                "invalid_value",
+                format!("invalid label key: {p}"),
+            ));
+        }
+        if let Some(p) = label_value_problem(v) {
+            return Err(ValidationError::new(
+                f,
+                "invalid_value",
+                format!("invalid label value: {p}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Parse `k=v,k2=v2` (worker and server `--labels` flags) and validate it.
+pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, ValidationError> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = part.split_once('=') else {
+            return Err(ValidationError::new(
+                "labels",
+                "invalid_value",
+                format!("`{part}` is not `key=value`"),
+            ));
+        };
+        out.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    validate_labels("labels", &out)?;
+    Ok(out)
+}
+
+/// True when `labels` include every pair of `selector`.
+pub fn selector_matches(
+    selector: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
 /// The parsed parts of a valid job.
@@ -434,6 +547,45 @@ mod tests {
             let e = spec(json).unwrap().validate().unwrap_err();
             assert_eq!(e.field, field, "{json}: {e}");
         }
+    }
+
+    #[test]
+    fn selector_is_validated_and_matched() {
+        let s = spec(
+            r#"{"name":"a","command":"x","selector":{"zone":"eu-1","example.com/gpu":"yes"}}"#,
+        )
+        .unwrap();
+        assert!(s.validate().is_ok());
+        let back: JobSpec = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back.selector, s.selector);
+        let plain = spec(r#"{"name":"a","command":"x"}"#).unwrap();
+        assert!(!serde_json::to_string(&plain).unwrap().contains("selector"));
+        for (bad, field) in [
+            (r#"{"zone":"eu 1"}"#, "selector.zone"),
+            (r#"{"-x":"a"}"#, "selector.-x"),
+            (r#"{"Bad_Prefix/x":"a"}"#, "selector.Bad_Prefix/x"),
+            (r#"{"x":"-a"}"#, "selector.x"),
+        ] {
+            let s = spec(&format!(r#"{{"name":"a","command":"x","selector":{bad}}}"#)).unwrap();
+            assert_eq!(s.validate().unwrap_err().field, field, "{bad}");
+        }
+        let many: BTreeMap<String, String> =
+            (0..33).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        assert_eq!(
+            validate_labels("selector", &many).unwrap_err().field,
+            "selector"
+        );
+        let labels = parse_labels("zone=eu-1, gpu=yes").unwrap();
+        assert!(selector_matches(&BTreeMap::new(), &labels));
+        assert!(selector_matches(
+            &parse_labels("zone=eu-1").unwrap(),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &parse_labels("zone=us-1").unwrap(),
+            &labels
+        ));
+        assert!(parse_labels("zone").is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! to stable codes in [`error`].
 //!
 //! Layout: [`jobs`] and [`runs`] hold the native API handlers, [`chronos`] the Chronos API,
-//! [`ops`] the operational endpoints,
+//! [`ops`] the operational endpoints, [`workers`] the remote worker protocol,
 //! [`extract`] strict JSON bodies. Authentication will plug in at [`router`]'s `auth` layer,
 //! which currently admits every request.
 
@@ -13,9 +13,10 @@ pub mod extract;
 pub mod jobs;
 pub mod ops;
 pub mod runs;
+pub mod workers;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -27,6 +28,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tempora_scheduler::SchedulerHandle;
 use tempora_store::Store;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 
@@ -54,6 +56,10 @@ pub struct AppState {
     pub store_kind: &'static str,
     /// A node unheard of for this long is shown as down.
     pub node_timeout: std::time::Duration,
+    /// Lease of runs claimed by remote workers ([`workers`]).
+    pub worker_lease: Duration,
+    /// Fires when the node shuts down: held worker claims answer at once.
+    pub shutdown: CancellationToken,
 }
 
 /// The complete router.
@@ -74,6 +80,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/graph", get(jobs::graph))
         .route("/status", get(ops::status))
         .route("/cluster", get(ops::cluster))
+        .nest("/workers", worker_routes())
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .nest("/api/v1", api)
@@ -88,6 +95,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(extract::MAX_BODY))
         .layer(middleware::from_fn(track))
         .with_state(state)
+}
+
+/// The remote worker protocol ([`workers`]); bodies may be larger (results carry output).
+fn worker_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(workers::list))
+        .route("/register", post(workers::register))
+        .route("/{id}/claim", post(workers::claim))
+        .route("/{id}/heartbeat", post(workers::heartbeat))
+        .route("/{id}/runs/{run}/log", post(workers::append_log))
+        .route("/{id}/finish", post(workers::finish))
+        .layer(DefaultBodyLimit::max(workers::MAX_WORKER_BODY))
 }
 
 /// The authentication seam: every API request passes here. No authentication is configured in

@@ -88,8 +88,8 @@ pub async fn status(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
     })))
 }
 
-/// `GET /api/v1/cluster`: this node, the leader (lease holder, epoch, lease expiry) and every
-/// node seen, with whether it is alive.
+/// `GET /api/v1/cluster`: this node, the leader (lease holder, epoch, lease expiry), every
+/// node seen (with whether it is alive) and every worker (labels, slots, running runs).
 pub async fn cluster(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
     let view = s.store.cluster_view(jiff::Timestamp::now()).await?;
     let timeout = jiff::SignedDuration::try_from(s.node_timeout).unwrap_or_default();
@@ -116,6 +116,7 @@ pub async fn cluster(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
         })),
         "epoch": view.lease.as_ref().map(|l| l.epoch),
         "nodes": nodes,
+        "workers": s.store.list_workers(jiff::Timestamp::now()).await?,
     })))
 }
 

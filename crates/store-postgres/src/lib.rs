@@ -14,6 +14,7 @@ mod pool;
 mod rows;
 mod schema;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -25,7 +26,7 @@ use tempora_core::run::{Run, RunOverrides, RunState};
 use tempora_store::{
     ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange, JobRecord, Lease,
     LogSlice, PutMode, PutOutcome, RunResult, ScheduleEntry, Store, StoreCounts, StoreError,
-    StoreOptions, StoreResult,
+    StoreOptions, StoreResult, WorkerInfo, WorkerStatus,
 };
 
 use pool::{Conn, Pool, TxError, TxResult};
@@ -305,7 +306,9 @@ impl Store for PostgresStore {
         }
         self.write(|c| {
             let worker = worker.to_owned();
-            Box::pin(async move { ops::claim_runs(c, &worker, max, now, lease).await })
+            Box::pin(
+                async move { ops::claim_runs(c, &worker, &BTreeMap::new(), max, now, lease).await },
+            )
         })
         .await
     }
@@ -506,6 +509,45 @@ impl Store for PostgresStore {
                     running: count(r.try_get(1)?),
                 })
             })
+        })
+        .await
+    }
+
+    async fn claim_runs_labeled(
+        &self,
+        worker: &str,
+        labels: &BTreeMap<String, String>,
+        max: usize,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Vec<ClaimedRun>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        self.write(|c| {
+            let worker = worker.to_owned();
+            let labels = labels.clone();
+            Box::pin(async move { ops::claim_runs(c, &worker, &labels, max, now, lease).await })
+        })
+        .await
+    }
+
+    async fn upsert_worker(&self, info: WorkerInfo, now: Timestamp) -> StoreResult<()> {
+        self.write(|c| {
+            let info = info.clone();
+            Box::pin(async move { ops::upsert_worker(c, &info, now).await })
+        })
+        .await
+    }
+
+    async fn list_workers(&self, now: Timestamp) -> StoreResult<Vec<WorkerStatus>> {
+        self.read(|c| Box::pin(ops::list_workers(c, now))).await
+    }
+
+    async fn worker_runs(&self, worker: &str) -> StoreResult<Vec<ClaimedRun>> {
+        self.read(|c| {
+            let worker = worker.to_owned();
+            Box::pin(async move { ops::worker_runs(c, &worker).await })
         })
         .await
     }

@@ -17,7 +17,8 @@ use tempora_core::policy::{self, Disposition, OverlapAction};
 use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
 use tempora_store::{
     ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange, JobRecord, Lease,
-    NodeInfo, PutMode, PutOutcome, RunResult, StoreError, compute_cursor,
+    NodeInfo, PutMode, PutOutcome, RunResult, StoreError, WORKER_FORGET_AFTER, WORKER_STALE_AFTER,
+    WorkerInfo, WorkerStatus, compute_cursor,
 };
 use tokio_postgres::Row;
 
@@ -552,29 +553,34 @@ pub async fn trigger_run(
     Ok(load_run(c, id).await?.ok_or(StoreError::RunNotFound(id))?)
 }
 
-/// Claim runnable queued runs for a worker; rows another node is claiming are skipped.
+/// Claim runnable queued runs for a worker with `labels` (a job's `selector` must be contained
+/// in them); rows another node is claiming are skipped.
 pub async fn claim_runs(
     c: &Conn,
     worker: &str,
+    labels: &BTreeMap<String, String>,
     max: usize,
     now: Timestamp,
     lease: Duration,
 ) -> TxResult<Vec<ClaimedRun>> {
     let lease_until = add(now, lease);
     let limit = i64::try_from(max).unwrap_or(i64::MAX);
+    let labels = json(labels)?;
     let rows = c
         .query(
             &format!(
                 "WITH picked AS MATERIALIZED ( \
-                     SELECT id AS picked_id FROM runs WHERE state = 'queued' AND NOT hold \
-                     AND not_before <= $2 ORDER BY not_before, id LIMIT $4 \
-                     FOR UPDATE SKIP LOCKED) \
+                     SELECT r.id AS picked_id FROM runs r JOIN jobs j ON j.name = r.job \
+                     WHERE r.state = 'queued' AND NOT r.hold \
+                     AND r.not_before <= $2 AND j.selector <@ CAST($5::text AS jsonb) \
+                     ORDER BY r.not_before, r.id LIMIT $4 \
+                     FOR UPDATE OF r SKIP LOCKED) \
                  UPDATE runs SET state = 'running', worker = $1, started_at = $2, \
                  lease_expires_at = $3 \
                  FROM picked WHERE runs.id = picked.picked_id \
                  RETURNING {RUN_COLS}"
             ),
-            &[&worker, &us(now), &us(lease_until), &limit],
+            &[&worker, &us(now), &us(lease_until), &limit, &labels],
         )
         .await?;
     let mut specs: HashMap<String, JobSpec> = HashMap::new();
@@ -1211,4 +1217,107 @@ pub async fn request_cancel(c: &Conn, id: i64, now: Timestamp) -> TxResult<Run> 
         }
     }
     Ok(load_run(c, id).await?.ok_or(StoreError::RunNotFound(id))?)
+}
+
+// ---- remote workers and selectors ----
+
+/// Register or refresh a worker; forget workers long unseen that run nothing.
+pub async fn upsert_worker(c: &Conn, info: &WorkerInfo, now: Timestamp) -> TxResult<()> {
+    let labels = json(&info.labels)?;
+    c.execute(
+        "INSERT INTO workers (id, labels, slots, version, address, registered_at, last_seen) \
+         VALUES ($1, CAST($2::text AS jsonb), $3, $4, $5, $6, $6) \
+         ON CONFLICT (id) DO UPDATE SET labels = excluded.labels, slots = excluded.slots, \
+         version = excluded.version, address = excluded.address, \
+         last_seen = GREATEST(workers.last_seen, excluded.last_seen)",
+        &[
+            &info.id,
+            &labels,
+            &i64::from(info.slots),
+            &info.version,
+            &info.address,
+            &us(now),
+        ],
+    )
+    .await?;
+    let forget_before = us(now
+        .checked_sub(WORKER_FORGET_AFTER)
+        .unwrap_or(Timestamp::UNIX_EPOCH));
+    c.execute(
+        "DELETE FROM workers WHERE last_seen < $1 AND NOT EXISTS \
+         (SELECT 1 FROM runs WHERE runs.state = 'running' AND runs.worker = workers.id)",
+        &[&forget_before],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Registered workers by id, with their running counts.
+pub async fn list_workers(c: &Conn, now: Timestamp) -> TxResult<Vec<WorkerStatus>> {
+    let stale_before = now
+        .checked_sub(WORKER_STALE_AFTER)
+        .unwrap_or(Timestamp::UNIX_EPOCH);
+    let rows = c
+        .query(
+            "SELECT id, labels::text, slots, version, address, registered_at, last_seen, \
+             (SELECT COUNT(*) FROM runs WHERE runs.state = 'running' AND runs.worker = workers.id) \
+             FROM workers ORDER BY id",
+            &[],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let labels: String = r.try_get(1)?;
+        let labels: BTreeMap<String, String> =
+            serde_json::from_str(&labels).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let slots: i64 = r.try_get(2)?;
+        let running: i64 = r.try_get(7)?;
+        let last_seen = ts(r.try_get(6)?);
+        out.push(WorkerStatus {
+            info: WorkerInfo {
+                id: r.try_get(0)?,
+                labels,
+                slots: u32::try_from(slots).unwrap_or(0),
+                version: r.try_get(3)?,
+                address: r.try_get(4)?,
+            },
+            registered_at: ts(r.try_get(5)?),
+            last_seen,
+            running: u64::try_from(running).unwrap_or(0),
+            stale: last_seen < stale_before,
+        });
+    }
+    Ok(out)
+}
+
+/// Runs `running` on a worker with a lease, with their specs.
+pub async fn worker_runs(c: &Conn, worker: &str) -> TxResult<Vec<ClaimedRun>> {
+    let cols = RUN_COLS
+        .split(',')
+        .map(|col| format!("runs.{}", col.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {cols}, runs.lease_expires_at, jobs.spec FROM runs \
+                 JOIN jobs ON jobs.name = runs.job \
+                 WHERE runs.state = 'running' AND runs.worker = $1 \
+                 AND NOT runs.awaiting_completion AND runs.lease_expires_at IS NOT NULL \
+                 ORDER BY runs.id"
+            ),
+            &[&worker],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let lease: Option<i64> = r.try_get(19)?;
+        let spec: String = r.try_get(20)?;
+        out.push(ClaimedRun {
+            run: run_from_row(r)?,
+            spec: parse_spec(&spec)?,
+            lease_expires_at: ts(lease.unwrap_or(0)),
+        });
+    }
+    Ok(out)
 }

@@ -97,6 +97,21 @@ CREATE TABLE nodes (
 );
 CREATE INDEX jobs_updated ON jobs (updated_at);
 "#,
+    // 3: remote workers. Each job's `selector` as jsonb (derived from the spec, so writes need
+    // not know about it) for `selector <@ labels` at claim; the registry of workers.
+    r#"
+ALTER TABLE jobs ADD COLUMN selector jsonb
+    GENERATED ALWAYS AS (COALESCE(spec::jsonb -> 'selector', '{}'::jsonb)) STORED;
+CREATE TABLE workers (
+    id             text PRIMARY KEY,
+    labels         jsonb NOT NULL,
+    slots          bigint NOT NULL,
+    version        text NOT NULL,
+    address        text,
+    registered_at  bigint NOT NULL,
+    last_seen      bigint NOT NULL
+);
+"#,
 ];
 
 /// Apply the migrations not yet applied, all in one transaction under an advisory lock.

@@ -11,6 +11,7 @@ mod rows;
 mod schema;
 mod writer;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +24,7 @@ use tempora_core::run::{Run, RunOverrides, RunState};
 use tempora_store::{
     ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange, JobRecord, Lease,
     LogSlice, PutMode, PutOutcome, RunResult, ScheduleEntry, Store, StoreCounts, StoreError,
-    StoreOptions, StoreResult,
+    StoreOptions, StoreResult, WorkerInfo, WorkerStatus,
 };
 
 use rows::{JOB_COLS, RUN_COLS, db, job_from_row, job_record, load_job, load_run, run_from_row};
@@ -324,7 +325,7 @@ impl Store for SqliteStore {
         }
         let worker = worker.to_owned();
         self.writer
-            .write(move |c| ops::claim_runs(c, &worker, max, now, lease))
+            .write(move |c| ops::claim_runs(c, &worker, &BTreeMap::new(), max, now, lease))
             .await
     }
 
@@ -515,5 +516,38 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn claim_runs_labeled(
+        &self,
+        worker: &str,
+        labels: &BTreeMap<String, String>,
+        max: usize,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Vec<ClaimedRun>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let worker = worker.to_owned();
+        let labels = labels.clone();
+        self.writer
+            .write(move |c| ops::claim_runs(c, &worker, &labels, max, now, lease))
+            .await
+    }
+
+    async fn upsert_worker(&self, info: WorkerInfo, now: Timestamp) -> StoreResult<()> {
+        self.writer
+            .write(move |c| ops::upsert_worker(c, &info, now))
+            .await
+    }
+
+    async fn list_workers(&self, now: Timestamp) -> StoreResult<Vec<WorkerStatus>> {
+        self.read(move |c| ops::list_workers(c, now)).await
+    }
+
+    async fn worker_runs(&self, worker: &str) -> StoreResult<Vec<ClaimedRun>> {
+        let worker = worker.to_owned();
+        self.read(move |c| ops::worker_runs(c, &worker)).await
     }
 }

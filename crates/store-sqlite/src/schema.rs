@@ -97,6 +97,20 @@ CREATE TABLE nodes (
 ) WITHOUT ROWID;
 CREATE INDEX jobs_updated ON jobs (updated_at);
 "#,
+    // 5: remote workers. The registry of workers (what they advertise, when last heard from);
+    // job selectors are read from the spec JSON.
+    r#"
+CREATE TABLE workers (
+    id             TEXT PRIMARY KEY,
+    labels         TEXT NOT NULL,          -- JSON object
+    slots          INTEGER NOT NULL,
+    version        TEXT NOT NULL,
+    address        TEXT,
+    registered_at  INTEGER NOT NULL,
+    last_seen      INTEGER NOT NULL
+);
+CREATE INDEX runs_by_worker ON runs (worker) WHERE state = 'running';
+"#,
 ];
 
 /// Apply the migrations not yet applied, each in its own transaction.

@@ -7,11 +7,12 @@
 //! decisions (retry, overlap) are the pure functions of `tempora_core::policy`, applied by the
 //! backend inside its transactions.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tempora_core::job::{JobSpec, ValidationError};
 use tempora_core::policy::PlannedOccurrence;
 use tempora_core::run::{Run, RunOverrides, RunState};
@@ -423,7 +424,70 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<Option<LogSlice>>;
     /// Counts for status and gauges.
     async fn counts(&self) -> StoreResult<StoreCounts>;
+
+    // ---- remote workers and selectors ----
+
+    /// Like [`Store::claim_runs`], for a worker with `labels`: only runs whose job `selector` is
+    /// contained in `labels` are claimed (oldest first; a run the worker may not take never
+    /// hides a claimable one behind it). [`Store::claim_runs`] is this with no labels.
+    async fn claim_runs_labeled(
+        &self,
+        worker: &str,
+        labels: &BTreeMap<String, String>,
+        max: usize,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Vec<ClaimedRun>>;
+    /// Register a worker or refresh its entry (labels, slots, version, address), marking it seen
+    /// at `now`.
+    async fn upsert_worker(&self, info: WorkerInfo, now: Timestamp) -> StoreResult<()>;
+    /// Registered workers ordered by id, with the number of runs each is running. Workers
+    /// unseen for a while are kept (shown with their `last_seen`) until [`WORKER_FORGET_AFTER`].
+    async fn list_workers(&self, now: Timestamp) -> StoreResult<Vec<WorkerStatus>>;
+    /// The runs `running` on `worker` with a lease (not those waiting for an `async`
+    /// completion), oldest first, with their specs: handed out again to a worker whose claim
+    /// answer was lost, so no claimed run is left unexecuted.
+    async fn worker_runs(&self, worker: &str) -> StoreResult<Vec<ClaimedRun>>;
 }
+
+/// A worker as it registers ([`Store::upsert_worker`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Worker id, as recorded on the runs it executes.
+    pub id: String,
+    /// Labels matched against job selectors.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Runs it executes at once.
+    pub slots: u32,
+    /// Its tempora version.
+    #[serde(default)]
+    pub version: String,
+    /// Where it can be reached, if anywhere (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// A registered worker as listed by [`Store::list_workers`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    /// What it registered.
+    #[serde(flatten)]
+    pub info: WorkerInfo,
+    /// When it registered first.
+    pub registered_at: Timestamp,
+    /// When it was last heard from (registration, claim or heartbeat).
+    pub last_seen: Timestamp,
+    /// Runs in state `running` on it.
+    pub running: u64,
+    /// True when it was not heard from for [`WORKER_STALE_AFTER`].
+    pub stale: bool,
+}
+
+/// A worker unseen this long is shown as stale by [`Store::list_workers`].
+pub const WORKER_STALE_AFTER: Duration = Duration::from_secs(60);
+/// A worker unseen this long (and running nothing) is dropped from the registry.
+pub const WORKER_FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// The first occurrence to store for a job being written at `now`.
 ///

@@ -2,7 +2,7 @@
 //! it runs, renews leases, and reports results in batches.
 //!
 //! Shutdown (the token fires): stop claiming, give running runs `shutdown_grace` to finish,
-//! then kill their process groups and report them `lost` ("server shut down"), so the retry
+//! then kill their process groups and report them `lost` ("… shut down"), so the retry
 //! policy applies when the server comes back.
 
 use std::collections::HashMap;
@@ -39,6 +39,9 @@ pub struct PoolConfig {
     pub log_flush_every: Duration,
     /// Output is shipped when this many bytes are buffered.
     pub log_chunk_max: usize,
+    /// Most output kept per run while it cannot be shipped (server away); older bytes are
+    /// dropped, with a note in the output.
+    pub log_buffer_max: usize,
 }
 
 impl Default for PoolConfig {
@@ -51,6 +54,7 @@ impl Default for PoolConfig {
             shutdown_grace: Duration::from_secs(10),
             log_flush_every: Duration::from_millis(250),
             log_chunk_max: 64 * 1024,
+            log_buffer_max: 1024 * 1024,
         }
     }
 }
@@ -98,7 +102,12 @@ impl WorkerPool {
             let free = self.config.slots.saturating_sub(lock_len(&running));
             let mut claimed_full = false;
             if free > 0 {
-                match self.source.claim(free).await {
+                // A remote source long-polls: do not let it hold up shutdown.
+                let claimed = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    r = self.source.claim(free) => r,
+                };
+                match claimed {
                     Ok(runs) => {
                         claimed_full = runs.len() == free;
                         for c in runs {
@@ -300,7 +309,10 @@ fn classify(
         ),
         EndReason::Cancelled if shutting_down => (
             RunState::Lost,
-            Some("lost: the server shut down while the run was going".into()),
+            Some(
+                "lost: the worker (or the server running it) shut down while the run was going"
+                    .into(),
+            ),
         ),
         EndReason::Cancelled => (RunState::Cancelled, Some("cancelled".into())),
         EndReason::Exited => match (o.exit_code, o.signal) {
@@ -356,6 +368,7 @@ async fn execute(
         out_rx,
         cfg.log_flush_every,
         cfg.log_chunk_max,
+        cfg.log_buffer_max,
     ));
     tracing::debug!(message = "run starting", run_id, job = %c.run.job, attempt = c.run.attempt);
     let outcome = run_process(&spec, out_tx, token).await;
@@ -397,6 +410,7 @@ async fn pump_output(
     mut rx: mpsc::Receiver<Bytes>,
     every: Duration,
     max: usize,
+    keep: usize,
 ) -> Vec<u8> {
     let mut buf: Vec<u8> = Vec::new();
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -421,7 +435,35 @@ async fn pump_output(
         deadline = None;
         if let Err(e) = source.append_log(run_id, data.clone()).await {
             tracing::warn!(message = "cannot ship output; keeping it for the result", run_id, error = %e);
-            buf = data;
+            buf = bound_output(data, keep);
         }
+    }
+}
+
+/// Keep at most about `keep` bytes of unshipped output: the newest, after a note saying how
+/// much was dropped.
+fn bound_output(mut data: Vec<u8>, keep: usize) -> Vec<u8> {
+    if data.len() <= keep.max(1) {
+        return data;
+    }
+    let drop_n = data.len() - keep;
+    let note =
+        format!("\n[tempora: {drop_n} bytes of output dropped while the server was unreachable]\n");
+    let mut out = note.into_bytes();
+    out.extend(data.drain(drop_n..));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bound_output;
+
+    #[test]
+    fn unshipped_output_is_bounded() {
+        assert_eq!(bound_output(b"abc".to_vec(), 10), b"abc");
+        let out = bound_output(vec![b'x'; 100], 10);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("\n[tempora: 90 bytes of output dropped"));
+        assert!(text.ends_with("]\nxxxxxxxxxx"));
     }
 }

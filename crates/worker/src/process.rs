@@ -3,7 +3,8 @@
 //! - stdout and stderr share one pipe, so output keeps the order it was written in;
 //! - timeout and cancel send SIGTERM to the whole group, then SIGKILL after `kill_grace`;
 //! - when the job's main process exits, anything left in its process group is killed;
-//! - the child gets `PR_SET_PDEATHSIG = SIGKILL`, so it dies if the worker dies.
+//! - the child gets `PR_SET_PDEATHSIG = SIGKILL`, so it dies if the worker dies; with the
+//!   [group watchdog](start_group_watchdog) its descendants die too.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
@@ -231,6 +232,9 @@ pub async fn run_process(
     };
     let started_at = Timestamp::now();
     let pgid = child.id().map(|p| p as i32);
+    if let Some(g) = pgid {
+        watchdog_note('+', g);
+    }
     let mut guard = GroupGuard(pgid);
     let reader: OwnedFd = reader.into();
     let pump = tokio::spawn(read_output(reader, output));
@@ -250,6 +254,7 @@ pub async fn run_process(
     // Nothing of the job outlives its main process.
     if let Some(g) = pgid {
         let _ = killpg(Pid::from_raw(g), Signal::SIGKILL);
+        watchdog_note('-', g);
     }
     guard.0 = None;
     // Remaining buffered output; a stray holder of the pipe cannot keep us waiting.
@@ -310,5 +315,58 @@ async fn read_output(fd: OwnedFd, output: mpsc::Sender<Bytes>) {
                 }
             }
         }
+    }
+}
+
+/// The helper's script: it keeps the set of live process groups it is told about (`+ PGID`,
+/// `- PGID` lines) and, when its input ends — the worker exited or was killed — SIGKILLs them.
+const WATCHDOG_SCRIPT: &str = r#"pgs=""
+while read -r op pg; do
+  case "$op" in
+    +) pgs="$pgs $pg" ;;
+    -) n=""; for p in $pgs; do [ "$p" = "$pg" ] || n="$n $p"; done; pgs="$n" ;;
+  esac
+done
+for p in $pgs; do kill -KILL "-$p" 2>/dev/null; done
+"#;
+
+static WATCHDOG: std::sync::OnceLock<std::sync::Mutex<std::process::ChildStdin>> =
+    std::sync::OnceLock::new();
+
+/// Start the process-group watchdog: a small `/bin/sh` helper, outside the worker's process
+/// group, told the process group of every run as it starts and ends. When the worker dies (even
+/// by SIGKILL) the helper's input ends and it kills the groups of the runs still going, so no
+/// descendant of a job outlives the worker — `PR_SET_PDEATHSIG` alone reaches only the job's
+/// main process. Idempotent; without it runs still get `PR_SET_PDEATHSIG`.
+pub fn start_group_watchdog() -> std::io::Result<()> {
+    if WATCHDOG.get().is_some() {
+        return Ok(());
+    }
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new("/bin/sh")
+        .args(["-c", WATCHDOG_SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()?;
+    let stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("watchdog stdin missing"))?;
+    // The helper ends on its own when its input ends (when this process ends); it is not waited
+    // for.
+    drop(child);
+    let _ = WATCHDOG.set(std::sync::Mutex::new(stdin));
+    Ok(())
+}
+
+fn watchdog_note(op: char, pgid: i32) {
+    use std::io::Write;
+    if let Some(w) = WATCHDOG.get()
+        && let Ok(mut w) = w.lock()
+        && let Err(e) = writeln!(w, "{op} {pgid}")
+    {
+        tracing::warn!(message = "process-group watchdog unavailable", error = %e);
     }
 }

@@ -1,11 +1,12 @@
 //! Where a worker gets runs from and reports to.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use tempora_store::{ClaimedRun, RunResult, Store, StoreError};
+use tempora_store::{ClaimedRun, RunResult, Store, StoreError, WorkerInfo};
 
 /// Errors talking to the run source.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +40,13 @@ pub struct StoreSource {
     store: Arc<dyn Store>,
     worker_id: String,
     lease: Duration,
+    labels: BTreeMap<String, String>,
+    /// What to record in the worker registry, and when it was last recorded.
+    registration: Option<(WorkerInfo, Mutex<Option<Instant>>)>,
 }
+
+/// How often a [`StoreSource`] with a registration refreshes it.
+const REGISTRY_REFRESH: Duration = Duration::from_secs(10);
 
 impl StoreSource {
     /// A source claiming as `worker_id` with leases of `lease`.
@@ -48,7 +55,49 @@ impl StoreSource {
             store,
             worker_id,
             lease,
+            labels: BTreeMap::new(),
+            registration: None,
         }
+    }
+
+    /// Keep this worker's entry in the store's worker registry fresh (at most every 10 s, on
+    /// claims), so the local pool is listed like remote workers. `info.id` should be this
+    /// source's worker id.
+    pub fn with_registration(mut self, info: WorkerInfo) -> Self {
+        self.registration = Some((info, Mutex::new(None)));
+        self
+    }
+
+    async fn refresh_registration(&self) {
+        let Some((info, last)) = &self.registration else {
+            return;
+        };
+        let due = last
+            .lock()
+            .map(|l| l.is_none_or(|t| t.elapsed() >= REGISTRY_REFRESH))
+            .unwrap_or(false);
+        if !due {
+            return;
+        }
+        match self
+            .store
+            .upsert_worker(info.clone(), Timestamp::now())
+            .await
+        {
+            Ok(()) => {
+                if let Ok(mut l) = last.lock() {
+                    *l = Some(Instant::now());
+                }
+            }
+            Err(e) => tracing::warn!(message = "cannot refresh the worker registry", error = %e),
+        }
+    }
+
+    /// Claim only runs whose job `selector` these labels satisfy (default: no labels, so only
+    /// jobs without a selector).
+    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> Self {
+        self.labels = labels;
+        self
     }
 }
 
@@ -59,9 +108,16 @@ impl RunSource for StoreSource {
     }
 
     async fn claim(&self, max: usize) -> Result<Vec<ClaimedRun>, SourceError> {
+        self.refresh_registration().await;
         Ok(self
             .store
-            .claim_runs(&self.worker_id, max, Timestamp::now(), self.lease)
+            .claim_runs_labeled(
+                &self.worker_id,
+                &self.labels,
+                max,
+                Timestamp::now(),
+                self.lease,
+            )
             .await?)
     }
 

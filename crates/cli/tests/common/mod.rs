@@ -312,3 +312,60 @@ pub fn ts(v: &Value) -> jiff::Timestamp {
         .parse()
         .expect("RFC 3339")
 }
+
+/// A running `tempora worker`.
+pub struct Worker {
+    pub child: Option<Child>,
+    pub id: String,
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Worker {
+    /// Start `tempora worker --worker-id id --server …` with extra flags.
+    pub fn start(id: &str, servers: &[String], extra: &[&str]) -> Worker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("worker.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(bin());
+        cmd.arg("worker").arg("--worker-id").arg(id);
+        for s in servers {
+            cmd.arg("--server").arg(s);
+        }
+        let child = cmd
+            .args(extra)
+            .args(["--kill-grace", "1s"])
+            .env("RUST_LOG", "info")
+            .env_remove("TEMPORA_SERVER")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn worker");
+        Worker {
+            child: Some(child),
+            id: id.to_owned(),
+            _dir: dir,
+            log,
+        }
+    }
+
+    /// Its log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,421 @@
+//! `tempora worker`: a remote worker agent. It claims runs from any of its `--server`s over
+//! HTTP (long poll; no database credentials), executes them with the same pool and process
+//! executor as a server's local workers, renews leases by heartbeat, ships output while a run
+//! goes, and reports results — re-sending a result until a server accepts it. When a server is
+//! unreachable it fails over to the next one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use clap::Args;
+use reqwest::StatusCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tempora_http::workers::{
+    ClaimRequest, ClaimResponse, FinishRequest, HeartbeatRequest, HeartbeatResponse,
+    RegisterResponse, WireResult,
+};
+use tempora_store::{ClaimedRun, RunResult, WorkerInfo};
+use tempora_worker::pool::{PoolConfig, WorkerPool};
+use tempora_worker::source::{RunSource, SourceError};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::server::{LogFormat, hostname, init_logging, parse_labels, wait_for_signal};
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    tempora_core::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Flags of `tempora worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Base URL of a tempora server; repeat (or separate with commas) for fail-over.
+    #[arg(
+        long = "server",
+        env = "TEMPORA_SERVER",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub servers: Vec<String>,
+    /// Runs executed at once (default: the number of CPUs).
+    #[arg(long, env = "TEMPORA_WORKER_SLOTS")]
+    pub slots: Option<usize>,
+    /// Labels matched against job selectors, `k=v,k2=v2`.
+    #[arg(long, env = "TEMPORA_WORKER_LABELS", default_value = "", value_parser = parse_labels)]
+    pub labels: BTreeMap<String, String>,
+    /// This worker's id, recorded on its runs (default: `<hostname>-<6 random hex digits>`).
+    #[arg(long, env = "TEMPORA_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Between SIGTERM and SIGKILL when a run times out or is cancelled.
+    #[arg(long, env = "TEMPORA_KILL_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub kill_grace: Duration,
+    /// On SIGTERM/SIGINT, how long running runs may go on before they are killed (and reported
+    /// lost).
+    #[arg(long, env = "TEMPORA_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Log format.
+    #[arg(long, env = "TEMPORA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How long a claim request waits at the server for work.
+const CLAIM_WAIT: Duration = Duration::from_secs(20);
+/// Timeout of requests other than claims.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A [`RunSource`] over the worker protocol of one or more servers (`/api/v1/workers`).
+///
+/// Requests go to the current server; on a transport failure or a 5xx answer the next server is
+/// tried, round the list, and the one that answered becomes current. A run's output for a run
+/// the server says this worker no longer holds is dropped (the run was cancelled, reaped or
+/// deleted); results that cannot be delivered make `finish` fail, and the pool keeps and
+/// re-sends them.
+pub struct HttpSource {
+    servers: Vec<String>,
+    current: AtomicUsize,
+    info: WorkerInfo,
+    http: reqwest::Client,
+    /// Runs handed to this worker whose result no server has accepted yet (sent with claims,
+    /// so a server hands out again only runs whose claim answer was lost).
+    held: Mutex<BTreeSet<i64>>,
+}
+
+/// Failure of one request to one server.
+enum Attempt {
+    /// Try the next server.
+    Unreachable(String),
+    /// The server answered with a refusal; other servers would answer the same.
+    Refused(StatusCode, String),
+}
+
+impl HttpSource {
+    /// A source for worker `info` talking to `servers` (base URLs).
+    pub fn new(servers: Vec<String>, info: WorkerInfo) -> Result<Self, String> {
+        let servers: Vec<String> = servers
+            .into_iter()
+            .map(|s| s.trim().trim_end_matches('/').to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if servers.is_empty() {
+            return Err("at least one --server is needed".into());
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
+        Ok(Self {
+            servers,
+            current: AtomicUsize::new(0),
+            info,
+            http,
+            held: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// POST `body` (JSON, or raw bytes) to `path` on the current server, failing over.
+    async fn post(
+        &self,
+        path: &str,
+        body: Body<'_>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, Attempt> {
+        let n = self.servers.len();
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = String::new();
+        for i in 0..n {
+            let idx = (start + i) % n;
+            let url = format!("{}/api/v1/workers{path}", self.servers[idx]);
+            let req = self.http.post(&url).timeout(timeout);
+            let req = match &body {
+                Body::Json(v) => req
+                    .header("content-type", "application/json")
+                    .body(v.clone()),
+                Body::Raw(b) => req
+                    .header("content-type", "application/octet-stream")
+                    .body(b.to_vec()),
+            };
+            match req.send().await {
+                Ok(resp) if resp.status().is_server_error() => {
+                    let status = resp.status();
+                    let text = resp.text().await.unwrap_or_default();
+                    last = format!("{url}: {status} {text}");
+                }
+                Ok(resp) if !resp.status().is_success() => {
+                    self.switch_to(start, idx);
+                    let status = resp.status();
+                    let text = resp.text().await.unwrap_or_default();
+                    return Err(Attempt::Refused(status, text));
+                }
+                Ok(resp) => {
+                    self.switch_to(start, idx);
+                    return Ok(resp);
+                }
+                Err(e) => last = format!("{url}: {e}"),
+            }
+            if n > 1 {
+                tracing::warn!(message = "server unavailable; trying the next", error = %last);
+            }
+        }
+        Err(Attempt::Unreachable(last))
+    }
+
+    fn switch_to(&self, was: usize, idx: usize) {
+        if idx != was {
+            tracing::info!(message = "now using server", server = %self.servers[idx]);
+            self.current.store(idx, Ordering::Relaxed);
+        }
+    }
+
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, SourceError> {
+        let body = serde_json::to_vec(req)
+            .map_err(|e| SourceError::Transport(format!("cannot encode request: {e}")))?;
+        let resp = self
+            .post(path, Body::Json(body), timeout)
+            .await
+            .map_err(attempt_error)?;
+        resp.json::<Resp>()
+            .await
+            .map_err(|e| SourceError::Transport(format!("bad answer from server: {e}")))
+    }
+
+    /// Register with a server; returns its answer (lease TTL, heartbeat interval).
+    pub async fn register(&self) -> Result<RegisterResponse, SourceError> {
+        self.call("/register", &self.info, REQUEST_TIMEOUT).await
+    }
+
+    fn path_id(&self) -> String {
+        encode_segment(&self.info.id)
+    }
+}
+
+enum Body<'a> {
+    Json(Vec<u8>),
+    Raw(&'a [u8]),
+}
+
+fn attempt_error(a: Attempt) -> SourceError {
+    match a {
+        Attempt::Unreachable(m) => SourceError::Transport(format!("no server reachable: {m}")),
+        Attempt::Refused(s, m) => SourceError::Transport(format!("server refused ({s}): {m}")),
+    }
+}
+
+/// Percent-encode one URL path segment.
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl RunSource for HttpSource {
+    fn worker_id(&self) -> &str {
+        &self.info.id
+    }
+
+    async fn claim(&self, max: usize) -> Result<Vec<ClaimedRun>, SourceError> {
+        let held: Vec<i64> = self
+            .held
+            .lock()
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default();
+        let req = ClaimRequest {
+            worker: self.info.clone(),
+            max,
+            wait_ms: CLAIM_WAIT.as_millis() as u64,
+            held,
+        };
+        let resp: ClaimResponse = self
+            .call(
+                &format!("/{}/claim", self.path_id()),
+                &req,
+                CLAIM_WAIT + REQUEST_TIMEOUT,
+            )
+            .await?;
+        if let Ok(mut h) = self.held.lock() {
+            h.extend(resp.runs.iter().map(|c| c.run.id));
+        }
+        Ok(resp.runs.into_iter().map(ClaimedRun::from).collect())
+    }
+
+    async fn heartbeat(&self, run_ids: &[i64]) -> Result<Vec<i64>, SourceError> {
+        let req = HeartbeatRequest {
+            worker: self.info.clone(),
+            runs: run_ids.to_vec(),
+        };
+        let resp: HeartbeatResponse = self
+            .call(
+                &format!("/{}/heartbeat", self.path_id()),
+                &req,
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        Ok(resp.stop)
+    }
+
+    async fn append_log(&self, run_id: i64, data: Vec<u8>) -> Result<(), SourceError> {
+        let path = format!("/{}/runs/{run_id}/log", self.path_id());
+        match self.post(&path, Body::Raw(&data), REQUEST_TIMEOUT).await {
+            Ok(_) => Ok(()),
+            // Not ours any more (cancelled, reaped, deleted): the output has nowhere to go.
+            Err(Attempt::Refused(StatusCode::CONFLICT | StatusCode::NOT_FOUND, _)) => Ok(()),
+            Err(a) => Err(attempt_error(a)),
+        }
+    }
+
+    async fn finish(&self, results: Vec<RunResult>) -> Result<(), SourceError> {
+        let ids: Vec<i64> = results.iter().map(|r| r.run_id).collect();
+        let req = FinishRequest {
+            results: results.into_iter().map(WireResult::from).collect(),
+        };
+        let body = serde_json::to_vec(&req)
+            .map_err(|e| SourceError::Transport(format!("cannot encode results: {e}")))?;
+        self.post(
+            &format!("/{}/finish", self.path_id()),
+            Body::Json(body),
+            REQUEST_TIMEOUT * 3,
+        )
+        .await
+        .map_err(attempt_error)?;
+        if let Ok(mut h) = self.held.lock() {
+            for id in ids {
+                h.remove(&id);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn default_worker_id() -> String {
+    let mut bytes = [0u8; 3];
+    // Randomness from the kernel; the time and pid are a fallback that still differs between
+    // two workers started on one host.
+    let random = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .is_ok();
+    if !random {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+            ^ std::process::id().rotate_left(12);
+        bytes = [(nanos >> 16) as u8, (nanos >> 8) as u8, nanos as u8];
+    }
+    format!(
+        "{}-{:02x}{:02x}{:02x}",
+        hostname(),
+        bytes[0],
+        bytes[1],
+        bytes[2]
+    )
+}
+
+/// Entry point of `tempora worker`.
+pub fn main(args: WorkerArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tempora-worker")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(work(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(message = "worker failed", error = %e);
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn work(args: WorkerArgs) -> Result<(), String> {
+    let slots = args
+        .slots
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if slots == 0 {
+        return Err("--slots must be at least 1".into());
+    }
+    let id = args.worker_id.clone().unwrap_or_else(default_worker_id);
+    let info = WorkerInfo {
+        id: id.clone(),
+        labels: args.labels.clone(),
+        slots: u32::try_from(slots).unwrap_or(u32::MAX),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        address: Some(hostname()),
+    };
+    let source = Arc::new(HttpSource::new(args.servers.clone(), info)?);
+    if let Err(e) = tempora_worker::process::start_group_watchdog() {
+        tracing::warn!(message = "cannot start the process-group watchdog", error = %e);
+    }
+
+    let shutdown = CancellationToken::new();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!(message = "shutting down: no new runs are claimed");
+        signals.cancel();
+        // A second signal: leave now, whatever is still going.
+        wait_for_signal().await;
+        tracing::warn!(message = "second signal: exiting at once");
+        std::process::exit(1);
+    });
+
+    // Register (retrying until a server answers) to learn the lease to heartbeat within.
+    let registered = loop {
+        match source.register().await {
+            Ok(r) => break r,
+            Err(e) => {
+                tracing::warn!(message = "cannot register; retrying", error = %e);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    let heartbeat = Duration::from_millis(registered.heartbeat_ms.max(100));
+    tracing::info!(
+        message = "tempora worker started",
+        worker = %id,
+        node = %registered.node,
+        slots,
+        labels = ?args.labels,
+        lease_ttl_ms = registered.lease_ttl_ms,
+        version = env!("CARGO_PKG_VERSION"),
+    );
+    let config = PoolConfig {
+        slots,
+        kill_grace: args.kill_grace,
+        shutdown_grace: args.shutdown_grace,
+        heartbeat_every: heartbeat,
+        // Claims wait at the server; between them only a short pause.
+        poll_every: Duration::from_millis(50),
+        ..PoolConfig::default()
+    };
+    let pool = WorkerPool::new(source, config, Arc::new(Notify::new()));
+    pool.run(shutdown).await;
+    tracing::info!(message = "tempora worker stopped");
+    Ok(())
+}

@@ -1,0 +1,380 @@
+//! The remote worker protocol under `/api/v1/workers` (DESIGN.md §2, §3.7): `tempora worker`
+//! agents register, claim runs with a long poll, renew their leases by heartbeat, ship output
+//! while a run goes and report results. The server keeps no per-worker session: every request
+//! names its worker, so a worker may fail over to any node at any time.
+//!
+//! Safety against a worker touching runs it does not hold: heartbeats, output and results for a
+//! run not `running` on the requesting worker are refused (output) or ignored (results), and a
+//! heartbeat reports such runs as ones to stop. A retried result (after a lost response) is
+//! ignored the second time, because the run is no longer running.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tempora_core::job::JobSpec;
+use tempora_core::run::{Run, RunState};
+use tempora_store::{ClaimedRun, RunResult, WorkerInfo, WorkerStatus};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{JsonBody, parse_json};
+
+/// Largest body of a worker request (results carry output tails).
+pub const MAX_WORKER_BODY: usize = 64 * 1024 * 1024;
+/// Longest a claim request is held waiting for work.
+pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(30);
+/// How often a held claim looks for work when not woken.
+const CLAIM_POLL: Duration = Duration::from_millis(250);
+
+/// Answer to a registration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    /// The worker id, as recorded.
+    pub worker: String,
+    /// The node that answered.
+    pub node: String,
+    /// Lease of a claimed run: heartbeat well within it (milliseconds).
+    pub lease_ttl_ms: u64,
+    /// Suggested heartbeat interval (milliseconds).
+    pub heartbeat_ms: u64,
+}
+
+/// A claim request: who claims (refreshes the registry too), how many runs, how long to wait.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimRequest {
+    /// The claiming worker.
+    pub worker: WorkerInfo,
+    /// Most runs to hand out.
+    pub max: usize,
+    /// Hold the request up to this long while no run is available (milliseconds, capped).
+    #[serde(default)]
+    pub wait_ms: u64,
+    /// Runs the worker holds (executing, or with a result not yet accepted). Runs the store
+    /// has on this worker that are not listed here were claimed by a request whose answer was
+    /// lost: they are handed out again.
+    #[serde(default)]
+    pub held: Vec<i64>,
+}
+
+/// A claimed run on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireClaim {
+    /// The run (state `running`, on this worker).
+    pub run: Run,
+    /// The job spec it runs under.
+    pub spec: JobSpec,
+    /// Lease expiry.
+    pub lease_expires_at: Timestamp,
+}
+
+impl From<ClaimedRun> for WireClaim {
+    fn from(c: ClaimedRun) -> Self {
+        Self {
+            run: c.run,
+            spec: c.spec,
+            lease_expires_at: c.lease_expires_at,
+        }
+    }
+}
+
+impl From<WireClaim> for ClaimedRun {
+    fn from(c: WireClaim) -> Self {
+        Self {
+            run: c.run,
+            spec: c.spec,
+            lease_expires_at: c.lease_expires_at,
+        }
+    }
+}
+
+/// Answer to a claim.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimResponse {
+    /// Claimed runs, oldest first (empty when the wait ran out).
+    pub runs: Vec<WireClaim>,
+}
+
+/// A heartbeat: the runs the worker is executing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    /// The worker (refreshes the registry).
+    pub worker: WorkerInfo,
+    /// Run ids whose leases to renew.
+    pub runs: Vec<i64>,
+}
+
+/// Answer to a heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    /// Runs that must stop (cancelled, deleted, or not this worker's).
+    pub stop: Vec<i64>,
+}
+
+/// A finished run on the wire ([`RunResult`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireResult {
+    /// Run id.
+    pub run_id: i64,
+    /// Final state.
+    pub state: RunState,
+    /// When the process started.
+    #[serde(default)]
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    pub finished_at: Timestamp,
+    /// Exit status.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// Killing signal.
+    #[serde(default)]
+    pub signal: Option<i32>,
+    /// Failure explanation.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Output not shipped before.
+    #[serde(default)]
+    pub log_tail: Vec<u8>,
+    /// An `async` job's process exited 0: the run waits for its completion call.
+    #[serde(default)]
+    pub awaits_completion: bool,
+}
+
+impl From<RunResult> for WireResult {
+    fn from(r: RunResult) -> Self {
+        Self {
+            run_id: r.run_id,
+            state: r.state,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            exit_code: r.exit_code,
+            signal: r.signal,
+            error: r.error,
+            log_tail: r.log_tail,
+            awaits_completion: r.awaits_completion,
+        }
+    }
+}
+
+impl From<WireResult> for RunResult {
+    fn from(r: WireResult) -> Self {
+        Self {
+            run_id: r.run_id,
+            state: r.state,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            exit_code: r.exit_code,
+            signal: r.signal,
+            error: r.error,
+            log_tail: r.log_tail,
+            awaits_completion: r.awaits_completion,
+        }
+    }
+}
+
+/// A batch of results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinishRequest {
+    /// The results.
+    pub results: Vec<WireResult>,
+}
+
+fn check_worker(path_id: &str, info: &WorkerInfo) -> Result<(), ApiError> {
+    if info.id != path_id {
+        return Err(ApiError::field(
+            "invalid_value",
+            "worker.id",
+            format!(
+                "the body names worker `{}` but the path `{path_id}`",
+                info.id
+            ),
+        ));
+    }
+    check_id(path_id)?;
+    tempora_core::job::validate_labels("worker.labels", &info.labels)?;
+    Ok(())
+}
+
+fn check_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 200 || id.chars().any(|c| c.is_control()) {
+        return Err(ApiError::field(
+            "invalid_value",
+            "worker.id",
+            "a worker id is 1-200 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn lease(state: &AppState) -> Duration {
+    state.worker_lease
+}
+
+/// Answer of `GET /api/v1/workers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerList {
+    /// Registered workers by id (stale ones included, marked `stale`).
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// `GET /api/v1/workers`: the registered workers, their labels, slots, last contact and running
+/// counts.
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<WorkerList>, ApiError> {
+    let workers = state.store.list_workers(Timestamp::now()).await?;
+    Ok(Json(WorkerList { workers }))
+}
+
+/// `POST /api/v1/workers/register`: record a worker (once per worker start: runs a previous
+/// start with the same id left `running` become `lost`); answer with the lease to use.
+pub async fn register(
+    State(state): State<Arc<AppState>>,
+    JsonBody(info): JsonBody<WorkerInfo>,
+) -> Result<Json<RegisterResponse>, ApiError> {
+    let id = info.id.clone();
+    check_worker(&id, &info)?;
+    let now = Timestamp::now();
+    state.store.upsert_worker(info, now).await?;
+    // A worker registers once per start: runs a previous incarnation with this id left
+    // `running` died with it.
+    let lost = state
+        .store
+        .recover_worker(
+            &id,
+            "lost: the worker restarted while the run was going",
+            now,
+        )
+        .await?;
+    if !lost.is_empty() {
+        tracing::warn!(message = "runs of the worker's previous start marked lost", worker = %id, runs = ?lost);
+        state.work_ready.notify_waiters();
+    }
+    let lease = lease(&state);
+    tracing::info!(message = "worker registered", worker = %id);
+    Ok(Json(RegisterResponse {
+        worker: id,
+        node: state.node_id.clone(),
+        lease_ttl_ms: lease.as_millis() as u64,
+        heartbeat_ms: (lease / 3).min(Duration::from_secs(2)).as_millis() as u64,
+    }))
+}
+
+/// `POST /api/v1/workers/{id}/claim`: claim runs this worker's labels allow, holding the
+/// request up to `wait_ms` while there are none.
+pub async fn claim(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<ClaimRequest>,
+) -> Result<Json<ClaimResponse>, ApiError> {
+    check_worker(&id, &req.worker)?;
+    let labels: BTreeMap<String, String> = req.worker.labels.clone();
+    state
+        .store
+        .upsert_worker(req.worker, Timestamp::now())
+        .await?;
+    // Claimed for this worker before, but the answer never reached it.
+    let lost_answers: Vec<WireClaim> = state
+        .store
+        .worker_runs(&id)
+        .await?
+        .into_iter()
+        .filter(|c| !req.held.contains(&c.run.id))
+        .map(WireClaim::from)
+        .collect();
+    if !lost_answers.is_empty() {
+        tracing::warn!(message = "handing out runs again whose claim answer was lost", worker = %id, runs = ?lost_answers.iter().map(|c| c.run.id).collect::<Vec<_>>());
+        return Ok(Json(ClaimResponse { runs: lost_answers }));
+    }
+    let max = req.max.min(10_000);
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_CLAIM_WAIT);
+    loop {
+        // A node shutting down hands out no more work.
+        let runs = if max == 0 || state.shutdown.is_cancelled() {
+            Vec::new()
+        } else {
+            state
+                .store
+                .claim_runs_labeled(&id, &labels, max, Timestamp::now(), lease(&state))
+                .await?
+        };
+        if !runs.is_empty()
+            || tokio::time::Instant::now() >= deadline
+            || state.shutdown.is_cancelled()
+        {
+            return Ok(Json(ClaimResponse {
+                runs: runs.into_iter().map(WireClaim::from).collect(),
+            }));
+        }
+        let wake = tokio::time::Instant::now() + CLAIM_POLL;
+        tokio::select! {
+            _ = state.shutdown.cancelled() => {}
+            _ = state.work_ready.notified() => {}
+            _ = tokio::time::sleep_until(wake.min(deadline)) => {}
+        }
+    }
+}
+
+/// `POST /api/v1/workers/{id}/heartbeat`: renew leases; answer the runs that must stop.
+pub async fn heartbeat(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    check_worker(&id, &req.worker)?;
+    let now = Timestamp::now();
+    state.store.upsert_worker(req.worker, now).await?;
+    let stop = state
+        .store
+        .heartbeat(&id, &req.runs, now, lease(&state))
+        .await?;
+    Ok(Json(HeartbeatResponse { stop }))
+}
+
+/// `POST /api/v1/workers/{id}/runs/{run}/log`: append output (the raw body) to a run this
+/// worker is running; 409 otherwise.
+pub async fn append_log(
+    State(state): State<Arc<AppState>>,
+    Path((id, run_id)): Path<(String, i64)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_id(&id)?;
+    let run = state
+        .store
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run {run_id} not found")))?;
+    if run.state != RunState::Running || run.worker.as_deref() != Some(id.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_held",
+            format!("run {run_id} is not running on worker `{id}`"),
+        ));
+    }
+    state.store.append_log(run_id, body.to_vec()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /api/v1/workers/{id}/finish`: record results. Results for runs not running on this
+/// worker (already recorded, reaped, or someone else's) are ignored, so a re-sent batch is safe.
+pub async fn finish(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_id(&id)?;
+    let req: FinishRequest = parse_json(&body)?;
+    let results: Vec<RunResult> = req.results.into_iter().map(RunResult::from).collect();
+    let n = results.len();
+    state.store.finish_runs(&id, results).await?;
+    if n > 0 {
+        state.work_ready.notify_waiters();
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
