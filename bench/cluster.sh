@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark against a cluster: starts a throwaway PostgreSQL 15 (from /usr/lib/postgresql/15/bin,
 # as the `postgres` user when run as root), builds the release binaries and runs tempora-bench with
-# 3 scheduler nodes and 2 worker nodes on it. Extra arguments go to tempora-bench, e.g.
+# 3 scheduler nodes and 2 `tempora worker` agents on it (NODES=…, WORKERS=… change that; WORKERS=0
+# runs the jobs in the nodes' local pools). Extra arguments go to tempora-bench, e.g.
 #   bench/cluster.sh --jobs 200 --duration 60 --failover
 #   bench/cluster.sh --drain 5000
 set -euo pipefail
@@ -21,4 +22,4 @@ port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
   -o "-h 127.0.0.1 -p $port -k $dir -c max_connections=200 -c shared_buffers=256MB" >/dev/null
 trap '"${as_user[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null; rm -rf "$dir"' EXIT
 target/release/tempora-bench --database-url "postgres://postgres@127.0.0.1:$port/postgres" \
-  --nodes 3 --workers 2 "$@"
+  --nodes "${NODES:-3}" --workers "${WORKERS:-2}" "$@"

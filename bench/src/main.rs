@@ -7,7 +7,7 @@
 //! went without one.
 //!
 //! Run it with `bench/run.sh` (builds the release binaries first); `bench/cluster.sh` starts a
-//! throwaway PostgreSQL and runs it against 3 nodes and 2 worker nodes.
+//! throwaway PostgreSQL and runs it against 3 nodes and 2 `tempora worker` agents.
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -52,7 +52,7 @@ struct Opts {
     /// Scheduler nodes (cluster only; they run no jobs when there are workers).
     #[arg(long, default_value_t = 1)]
     nodes: usize,
-    /// Worker nodes (`--no-leader`, cluster only) sharing `--slots`.
+    /// `tempora worker` agents (cluster only) sharing `--slots`; the nodes then run nothing.
     #[arg(long, default_value_t = 0)]
     workers: usize,
     /// Throughput mode: queue this many manual runs of `--command` and time their drain.
@@ -110,7 +110,7 @@ fn topology(o: &Opts) -> String {
     match &o.database_url {
         None => "one node (SQLite)".to_owned(),
         Some(_) => format!(
-            "a PostgreSQL cluster of {} node(s) and {} worker node(s)",
+            "a PostgreSQL cluster of {} node(s) and {} worker agent(s)",
             o.nodes, o.workers
         ),
     }
@@ -295,20 +295,31 @@ async fn main() -> anyhow::Result<()> {
         };
         let log = std::fs::File::create(dir.path().join(format!("{id}.log")))?;
         let mut cmd = Command::new(&bin);
-        cmd.args(["server", "--data-dir"])
-            .arg(dir.path().join(&id))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--node-id", &id]);
-        if let Some(url) = &o.database_url {
-            cmd.args(["--database-url", url]);
-        }
-        let slots = match (i < o.nodes, o.workers) {
-            (true, 0) => o.slots.div_ceil(o.nodes),
-            (true, _) => 0,
-            (false, _) => worker_slots,
-        };
-        cmd.args(["--local-slots", &slots.to_string()]);
-        if i >= o.nodes {
-            cmd.arg("--no-leader");
+        if i < o.nodes {
+            cmd.args(["server", "--data-dir"])
+                .arg(dir.path().join(&id))
+                .args(["--listen", &format!("127.0.0.1:{port}"), "--node-id", &id]);
+            if let Some(url) = &o.database_url {
+                cmd.args(["--database-url", url]);
+            }
+            let slots = if o.workers == 0 {
+                o.slots.div_ceil(o.nodes)
+            } else {
+                0
+            };
+            cmd.args(["--local-slots", &slots.to_string()]);
+        } else {
+            // A `tempora worker` agent talking to every node.
+            cmd.args([
+                "worker",
+                "--worker-id",
+                &id,
+                "--slots",
+                &worker_slots.to_string(),
+            ]);
+            for (_, _, base) in &procs {
+                cmd.args(["--server", base]);
+            }
         }
         let child = cmd
             .env("RUST_LOG", "warn")
@@ -317,11 +328,16 @@ async fn main() -> anyhow::Result<()> {
             .stderr(log)
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
-        procs.push((id, Proc { child }, format!("http://127.0.0.1:{port}")));
+        let url = if i < o.nodes {
+            format!("http://127.0.0.1:{port}")
+        } else {
+            String::new()
+        };
+        procs.push((id, Proc { child }, url));
     }
     let http = reqwest::Client::new();
     let t0 = Instant::now();
-    for (_, _, base) in &procs {
+    for (_, _, base) in procs.iter().filter(|p| !p.2.is_empty()) {
         loop {
             if let Ok(r) = http.get(format!("{base}/ready")).send().await
                 && r.status().is_success()
@@ -334,11 +350,19 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    // The API is read through a node that stays up (the last scheduler node, or a worker).
-    let base = procs
-        .last()
+    // The API is read through a node that stays up (with --failover, one that does not lead).
+    let mut base = procs
+        .iter()
+        .filter(|p| !p.2.is_empty())
         .map(|p| p.2.clone())
+        .next_back()
         .context("no server started")?;
+    if o.failover
+        && let Some((lead, _)) = leader(&http, &base).await
+        && let Some(p) = procs.iter().find(|p| !p.2.is_empty() && p.0 != lead)
+    {
+        base = p.2.clone();
+    }
     if let Some(n) = o.drain {
         return drain(&http, &base, &o, n, &procs).await;
     }
@@ -443,9 +467,13 @@ async fn main() -> anyhow::Result<()> {
             *per_sec.entry(sec).or_default() += 1;
             if r["state"] != "succeeded" {
                 not_succeeded += 1;
-                *states
+                let n = states
                     .entry(r["state"].as_str().unwrap_or("?").to_owned())
-                    .or_default() += 1;
+                    .or_default();
+                if *n == 0 {
+                    println!("e.g. a {} run: {}", r["state"], r["error"]);
+                }
+                *n += 1;
             }
             if let Some(st) = r["started_at"].as_str() {
                 let st: Timestamp = st.parse()?;

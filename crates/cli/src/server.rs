@@ -81,6 +81,9 @@ pub struct ServerArgs {
     /// it at once; runs fired by another node (cluster) are found by this poll.
     #[arg(long, env = "TEMPORA_CLAIM_POLL_EVERY", default_value = "100ms", value_parser = parse_duration)]
     pub claim_poll_every: Duration,
+    /// PostgreSQL connections this node keeps (cluster only).
+    #[arg(long, env = "TEMPORA_DATABASE_POOL_SIZE", default_value_t = 16)]
+    pub database_pool_size: usize,
     /// Never take the leader lease: this node serves the API and runs its local workers only.
     #[arg(long, env = "TEMPORA_NO_LEADER")]
     pub no_leader: bool,
@@ -180,7 +183,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let (store, store_kind): (Arc<dyn Store>, &'static str) = match &args.database_url {
         Some(url) => (
             Arc::new(
-                PostgresStore::connect(url, options)
+                PostgresStore::connect_with_pool_size(url, options, args.database_pool_size.max(2))
                     .await
                     .context("cannot connect to PostgreSQL (--database-url)")?,
             ),

@@ -108,9 +108,14 @@ impl HttpSource {
             .connect_timeout(Duration::from_secs(2))
             .build()
             .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
+        // Workers start on different servers (by a hash of their id), spreading their requests
+        // over the nodes.
+        let first = info.id.bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        }) % servers.len();
         Ok(Self {
             servers,
-            current: AtomicUsize::new(0),
+            current: AtomicUsize::new(first),
             info,
             http,
             held: Mutex::new(BTreeSet::new()),

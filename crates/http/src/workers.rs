@@ -32,7 +32,7 @@ pub const MAX_WORKER_BODY: usize = 64 * 1024 * 1024;
 /// Longest a claim request is held waiting for work.
 pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(30);
 /// How often a held claim looks for work when not woken.
-const CLAIM_POLL: Duration = Duration::from_millis(250);
+const CLAIM_POLL: Duration = Duration::from_millis(50);
 
 /// Answer to a registration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
