@@ -38,6 +38,9 @@ pub const DEFAULT_POOL_SIZE: usize = 8;
 /// Most times an operation is run again after a serialization failure or deadlock.
 const MAX_RETRIES: u32 = 10;
 
+/// Milliseconds a session may sit idle inside a transaction before the server ends it.
+const IDLE_IN_TX_TIMEOUT_MS: u32 = 2000;
+
 /// Errors connecting to the database.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -79,6 +82,16 @@ impl PostgresStore {
         let mut config: tokio_postgres::Config = url.parse().map_err(ConnectError::Config)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
+        }
+        // A node paused (SIGSTOP, VM freeze) in the middle of a transaction must not hold its
+        // row locks (the leader lease, a job's row) past its lease: the server ends such a
+        // session after 2 s of waiting on the client, and a new leader can take over. tempora's
+        // transactions never wait on the client between statements.
+        let session = config.get_options().unwrap_or_default().to_owned();
+        if !session.contains("idle_in_transaction_session_timeout") {
+            config.options(format!(
+                "{session} -c idle_in_transaction_session_timeout={IDLE_IN_TX_TIMEOUT_MS}"
+            ));
         }
         if config.get_application_name().is_none() {
             config.application_name("tempora");
