@@ -124,8 +124,7 @@ fn kept_schedule(desired: &JobSpec, current: &Value) -> Option<String> {
     if current.get("timezone")?.as_str()? != desired.timezone {
         return None;
     }
-    let (w, h): (Vec<&str>, Vec<&str>) = (want.split('/').collect(), have.split('/').collect());
-    (w.len() == 3 && h.len() == 3 && w[0] == h[0] && w[2] == h[2]).then(|| have.to_owned())
+    chronos::differs_only_in_start(want, have).then(|| have.to_owned())
 }
 
 /// Turn a document into a validated spec; errors name the field.

@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tempora_http::workers::{
     ClaimRequest, ClaimResponse, FinishRequest, HeartbeatRequest, HeartbeatResponse,
-    RegisterResponse, WireResult,
+    RegisterResponse,
 };
 use tempora_store::{ClaimedRun, RunResult, WorkerInfo};
 use tempora_worker::pool::{PoolConfig, WorkerPool};
@@ -286,9 +286,7 @@ impl RunSource for HttpSource {
 
     async fn finish(&self, results: Vec<RunResult>) -> Result<(), SourceError> {
         let ids: Vec<i64> = results.iter().map(|r| r.run_id).collect();
-        let req = FinishRequest {
-            results: results.into_iter().map(WireResult::from).collect(),
-        };
+        let req = FinishRequest { results };
         let body = serde_json::to_vec(&req)
             .map_err(|e| SourceError::Transport(format!("cannot encode results: {e}")))?;
         self.post(

@@ -458,9 +458,14 @@ fn kept_start(written: &str, converted: &str, zone: &str, existing: &JobSpec) ->
         return None;
     }
     let have = existing.schedule.as_deref()?;
-    let (w, h): (Vec<&str>, Vec<&str>) =
-        (converted.split('/').collect(), have.split('/').collect());
-    (w.len() == 3 && h.len() == 3 && w[0] == h[0] && w[2] == h[2]).then(|| have.to_owned())
+    differs_only_in_start(converted, have).then(|| have.to_owned())
+}
+
+/// Whether two ISO 8601 `R[n]/start/period` schedules have the same repetitions and period
+/// (their starts may differ).
+pub fn differs_only_in_start(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.split('/').collect(), b.split('/').collect());
+    a.len() == 3 && b.len() == 3 && a[0] == b[0] && a[2] == b[2]
 }
 
 /// Drop Chronos renderings that no longer match the job after a native edit: a

@@ -118,72 +118,11 @@ pub struct HeartbeatResponse {
     pub stop: Vec<i64>,
 }
 
-/// A finished run on the wire ([`RunResult`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WireResult {
-    /// Run id.
-    pub run_id: i64,
-    /// Final state.
-    pub state: RunState,
-    /// When the process started.
-    #[serde(default)]
-    pub started_at: Option<Timestamp>,
-    /// When it ended.
-    pub finished_at: Timestamp,
-    /// Exit status.
-    #[serde(default)]
-    pub exit_code: Option<i32>,
-    /// Killing signal.
-    #[serde(default)]
-    pub signal: Option<i32>,
-    /// Failure explanation.
-    #[serde(default)]
-    pub error: Option<String>,
-    /// Output not shipped before.
-    #[serde(default)]
-    pub log_tail: Vec<u8>,
-    /// An `async` job's process exited 0: the run waits for its completion call.
-    #[serde(default)]
-    pub awaits_completion: bool,
-}
-
-impl From<RunResult> for WireResult {
-    fn from(r: RunResult) -> Self {
-        Self {
-            run_id: r.run_id,
-            state: r.state,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-            exit_code: r.exit_code,
-            signal: r.signal,
-            error: r.error,
-            log_tail: r.log_tail,
-            awaits_completion: r.awaits_completion,
-        }
-    }
-}
-
-impl From<WireResult> for RunResult {
-    fn from(r: WireResult) -> Self {
-        Self {
-            run_id: r.run_id,
-            state: r.state,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-            exit_code: r.exit_code,
-            signal: r.signal,
-            error: r.error,
-            log_tail: r.log_tail,
-            awaits_completion: r.awaits_completion,
-        }
-    }
-}
-
 /// A batch of results.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FinishRequest {
     /// The results.
-    pub results: Vec<WireResult>,
+    pub results: Vec<RunResult>,
 }
 
 fn check_worker(path_id: &str, info: &WorkerInfo) -> Result<(), ApiError> {
@@ -370,7 +309,7 @@ pub async fn finish(
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
     let req: FinishRequest = parse_json(&body)?;
-    let results: Vec<RunResult> = req.results.into_iter().map(RunResult::from).collect();
+    let results: Vec<RunResult> = req.results;
     let n = results.len();
     state.store.finish_runs(&id, results).await?;
     if n > 0 {

@@ -307,25 +307,6 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn claim_runs(
-        &self,
-        worker: &str,
-        max: usize,
-        now: Timestamp,
-        lease: Duration,
-    ) -> StoreResult<Vec<ClaimedRun>> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        self.write(|c| {
-            let worker = worker.to_owned();
-            Box::pin(
-                async move { ops::claim_runs(c, &worker, &BTreeMap::new(), max, now, lease).await },
-            )
-        })
-        .await
-    }
-
     async fn heartbeat(
         &self,
         worker: &str,

@@ -1,6 +1,5 @@
 //! Mapping between PostgreSQL rows and the store's records.
 
-use jiff::Timestamp;
 use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
 use tempora_store::{JobRecord, StoreError};
@@ -8,20 +7,7 @@ use tokio_postgres::Row;
 
 use crate::pool::{Conn, TxResult};
 
-/// Timestamp → bigint microseconds.
-pub fn us(t: Timestamp) -> i64 {
-    t.as_microsecond()
-}
-
-/// bigint microseconds → timestamp (out-of-range values clamp to the epoch).
-pub fn ts(v: i64) -> Timestamp {
-    Timestamp::from_microsecond(v).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
-/// Optional bigint microseconds → optional timestamp.
-pub fn ots(v: Option<i64>) -> Option<Timestamp> {
-    v.map(ts)
-}
+pub use tempora_store::micros::{ots, ts, us};
 
 /// A non-negative count.
 pub fn count(v: i64) -> u64 {

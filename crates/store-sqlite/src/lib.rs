@@ -313,22 +313,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn claim_runs(
-        &self,
-        worker: &str,
-        max: usize,
-        now: Timestamp,
-        lease: Duration,
-    ) -> StoreResult<Vec<ClaimedRun>> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let worker = worker.to_owned();
-        self.writer
-            .write(move |c| ops::claim_runs(c, &worker, &BTreeMap::new(), max, now, lease))
-            .await
-    }
-
     async fn heartbeat(
         &self,
         worker: &str,

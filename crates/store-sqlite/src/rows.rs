@@ -1,25 +1,11 @@
 //! Mapping between SQLite rows and the store's records.
 
-use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row};
 use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
 use tempora_store::{JobRecord, StoreError, StoreResult};
 
-/// Timestamp → INTEGER microseconds.
-pub fn us(t: Timestamp) -> i64 {
-    t.as_microsecond()
-}
-
-/// INTEGER microseconds → timestamp (out-of-range values clamp to the epoch).
-pub fn ts(v: i64) -> Timestamp {
-    Timestamp::from_microsecond(v).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
-/// Optional INTEGER microseconds → optional timestamp.
-pub fn ots(v: Option<i64>) -> Option<Timestamp> {
-    v.map(ts)
-}
+pub use tempora_store::micros::{ots, ts, us};
 
 /// Map a SQLite error to a store error.
 pub fn db(e: rusqlite::Error) -> StoreError {

@@ -107,6 +107,26 @@ pub struct JobChange {
     pub updated_at: Timestamp,
 }
 
+/// Timestamps as integer microseconds, the stores' column format.
+pub mod micros {
+    use jiff::Timestamp;
+
+    /// Timestamp → microseconds.
+    pub fn us(t: Timestamp) -> i64 {
+        t.as_microsecond()
+    }
+
+    /// Microseconds → timestamp (out-of-range values clamp to the epoch).
+    pub fn ts(v: i64) -> Timestamp {
+        Timestamp::from_microsecond(v).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    /// Optional microseconds → optional timestamp.
+    pub fn ots(v: Option<i64>) -> Option<Timestamp> {
+        v.map(ts)
+    }
+}
+
 /// Result alias of this crate.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -216,27 +236,33 @@ pub struct ClaimedRun {
     pub lease_expires_at: Timestamp,
 }
 
-/// A worker's report of a finished run.
-#[derive(Debug, Clone, PartialEq)]
+/// A worker's report of a finished run (also the HTTP worker protocol's shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
     /// Run id.
     pub run_id: i64,
     /// Final state (`succeeded`, `failed`, `timed_out`, `cancelled`, `lost`).
     pub state: RunState,
     /// When the process actually started (None if it never did).
+    #[serde(default)]
     pub started_at: Option<Timestamp>,
     /// When it ended.
     pub finished_at: Timestamp,
     /// Exit status.
+    #[serde(default)]
     pub exit_code: Option<i32>,
     /// Killing signal.
+    #[serde(default)]
     pub signal: Option<i32>,
     /// Failure explanation.
+    #[serde(default)]
     pub error: Option<String>,
     /// Output not yet appended with [`Store::append_log`].
+    #[serde(default)]
     pub log_tail: Vec<u8>,
     /// The job is `async` and its process exited 0: the run stays `running`, without a lease,
     /// until [`Store::complete_run`] reports its outcome (`state` is then ignored).
+    #[serde(default)]
     pub awaits_completion: bool,
 }
 
@@ -362,14 +388,18 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- workers ----
 
-    /// Move up to `max` runnable queued runs to `running` for `worker`, with a lease.
+    /// Move up to `max` runnable queued runs to `running` for `worker`, with a lease. A worker
+    /// without labels: [`Store::claim_runs_labeled`] with none (jobs without a selector only).
     async fn claim_runs(
         &self,
         worker: &str,
         max: usize,
         now: Timestamp,
         lease: Duration,
-    ) -> StoreResult<Vec<ClaimedRun>>;
+    ) -> StoreResult<Vec<ClaimedRun>> {
+        self.claim_runs_labeled(worker, &BTreeMap::new(), max, now, lease)
+            .await
+    }
     /// Renew the leases of `worker`'s runs. Returns the ids among them that must stop
     /// (cancel requested, no longer this worker's, or deleted).
     async fn heartbeat(
