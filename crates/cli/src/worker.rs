@@ -63,10 +63,13 @@ pub struct WorkerArgs {
     pub log_format: LogFormat,
 }
 
-/// How long a claim request waits at the server for work.
-const CLAIM_WAIT: Duration = Duration::from_secs(20);
-/// Timeout of requests other than claims.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a claim request waits at the server for work. Short enough that a worker whose
+/// server hangs (paused, overloaded) moves to another one within seconds.
+const CLAIM_WAIT: Duration = Duration::from_secs(5);
+/// Timeout of requests other than claims. A healthy server answers in milliseconds; one that
+/// does not answer in this time is treated as away and the next `--server` is tried, so a
+/// paused node cannot hold up heartbeats or results for longer (they are kept and re-sent).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A [`RunSource`] over the worker protocol of one or more servers (`/api/v1/workers`).
 ///
@@ -292,7 +295,7 @@ impl RunSource for HttpSource {
         self.post(
             &format!("/{}/finish", self.path_id()),
             Body::Json(body),
-            REQUEST_TIMEOUT * 3,
+            REQUEST_TIMEOUT * 2,
         )
         .await
         .map_err(attempt_error)?;

@@ -246,7 +246,7 @@ fn cluster_survives_leader_kill_pause_worker_kill_and_database_restart() {
     // retried: at-least-once for worker crashes, see docs/cluster.md; the ledger would count a
     // true second execution.)
     let mut w1 = Worker::start("w1", &servers, &["--slots", "32"]);
-    let _w2 = Worker::start("w2", &servers, &["--slots", "32", "--labels", "tier=fast"]);
+    let w2 = Worker::start("w2", &servers, &["--slots", "32", "--labels", "tier=fast"]);
     let ledger = nodes[0].dir.path().join("ledger");
     let api = |s: &Server, method: &str, path: &str, body: Value| {
         let (st, v) = s.send(method, path, &body.to_string());
@@ -448,6 +448,17 @@ fn cluster_survives_leader_kill_pause_worker_kill_and_database_restart() {
     );
     for (what, took) in &failovers {
         println!("failover ({what}): {took:?}");
+    }
+    if !problems.is_empty() {
+        // What the workers saw (late deliveries, failed reports, server switches) explains most
+        // ledger problems.
+        for (name, log) in [("w1 (restarted)", w1.log()), ("w2", w2.log())] {
+            let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+            println!("{name}: {} warnings", warnings.len());
+            for l in warnings.iter().take(40) {
+                println!("  {l}");
+            }
+        }
     }
     assert!(
         problems.is_empty(),

@@ -117,15 +117,19 @@ fn killed_worker_run_is_lost_then_retried_on_another_and_its_processes_die() {
     let s = server();
     let mut a = Worker::start("w-dies", &[s.url()], &["--slots", "1"]);
     let pidfile = s.scratch().join("grandchild.pid");
+    let escaped = s.scratch().join("escaped.pid");
     let marker = s.scratch().join("attempts");
-    // Attempt 1 leaves a background grandchild (not the shell itself) running.
+    // Attempt 1 leaves a background grandchild (not the shell itself) running, and one that
+    // left the run's process group and session (`setsid`): the watchdog finds that one by the
+    // worker's session token in its environment.
     s.put_job(
         "victim",
         json!({
             "command": format!(
-                "echo $TEMPORA_ATTEMPT >> {m}; if [ $TEMPORA_ATTEMPT = 1 ]; then sleep 300 & echo $! > {p}; wait; fi",
+                "echo $TEMPORA_ATTEMPT >> {m}; if [ $TEMPORA_ATTEMPT = 1 ]; then setsid sleep 301 & echo $! > {e}; sleep 300 & echo $! > {p}; wait; fi",
                 m = marker.display(),
-                p = pidfile.display()
+                p = pidfile.display(),
+                e = escaped.display()
             ),
             "retries": 1,
             "retry_backoff": "1s",
@@ -136,11 +140,12 @@ fn killed_worker_run_is_lost_then_retried_on_another_and_its_processes_die() {
         read_pid(&pidfile)
     });
     let pid = read_pid(&pidfile).unwrap();
-    assert!(alive(pid));
+    let escaped_pid = read_pid(&escaped).unwrap();
+    assert!(alive(pid) && alive(escaped_pid));
     a.kill9();
     // The worker's death takes the run's processes with it.
-    wait_until(Duration::from_secs(5), "orphan gone", || {
-        (!alive(pid)).then_some(())
+    wait_until(Duration::from_secs(5), "orphans gone", || {
+        (!alive(pid) && !alive(escaped_pid)).then_some(())
     });
     let _b = Worker::start("w-takes-over", &[s.url()], &["--slots", "1"]);
     let r = s.wait_final(id, Duration::from_secs(20));

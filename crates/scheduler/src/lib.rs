@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use tempora_core::job::JobSpec;
+use tempora_core::job::Misfire;
 use tempora_core::policy::{Disposition, plan_misfire};
 use tempora_core::schedule::Schedule;
 use tempora_store::{Fence, FireOutcome, FireRequest, ScheduleEntry, Store, StoreError};
@@ -72,6 +72,8 @@ impl SchedulerHandle {
     }
 }
 
+/// What the loop keeps per scheduled job: only what planning a fire needs (not the job's spec,
+/// which the store has), so a million jobs fit in a few hundred MiB.
 struct Entry {
     generation: u64,
     version: i64,
@@ -79,7 +81,8 @@ struct Entry {
     schedule: Schedule,
     tz: TimeZone,
     anchor: Timestamp,
-    spec: JobSpec,
+    misfire: Misfire,
+    epsilon: Duration,
 }
 
 /// The scheduler loop.
@@ -88,8 +91,9 @@ pub struct Scheduler {
     config: SchedulerConfig,
     work_ready: Arc<Notify>,
     changes: mpsc::UnboundedReceiver<String>,
-    entries: HashMap<String, Entry>,
-    heap: BinaryHeap<Reverse<(Timestamp, u64, String)>>,
+    /// Job name → entry; the name is shared with the heap's items.
+    entries: HashMap<Arc<str>, Entry>,
+    heap: BinaryHeap<Reverse<(Timestamp, u64, Arc<str>)>>,
     generation: u64,
 }
 
@@ -126,19 +130,20 @@ impl Scheduler {
             Ok(v) => v,
             Err(err) => {
                 tracing::warn!(message = "stored job is invalid; not scheduled", job = %e.name, error = %err);
-                self.entries.remove(&e.name);
+                self.entries.remove(e.name.as_str());
                 return;
             }
         };
         let Some(schedule) = valid.schedule else {
-            self.entries.remove(&e.name);
+            self.entries.remove(e.name.as_str());
             return;
         };
         self.generation += 1;
+        let name: Arc<str> = Arc::from(e.name);
         self.heap
-            .push(Reverse((e.next_fire_at, self.generation, e.name.clone())));
+            .push(Reverse((e.next_fire_at, self.generation, name.clone())));
         self.entries.insert(
-            e.name,
+            name,
             Entry {
                 generation: self.generation,
                 version: e.version,
@@ -146,7 +151,8 @@ impl Scheduler {
                 schedule,
                 tz: valid.timezone,
                 anchor: e.created_at,
-                spec: e.spec,
+                misfire: e.spec.misfire,
+                epsilon: e.spec.epsilon,
             },
         );
     }
@@ -262,7 +268,7 @@ impl Scheduler {
                     Ok(changes) => {
                         for c in changes {
                             watermark = watermark.max(c.updated_at);
-                            let known = self.entries.get(&c.name).map(|e| e.version);
+                            let known = self.entries.get(c.name.as_str()).map(|e| e.version);
                             if known != Some(c.version) {
                                 self.reload(&c.name).await;
                             }
@@ -296,7 +302,7 @@ impl Scheduler {
         }
     }
 
-    fn pop_due(&mut self, now: Timestamp) -> Vec<String> {
+    fn pop_due(&mut self, now: Timestamp) -> Vec<Arc<str>> {
         let mut due = Vec::new();
         while let Some(Reverse((at, generation, _))) = self.heap.peek() {
             if *at > now || due.len() >= self.config.batch_max {
@@ -339,7 +345,7 @@ impl Scheduler {
             }
         };
         let due: Vec<Timestamp> = due.into();
-        let occurrences = plan_misfire(e.spec.misfire, e.spec.epsilon, &due, now);
+        let occurrences = plan_misfire(e.misfire, e.epsilon, &due, now);
         let skipped_note = first_omitted.map(|first| {
             format!(
                 "{omitted} older missed occurrences (from {first}) were not recorded one by one"
@@ -358,7 +364,7 @@ impl Scheduler {
     /// Fire due jobs; true when the write was fenced (this node no longer leads).
     async fn fire(
         &mut self,
-        due: Vec<String>,
+        due: Vec<Arc<str>>,
         now: Timestamp,
         fence: Option<&Fence>,
         shutdown: &CancellationToken,
@@ -429,7 +435,11 @@ impl Scheduler {
             Some(n) => {
                 if let Some(e) = self.entries.get_mut(job) {
                     e.cursor = n;
-                    self.heap.push(Reverse((n, e.generation, job.to_owned())));
+                    let generation = e.generation;
+                    // The entry's own key: one allocation per job, shared with the heap.
+                    if let Some((key, _)) = self.entries.get_key_value(job) {
+                        self.heap.push(Reverse((n, generation, key.clone())));
+                    }
                 }
             }
             None => {

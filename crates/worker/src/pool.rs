@@ -244,6 +244,22 @@ async fn report_results(source: Arc<dyn RunSource>, mut rx: mpsc::UnboundedRecei
         match source.finish(batch.clone()).await {
             Ok(()) => {
                 metrics::histogram!("tempora_result_batch_size").record(n as f64);
+                // From the process's end to the source's acknowledgement: how long a result
+                // waited to be recorded (seconds under a server or database outage).
+                let now = Timestamp::now();
+                let mut slowest = 0.0f64;
+                for r in &batch {
+                    let waited = now.duration_since(r.finished_at).as_secs_f64().max(0.0);
+                    slowest = slowest.max(waited);
+                    metrics::histogram!("tempora_result_delivery_seconds").record(waited);
+                }
+                if slowest > 2.0 {
+                    tracing::warn!(
+                        message = "results delivered late",
+                        results = n,
+                        slowest_seconds = slowest
+                    );
+                }
             }
             Err(e) => {
                 tracing::warn!(message = "cannot report results; will retry", error = %e, results = n);
