@@ -149,6 +149,19 @@ fn dir_size(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Peak RSS of `pid` in KiB (`VmHWM`).
+fn peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Jobs in the leader's timer heap (`tempora_scheduled_jobs` on `/metrics`).
 async fn scheduled_jobs(http: &reqwest::Client, base: &str) -> Option<u64> {
     let text = http
@@ -274,9 +287,11 @@ pub async fn run(bin: &Path, n: usize, json_out: bool) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(idle_secs)).await;
     let (c1, rss_idle) = cpu_and_rss(pid)?;
     let idle_cpu = (c1 - c0) as f64 / 100.0 / idle_secs as f64 * 100.0;
+    let peak_loaded = peak_rss(pid);
     println!(
-        "RSS after load {} MiB; idle CPU over {idle_secs} s: {idle_cpu:.2}% of one core (RSS {} MiB)",
+        "RSS after load {} MiB (peak {} MiB); idle CPU over {idle_secs} s: {idle_cpu:.2}% of one core (RSS {} MiB)",
         rss_loaded / 1024,
+        peak_loaded / 1024,
         rss_idle / 1024
     );
 
@@ -331,11 +346,17 @@ pub async fn run(bin: &Path, n: usize, json_out: bool) -> anyhow::Result<()> {
             .await;
     }
     let (_, rss_end) = cpu_and_rss(pid)?;
-    println!("RSS at the end {} MiB", rss_end / 1024);
+    let peak = peak_rss(pid);
+    println!(
+        "RSS at the end {} MiB (peak over the whole run {} MiB)",
+        rss_end / 1024,
+        peak / 1024
+    );
     if json_out {
         let v: Value = json!({
             "scale": n, "ready_seconds": ready.as_secs_f64(), "loaded_seconds": loaded.as_secs_f64(),
-            "rss_kib": {"loaded": rss_loaded, "idle": rss_idle, "end": rss_end},
+            "rss_kib": {"loaded": rss_loaded, "idle": rss_idle, "end": rss_end,
+                        "peak_after_load": peak_loaded, "peak": peak},
             "idle_cpu_percent": idle_cpu,
             "get_ms": {"p50": percentile(&lat, 50.0), "p90": percentile(&lat, 90.0),
                        "p99": percentile(&lat, 99.0), "max": lat.last()},

@@ -67,6 +67,24 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// The fields of a job that the scheduler's timer needs: the store hands these (read from the
+/// stored spec, the other fields skipped) to the leader's loop, which keeps no more per job.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TimerSpec {
+    /// See [`JobSpec::schedule`].
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// See [`JobSpec::timezone`].
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// See [`JobSpec::misfire`].
+    #[serde(default)]
+    pub misfire: Misfire,
+    /// See [`JobSpec::epsilon`].
+    #[serde(default = "default_epsilon", with = "serde_duration")]
+    pub epsilon: Duration,
+}
+
 /// A job as users define it. Field names and defaults follow DESIGN.md §3.1.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -253,6 +271,16 @@ fn check_map(
 }
 
 impl JobSpec {
+    /// The fields the scheduler's timer needs.
+    pub fn timer_spec(&self) -> TimerSpec {
+        TimerSpec {
+            schedule: self.schedule.clone(),
+            timezone: self.timezone.clone(),
+            misfire: self.misfire,
+            epsilon: self.epsilon,
+        }
+    }
+
     /// Validate every field. On success returns the parsed schedule (if any) and zone, which the
     /// caller uses to compute the first occurrence.
     pub fn validate(&self) -> Result<ValidatedJob, ValidationError> {

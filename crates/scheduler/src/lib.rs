@@ -19,7 +19,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use tempora_core::job::Misfire;
 use tempora_core::policy::{Disposition, plan_misfire};
-use tempora_core::schedule::Schedule;
+use tempora_core::schedule::{Schedule, parse_timezone};
 use tempora_store::{Fence, FireOutcome, FireRequest, ScheduleEntry, Store, StoreError};
 
 use crate::leader::{Leadership, is_unfenced};
@@ -29,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 /// Most missed occurrences of one job recorded one by one in a catch-up; older ones are
 /// summarised in a note on the oldest recorded one.
 pub const MAX_RECORDED_MISSED: usize = 1000;
+
+/// Jobs read per page when the schedules are loaded.
+const LOAD_PAGE: u32 = 10_000;
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]
@@ -94,6 +97,8 @@ pub struct Scheduler {
     /// Job name → entry; the name is shared with the heap's items.
     entries: HashMap<Arc<str>, Entry>,
     heap: BinaryHeap<Reverse<(Timestamp, u64, Arc<str>)>>,
+    /// Zones by name, shared by the entries.
+    zones: HashMap<String, TimeZone>,
     generation: u64,
 }
 
@@ -114,6 +119,7 @@ impl Scheduler {
                 changes: rx,
                 entries: HashMap::new(),
                 heap: BinaryHeap::new(),
+                zones: HashMap::new(),
                 generation: 0,
             },
             SchedulerHandle { changes: tx },
@@ -125,18 +131,31 @@ impl Scheduler {
         self.entries.len()
     }
 
+    /// The zone named `name`, shared by every job in it (one lookup per zone, not per job).
+    fn zone(&mut self, name: &str) -> Result<TimeZone, String> {
+        if let Some(tz) = self.zones.get(name) {
+            return Ok(tz.clone());
+        }
+        let tz = parse_timezone(name).map_err(|e| e.message)?;
+        self.zones.insert(name.to_owned(), tz.clone());
+        Ok(tz)
+    }
+
     fn insert(&mut self, e: ScheduleEntry) {
-        let valid = match e.spec.validate() {
+        let Some(expr) = &e.spec.schedule else {
+            self.entries.remove(e.name.as_str());
+            return;
+        };
+        let parsed = Schedule::parse(expr)
+            .map_err(|err| err.message)
+            .and_then(|s| Ok((s, self.zone(&e.spec.timezone)?)));
+        let (schedule, tz) = match parsed {
             Ok(v) => v,
             Err(err) => {
                 tracing::warn!(message = "stored job is invalid; not scheduled", job = %e.name, error = %err);
                 self.entries.remove(e.name.as_str());
                 return;
             }
-        };
-        let Some(schedule) = valid.schedule else {
-            self.entries.remove(e.name.as_str());
-            return;
         };
         self.generation += 1;
         let name: Arc<str> = Arc::from(e.name);
@@ -149,7 +168,7 @@ impl Scheduler {
                 version: e.version,
                 cursor: e.next_fire_at,
                 schedule,
-                tz: valid.timezone,
+                tz,
                 anchor: e.created_at,
                 misfire: e.spec.misfire,
                 epsilon: e.spec.epsilon,
@@ -157,16 +176,35 @@ impl Scheduler {
         );
     }
 
-    /// Load every scheduled job from the store (called at start).
+    /// Load every scheduled job from the store (called when this node starts leading), page by
+    /// page so the specs read never all sit in memory at once.
     pub async fn load(&mut self) -> Result<(), SchedulerError> {
-        let entries = self.store.schedule_entries().await?;
+        let started = std::time::Instant::now();
         self.entries.clear();
         self.heap.clear();
-        let n = entries.len();
-        for e in entries {
-            self.insert(e);
+        // The next page is read (on the store's threads) while this one is inserted.
+        let read = |store: Arc<dyn Store>, after: Option<String>| {
+            tokio::spawn(async move { store.schedule_entries(after.as_deref(), LOAD_PAGE).await })
+        };
+        let mut next = Some(read(self.store.clone(), None));
+        while let Some(reading) = next.take() {
+            let page = reading
+                .await
+                .map_err(|e| StoreError::Backend(format!("schedule loading task failed: {e}")))??;
+            if let Some(last) = page.last().filter(|_| page.len() == LOAD_PAGE as usize) {
+                next = Some(read(self.store.clone(), Some(last.name.clone())));
+            }
+            for e in page {
+                self.insert(e);
+            }
+            // Let the API and the other tasks run between pages.
+            tokio::task::yield_now().await;
         }
-        tracing::info!(message = "schedules loaded", jobs = n);
+        tracing::info!(
+            message = "schedules loaded",
+            jobs = self.entries.len(),
+            millis = started.elapsed().as_millis() as u64
+        );
         metrics::gauge!("tempora_scheduled_jobs").set(self.entries.len() as f64);
         Ok(())
     }
@@ -178,7 +216,7 @@ impl Scheduler {
                     name: name.to_owned(),
                     version: rec.version,
                     next_fire_at: next,
-                    spec: rec.spec,
+                    spec: rec.spec.timer_spec(),
                     created_at: rec.created_at,
                 }),
                 _ => {

@@ -249,14 +249,23 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn schedule_entries(&self) -> StoreResult<Vec<ScheduleEntry>> {
+    async fn schedule_entries(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<ScheduleEntry>> {
+        // An empty name sorts before every job name; `name > $1` then seeks the primary key.
+        let after = after.unwrap_or("").to_owned();
         self.read(|c| {
+            let after = after.clone();
             Box::pin(async move {
+                let limit = i64::from(limit);
                 let rows = c
                     .query(
                         "SELECT name, version, next_fire_at, spec, created_at FROM jobs \
-                         WHERE NOT paused AND next_fire_at IS NOT NULL",
-                        &[],
+                         WHERE name > $1 AND NOT paused AND next_fire_at IS NOT NULL \
+                         ORDER BY name LIMIT $2",
+                        &[&after, &limit],
                     )
                     .await?;
                 let mut out = Vec::with_capacity(rows.len());

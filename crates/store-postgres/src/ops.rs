@@ -594,7 +594,7 @@ pub async fn claim_runs(
                     .query_one("SELECT spec FROM jobs WHERE name = $1", &[&run.job])
                     .await?
                     .try_get(0)?;
-                let s = parse_spec(&json)?;
+                let s: JobSpec = parse_spec(&json)?;
                 specs.insert(run.job.clone(), s.clone());
                 s
             }

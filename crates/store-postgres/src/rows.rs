@@ -1,6 +1,5 @@
 //! Mapping between PostgreSQL rows and the store's records.
 
-use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
 use tempora_store::{JobRecord, StoreError};
 use tokio_postgres::Row;
@@ -24,7 +23,7 @@ pub const JOB_COLS: &str = "spec, created_at, updated_at, version, next_fire_at,
      error_count, last_success_at, last_error_at, errors_since_success";
 
 /// Parse a stored spec.
-pub fn parse_spec(json: &str) -> Result<JobSpec, StoreError> {
+pub fn parse_spec<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, StoreError> {
     serde_json::from_str(json)
         .map_err(|e| StoreError::Backend(format!("stored job spec is unreadable: {e}")))
 }

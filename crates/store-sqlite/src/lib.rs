@@ -250,16 +250,24 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn schedule_entries(&self) -> StoreResult<Vec<ScheduleEntry>> {
-        self.read(|c| {
+    async fn schedule_entries(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<ScheduleEntry>> {
+        // An empty name sorts before every job name; `name > ?1` then seeks the primary key
+        // (an `?1 IS NULL OR …` condition would scan from the start on every page).
+        let after = after.unwrap_or("").to_owned();
+        self.read(move |c| {
             let mut stmt = c
-                .prepare(
+                .prepare_cached(
                     "SELECT name, version, next_fire_at, spec, created_at FROM jobs \
-                     WHERE paused = 0 AND next_fire_at IS NOT NULL",
+                     WHERE name > ?1 AND paused = 0 AND next_fire_at IS NOT NULL \
+                     ORDER BY name LIMIT ?2",
                 )
                 .map_err(db)?;
             let rows = stmt
-                .query_map([], |r| {
+                .query_map(rusqlite::params![after, limit], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, i64>(1)?,
@@ -479,7 +487,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             let (jobs, paused): (i64, i64) = c
                 .query_row(
-                    "SELECT COUNT(*), COALESCE(SUM(paused), 0) FROM jobs",
+                    "SELECT total, paused FROM job_counts WHERE id = 1",
                     [],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )

@@ -570,7 +570,7 @@ pub fn claim_runs(
                     .map_err(db)?
                     .query_row([&run.job], |r| r.get(0))
                     .map_err(db)?;
-                let s = parse_spec(&json)?;
+                let s: JobSpec = parse_spec(&json)?;
                 specs.insert(run.job.clone(), s.clone());
                 s
             }

@@ -1,7 +1,6 @@
 //! Mapping between SQLite rows and the store's records.
 
 use rusqlite::{Connection, OptionalExtension, Row};
-use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
 use tempora_store::{JobRecord, StoreError, StoreResult};
 
@@ -48,7 +47,7 @@ pub struct JobRecordParts {
 }
 
 /// Parse a stored spec.
-pub fn parse_spec(json: &str) -> StoreResult<JobSpec> {
+pub fn parse_spec<T: serde::de::DeserializeOwned>(json: &str) -> StoreResult<T> {
     serde_json::from_str(json)
         .map_err(|e| StoreError::Backend(format!("stored job spec is unreadable: {e}")))
 }

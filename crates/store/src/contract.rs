@@ -665,10 +665,25 @@ pub async fn pause_resume_moves_cursor(s: Arc<dyn Store>) {
     assert!(p.spec.paused);
     assert_eq!(p.next_fire_at, None);
     assert_eq!(p.version, rec.version + 1);
-    assert!(s.schedule_entries().await.unwrap().is_empty());
+    assert!(s.schedule_entries(None, 100).await.unwrap().is_empty());
     let r = s.set_paused("j", false, t(3600)).await.unwrap();
     assert!(r.next_fire_at.unwrap() > t(3600));
-    assert_eq!(s.schedule_entries().await.unwrap().len(), 1);
+    let entries = s.schedule_entries(None, 100).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].spec.schedule.as_deref(), Some("*/5 * * * *"));
+    // Pages by name.
+    for n in ["a", "b", "c"] {
+        s.put_job(job(n, r#""schedule":"@hourly""#), PutMode::Create, t(3600))
+            .await
+            .unwrap();
+    }
+    let page1 = s.schedule_entries(None, 2).await.unwrap();
+    let names1: Vec<&str> = page1.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names1, ["a", "b"]);
+    let page2 = s.schedule_entries(Some("b"), 2).await.unwrap();
+    let names2: Vec<&str> = page2.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names2, ["c", "j"]);
+    assert!(s.schedule_entries(Some("j"), 2).await.unwrap().is_empty());
     assert!(matches!(
         s.set_paused("nope", true, t(0)).await,
         Err(StoreError::JobNotFound(_))

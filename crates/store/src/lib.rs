@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use tempora_core::job::{JobSpec, ValidationError};
+use tempora_core::job::{JobSpec, TimerSpec, ValidationError};
 use tempora_core::policy::PlannedOccurrence;
 use tempora_core::run::{Run, RunOverrides, RunState};
 
@@ -182,8 +182,8 @@ pub struct ScheduleEntry {
     pub version: i64,
     /// The next occurrence not yet fired.
     pub next_fire_at: Timestamp,
-    /// The job's spec.
-    pub spec: JobSpec,
+    /// The fields of the job's spec the timer needs.
+    pub spec: TimerSpec,
     /// The job's creation instant (schedule anchor).
     pub created_at: Timestamp,
 }
@@ -365,8 +365,13 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- scheduler ----
 
-    /// Every unpaused job with a next occurrence.
-    async fn schedule_entries(&self) -> StoreResult<Vec<ScheduleEntry>>;
+    /// Unpaused jobs with a next occurrence, ordered by name, after `after` (exclusive), at most
+    /// `limit` (the leader loads them page by page).
+    async fn schedule_entries(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<ScheduleEntry>>;
     /// Record due occurrences for many jobs in one transaction (exactly once per occurrence) and
     /// advance their cursors.
     /// With a `fence`, nothing is written unless the fence's node still holds the lease with

@@ -52,11 +52,16 @@ enum Kind {
     Cron(Box<cron::Cron>),
     Every(Duration),
     At(When),
-    Iso {
-        count: Option<u64>,
-        start: Option<When>,
-        period: Span,
-    },
+    /// Boxed: a `Span` is large, and the scheduler keeps one `Schedule` per job.
+    Iso(Box<Iso>),
+}
+
+/// An ISO 8601 repeating interval `R[n]/start/period`.
+#[derive(Debug, Clone)]
+struct Iso {
+    count: Option<u64>,
+    start: Option<When>,
+    period: Span,
 }
 
 /// An instant, or a civil datetime to be read in the job's zone.
@@ -193,7 +198,7 @@ impl Schedule {
             Kind::Cron(_) => "cron",
             Kind::Every(_) => "every",
             Kind::At(_) => "at",
-            Kind::Iso { .. } => "iso8601",
+            Kind::Iso(_) => "iso8601",
         }
     }
 
@@ -242,16 +247,12 @@ impl Schedule {
                     .ok()
             }
             Kind::At(w) => w.zoned(tz).map(|z| z.timestamp()).filter(|t| *t > after),
-            Kind::Iso {
-                count,
-                start,
-                period,
-            } => {
-                let start = match start {
+            Kind::Iso(iso) => {
+                let start = match &iso.start {
                     Some(w) => w.zoned(tz)?,
                     None => anchor.to_zoned(tz.clone()),
                 };
-                next_iso(&start, *period, *count, after)
+                next_iso(&start, iso.period, iso.count, after)
             }
         }
     }
@@ -298,11 +299,11 @@ fn parse_iso(e: &str) -> Result<Kind, ScheduleError> {
             parts[2]
         )));
     }
-    Ok(Kind::Iso {
+    Ok(Kind::Iso(Box::new(Iso {
         count,
         start,
         period,
-    })
+    })))
 }
 
 /// Occurrence k = start + k·period, computed from the start (no drift).
