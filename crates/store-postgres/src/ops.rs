@@ -346,17 +346,22 @@ async fn insert_run(c: &Conn, r: NewRun<'_>) -> TxResult<Option<i64>> {
 }
 
 /// (active, held) run counts of a job: active = running or claimable queued.
+///
+/// Each is 0 or 1 (whether there is one), not a count: the overlap policies only compare them
+/// with zero, and counting would read every queued run of the job — quadratic when thousands
+/// are queued.
 async fn active_counts(c: &Conn, job: &str) -> TxResult<(u64, u64)> {
     let row = c
         .query_one(
-            "SELECT COUNT(*) FILTER (WHERE NOT hold), COUNT(*) FILTER (WHERE hold) FROM runs \
-             WHERE job = $1 AND state IN ('queued', 'running')",
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE job = $1 AND state IN ('queued', 'running') \
+                            AND NOT hold), \
+                    EXISTS (SELECT 1 FROM runs WHERE job = $1 AND state = 'queued' AND hold)",
             &[&job],
         )
         .await?;
-    let active: i64 = row.try_get(0)?;
-    let held: i64 = row.try_get(1)?;
-    Ok((active.max(0) as u64, held.max(0) as u64))
+    let active: bool = row.try_get(0)?;
+    let held: bool = row.try_get(1)?;
+    Ok((u64::from(active), u64::from(held)))
 }
 
 /// Ask the job's running runs to stop and cancel its queued ones (`concurrency: replace`).

@@ -112,6 +112,10 @@ CREATE TABLE workers (
     last_seen      bigint NOT NULL
 );
 "#,
+    // 4: held runs (`concurrency: queue`) found without reading a job's other queued runs.
+    r#"
+CREATE INDEX runs_held ON runs (job) WHERE state = 'queued' AND hold;
+"#,
 ];
 
 /// Apply the migrations not yet applied, all in one transaction under an advisory lock.

@@ -331,10 +331,15 @@ fn insert_run(c: &Connection, r: NewRun<'_>) -> StoreResult<Option<i64>> {
 }
 
 /// (active, held) run counts of a job: active = running or claimable queued.
+///
+/// Each is 0 or 1 (whether there is one), not a count: the overlap policies only compare them
+/// with zero, and counting would read every queued run of the job — quadratic when thousands
+/// are queued. Both lookups stop at the first index entry.
 fn active_counts(c: &Connection, job: &str) -> StoreResult<(u64, u64)> {
     c.prepare_cached(
-        "SELECT COALESCE(SUM(hold = 0), 0), COALESCE(SUM(hold = 1), 0) FROM runs \
-         WHERE job = ?1 AND state IN ('queued', 'running')",
+        "SELECT EXISTS (SELECT 1 FROM runs WHERE job = ?1 AND state IN ('queued', 'running') \
+                        AND hold = 0), \
+                EXISTS (SELECT 1 FROM runs WHERE job = ?1 AND state = 'queued' AND hold = 1)",
     )
     .map_err(db)?
     .query_row([job], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))

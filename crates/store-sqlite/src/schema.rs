@@ -131,6 +131,10 @@ CREATE TRIGGER job_counts_paused AFTER UPDATE OF paused ON jobs
     UPDATE job_counts SET paused = paused + (NEW.paused != 0) - (OLD.paused != 0) WHERE id = 1;
 END;
 "#,
+    // 7: held runs (`concurrency: queue`) found without reading a job's other queued runs.
+    r#"
+CREATE INDEX runs_held ON runs (job) WHERE state = 'queued' AND hold = 1;
+"#,
 ];
 
 /// Apply the migrations not yet applied, each in its own transaction.
