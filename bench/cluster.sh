@@ -7,7 +7,8 @@
 #   bench/cluster.sh --drain 5000
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p tempora -p tempora-bench
+profile="${TEMPORA_BENCH_PROFILE:-release}"
+if [ "$profile" = release ]; then cargo build --release -p tempora -p tempora-bench; fi
 PG_BIN="${TEMPORA_PG_BIN:-/usr/lib/postgresql/15/bin}"
 [ -x "$PG_BIN/pg_ctl" ] || { echo "PostgreSQL 15 binaries not found in $PG_BIN" >&2; exit 1; }
 dir="$(mktemp -d)"
@@ -21,5 +22,5 @@ port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
 "${as_user[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w start \
   -o "-h 127.0.0.1 -p $port -k $dir -c max_connections=200 -c shared_buffers=256MB" >/dev/null
 trap '"${as_user[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null; rm -rf "$dir"' EXIT
-target/release/tempora-bench --database-url "postgres://postgres@127.0.0.1:$port/postgres" \
+"target/$profile/tempora-bench" --database-url "postgres://postgres@127.0.0.1:$port/postgres" \
   --nodes "${NODES:-3}" --workers "${WORKERS:-2}" "$@"

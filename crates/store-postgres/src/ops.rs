@@ -730,69 +730,114 @@ fn ended_from_row(r: &Row) -> TxResult<Ended> {
 
 /// After a run reached a final state: counters, retry, release of a held run.
 async fn after_final(c: &Conn, e: &Ended, state: RunState, now: Timestamp) -> TxResult<()> {
-    let Some(rec) = lock_job(c, &e.job).await? else {
-        return Ok(());
-    };
-    match state {
-        RunState::Succeeded => {
-            c.execute(
-                "UPDATE jobs SET success_count = success_count + 1, last_success_at = $2, \
-                 errors_since_success = 0 WHERE name = $1",
-                &[&e.job, &us(now)],
-            )
-            .await?;
+    after_finals(c, &[(e, state)], now).await
+}
+
+/// The follow-ups of runs that reached a final state, job by job: each job is locked and its
+/// counters updated once for all its runs (not once per run: a batch of results is then a few
+/// round trips per job rather than five per run), then retries and dependency reports per run,
+/// then the release of a run held under `concurrency: queue`.
+async fn after_finals(c: &Conn, ended: &[(&Ended, RunState)], now: Timestamp) -> TxResult<()> {
+    let mut jobs: Vec<&str> = Vec::new();
+    for (e, _) in ended {
+        if !jobs.contains(&e.job.as_str()) {
+            jobs.push(&e.job);
         }
-        RunState::Failed | RunState::TimedOut | RunState::Lost => {
-            c.execute(
-                "UPDATE jobs SET error_count = error_count + 1, last_error_at = $2, \
-                 errors_since_success = errors_since_success + 1 WHERE name = $1",
-                &[&e.job, &us(now)],
-            )
-            .await?;
-        }
-        _ => {}
     }
-    let retrying = policy::should_retry(&rec.spec, state, e.attempt);
-    let counts_for_children = state == RunState::Succeeded
-        || (rec.spec.soft_error && state.is_retryable_failure() && !retrying);
-    if counts_for_children {
-        report_to_children(c, &e.job, e.id, now).await?;
-    }
-    if retrying {
-        let delay = policy::retry_delay(&rec.spec, e.attempt);
-        let overrides: RunOverrides = match &e.overrides {
-            Some(s) => serde_json::from_str(s).unwrap_or_default(),
-            None => RunOverrides::default(),
+    // One lock order for every transaction (by name), so two batches cannot deadlock.
+    jobs.sort_unstable();
+    for job in jobs {
+        let Some(rec) = lock_job(c, job).await? else {
+            continue;
         };
-        let origin = e.origin.parse::<Trigger>().unwrap_or(Trigger::Schedule);
-        insert_run(
-            c,
-            NewRun {
-                job: &e.job,
-                trigger: Trigger::Retry,
-                origin,
-                scheduled_for: ts(e.scheduled_for),
-                attempt: e.attempt + 1,
-                state: RunState::Queued,
-                hold: false,
-                now,
-                not_before: add(now, delay),
-                error: None,
-                overrides: &overrides,
-                triggered_by: &[],
-            },
-        )
-        .await?;
-    }
-    // Release a run waiting under `concurrency: queue` once nothing else is active.
-    let (active, held) = active_counts(c, &e.job).await?;
-    if active == 0 && held > 0 {
-        c.execute(
-            "UPDATE runs SET hold = false, not_before = $2 WHERE id = \
-             (SELECT id FROM runs WHERE job = $1 AND state = 'queued' AND hold ORDER BY id LIMIT 1)",
-            &[&e.job, &us(now)],
-        )
-        .await?;
+        let runs: Vec<(&Ended, RunState)> = ended
+            .iter()
+            .filter(|(e, _)| e.job == job)
+            .map(|(e, s)| (*e, *s))
+            .collect();
+        // Counters, in the runs' order: errors since the last success of the batch.
+        let (mut ok, mut errors, mut errors_after_ok) = (0i64, 0i64, 0i64);
+        for (_, state) in &runs {
+            match state {
+                RunState::Succeeded => {
+                    ok += 1;
+                    errors_after_ok = 0;
+                }
+                RunState::Failed | RunState::TimedOut | RunState::Lost => {
+                    errors += 1;
+                    errors_after_ok += 1;
+                }
+                _ => {}
+            }
+        }
+        if ok + errors > 0 {
+            c.execute(
+                "UPDATE jobs SET success_count = success_count + $2, \
+                 error_count = error_count + $3, \
+                 last_success_at = CASE WHEN $2 > 0 THEN $4 ELSE last_success_at END, \
+                 last_error_at = CASE WHEN $3 > 0 THEN $4 ELSE last_error_at END, \
+                 errors_since_success = CASE WHEN $2 > 0 THEN $5 \
+                                        ELSE errors_since_success + $3 END \
+                 WHERE name = $1",
+                &[&job, &ok, &errors, &us(now), &errors_after_ok],
+            )
+            .await?;
+        }
+        let mut has_children: Option<bool> = None;
+        for (e, state) in runs {
+            let retrying = policy::should_retry(&rec.spec, state, e.attempt);
+            let counts_for_children = state == RunState::Succeeded
+                || (rec.spec.soft_error && state.is_retryable_failure() && !retrying);
+            if counts_for_children {
+                let any = match has_children {
+                    Some(v) => v,
+                    None => {
+                        let v = !children_of(c, job).await?.is_empty();
+                        has_children = Some(v);
+                        v
+                    }
+                };
+                if any {
+                    report_to_children(c, job, e.id, now).await?;
+                }
+            }
+            if retrying {
+                let delay = policy::retry_delay(&rec.spec, e.attempt);
+                let overrides: RunOverrides = match &e.overrides {
+                    Some(s) => serde_json::from_str(s).unwrap_or_default(),
+                    None => RunOverrides::default(),
+                };
+                let origin = e.origin.parse::<Trigger>().unwrap_or(Trigger::Schedule);
+                insert_run(
+                    c,
+                    NewRun {
+                        job,
+                        trigger: Trigger::Retry,
+                        origin,
+                        scheduled_for: ts(e.scheduled_for),
+                        attempt: e.attempt + 1,
+                        state: RunState::Queued,
+                        hold: false,
+                        now,
+                        not_before: add(now, delay),
+                        error: None,
+                        overrides: &overrides,
+                        triggered_by: &[],
+                    },
+                )
+                .await?;
+            }
+        }
+        // Release a run waiting under `concurrency: queue` once nothing else is active.
+        let (active, held) = active_counts(c, job).await?;
+        if active == 0 && held > 0 {
+            c.execute(
+                "UPDATE runs SET hold = false, not_before = $2 WHERE id = \
+                 (SELECT id FROM runs WHERE job = $1 AND state = 'queued' AND hold ORDER BY id LIMIT 1)",
+                &[&job, &us(now)],
+            )
+            .await?;
+        }
     }
     Ok(())
 }
@@ -805,6 +850,7 @@ pub async fn finish_runs(
     max_log: u64,
     now: Timestamp,
 ) -> TxResult<()> {
+    let mut done: Vec<(Ended, RunState)> = Vec::with_capacity(results.len());
     for r in results {
         if r.awaits_completion {
             finish_async(c, worker, &r, max_log, now).await?;
@@ -840,9 +886,10 @@ pub async fn finish_runs(
         };
         let ended = ended_from_row(&ended)?;
         append_log(c, r.run_id, &r.log_tail, max_log).await?;
-        after_final(c, &ended, r.state, now).await?;
+        done.push((ended, r.state));
     }
-    Ok(())
+    let refs: Vec<(&Ended, RunState)> = done.iter().map(|(e, s)| (e, *s)).collect();
+    after_finals(c, &refs, now).await
 }
 
 /// An async run's process exited 0: wait for the completion call, or apply the outcome it
@@ -990,9 +1037,8 @@ async fn mark_lost(c: &Conn, rows: Vec<Row>, now: Timestamp) -> TxResult<Vec<i64
         .iter()
         .map(ended_from_row)
         .collect::<TxResult<Vec<_>>>()?;
-    for e in &ended {
-        after_final(c, e, RunState::Lost, now).await?;
-    }
+    let refs: Vec<(&Ended, RunState)> = ended.iter().map(|e| (e, RunState::Lost)).collect();
+    after_finals(c, &refs, now).await?;
     Ok(ended.into_iter().map(|e| e.id).collect())
 }
 
