@@ -59,6 +59,8 @@ pub enum OpenError {
 
 /// The SQLite store.
 pub struct SqliteStore {
+    /// While this lives, the checkpoint thread runs.
+    _alive: Arc<()>,
     writer: Writer,
     readers: Arc<ReaderPool>,
     options: StoreOptions,
@@ -92,6 +94,38 @@ impl ReaderPool {
     }
 }
 
+/// How often the checkpoint thread copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Start the thread that checkpoints the WAL (PASSIVE: it never blocks the writer or readers)
+/// until `alive` is dropped; a WAL over 64 MiB is truncated once readers allow.
+fn start_checkpointer(path: &Path, alive: std::sync::Weak<()>) -> std::io::Result<()> {
+    let path = path.to_owned();
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            let conn = match Connection::open(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(message = "checkpoint connection failed; the WAL will grow", error = %e);
+                    return;
+                }
+            };
+            let _ = conn.busy_timeout(Duration::from_secs(1));
+            while alive.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                let wal = std::fs::metadata(path.with_extension("db-wal"))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                let mode = if wal > 64 * 1024 * 1024 { "TRUNCATE" } else { "PASSIVE" };
+                if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+                    tracing::warn!(message = "WAL checkpoint failed", error = %e);
+                }
+            }
+        })
+        .map(|_| ())
+}
+
 impl SqliteStore {
     /// Open (creating if needed) `tempora.db` in `data_dir`, apply migrations, start the writer.
     pub fn open(data_dir: &Path, options: StoreOptions) -> Result<SqliteStore, OpenError> {
@@ -113,8 +147,16 @@ impl SqliteStore {
         .map_err(err)?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&conn).map_err(err)?;
+        // Checkpoints (copying the WAL back into the database) run on their own thread and
+        // connection, not inside a commit of the writer, where they stalled fires and claims
+        // for milliseconds every 1000 pages.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(err)?;
+        let alive = Arc::new(());
+        start_checkpointer(&path, Arc::downgrade(&alive)).map_err(OpenError::Thread)?;
         let writer = Writer::start(conn).map_err(OpenError::Thread)?;
         Ok(SqliteStore {
+            _alive: alive,
             writer,
             readers: Arc::new(ReaderPool {
                 path,

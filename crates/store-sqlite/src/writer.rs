@@ -108,6 +108,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>) {
             }
         }
         let size = batch.len();
+        let started = std::time::Instant::now();
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             let msg = e.to_string();
             tracing::error!(message = "cannot begin SQLite transaction", error = %msg);
@@ -140,5 +141,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>) {
             op.complete(commit.clone());
         }
         metrics::histogram!("tempora_store_write_batch_size").record(size as f64);
+        metrics::histogram!("tempora_store_write_batch_seconds")
+            .record(started.elapsed().as_secs_f64());
     }
 }
