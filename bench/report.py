@@ -75,7 +75,7 @@ def main():
         subprocess.run(["cargo", "build", "--release", "-p", "tempora", "-p", "tempora-bench"], cwd=ROOT, check=True)
     q = a.quick
     n = 1 if q else a.repeat
-    jobs, secs = (50, 5) if q else (500, 60)
+    jobs, secs = (20, 5) if q else (500, 60)
     drain_n = 500 if q else 20000
     scale_n = 2000 if q else 1_000_000
     history_n = 20000 if q else 10_000_000
