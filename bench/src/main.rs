@@ -9,6 +9,8 @@
 //! Run it with `bench/run.sh` (builds the release binaries first); `bench/cluster.sh` starts a
 //! throwaway PostgreSQL and runs it against 3 nodes and 2 `tempora worker` agents.
 
+mod history;
+
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -61,6 +63,8 @@ struct Opts {
     /// Kill -9 the leader halfway through and measure the failover (cluster only).
     #[arg(long)]
     failover: bool,
+    #[command(flatten)]
+    history: history::HistoryOpts,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -272,6 +276,9 @@ async fn main() -> anyhow::Result<()> {
             "{} not found: build it first (bench/run.sh does)",
             bin.display()
         );
+    }
+    if o.history.runs.is_some() {
+        return history::run(&bin, &o.history, o.json).await;
     }
     if o.database_url.is_none() && (o.nodes != 1 || o.workers != 0 || o.failover) {
         bail!("--nodes, --workers and --failover need --database-url");
