@@ -1342,13 +1342,49 @@ pub fn prune_candidates(
                 job_prune_candidates(c, &name, policy, now, &pinned, budget, &mut ids)?;
                 if ids.len() >= max {
                     // This job may have more: the next call starts with it.
+                    warm_pages(c, &ids)?;
                     return Ok((ids, Some(name)));
                 }
             }
             after = Some(last);
         }
     }
+    warm_pages(c, &ids)?;
     Ok((ids, None))
+}
+
+/// Read the pages the deletion of `ids` will change (each run's row, its entry in the
+/// occurrence index, its output rows), so the writer finds them in memory. A large history does
+/// not fit in the page cache, and the runs of one job are scattered over the file: without this
+/// the writer thread — and every fire and result queued behind it — would wait for those random
+/// reads from disk.
+fn warm_pages(c: &Connection, ids: &[i64]) -> StoreResult<()> {
+    for &id in ids {
+        let row: Option<(String, i64, i64, String)> = c
+            .prepare_cached("SELECT job, scheduled_for, attempt, origin FROM runs WHERE id = ?1")
+            .map_err(db)?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .optional()
+            .map_err(db)?;
+        let Some((job, scheduled_for, attempt, origin)) = row else {
+            continue;
+        };
+        if origin == "schedule" {
+            c.prepare_cached(
+                "SELECT id FROM runs INDEXED BY runs_occurrence \
+                 WHERE job = ?1 AND scheduled_for = ?2 AND attempt = ?3 AND origin = 'schedule'",
+            )
+            .map_err(db)?
+            .query_row(params![job, scheduled_for, attempt], |_| Ok(()))
+            .optional()
+            .map_err(db)?;
+        }
+        c.prepare_cached("SELECT COUNT(*) FROM run_logs WHERE run_id = ?1")
+            .map_err(db)?
+            .query_row([id], |r| r.get::<_, i64>(0))
+            .map_err(db)?;
+    }
+    Ok(())
 }
 
 /// Parent runs recorded in dependency progress (a child's next dependency run names them).
