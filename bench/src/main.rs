@@ -9,6 +9,7 @@
 //! Run it with `bench/run.sh` (builds the release binaries first); `bench/cluster.sh` starts a
 //! throwaway PostgreSQL and runs it against 3 nodes and 2 `tempora worker` agents.
 
+mod history;
 mod scale;
 
 use std::collections::HashMap;
@@ -67,6 +68,8 @@ struct Opts {
     /// start, RSS, idle CPU, GET latency at 500 req/s, creating 10,000 jobs over HTTP.
     #[arg(long)]
     scale: Option<usize>,
+    #[command(flatten)]
+    history: history::HistoryOpts,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -383,6 +386,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(n) = o.scale {
         return scale::run(&bin, n, o.json).await;
+    }
+    if o.history.runs.is_some() {
+        return history::run(&bin, &o.history, o.json).await;
     }
     if o.database_url.is_none() && (o.nodes != 1 || o.workers != 0 || o.failover) {
         bail!("--nodes, --workers and --failover need --database-url");

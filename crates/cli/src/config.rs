@@ -4,14 +4,15 @@
 //! `--config FILE` (or `TEMPORA_CONFIG`) names the file. Each key is the flag's name with `_`
 //! for `-` (`data_dir`, `listen`, `local_slots`, `node_id`, `log_format`, `shutdown_grace`,
 //! `kill_grace`, `lease_ttl`, `max_log_bytes`, `database_url`, `leader_lease_ttl`,
-//! `leader_renew_every`, `no_leader`, `claim_poll_every`, `database_pool_size`). The file's values are exported as the matching
+//! `leader_renew_every`, `no_leader`, `claim_poll_every`, `database_pool_size`,
+//! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`). The file's values are exported as the matching
 //! `TEMPORA_*` variables where those are not already set, before the command line is parsed, so
 //! clap's own flag/env handling yields exactly that precedence.
 
 use std::ffi::OsString;
 
 /// Keys the file may hold, with their environment variables.
-const KEYS: [(&str, &str); 15] = [
+const KEYS: [(&str, &str); 19] = [
     ("data_dir", "TEMPORA_DATA_DIR"),
     ("listen", "TEMPORA_LISTEN"),
     ("local_slots", "TEMPORA_LOCAL_SLOTS"),
@@ -27,6 +28,10 @@ const KEYS: [(&str, &str); 15] = [
     ("no_leader", "TEMPORA_NO_LEADER"),
     ("claim_poll_every", "TEMPORA_CLAIM_POLL_EVERY"),
     ("database_pool_size", "TEMPORA_DATABASE_POOL_SIZE"),
+    ("keep_runs", "TEMPORA_KEEP_RUNS"),
+    ("keep_days", "TEMPORA_KEEP_DAYS"),
+    ("retention_every", "TEMPORA_RETENTION_EVERY"),
+    ("retention_batch", "TEMPORA_RETENTION_BATCH"),
 ];
 
 /// The config file named by `--config FILE` / `--config=FILE` in `args`, or `TEMPORA_CONFIG`.

@@ -13,8 +13,9 @@ use clap::{Args, ValueEnum};
 use jiff::Timestamp;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tempora_scheduler::leader::{LeaderConfig, run_elector};
+use tempora_scheduler::retention::{RetentionConfig, run_retention};
 use tempora_scheduler::{Scheduler, SchedulerConfig};
-use tempora_store::{Store, StoreOptions};
+use tempora_store::{Retention, Store, StoreOptions};
 use tempora_store_postgres::PostgresStore;
 use tempora_store_sqlite::SqliteStore;
 use tempora_worker::pool::{PoolConfig, WorkerPool};
@@ -94,6 +95,46 @@ pub struct ServerArgs {
     /// runs locally only if these labels satisfy it.
     #[arg(long, env = "TEMPORA_LOCAL_LABELS", default_value = "", value_parser = parse_labels)]
     pub local_labels: BTreeMap<String, String>,
+    /// Keep only the newest N finished runs of each job (default: keep every run). Older
+    /// finished runs and their output are deleted in the background by the leader; queued and
+    /// running runs, and each job's newest finished run, are never deleted.
+    #[arg(long, env = "TEMPORA_KEEP_RUNS", value_name = "N", allow_hyphen_values = true, value_parser = parse_keep_runs)]
+    pub keep_runs: Option<u32>,
+    /// Delete finished runs that ended more than D days ago (default: keep every run). With
+    /// `--keep-runs` too, a run goes when either limit says so.
+    #[arg(long, env = "TEMPORA_KEEP_DAYS", value_name = "D", allow_hyphen_values = true, value_parser = parse_keep_days)]
+    pub keep_days: Option<u32>,
+    /// Pause between two retention passes (with `--keep-runs` or `--keep-days`).
+    #[arg(long, env = "TEMPORA_RETENTION_EVERY", default_value = "60s", value_parser = parse_duration)]
+    pub retention_every: Duration,
+    /// Most runs retention deletes in one transaction (smaller: shorter waits for fires behind
+    /// it, slower deletion).
+    #[arg(long, env = "TEMPORA_RETENTION_BATCH", value_name = "N", default_value = "200", value_parser = parse_batch)]
+    pub retention_batch: u32,
+}
+
+/// Parse a whole number ≥ 1 of `unit` for a retention flag.
+fn parse_positive(s: &str, unit: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(0) => Err(format!("must be at least 1 {unit}")),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("expected a whole number of {unit} (1 or more)")),
+    }
+}
+
+/// `--keep-runs`: 1 or more.
+fn parse_keep_runs(s: &str) -> Result<u32, String> {
+    parse_positive(s, "runs").map_err(|e| format!("{e}; leave the flag out to keep every run"))
+}
+
+/// `--keep-days`: 1 or more.
+fn parse_keep_days(s: &str) -> Result<u32, String> {
+    parse_positive(s, "days").map_err(|e| format!("{e}; leave the flag out to keep every run"))
+}
+
+/// `--retention-batch`: 1 or more.
+fn parse_batch(s: &str) -> Result<u32, String> {
+    parse_positive(s, "runs")
 }
 
 /// Parse a `k=v,k2=v2` label list.
@@ -253,6 +294,25 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         leadership.clone(),
         shutdown.child_token(),
     ));
+    let retention = Retention {
+        keep_runs: args.keep_runs,
+        keep_days: args.keep_days,
+    };
+    if args.retention_every.is_zero() {
+        anyhow::bail!("--retention-every must be longer than 0s");
+    }
+    let retention_task = retention.is_enabled().then(|| {
+        tokio::spawn(run_retention(
+            store.clone(),
+            RetentionConfig {
+                every: args.retention_every,
+                batch: args.retention_batch,
+                ..RetentionConfig::new(retention)
+            },
+            leadership.clone(),
+            shutdown.child_token(),
+        ))
+    });
     let pool_task = if args.local_slots > 0 {
         let source = Arc::new(
             StoreSource::new(store.clone(), local_worker.clone(), args.lease_ttl)
@@ -302,6 +362,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         store = store_kind,
         data_dir = %args.data_dir.display(),
         local_slots = args.local_slots,
+        keep_runs = args.keep_runs,
+        keep_days = args.keep_days,
         version = env!("CARGO_PKG_VERSION"),
     );
     let http_shutdown = shutdown.clone();
@@ -318,6 +380,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!(message = "scheduler task failed", error = %e);
     }
     let _ = reaper_task.await;
+    if let Some(t) = retention_task {
+        let _ = t.await;
+    }
     // The scheduler has stopped: give the lease up so another node takes over at once.
     elector_stop.cancel();
     let _ = elector_task.await;

@@ -9,6 +9,7 @@
 
 pub mod leader;
 pub mod reaper;
+pub mod retention;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};

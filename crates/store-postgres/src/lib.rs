@@ -25,8 +25,8 @@ use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState};
 use tempora_store::{
     ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange, JobRecord, Lease,
-    LogSlice, PutMode, PutOutcome, RunResult, ScheduleEntry, Store, StoreCounts, StoreError,
-    StoreOptions, StoreResult, WorkerInfo, WorkerStatus,
+    LogSlice, PutMode, PutOutcome, Retention, RunResult, ScheduleEntry, Store, StoreCounts,
+    StoreError, StoreOptions, StoreResult, WorkerInfo, WorkerStatus,
 };
 
 use pool::{Conn, Pool, TxError, TxResult};
@@ -59,6 +59,8 @@ pub enum ConnectError {
 pub struct PostgresStore {
     pool: Pool,
     options: StoreOptions,
+    /// The job the next [`Store::prune_runs`] call starts with (None: the first).
+    prune_next: std::sync::Mutex<Option<String>>,
 }
 
 type TxFuture<'c, T> = Pin<Box<dyn Future<Output = TxResult<T>> + Send + 'c>>;
@@ -105,7 +107,11 @@ impl PostgresStore {
         let pool = Pool::new(config, pool_size);
         pool.put(client);
         tracing::debug!(message = "connected to PostgreSQL", pool_size);
-        Ok(PostgresStore { pool, options })
+        Ok(PostgresStore {
+            pool,
+            options,
+            prune_next: std::sync::Mutex::new(None),
+        })
     }
 
     /// Run `f` in a transaction opened with `begin`, committing on success and rolling back on
@@ -486,6 +492,39 @@ impl Store for PostgresStore {
     ) -> StoreResult<Option<LogSlice>> {
         self.read(|c| Box::pin(read_log(c, run_id, offset, max)))
             .await
+    }
+
+    async fn prune_runs(
+        &self,
+        policy: &Retention,
+        now: Timestamp,
+        max_rows: u32,
+    ) -> StoreResult<u64> {
+        if !policy.is_enabled() || max_rows == 0 {
+            return Ok(0);
+        }
+        let start = self.prune_next.lock().ok().and_then(|g| g.clone());
+        let policy = *policy;
+        // Choose in a read-only snapshot, delete in one short write transaction.
+        let (ids, next) = self
+            .read(|c| {
+                let start = start.clone();
+                Box::pin(async move {
+                    ops::prune_candidates(c, &policy, now, max_rows, start.as_deref()).await
+                })
+            })
+            .await?;
+        if let Ok(mut g) = self.prune_next.lock() {
+            *g = next;
+        }
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.write(|c| {
+            let ids = ids.clone();
+            Box::pin(async move { ops::delete_finished_runs(c, &ids).await })
+        })
+        .await
     }
 
     async fn counts(&self) -> StoreResult<StoreCounts> {

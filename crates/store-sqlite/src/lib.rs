@@ -5,7 +5,12 @@
 //!   fire and the result path are in [`ops`].
 //! - Reads use a small pool of read-only connections on blocking threads (WAL readers never
 //!   block the writer).
+//! - WAL checkpoints run on their own thread and connection ([`checkpointer`]), not in the
+//!   writer's commits: a checkpoint after a large write (e.g. history retention deleting a
+//!   batch of scattered runs) copies thousands of pages and syncs the file, which would
+//!   otherwise hold up the fires and results committed behind it.
 
+mod checkpointer;
 mod ops;
 mod rows;
 mod schema;
@@ -23,12 +28,16 @@ use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState};
 use tempora_store::{
     ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange, JobRecord, Lease,
-    LogSlice, PutMode, PutOutcome, RunResult, ScheduleEntry, Store, StoreCounts, StoreError,
-    StoreOptions, StoreResult, WorkerInfo, WorkerStatus,
+    LogSlice, PutMode, PutOutcome, Retention, RunResult, ScheduleEntry, Store, StoreCounts,
+    StoreError, StoreOptions, StoreResult, WorkerInfo, WorkerStatus,
 };
 
 use rows::{JOB_COLS, RUN_COLS, db, job_from_row, job_record, load_job, load_run, run_from_row};
 use writer::Writer;
+
+/// WAL size (pages) at which the writer checkpoints by itself (SQLite's default is 1,000; the
+/// checkpointer thread normally keeps the WAL far below this).
+const WRITER_AUTOCHECKPOINT_PAGES: i64 = 20_000;
 
 /// Most idle read connections kept.
 const MAX_IDLE_READERS: usize = 8;
@@ -59,11 +68,13 @@ pub enum OpenError {
 
 /// The SQLite store.
 pub struct SqliteStore {
-    /// While this lives, the checkpoint thread runs.
-    _alive: Arc<()>,
     writer: Writer,
     readers: Arc<ReaderPool>,
     options: StoreOptions,
+    /// The job the next [`Store::prune_runs`] call starts with (None: the first).
+    prune_next: Mutex<Option<String>>,
+    /// Stops the checkpointer thread when the store is dropped.
+    _checkpointer: checkpointer::Handle,
 }
 
 struct ReaderPool {
@@ -94,38 +105,6 @@ impl ReaderPool {
     }
 }
 
-/// How often the checkpoint thread copies the WAL into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-
-/// Start the thread that checkpoints the WAL (PASSIVE: it never blocks the writer or readers)
-/// until `alive` is dropped; a WAL over 64 MiB is truncated once readers allow.
-fn start_checkpointer(path: &Path, alive: std::sync::Weak<()>) -> std::io::Result<()> {
-    let path = path.to_owned();
-    std::thread::Builder::new()
-        .name("sqlite-checkpoint".into())
-        .spawn(move || {
-            let conn = match Connection::open(&path) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(message = "checkpoint connection failed; the WAL will grow", error = %e);
-                    return;
-                }
-            };
-            let _ = conn.busy_timeout(Duration::from_secs(1));
-            while alive.strong_count() > 0 {
-                std::thread::sleep(CHECKPOINT_EVERY);
-                let wal = std::fs::metadata(path.with_extension("db-wal"))
-                    .map(|m| m.len())
-                    .unwrap_or(0);
-                let mode = if wal > 64 * 1024 * 1024 { "TRUNCATE" } else { "PASSIVE" };
-                if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
-                    tracing::warn!(message = "WAL checkpoint failed", error = %e);
-                }
-            }
-        })
-        .map(|_| ())
-}
-
 impl SqliteStore {
     /// Open (creating if needed) `tempora.db` in `data_dir`, apply migrations, start the writer.
     pub fn open(data_dir: &Path, options: StoreOptions) -> Result<SqliteStore, OpenError> {
@@ -147,22 +126,26 @@ impl SqliteStore {
         .map_err(err)?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&conn).map_err(err)?;
-        // Checkpoints (copying the WAL back into the database) run on their own thread and
-        // connection, not inside a commit of the writer, where they stalled fires and claims
-        // for milliseconds every 1000 pages.
-        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+        // The checkpointer thread keeps the WAL short; the writer checkpoints itself only if the
+        // WAL grows past this many pages anyway (a fallback, e.g. when the checkpointer is
+        // starved).
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
             .map_err(err)?;
-        let alive = Arc::new(());
-        start_checkpointer(&path, Arc::downgrade(&alive)).map_err(OpenError::Thread)?;
+        let checkpoint_conn = Connection::open(&path).map_err(err)?;
+        checkpoint_conn
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(err)?;
+        let checkpointer = checkpointer::start(checkpoint_conn).map_err(OpenError::Thread)?;
         let writer = Writer::start(conn).map_err(OpenError::Thread)?;
         Ok(SqliteStore {
-            _alive: alive,
             writer,
             readers: Arc::new(ReaderPool {
                 path,
                 idle: Mutex::new(Vec::new()),
             }),
             options,
+            prune_next: Mutex::new(None),
+            _checkpointer: checkpointer,
         })
     }
 
@@ -550,6 +533,52 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn prune_runs(
+        &self,
+        policy: &Retention,
+        now: Timestamp,
+        max_rows: u32,
+    ) -> StoreResult<u64> {
+        if !policy.is_enabled() || max_rows == 0 {
+            return Ok(0);
+        }
+        let start = self.prune_next.lock().ok().and_then(|g| g.clone());
+        let policy = *policy;
+        // Choose on a reader (a snapshot; choosing can take a while over many jobs), delete in
+        // one short write: the writer thread is held only for the deletion itself.
+        let t = std::time::Instant::now();
+        let (ids, next) = self
+            .read(move |c| ops::prune_candidates(c, &policy, now, max_rows, start.as_deref()))
+            .await?;
+        let chosen = t.elapsed();
+        if let Ok(mut g) = self.prune_next.lock() {
+            *g = next;
+        }
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let candidates = ids.len();
+        let t = std::time::Instant::now();
+        let deleted = self
+            .writer
+            .write(move |c| {
+                let t = std::time::Instant::now();
+                let n = ops::delete_finished_runs(c, &ids)?;
+                Ok((n, t.elapsed()))
+            })
+            .await;
+        let (deleted, in_writer) = deleted?;
+        tracing::debug!(
+            message = "pruned a batch",
+            candidates,
+            deleted,
+            choose_us = chosen.as_micros() as u64,
+            delete_us = in_writer.as_micros() as u64,
+            commit_wait_us = t.elapsed().as_micros() as u64,
+        );
+        Ok(deleted)
     }
 
     async fn claim_runs_labeled(

@@ -294,6 +294,44 @@ pub struct StoreCounts {
     pub running: u64,
 }
 
+/// What [`Store::prune_runs`] may delete: run history beyond a count per job or an age.
+///
+/// A finished run (any state but `queued` and `running`) may go when it is beyond the newest
+/// `keep_runs` finished runs of its job, **or** when it finished more than `keep_days` days
+/// before `now`. Whatever the settings, these are never deleted: runs still `queued` or
+/// `running` (including held runs and `async` runs waiting for their completion call), the
+/// newest finished run of each job (the job's last result, shown by the API), and a parent's
+/// run recorded in a child's dependency progress (the child's next dependency run names it in
+/// `triggered_by`). Job counters (`success_count`, …) are never changed by deleting history.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Keep this many newest finished runs per job (None: no count limit; 0 acts as 1, the
+    /// newest finished run is always kept).
+    pub keep_runs: Option<u32>,
+    /// Delete finished runs that ended more than this many days ago (None: no age limit).
+    pub keep_days: Option<u32>,
+}
+
+impl Retention {
+    /// Whether any limit is set (otherwise everything is kept and pruning is a no-op).
+    pub fn is_enabled(&self) -> bool {
+        self.keep_runs.is_some() || self.keep_days.is_some()
+    }
+
+    /// Finished runs per job that are never deleted by the count limit (at least 1).
+    pub fn keep_newest(&self) -> u32 {
+        self.keep_runs.unwrap_or(1).max(1)
+    }
+
+    /// Runs that finished before this instant may be deleted (None: no age limit).
+    pub fn cutoff(&self, now: Timestamp) -> Option<Timestamp> {
+        self.keep_days.map(|d| {
+            now.checked_sub(jiff::SignedDuration::from_hours(i64::from(d) * 24))
+                .unwrap_or(Timestamp::MIN)
+        })
+    }
+}
+
 /// Settings every backend honours.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -459,6 +497,28 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<Option<LogSlice>>;
     /// Counts for status and gauges.
     async fn counts(&self) -> StoreResult<StoreCounts>;
+
+    // ---- retention ----
+
+    /// Delete at most `max_rows` finished runs that `policy` lets go ([`Retention`]: beyond the
+    /// newest `keep_runs` of their job, or finished more than `keep_days` before `now`), with
+    /// their output; returns how many were deleted. Job counters do not change.
+    ///
+    /// The deletion is one short transaction, so callers prune a large backlog in bounded
+    /// batches without holding up scheduling writes. Jobs are visited in name order, resuming
+    /// where the previous call stopped; a call that deletes fewer than `max_rows` has visited
+    /// every job (call again while it returns `max_rows`). The runs to delete may be chosen from
+    /// a snapshot read before the deleting transaction: every condition that makes a run
+    /// deletable stays true once true (more finished runs only push a run further back, a finish
+    /// time never changes, and only runs beyond the newest are ever deleted), and the deleting
+    /// transaction checks again that the run is finished and not recorded in dependency
+    /// progress.
+    async fn prune_runs(
+        &self,
+        policy: &Retention,
+        now: Timestamp,
+        max_rows: u32,
+    ) -> StoreResult<u64>;
 
     // ---- remote workers and selectors ----
 
