@@ -301,8 +301,7 @@ async fn drain(
     let t0 = Instant::now();
     if o.workers == 0 {
         // Restart the nodes with local slots (the queue is in the store).
-        for i in 0..procs.len() {
-            let (id, proc, url) = &mut procs[i];
+        for (id, proc, url) in procs.iter_mut() {
             proc.child.kill()?;
             proc.child.wait()?;
             let port: u16 = url.rsplit(':').next().unwrap_or("").parse()?;
