@@ -22,5 +22,5 @@ port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
 "${as_user[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w start \
   -o "-h 127.0.0.1 -p $port -k $dir -c max_connections=200 -c shared_buffers=256MB" >/dev/null
 trap '"${as_user[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null; rm -rf "$dir"' EXIT
-"target/$profile/tempora-bench" --database-url "postgres://postgres@127.0.0.1:$port/postgres" \
+"${CARGO_TARGET_DIR:-target}/$profile/tempora-bench" --database-url "postgres://postgres@127.0.0.1:$port/postgres" \
   --nodes "${NODES:-3}" --workers "${WORKERS:-2}" "$@"

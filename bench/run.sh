@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p tempora -p tempora-bench
-exec target/release/tempora-bench "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/tempora-bench" "$@"

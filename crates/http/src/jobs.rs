@@ -203,7 +203,9 @@ async fn set_paused(s: &AppState, name: &str, paused: bool) -> ApiResult<Json<Va
     let rec = s.store.set_paused(name, paused, Timestamp::now()).await?;
     s.scheduler.job_changed(name);
     tracing::info!(message = if paused { "job paused" } else { "job resumed" }, job = %name);
-    Ok(Json(job_view(&rec, None)))
+    // The same view as GET: with the job's last run.
+    let last = s.store.list_runs(name, None, 1).await?;
+    Ok(Json(job_view(&rec, last.first())))
 }
 
 /// `POST /api/v1/jobs/{name}/pause`.

@@ -48,10 +48,10 @@ pub enum ConnectError {
     #[error("invalid PostgreSQL connection string: {0}")]
     Config(tokio_postgres::Error),
     /// The server could not be reached or refused the login.
-    #[error("cannot connect to PostgreSQL: {0}")]
+    #[error("cannot connect to PostgreSQL: {}", pool::describe(.0))]
     Connect(tokio_postgres::Error),
     /// The schema migrations failed.
-    #[error("cannot migrate the PostgreSQL schema: {0}")]
+    #[error("cannot migrate the PostgreSQL schema: {}", pool::describe(.0))]
     Migrate(tokio_postgres::Error),
 }
 

@@ -230,9 +230,9 @@ impl Pool {
                 None => break,
             }
         }
-        let client = Pool::connect(&self.config)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+        let client = Pool::connect(&self.config).await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot connect to PostgreSQL: {}", describe(&e)))
+        })?;
         Ok(Pooled {
             conn: Some(Conn {
                 client,
@@ -241,5 +241,18 @@ impl Pool {
             pool: self,
             _permit: permit,
         })
+    }
+}
+
+/// An error with its cause: the server's message for a database error (e.g. `password
+/// authentication failed for user "x"`), the I/O error for a failed connection (e.g. `Connection
+/// refused`) — tokio-postgres's own text ("db error", "error connecting to server") says neither.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
