@@ -113,15 +113,19 @@ fn summary(v: &mut [f64]) -> (Value, String) {
     )
 }
 
-/// xorshift64*: enough randomness to pick jobs.
-struct Rng(u64);
+/// xorshift64*: enough randomness to pick jobs (and to seed varied jobs, deterministically).
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// A number in `0..n`.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
     }
 }
 
@@ -129,7 +133,8 @@ fn job_name(i: usize) -> String {
     format!("hist-{i:05}")
 }
 
-fn dir_size(dir: &Path) -> u64 {
+/// Bytes of the files in `dir` (a database and its WAL).
+pub(crate) fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(Result::ok)

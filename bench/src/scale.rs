@@ -24,6 +24,7 @@ use tempora_core::job::JobSpec;
 use tempora_store::{PutMode, Store, StoreOptions};
 use tempora_store_sqlite::SqliteStore;
 
+use crate::history::{Rng, dir_size};
 use crate::{Proc, cpu_and_rss, percentile};
 
 /// Zones the seeded jobs use, with and without DST, both hemispheres.
@@ -37,21 +38,6 @@ const ZONES: [&str; 8] = [
     "Asia/Kolkata",
     "Pacific/Chatham",
 ];
-
-/// A small deterministic generator (xorshift) so every run seeds the same jobs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// The `i`-th seeded job: varied cron forms (5-field, Quartz 6- and 7-field, names, ranges,
 /// steps, `L`, `W`, `#`), all in a month at least one month after `month` (1–12), so none fires
@@ -135,18 +121,6 @@ async fn seed(dir: &Path, n: usize) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-/// Bytes of the files in `dir` (the database and its WAL).
-fn dir_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|it| {
-            it.filter_map(Result::ok)
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// Peak RSS of `pid` in KiB (`VmHWM`).

@@ -309,27 +309,7 @@ impl RunSource for HttpSource {
 }
 
 fn default_worker_id() -> String {
-    let mut bytes = [0u8; 3];
-    // Randomness from the kernel; the time and pid are a fallback that still differs between
-    // two workers started on one host.
-    let random = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .is_ok();
-    if !random {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-            ^ std::process::id().rotate_left(12);
-        bytes = [(nanos >> 16) as u8, (nanos >> 8) as u8, nanos as u8];
-    }
-    format!(
-        "{}-{:02x}{:02x}{:02x}",
-        hostname(),
-        bytes[0],
-        bytes[1],
-        bytes[2]
-    )
+    format!("{}-{}", hostname(), tempora_worker::process::random_hex(3))
 }
 
 /// Entry point of `tempora worker`.

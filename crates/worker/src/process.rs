@@ -364,9 +364,9 @@ struct Watchdog {
 
 static WATCHDOG: std::sync::OnceLock<Watchdog> = std::sync::OnceLock::new();
 
-/// A token no other worker on the host has: the pid and random bytes from the kernel (the time
-/// when those cannot be read).
-fn session_token() -> String {
+/// `n` random bytes (at most 8) in hex: from the kernel, or — when it cannot be read — from the
+/// clock and the pid, which still differ between two processes started on one host.
+pub fn random_hex(n: usize) -> String {
     let mut bytes = [0u8; 8];
     let random = std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
@@ -375,11 +375,16 @@ fn session_token() -> String {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
+            .unwrap_or(0)
+            ^ u64::from(std::process::id()).rotate_left(40);
         bytes = nanos.to_le_bytes();
     }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{hex}", std::process::id())
+    bytes.iter().take(n).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A token no other worker on the host has: the pid and random bytes.
+fn session_token() -> String {
+    format!("{}-{}", std::process::id(), random_hex(8))
 }
 
 /// Start the process-group watchdog: a small `/bin/sh` helper, outside the worker's process
