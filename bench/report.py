@@ -168,7 +168,8 @@ def main():
     note = "**Quick smoke sizes: not comparable with the targets.** " if q else ""
     head = (
         note + f"Measured {time.strftime('%Y-%m-%d')} by `bench/report.py` on {os.cpu_count()} cores ({cpu}), "
-        f"{platform.system()} {platform.release()}; medians of {n} run(s); release build, default settings.\n\n"
+        f"{platform.system()} {platform.release()}; medians of {n} run(s); "
+        f"{os.environ.get('TEMPORA_BENCH_PROFILE', 'release')} build, default settings.\n\n"
         "| target | command | measured |\n|---|---|---|\n"
     )
     table = head + "".join(f"| {t} | {c} | {r} |\n" for t, c, r in rows)
