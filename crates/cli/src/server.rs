@@ -209,6 +209,17 @@ pub fn main(args: ServerArgs) -> ExitCode {
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let prometheus = install_metrics()?;
+    // The recorder keeps every histogram sample until it is folded into the histograms; without
+    // this upkeep that happens only when `/metrics` is scraped, so an unscraped server's memory
+    // grew by every run's samples (the 30-minute soak: +4 MiB a minute at 200 runs/s).
+    let upkeep = prometheus.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     let node_id = args
         .node_id
         .clone()
