@@ -742,23 +742,16 @@ async fn after_final(c: &Conn, e: &Ended, state: RunState, now: Timestamp) -> Tx
 /// round trips per job rather than five per run), then retries and dependency reports per run,
 /// then the release of a run held under `concurrency: queue`.
 async fn after_finals(c: &Conn, ended: &[(&Ended, RunState)], now: Timestamp) -> TxResult<()> {
-    let mut jobs: Vec<&str> = Vec::new();
-    for (e, _) in ended {
-        if !jobs.contains(&e.job.as_str()) {
-            jobs.push(&e.job);
-        }
+    // Runs grouped by job, each group in the runs' order; the map's order (by name) is the one
+    // lock order of every transaction, so two batches cannot deadlock.
+    let mut by_job: BTreeMap<&str, Vec<(&Ended, RunState)>> = BTreeMap::new();
+    for (e, state) in ended {
+        by_job.entry(&e.job).or_default().push((*e, *state));
     }
-    // One lock order for every transaction (by name), so two batches cannot deadlock.
-    jobs.sort_unstable();
-    for job in jobs {
+    for (job, runs) in by_job {
         let Some(rec) = lock_job(c, job).await? else {
             continue;
         };
-        let runs: Vec<(&Ended, RunState)> = ended
-            .iter()
-            .filter(|(e, _)| e.job == job)
-            .map(|(e, s)| (*e, *s))
-            .collect();
         // Counters, in the runs' order: errors since the last success of the batch.
         let (mut ok, mut errors, mut errors_after_ok) = (0i64, 0i64, 0i64);
         for (_, state) in &runs {

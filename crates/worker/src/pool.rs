@@ -61,10 +61,6 @@ impl Default for PoolConfig {
 
 type Running = Arc<Mutex<HashMap<i64, CancellationToken>>>;
 
-/// When every slot was busy and one frees, how long the pool waits for more to free before it
-/// claims (it claims at once when an eighth of the slots, at most 32, are free).
-const CLAIM_BATCH_WAIT: Duration = Duration::from_millis(5);
-
 /// A pool of worker slots fed by a [`RunSource`].
 pub struct WorkerPool {
     source: Arc<dyn RunSource>,
@@ -143,23 +139,10 @@ impl WorkerPool {
                 }
             }
             if claimed_full {
-                // There may be more: wait only for a free slot — then, briefly, for a few more,
-                // so a saturated pool claims in batches (one store transaction per few runs, not
-                // one per run: on PostgreSQL each claim is a round trip and a commit).
+                // There may be more: wait only for a free slot.
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = slot_freed.notified() => {}
-                }
-                let want = (self.config.slots / 8).clamp(1, 32);
-                let until = tokio::time::Instant::now() + CLAIM_BATCH_WAIT;
-                while self.config.slots.saturating_sub(lock_len(&running)) < want
-                    && tokio::time::Instant::now() < until
-                {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = slot_freed.notified() => {}
-                        _ = tokio::time::sleep_until(until) => {}
-                    }
                 }
                 continue;
             }
