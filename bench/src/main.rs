@@ -171,6 +171,24 @@ async fn kill_leader(
     }
 }
 
+/// SQLite's memory in KiB from the server's `tempora_sqlite_memory_bytes` gauge (None on
+/// PostgreSQL or when `/metrics` does not answer).
+async fn sqlite_memory_kib(http: &reqwest::Client, base: &str) -> Option<u64> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("tempora_sqlite_memory_bytes "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|b| (b / 1024.0) as u64)
+}
+
 /// Start node `id` (a `tempora server`) on `port` with `slots` local slots.
 fn start_node(
     bin: &std::path::Path,
@@ -499,13 +517,15 @@ async fn main() -> anyhow::Result<()> {
     // RSS every 1/10 of the run (every minute or more on long runs), to show whether it is flat.
     let sample_every = (o.duration / 10).max(Duration::from_secs(1));
     let mut next_sample = sample_every;
-    let mut timeline: Vec<(u64, u64)> = Vec::new();
+    // (seconds, RSS KiB, SQLite's memory KiB as the server reports it, when it does)
+    let mut timeline: Vec<(u64, u64, Option<u64>)> = Vec::new();
     while w0.elapsed() < end {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss_now = cpu_and_rss_all(&pids).1;
         rss_max = rss_max.max(rss_now);
         if w0.elapsed() >= next_sample {
-            timeline.push((w0.elapsed().as_secs(), rss_now));
+            let sqlite = sqlite_memory_kib(&http, &base).await;
+            timeline.push((w0.elapsed().as_secs(), rss_now, sqlite));
             next_sample += sample_every;
         }
         if o.failover && failover.is_none() && w0.elapsed() >= o.duration / 2 {
@@ -631,7 +651,10 @@ async fn main() -> anyhow::Result<()> {
     );
     let line: Vec<String> = timeline
         .iter()
-        .map(|(t, r)| format!("{t} s: {} MiB", r / 1024))
+        .map(|(t, r, q)| match q {
+            Some(q) => format!("{t} s: {} MiB (SQLite {} MiB)", r / 1024, q / 1024),
+            None => format!("{t} s: {} MiB", r / 1024),
+        })
         .collect();
     println!("RSS over time: {}", line.join(", "));
     if o.json {
@@ -643,7 +666,7 @@ async fn main() -> anyhow::Result<()> {
                            "p99": percentile(&lags, 99.0), "max": lags.last()},
                 "missed": missed, "duplicates": duplicates, "not_succeeded": not_succeeded,
                 "cpu_percent": cpu_pct, "rss_kib": {"start": rss0, "end": rss1, "max": rss_max},
-                "rss_timeline": timeline.iter().map(|(t, r)| json!({"seconds": t, "kib": r})).collect::<Vec<_>>(),
+                "rss_timeline": timeline.iter().map(|(t, r, q)| json!({"seconds": t, "kib": r, "sqlite_kib": q})).collect::<Vec<_>>(),
                 "failover_seconds": failover.map(|f| f.as_secs_f64()),
             })
         );

@@ -3,7 +3,7 @@
 //!
 //! `--config FILE` (or `TEMPORA_CONFIG`) names the file. Each key is the flag's name with `_`
 //! for `-` (`data_dir`, `listen`, `local_slots`, `node_id`, `log_format`, `shutdown_grace`,
-//! `kill_grace`, `lease_ttl`, `max_log_bytes`, `database_url`, `leader_lease_ttl`,
+//! `kill_grace`, `lease_ttl`, `max_log_bytes`, `sqlite_cache_mib`, `database_url`, `leader_lease_ttl`,
 //! `leader_renew_every`, `no_leader`, `claim_poll_every`, `database_pool_size`,
 //! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`). The file's values are exported as the matching
 //! `TEMPORA_*` variables where those are not already set, before the command line is parsed, so
@@ -12,7 +12,7 @@
 use std::ffi::OsString;
 
 /// Keys the file may hold, with their environment variables.
-const KEYS: [(&str, &str); 19] = [
+const KEYS: [(&str, &str); 20] = [
     ("data_dir", "TEMPORA_DATA_DIR"),
     ("listen", "TEMPORA_LISTEN"),
     ("local_slots", "TEMPORA_LOCAL_SLOTS"),
@@ -22,6 +22,7 @@ const KEYS: [(&str, &str); 19] = [
     ("kill_grace", "TEMPORA_KILL_GRACE"),
     ("lease_ttl", "TEMPORA_LEASE_TTL"),
     ("max_log_bytes", "TEMPORA_MAX_LOG_BYTES"),
+    ("sqlite_cache_mib", "TEMPORA_SQLITE_CACHE_MIB"),
     ("database_url", "TEMPORA_DATABASE_URL"),
     ("leader_lease_ttl", "TEMPORA_LEADER_LEASE_TTL"),
     ("leader_renew_every", "TEMPORA_LEADER_RENEW_EVERY"),

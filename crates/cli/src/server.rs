@@ -70,6 +70,10 @@ pub struct ServerArgs {
     /// Output kept per run (the tail is kept).
     #[arg(long, env = "TEMPORA_MAX_LOG_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_log_bytes: u64,
+    /// Bound of the SQLite writer's page cache in MiB (SQLite only). The server's memory levels
+    /// off once the cache is full; a larger cache helps only databases far bigger than it.
+    #[arg(long, env = "TEMPORA_SQLITE_CACHE_MIB", value_name = "MIB", default_value_t = tempora_store_sqlite::DEFAULT_CACHE_MIB, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub sqlite_cache_mib: u32,
     /// PostgreSQL URL (`postgres://user:pass@host:5432/db`): run as a node of a cluster sharing
     /// this database instead of the embedded SQLite store in `--data-dir`.
     #[arg(long, env = "TEMPORA_DATABASE_URL", hide_env_values = true)]
@@ -244,7 +248,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             "postgres",
         ),
         None => (
-            Arc::new(SqliteStore::open(&args.data_dir, options).context("cannot open the store")?),
+            Arc::new(
+                SqliteStore::open_with_cache(&args.data_dir, options, args.sqlite_cache_mib)
+                    .context("cannot open the store")?,
+            ),
             "sqlite",
         ),
     };

@@ -42,6 +42,13 @@ const WRITER_AUTOCHECKPOINT_PAGES: i64 = 20_000;
 /// Most idle read connections kept.
 const MAX_IDLE_READERS: usize = 8;
 
+/// Default bound of the writer connection's page cache, in MiB. The writer's working set is the
+/// right-hand edges of the runs table and its indexes plus the jobs it fires, far smaller than
+/// this; pages it misses come from the operating system's file cache. The cache fills to this
+/// bound as the database grows and then stays there, so it is what a long-running server's
+/// memory levels off at (the readers keep SQLite's default of 2 MiB each).
+pub const DEFAULT_CACHE_MIB: u32 = 16;
+
 /// Errors opening the database.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -106,8 +113,18 @@ impl ReaderPool {
 }
 
 impl SqliteStore {
-    /// Open (creating if needed) `tempora.db` in `data_dir`, apply migrations, start the writer.
+    /// Open (creating if needed) `tempora.db` in `data_dir`, apply migrations, start the writer,
+    /// with the writer's page cache bounded at [`DEFAULT_CACHE_MIB`].
     pub fn open(data_dir: &Path, options: StoreOptions) -> Result<SqliteStore, OpenError> {
+        Self::open_with_cache(data_dir, options, DEFAULT_CACHE_MIB)
+    }
+
+    /// [`SqliteStore::open`] with the writer's page cache bounded at `cache_mib` MiB (at least 1).
+    pub fn open_with_cache(
+        data_dir: &Path,
+        options: StoreOptions,
+        cache_mib: u32,
+    ) -> Result<SqliteStore, OpenError> {
         std::fs::create_dir_all(data_dir).map_err(|source| OpenError::DataDir {
             path: data_dir.to_owned(),
             source,
@@ -120,10 +137,12 @@ impl SqliteStore {
         let conn = Connection::open(&path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY; \
-             PRAGMA cache_size = -65536;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;",
         )
         .map_err(err)?;
+        // A negative cache_size is a bound in KiB.
+        conn.pragma_update(None, "cache_size", -(i64::from(cache_mib.max(1)) * 1024))
+            .map_err(err)?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&conn).map_err(err)?;
         // The checkpointer thread keeps the WAL short; the writer checkpoints itself only if the
@@ -135,8 +154,10 @@ impl SqliteStore {
         checkpoint_conn
             .busy_timeout(Duration::from_secs(5))
             .map_err(err)?;
-        let checkpointer = checkpointer::start(checkpoint_conn).map_err(OpenError::Thread)?;
-        let writer = Writer::start(conn).map_err(OpenError::Thread)?;
+        let restart = checkpointer::RestartWanted::default();
+        let checkpointer =
+            checkpointer::start(checkpoint_conn, restart.clone()).map_err(OpenError::Thread)?;
+        let writer = Writer::start(conn, restart).map_err(OpenError::Thread)?;
         Ok(SqliteStore {
             writer,
             readers: Arc::new(ReaderPool {

@@ -10,6 +10,8 @@
 use std::sync::mpsc;
 
 use rusqlite::Connection;
+
+use crate::checkpointer::{self, RestartWanted};
 use tempora_store::{StoreError, StoreResult};
 use tokio::sync::oneshot;
 
@@ -67,12 +69,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Start the writer thread on `conn`.
-    pub fn start(conn: Connection) -> std::io::Result<Writer> {
+    /// Start the writer thread on `conn`; it finishes WAL copies the checkpointer asks for
+    /// through `restart` (see [`checkpointer`]).
+    pub fn start(conn: Connection, restart: RestartWanted) -> std::io::Result<Writer> {
         let (tx, rx) = mpsc::channel::<Box<dyn WriteOp>>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))?;
+            .spawn(move || writer_loop(conn, rx, restart))?;
         Ok(Writer { tx })
     }
 
@@ -97,9 +100,31 @@ impl Writer {
     }
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>) {
+/// Copy the frames committed since the checkpointer's last pass (no other connection writes, so
+/// the copy is complete unless a reader still needs an older frame): the next transaction then
+/// starts the WAL file over instead of growing it.
+fn finish_wal_copy(conn: &Connection) {
+    let t = std::time::Instant::now();
+    match checkpointer::checkpoint(conn, "PASSIVE") {
+        Ok((_, wal_pages, copied)) => tracing::trace!(
+            message = "WAL copy finished for a restart",
+            wal_pages,
+            copied,
+            us = t.elapsed().as_micros() as u64
+        ),
+        Err(e) => tracing::warn!(message = "WAL checkpoint failed", error = %e),
+    }
+}
+
+/// Commits slower than this are logged (debug).
+const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(20);
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>, restart: RestartWanted) {
     let mut batch: Vec<Box<dyn WriteOp>> = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
+        if restart.take() {
+            finish_wal_copy(&conn);
+        }
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -132,7 +157,17 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>) {
                 tracing::error!(message = "cannot close savepoint", error = %e);
             }
         }
+        let commit_started = std::time::Instant::now();
         let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let commit_took = commit_started.elapsed();
+        if commit_took > SLOW_COMMIT {
+            tracing::debug!(
+                message = "slow SQLite commit",
+                batch = size,
+                commit_ms = commit_took.as_millis() as u64,
+                ops_ms = (commit_started - started).as_millis() as u64,
+            );
+        }
         if let Err(e) = &commit {
             tracing::error!(message = "SQLite commit failed", error = %e, batch = size);
             let _ = conn.execute_batch("ROLLBACK");
