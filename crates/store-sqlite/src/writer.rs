@@ -10,10 +10,10 @@
 use std::sync::mpsc;
 
 use rusqlite::Connection;
-
-use crate::checkpointer::{self, RestartWanted};
 use tempora_store::{StoreError, StoreResult};
 use tokio::sync::oneshot;
+
+use crate::checkpointer::{self, RestartWanted};
 
 /// Most operations committed in one transaction.
 pub const MAX_BATCH: usize = 512;
@@ -105,8 +105,8 @@ impl Writer {
 /// starts the WAL file over instead of growing it.
 fn finish_wal_copy(conn: &Connection) {
     let t = std::time::Instant::now();
-    match checkpointer::checkpoint(conn, "PASSIVE") {
-        Ok((_, wal_pages, copied)) => tracing::trace!(
+    match checkpointer::passive_checkpoint(conn) {
+        Ok((wal_pages, copied)) => tracing::trace!(
             message = "WAL copy finished for a restart",
             wal_pages,
             copied,

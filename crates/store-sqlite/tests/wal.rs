@@ -1,6 +1,7 @@
-//! The WAL stays short under a steady stream of writes with readers about: the checkpointer
-//! copies it and the writer restarts it (crate docs of `checkpointer`), instead of letting it grow
-//! to the writer's autocheckpoint bound (20,000 pages, 80 MiB) and checkpointing inside a commit.
+//! The WAL stays short under a steady stream of writes with a reader about: it is copied and
+//! restarted (the crate's `checkpointer` docs), never growing to the writer's autocheckpoint
+//! bound (20,000 pages, 80 MiB) where the writer would checkpoint inside a commit. (This guards
+//! the bound; the restart step's effect on latency is measured by `tempora-bench --history`.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,11 +70,11 @@ async fn wal_is_restarted_while_writes_and_reads_go_on() {
     let largest = sampler.await.expect("sampler");
     eprintln!("largest WAL file: {} KiB; {reads} reads", largest / 1024);
     assert!(reads > 0, "the reader ran");
-    // Restarted every ~1,024 pages (4 MiB) plus what is written between two 250 ms passes:
-    // measured ~4.7 MiB here, ~11 MiB with the writer's restart step disabled (the WAL then
-    // restarts only when the writer happens to begin right after a complete pass).
+    // Restarted at ~4,096 pages (16 MiB) plus what is written between two 250 ms passes
+    // (measured here: 11–17 MiB); never restarted, the WAL would grow to the writer's
+    // autocheckpoint bound (20,000 pages, ~80 MiB) and be checkpointed inside a commit.
     assert!(
-        largest < 8 * 1024 * 1024,
+        largest < 40 * 1024 * 1024,
         "WAL file grew to {} MiB",
         largest / (1024 * 1024)
     );
