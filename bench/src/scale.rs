@@ -117,8 +117,11 @@ async fn seed(dir: &Path, n: usize) -> anyhow::Result<()> {
     drop(store);
     // Fold the seed's WAL into the database now: left for the server, copying it back would run
     // during the idle-CPU window of the first measurement after a seed (it read 19.5 % there).
-    rusqlite::Connection::open(dir.join("tempora.db"))?
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    rusqlite::Connection::open(dir.join("tempora.db"))?.query_row(
+        "PRAGMA wal_checkpoint(TRUNCATE)",
+        [],
+        |_| Ok(()),
+    )?;
     std::fs::write(&done, n.to_string())?;
     println!(
         "seeded {n} jobs through the store in {:.1} s",
