@@ -652,8 +652,12 @@ async fn main() -> anyhow::Result<()> {
     let line: Vec<String> = timeline
         .iter()
         .map(|(t, r, q)| match q {
-            Some(q) => format!("{t} s: {} MiB (SQLite {} MiB)", r / 1024, q / 1024),
-            None => format!("{t} s: {} MiB", r / 1024),
+            Some(q) => format!(
+                "{t} s: {:.1} MiB (SQLite {:.1} MiB)",
+                *r as f64 / 1024.0,
+                *q as f64 / 1024.0
+            ),
+            None => format!("{t} s: {:.1} MiB", *r as f64 / 1024.0),
         })
         .collect();
     println!("RSS over time: {}", line.join(", "));
