@@ -171,9 +171,9 @@ async fn kill_leader(
     }
 }
 
-/// SQLite's memory in KiB from the server's `tempora_sqlite_memory_bytes` gauge (None on
-/// PostgreSQL or when `/metrics` does not answer).
-async fn sqlite_memory_kib(http: &reqwest::Client, base: &str) -> Option<u64> {
+/// The value of the unlabelled metric `name` on the server's `/metrics` (Prometheus text), or
+/// None when the server does not report it or does not answer.
+pub(crate) async fn metric_value(http: &reqwest::Client, base: &str, name: &str) -> Option<f64> {
     let text = http
         .get(format!("{base}/metrics"))
         .header("accept", "text/plain")
@@ -184,8 +184,15 @@ async fn sqlite_memory_kib(http: &reqwest::Client, base: &str) -> Option<u64> {
         .await
         .ok()?;
     text.lines()
-        .find_map(|l| l.strip_prefix("tempora_sqlite_memory_bytes "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse::<f64>().ok())
+}
+
+/// SQLite's memory in KiB from the server's `tempora_sqlite_memory_bytes` gauge (None on
+/// PostgreSQL or when `/metrics` does not answer).
+async fn sqlite_memory_kib(http: &reqwest::Client, base: &str) -> Option<u64> {
+    metric_value(http, base, "tempora_sqlite_memory_bytes")
+        .await
         .map(|b| (b / 1024.0) as u64)
 }
 

@@ -145,18 +145,8 @@ fn peak_rss(pid: u32) -> u64 {
 
 /// Jobs in the leader's timer heap (`tempora_scheduled_jobs` on `/metrics`).
 async fn scheduled_jobs(http: &reqwest::Client, base: &str) -> Option<u64> {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
+    crate::metric_value(http, base, "tempora_scheduled_jobs")
         .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find(|l| l.starts_with("tempora_scheduled_jobs "))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
         .map(|v| v as u64)
 }
 
