@@ -81,3 +81,45 @@ pub fn load(path: &OsString) -> Result<Vec<(&'static str, String)>, String> {
     }
     Ok(out)
 }
+
+/// For a server flag whose value clap rejected, say where the value came from when it was not
+/// the command line: the config file (naming the file and its key) or the environment variable.
+/// clap itself only names the flag, which the user may never have typed.
+pub fn value_source_note(
+    error: &clap::Error,
+    args: &[OsString],
+    config_file: Option<&(OsString, Vec<&'static str>)>,
+) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        error.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let (key, var) = KEYS.iter().find(|(key, _)| {
+        let flag = format!("--{}", key.replace('_', "-"));
+        arg == &flag || arg.starts_with(&format!("{flag} ")) || arg.starts_with(&format!("{flag}="))
+    })?;
+    let flag = format!("--{}", key.replace('_', "-"));
+    let typed = args.iter().any(|a| {
+        a.to_str()
+            .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    });
+    if typed {
+        return None;
+    }
+    match config_file {
+        Some((path, exported)) if exported.contains(var) => Some(format!(
+            "note: the value is `{key}` in the config file {}",
+            std::path::Path::new(path).display()
+        )),
+        _ if std::env::var_os(var).is_some() => {
+            Some(format!("note: the value is the environment variable {var}"))
+        }
+        _ => None,
+    }
+}

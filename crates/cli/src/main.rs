@@ -152,15 +152,19 @@ fn schedule_next(expr: &str, tz: &str, after: Option<&str>, count: u32) -> ExitC
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut config_file = None;
     if args.get(1).is_some_and(|a| a == "server")
         && let Some(path) = config::config_path(&args)
     {
         match config::load(&path) {
             Ok(vars) => {
+                let mut exported = Vec::new();
                 for (k, v) in vars {
                     // SAFETY: still single-threaded: no runtime or other thread exists yet.
                     unsafe { std::env::set_var(k, v) };
+                    exported.push(k);
                 }
+                config_file = Some((path, exported));
             }
             Err(e) => {
                 eprintln!("error: {e}");
@@ -168,7 +172,23 @@ fn main() -> ExitCode {
             }
         }
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            match config::value_source_note(&e, &args, config_file.as_ref()) {
+                // clap's message, with the note under its first line.
+                Some(note) => {
+                    let rendered = e.render().to_string();
+                    let (first, rest) = rendered.split_once('\n').unwrap_or((&rendered, ""));
+                    eprint!("{first}\n{note}\n{rest}");
+                }
+                None => {
+                    let _ = e.print();
+                }
+            }
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     match cli.command {
         Command::Schedule {
             command:

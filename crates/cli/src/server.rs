@@ -176,6 +176,80 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         )?
         .install_recorder()
         .context("cannot install the metrics recorder")
+        .inspect(|_| describe_metrics())
+}
+
+/// The `# HELP` line of each metric (shown once the metric has a value).
+fn describe_metrics() {
+    use metrics::Unit;
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_histogram!(
+        "tempora_schedule_lag_seconds",
+        Unit::Seconds,
+        "How late the scheduler fired each occurrence, from its scheduled instant"
+    );
+    describe_counter!(
+        "tempora_occurrences_total",
+        "Occurrences fired by the scheduler, by disposition (queued, skipped)"
+    );
+    describe_gauge!(
+        "tempora_scheduled_jobs",
+        "Jobs with a time schedule in the leader's timer"
+    );
+    describe_counter!(
+        "tempora_leader_elections_total",
+        "Times this node became the leader"
+    );
+    describe_gauge!("tempora_is_leader", "1 while this node is the leader");
+    describe_gauge!("tempora_jobs", "Jobs stored");
+    describe_gauge!("tempora_runs_queued", "Runs waiting for a worker slot");
+    describe_gauge!(
+        "tempora_runs_running",
+        "Runs claimed by a worker and not ended"
+    );
+    describe_gauge!(
+        "tempora_worker_running",
+        "Job processes this node's worker slots are running"
+    );
+    describe_counter!(
+        "tempora_runs_finished_total",
+        "Runs this node's worker finished, by state"
+    );
+    describe_histogram!(
+        "tempora_result_batch_size",
+        "Results sent to the store in one batch by this node's worker"
+    );
+    describe_histogram!(
+        "tempora_result_delivery_seconds",
+        Unit::Seconds,
+        "From a run's end to its result being stored"
+    );
+    describe_counter!(
+        "tempora_runs_reaped_total",
+        "Runs marked lost because their worker stopped renewing its lease"
+    );
+    describe_counter!(
+        "tempora_runs_pruned_total",
+        "Finished runs deleted by retention (--keep-runs, --keep-days)"
+    );
+    describe_histogram!(
+        "tempora_store_write_batch_size",
+        "Operations committed in one SQLite write transaction"
+    );
+    describe_histogram!(
+        "tempora_store_write_batch_seconds",
+        Unit::Seconds,
+        "Duration of one SQLite write transaction"
+    );
+    describe_counter!(
+        "tempora_http_requests_total",
+        "HTTP requests served, by route, method and status"
+    );
+    describe_gauge!(
+        "tempora_sqlite_memory_bytes",
+        Unit::Bytes,
+        "Memory SQLite has allocated (page caches and statements)"
+    );
 }
 
 /// This host's name (`localhost` if unknown).

@@ -241,6 +241,8 @@ fn preview_health_status_metrics() {
         "route=\"/api/v1/jobs/{name}\"",
         "tempora_runs_queued",
         "tempora_runs_running",
+        "# HELP tempora_runs_finished_total Runs this node's worker finished, by state",
+        "# HELP tempora_http_requests_total",
     ] {
         assert!(metrics.contains(needle), "missing {needle} in:\n{metrics}");
     }
@@ -445,4 +447,37 @@ fn config_file_is_overridden_by_env_and_flags() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown key `listne`"));
+
+    // A bad value in the file (or the environment) names where it came from, not only the flag.
+    std::fs::write(&cfg, "sqlite_cache_mib = 0\n").unwrap();
+    let bad = |env: Option<&str>, extra: &[&str]| {
+        let mut cmd = std::process::Command::new(common::bin());
+        cmd.args(["server", "--config"]).arg(&cfg).args(extra);
+        cmd.env_remove("TEMPORA_SQLITE_CACHE_MIB");
+        if let Some(v) = env {
+            cmd.env("TEMPORA_SQLITE_CACHE_MIB", v);
+        }
+        let o = cmd.output().unwrap();
+        assert_eq!(o.status.code(), Some(2));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let from_file = bad(None, &[]);
+    assert!(from_file.contains("--sqlite-cache-mib"), "{from_file}");
+    assert!(
+        from_file.contains(&format!(
+            "`sqlite_cache_mib` in the config file {}",
+            cfg.display()
+        )),
+        "{from_file}"
+    );
+    let from_env = bad(Some("abc"), &[]);
+    assert!(
+        from_env.contains("the environment variable TEMPORA_SQLITE_CACHE_MIB"),
+        "{from_env}"
+    );
+    let typed = bad(None, &["--sqlite-cache-mib", "0"]);
+    assert!(
+        typed.contains("--sqlite-cache-mib") && !typed.contains("note:"),
+        "{typed}"
+    );
 }
