@@ -251,8 +251,25 @@ pub async fn run(bin: &Path, n: usize, json_out: bool) -> anyhow::Result<()> {
         ready.as_secs_f64(),
         loaded.as_secs_f64()
     );
-    // Let start-up allocations settle, then measure idle CPU.
+    // Let start-up allocations settle, then measure idle CPU — from at least 12 s after the
+    // seed's last write: the scheduler's change poll re-reads jobs written within 10 s before
+    // each poll (its clock-skew overlap), so right after seeding a million jobs it would be
+    // measuring the import's aftermath, not the cost of holding them.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let seeded_at = std::fs::metadata(dir.join("seeded"))
+        .and_then(|m| m.modified())
+        .ok();
+    if let Some(wait) = seeded_at.and_then(|t| {
+        (t + Duration::from_secs(12))
+            .duration_since(std::time::SystemTime::now())
+            .ok()
+    }) {
+        println!(
+            "waiting {:.1} s before the idle window (the seed was written less than 12 s ago)",
+            wait.as_secs_f64()
+        );
+        tokio::time::sleep(wait).await;
+    }
     let idle_secs = 20;
     let (c0, rss_loaded) = cpu_and_rss(pid)?;
     tokio::time::sleep(Duration::from_secs(idle_secs)).await;

@@ -101,6 +101,9 @@ pub struct Scheduler {
     /// Zones by name, shared by the entries.
     zones: HashMap<String, TimeZone>,
     generation: u64,
+    /// This node's clock when the last [`load`](Self::load) began: the first change poll reads
+    /// from there (less the overlap).
+    loaded_from: Timestamp,
 }
 
 impl Scheduler {
@@ -122,6 +125,7 @@ impl Scheduler {
                 heap: BinaryHeap::new(),
                 zones: HashMap::new(),
                 generation: 0,
+                loaded_from: Timestamp::now(),
             },
             SchedulerHandle { changes: tx },
         )
@@ -181,6 +185,7 @@ impl Scheduler {
     /// page so the specs read never all sit in memory at once.
     pub async fn load(&mut self) -> Result<(), SchedulerError> {
         let started = std::time::Instant::now();
+        self.loaded_from = Timestamp::now();
         self.entries.clear();
         self.heap.clear();
         // The next page is read (on the store's threads) while this one is inserted.
@@ -288,10 +293,14 @@ impl Scheduler {
         shutdown: &CancellationToken,
     ) {
         let fence_arg = (!is_unfenced(fence)).then_some(fence);
-        // Edits through other nodes: jobs written since a little before the last look (clocks
-        // of nodes may differ by a few seconds); only changed versions are reloaded.
+        // Edits through other nodes: each poll reads the jobs written since a little before the
+        // previous poll began (`overlap` covers clocks of nodes that differ and a write stamped
+        // before it commits); only changed versions are reloaded. The mark is this node's clock,
+        // so once the store is quiet a poll reads nothing. (It used to be the newest `updated_at`
+        // seen, which never moved without a new edit: after a burst of N edits every poll re-read
+        // the burst's last 10 s — with a million jobs just imported, a third of a core, idle.)
         let overlap = jiff::SignedDuration::from_secs(10);
-        let mut watermark = Timestamp::now();
+        let mut polled_from = self.loaded_from;
         let mut next_poll = tokio::time::Instant::now() + self.config.poll_changes_every;
         loop {
             if leadership.borrow().as_ref() != Some(fence) || shutdown.is_cancelled() {
@@ -302,16 +311,16 @@ impl Scheduler {
             }
             if tokio::time::Instant::now() >= next_poll {
                 next_poll = tokio::time::Instant::now() + self.config.poll_changes_every;
-                let since = watermark - overlap;
-                match self.store.changed_jobs(since).await {
+                let poll_started = Timestamp::now();
+                match self.store.changed_jobs(polled_from - overlap).await {
                     Ok(changes) => {
                         for c in changes {
-                            watermark = watermark.max(c.updated_at);
                             let known = self.entries.get(c.name.as_str()).map(|e| e.version);
                             if known != Some(c.version) {
                                 self.reload(&c.name).await;
                             }
                         }
+                        polled_from = poll_started;
                     }
                     Err(e) => tracing::warn!(message = "cannot poll job changes", error = %e),
                 }

@@ -87,3 +87,63 @@ async fn fires_on_time_and_catches_up_after_downtime() {
     let late = store.list_runs("late", None, 100).await.unwrap();
     assert!(!late.is_empty(), "job added later fired");
 }
+
+/// Edits made through another node reach the leader only through its change poll (no
+/// notification): a job rescheduled after a quiet spell, and one stamped by a node whose clock is
+/// 5 s behind (inside the poll's overlap), are both picked up and fire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_without_notification_are_found_by_the_change_poll() {
+    let (store, _dir) = store().await;
+    store
+        .put_job(
+            spec("edited", r#""schedule":"@every 1h""#),
+            PutMode::Create,
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    let ready = Arc::new(Notify::new());
+    let config = SchedulerConfig {
+        poll_changes_every: Duration::from_millis(200),
+        ..SchedulerConfig::default()
+    };
+    let (sched, _handle) = Scheduler::new(store.clone(), config, ready);
+    let stop = CancellationToken::new();
+    let (_leader_tx, leadership) = tempora_scheduler::leader::always_leader();
+    let task = tokio::spawn(sched.run(leadership, stop.clone()));
+    // A quiet spell: several polls find nothing new.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        store
+            .list_runs("edited", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .put_job(
+            spec("edited", r#""schedule":"@every 1s""#),
+            PutMode::Upsert,
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    store
+        .put_job(
+            spec("skewed", r#""schedule":"@every 1s""#),
+            PutMode::Create,
+            Timestamp::now() - Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    for job in ["edited", "skewed"] {
+        let runs = store.list_runs(job, None, 100).await.unwrap();
+        assert!(
+            !runs.is_empty(),
+            "{job}: the change poll did not pick it up"
+        );
+    }
+}
