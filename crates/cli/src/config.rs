@@ -2,7 +2,7 @@
 //! config file > defaults.
 //!
 //! `--config FILE` (or `TEMPORA_CONFIG`) names the file. Each key is the flag's name with `_`
-//! for `-` (`data_dir`, `listen`, `local_slots`, `node_id`, `log_format`, `shutdown_grace`,
+//! for `-` (`data_dir`, `listen`, `local_slots`, `local_labels`, `node_id`, `log_format`, `shutdown_grace`,
 //! `kill_grace`, `lease_ttl`, `max_log_bytes`, `sqlite_cache_mib`, `database_url`, `leader_lease_ttl`,
 //! `leader_renew_every`, `no_leader`, `claim_poll_every`, `database_pool_size`,
 //! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`). The file's values are exported as the matching
@@ -12,10 +12,11 @@
 use std::ffi::OsString;
 
 /// Keys the file may hold, with their environment variables.
-const KEYS: [(&str, &str); 20] = [
+const KEYS: [(&str, &str); 21] = [
     ("data_dir", "TEMPORA_DATA_DIR"),
     ("listen", "TEMPORA_LISTEN"),
     ("local_slots", "TEMPORA_LOCAL_SLOTS"),
+    ("local_labels", "TEMPORA_LOCAL_LABELS"),
     ("node_id", "TEMPORA_NODE_ID"),
     ("log_format", "TEMPORA_LOG_FORMAT"),
     ("shutdown_grace", "TEMPORA_SHUTDOWN_GRACE"),
@@ -68,9 +69,10 @@ pub fn load(path: &OsString) -> Result<Vec<(&'static str, String)>, String> {
         let text = match value {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
             other => {
                 return Err(format!(
-                    "config file {shown}: `{key}` must be a string or an integer, not {}",
+                    "config file {shown}: `{key}` must be a string, an integer or a boolean, not {}",
                     other.type_str()
                 ));
             }
@@ -121,5 +123,57 @@ pub fn value_source_note(
             Some(format!("note: the value is the environment variable {var}"))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every server flag that reads a `TEMPORA_*` variable can also be set in the file.
+    #[test]
+    fn every_server_flag_with_a_variable_has_a_key() {
+        use clap::Args;
+        let cmd = crate::server::ServerArgs::augment_args(clap::Command::new("server"));
+        for arg in cmd.get_arguments() {
+            let Some(var) = arg.get_env().and_then(|v| v.to_str()) else {
+                continue;
+            };
+            if var == "TEMPORA_CONFIG" {
+                continue;
+            }
+            assert!(
+                KEYS.iter().any(|(_, v)| *v == var),
+                "{var} (--{}) has no config-file key",
+                arg.get_id()
+            );
+        }
+    }
+
+    #[test]
+    fn strings_integers_and_booleans_are_exported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "local_labels = \"zone=a\"\nlocal_slots = 4\nno_leader = true\n",
+        )
+        .unwrap();
+        let vars = load(&path.clone().into_os_string()).unwrap();
+        for want in [
+            ("TEMPORA_LOCAL_LABELS", "zone=a"),
+            ("TEMPORA_LOCAL_SLOTS", "4"),
+            ("TEMPORA_NO_LEADER", "true"),
+        ] {
+            if std::env::var_os(want.0).is_none() {
+                assert!(
+                    vars.iter().any(|(k, v)| (*k, v.as_str()) == want),
+                    "{want:?} not in {vars:?}"
+                );
+            }
+        }
+        std::fs::write(&path, "listen = 1.5\n").unwrap();
+        let err = load(&path.into_os_string()).unwrap_err();
+        assert!(err.contains("`listen` must be a string"), "{err}");
     }
 }

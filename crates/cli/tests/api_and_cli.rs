@@ -164,11 +164,10 @@ fn bad_input_is_refused_with_the_field_and_stores_nothing() {
             .0,
         201
     );
-    assert_eq!(
-        s.send("POST", "/api/v1/jobs", r#"{"name":"d","command":"true"}"#)
-            .0,
-        409
-    );
+    let (code, dup) = s.send("POST", "/api/v1/jobs", r#"{"name":"d","command":"true"}"#);
+    assert_eq!(code, 409);
+    assert_eq!(dup["error"]["code"], "already_exists");
+    assert_eq!(dup["error"]["field"], "name");
     assert_eq!(
         s.send("PUT", "/api/v1/jobs/d", r#"{"command":"false"}"#).0,
         200

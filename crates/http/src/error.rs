@@ -69,11 +69,14 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::JobNotFound(n) => Self::not_found(format!("job `{n}` not found")),
             StoreError::RunNotFound(id) => Self::not_found(format!("run {id} not found")),
-            StoreError::JobExists(n) => Self::new(
-                StatusCode::CONFLICT,
-                "already_exists",
-                format!("job `{n}` already exists (use PUT /api/v1/jobs/{n} to replace it)"),
-            ),
+            StoreError::JobExists(n) => Self {
+                field: Some("name".to_owned()),
+                ..Self::new(
+                    StatusCode::CONFLICT,
+                    "already_exists",
+                    format!("job `{n}` already exists (use PUT /api/v1/jobs/{n} to replace it)"),
+                )
+            },
             StoreError::Invalid(v) => v.into(),
             StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             StoreError::Fenced(m) => {
