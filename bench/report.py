@@ -178,7 +178,8 @@ def main():
     head = (
         note + f"Measured {time.strftime('%Y-%m-%d')} by `bench/report.py` on {os.cpu_count()} cores ({cpu}), "
         f"{platform.system()} {platform.release()}; medians of {n} run(s); "
-        f"{os.environ.get('TEMPORA_BENCH_PROFILE', 'release')} build, default settings.\n\n"
+        f"{os.environ.get('TEMPORA_BENCH_PROFILE', 'release')} build, default settings except 256 job slots "
+        "(`tempora-bench --slots`: `--local-slots 256` on one node, split between the workers of a cluster).\n\n"
         "| target | command | measured |\n|---|---|---|\n"
     )
     table = head + "".join(f"| {t} | {c} | {r} |\n" for t, c, r in rows)
