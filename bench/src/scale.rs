@@ -115,8 +115,9 @@ async fn seed(dir: &Path, n: usize) -> anyhow::Result<()> {
         r??;
     }
     drop(store);
-    // Fold the seed's WAL into the database now: left for the server, copying it back would run
-    // during the idle-CPU window of the first measurement after a seed (it read 19.5 % there).
+    // Fold the seed's WAL into the database now, so the server's cold start reads a database
+    // without a large WAL to copy back. (The idle CPU seen after a seed was not this but the
+    // change poll re-reading the fresh jobs; see the wait before the idle window.)
     rusqlite::Connection::open(dir.join("tempora.db"))?.query_row(
         "PRAGMA wal_checkpoint(TRUNCATE)",
         [],

@@ -102,11 +102,12 @@ pub fn value_source_note(
     let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
         return None;
     };
-    let (key, var) = KEYS.iter().find(|(key, _)| {
-        let flag = format!("--{}", key.replace('_', "-"));
-        arg == &flag || arg.starts_with(&format!("{flag} ")) || arg.starts_with(&format!("{flag}="))
-    })?;
-    let flag = format!("--{}", key.replace('_', "-"));
+    // clap names the argument `--flag <VALUE>`.
+    let flag_of = |key: &str| format!("--{}", key.replace('_', "-"));
+    let (key, var) = KEYS
+        .iter()
+        .find(|(key, _)| arg.split(' ').next() == Some(flag_of(key).as_str()))?;
+    let flag = flag_of(key);
     let typed = args.iter().any(|a| {
         a.to_str()
             .is_some_and(|a| a == flag || a.starts_with(&format!("{flag}=")))

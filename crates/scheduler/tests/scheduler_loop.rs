@@ -17,6 +17,28 @@ fn spec(name: &str, extra: &str) -> JobSpec {
     serde_json::from_str(&format!(r#"{{"name":"{name}","command":"true",{extra}}}"#)).unwrap()
 }
 
+/// Run the scheduler as the (only) leader until `stop` is cancelled.
+fn start_leading(
+    store: &Arc<dyn Store>,
+    config: SchedulerConfig,
+    ready: Arc<Notify>,
+) -> (
+    tempora_scheduler::SchedulerHandle,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), tempora_scheduler::SchedulerError>>,
+) {
+    let (sched, handle) = Scheduler::new(store.clone(), config, ready);
+    let stop = CancellationToken::new();
+    let (leader_tx, leadership) = tempora_scheduler::leader::always_leader();
+    let run = sched.run(leadership, stop.clone());
+    let task = tokio::spawn(async move {
+        // Leadership lasts as long as its sender.
+        let _leader_tx = leader_tx;
+        run.await
+    });
+    (handle, stop, task)
+}
+
 async fn store() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
@@ -41,10 +63,7 @@ async fn fires_on_time_and_catches_up_after_downtime() {
         .await
         .unwrap();
     let ready = Arc::new(Notify::new());
-    let (sched, handle) = Scheduler::new(store.clone(), SchedulerConfig::default(), ready.clone());
-    let stop = CancellationToken::new();
-    let (_leader_tx, leadership) = tempora_scheduler::leader::always_leader();
-    let task = tokio::spawn(sched.run(leadership, stop.clone()));
+    let (handle, stop, task) = start_leading(&store, SchedulerConfig::default(), ready.clone());
     // The fire wakes the workers.
     tokio::time::timeout(Duration::from_secs(2), ready.notified())
         .await
@@ -107,10 +126,7 @@ async fn edits_without_notification_are_found_by_the_change_poll() {
         poll_changes_every: Duration::from_millis(200),
         ..SchedulerConfig::default()
     };
-    let (sched, _handle) = Scheduler::new(store.clone(), config, ready);
-    let stop = CancellationToken::new();
-    let (_leader_tx, leadership) = tempora_scheduler::leader::always_leader();
-    let task = tokio::spawn(sched.run(leadership, stop.clone()));
+    let (_handle, stop, task) = start_leading(&store, config, ready);
     // A quiet spell: several polls find nothing new.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(

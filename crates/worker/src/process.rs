@@ -103,16 +103,15 @@ struct SpawnRequest {
 /// each close-on-exec descriptor in it, so the cost of a spawn grows with the number of
 /// descriptors open. Pipes made at queue time kept four descriptors open per queued run (about
 /// 1,000 while draining with 256 slots); now only the runs being started hold them.
-fn spawn_with_pipe(cmd: &mut tokio::process::Command) -> std::io::Result<Spawned> {
-    let (reader, writer) = std::io::pipe()?;
+/// The `Command` holds the write ends and is dropped on return, so the reader sees end-of-file
+/// once the job (and whatever it started) closes its copies.
+fn spawn_with_pipe(mut cmd: tokio::process::Command) -> std::io::Result<Spawned> {
+    let (reader, writer) = std::io::pipe()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot create pipe: {e}")))?;
     let writer: OwnedFd = writer.into();
     cmd.stdout(Stdio::from(writer.try_clone()?))
         .stderr(Stdio::from(writer));
-    let child = cmd.spawn();
-    // The Command holds the write ends; release them now so the reader sees end-of-file when
-    // the job (and whatever it started) closes its copies.
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    Ok((child?, reader.into()))
+    Ok((cmd.spawn()?, reader.into()))
 }
 
 /// Long-lived threads that spawn job processes. A spawn blocks its thread until the child has
@@ -143,11 +142,9 @@ async fn spawn_off_runtime(cmd: tokio::process::Command) -> std::io::Result<Spaw
                             Ok(r) => r.recv(),
                             Err(_) => break,
                         };
-                        let Ok(mut req) = next else { break };
+                        let Ok(req) = next else { break };
                         let _guard = req.runtime.enter();
-                        let r = spawn_with_pipe(&mut req.cmd);
-                        drop(req.cmd);
-                        let _ = req.reply.send(r);
+                        let _ = req.reply.send(spawn_with_pipe(req.cmd));
                     }
                 });
             if let Err(e) = started {
