@@ -320,7 +320,9 @@ async fn start(
         .append(true)
         .open(log)?;
     let child = Command::new(bin)
-        .args(["server", "--data-dir"])
+        .args(["server", "--admin-token-file"])
+        .arg(crate::auth::token_file())
+        .arg("--data-dir")
         .arg(data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--node-id", "bench"])
@@ -573,7 +575,7 @@ pub async fn run(bin: &Path, o: &HistoryOpts, print_json: bool) -> anyhow::Resul
     );
     let db_mib = mib(dir_size(&data));
     let log = work.path().join("server.log");
-    let http = reqwest::Client::new();
+    let http = crate::auth::client()?;
 
     // ---- read latency at size ----
     let (server, ready) = start(

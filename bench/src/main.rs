@@ -9,6 +9,7 @@
 //! Run it with `bench/run.sh` (builds the release binaries first); `bench/cluster.sh` starts a
 //! throwaway PostgreSQL and runs it against 3 nodes and 2 `tempora worker` agents.
 
+mod auth;
 mod history;
 mod scale;
 
@@ -210,12 +211,11 @@ fn start_node(
         .append(true)
         .open(dir.join(format!("{id}.log")))?;
     let mut cmd = Command::new(bin);
-    cmd.args(["server", "--data-dir"]).arg(dir.join(id)).args([
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--node-id",
-        id,
-    ]);
+    cmd.args(["server", "--admin-token-file"])
+        .arg(crate::auth::token_file())
+        .arg("--data-dir")
+        .arg(dir.join(id))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--node-id", id]);
     if let Some(url) = &o.database_url {
         cmd.args(["--database-url", url]);
     }
@@ -238,7 +238,9 @@ fn start_worker(
 ) -> anyhow::Result<Child> {
     let log = std::fs::File::create(dir.join(format!("{id}.log")))?;
     let mut cmd = Command::new(bin);
-    cmd.args(["worker", "--worker-id", id, "--slots", &slots.to_string()]);
+    cmd.args(["worker", "--worker-id", id, "--slots", &slots.to_string()])
+        .arg("--token-file")
+        .arg(crate::auth::token_file());
     for (_, _, base) in procs.iter().filter(|p| !p.2.is_empty()) {
         cmd.args(["--server", base]);
     }
@@ -448,7 +450,7 @@ async fn main() -> anyhow::Result<()> {
             procs.push((id, Proc { child }, String::new()));
         }
     }
-    let http = reqwest::Client::new();
+    let http = crate::auth::client()?;
     let t0 = Instant::now();
     for (_, _, base) in procs.iter().filter(|p| !p.2.is_empty()) {
         loop {

@@ -205,7 +205,9 @@ pub async fn run(bin: &Path, n: usize, json_out: bool) -> anyhow::Result<()> {
     let log = std::fs::File::create(dir.join("server.log"))?;
     let t0 = Instant::now();
     let child = std::process::Command::new(bin)
-        .args(["server", "--data-dir"])
+        .args(["server", "--admin-token-file"])
+        .arg(crate::auth::token_file())
+        .arg("--data-dir")
         .arg(&dir)
         .args([
             "--listen",
@@ -221,7 +223,7 @@ pub async fn run(bin: &Path, n: usize, json_out: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot start {}", bin.display()))?;
     let server = Proc { child };
     let pid = server.child.id();
-    let http = reqwest::Client::builder()
+    let http = crate::auth::client_builder()
         .pool_max_idle_per_host(64)
         .build()?;
     let ready = loop {

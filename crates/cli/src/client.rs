@@ -114,8 +114,16 @@ pub(crate) struct Api {
 
 impl Api {
     pub(crate) fn new(opts: &ClientOpts) -> Res<Api> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = client_token(opts) {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| fail(2, "the token has characters a header cannot carry"))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
+            .default_headers(headers)
             .build()
             .map_err(|e| fail(1, format!("cannot build HTTP client: {e}")))?;
         Ok(Api {
@@ -161,6 +169,36 @@ impl Api {
     }
 }
 
+/// Where a local server keeps its admin token by default.
+const LOCAL_ADMIN_TOKEN: &str = "tempora-data/admin.token";
+
+/// The token to send: `--token`/`TEMPORA_TOKEN`, else — for a server on a loopback address
+/// only, so that the local admin token never leaves the machine — `./tempora-data/admin.token`.
+fn client_token(opts: &ClientOpts) -> Option<String> {
+    if let Some(t) = opts
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        return Some(t.to_owned());
+    }
+    let url = reqwest::Url::parse(&opts.server).ok()?;
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let local = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !local {
+        return None;
+    }
+    let text = std::fs::read_to_string(LOCAL_ADMIN_TOKEN).ok()?;
+    Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
 pub(crate) fn runtime() -> Res<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -178,7 +216,7 @@ pub(crate) fn finish(r: Res<()>) -> ExitCode {
     }
 }
 
-fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".to_owned(),
         Value::String(s) => s.clone(),
@@ -186,7 +224,7 @@ fn s(v: &Value) -> String {
     }
 }
 
-fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -212,7 +250,7 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     out
 }
 
-fn print_json(v: &Value) {
+pub(crate) fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
@@ -286,7 +324,7 @@ pub(crate) fn job_path(name: &str) -> String {
 }
 
 /// Percent-encode a path segment (job names are `[A-Za-z0-9._-]` but users may type anything).
-fn encode(seg: &str) -> String {
+pub(crate) fn encode(seg: &str) -> String {
     let mut out = String::new();
     for b in seg.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'~') {

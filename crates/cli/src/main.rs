@@ -6,6 +6,7 @@
 //! invalid input (e.g. a malformed schedule or job file); 3 not found; 4 the server could not be
 //! reached.
 
+mod access;
 mod apply;
 mod client;
 mod config;
@@ -44,6 +45,10 @@ pub struct ClientOpts {
         default_value = "http://127.0.0.1:8080"
     )]
     pub server: String,
+    /// API token (`Authorization: Bearer`). Without one, a client of a server on this machine
+    /// (a loopback address) uses `./tempora-data/admin.token` when it can read it.
+    #[arg(long, global = true, env = "TEMPORA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -52,7 +57,7 @@ pub struct ClientOpts {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a scheduler node: store, scheduler, local workers and the HTTP API.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Run a remote worker agent: claim runs from servers over HTTP and execute them.
     Worker(worker::WorkerArgs),
     /// Manage jobs on a server.
@@ -80,6 +85,20 @@ enum Command {
     Export {
         #[command(flatten)]
         args: apply::ExportArgs,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Manage API tokens (admin).
+    Token {
+        #[command(subcommand)]
+        command: access::TokenCommand,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Read the audit log of changes (admin).
+    Audit {
+        #[command(subcommand)]
+        command: access::AuditCommand,
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -199,10 +218,12 @@ fn main() -> ExitCode {
                     count,
                 },
         } => schedule_next(&expr, &tz, after.as_deref(), count),
-        Command::Server(args) => server::main(args),
+        Command::Server(args) => server::main(*args),
         Command::Worker(args) => worker::main(args),
         Command::Job { command, opts } => client::run_job(command, opts),
         Command::Run { command, opts } => client::run_run(command, opts),
+        Command::Token { command, opts } => access::run_token(command, opts),
+        Command::Audit { command, opts } => access::run_audit(command, opts),
         Command::Apply { args, opts } => {
             client::finish(client::runtime().and_then(|rt| rt.block_on(apply::apply(args, opts))))
         }

@@ -115,6 +115,33 @@ pub struct ServerArgs {
     /// it, slower deletion).
     #[arg(long, env = "TEMPORA_RETENTION_BATCH", value_name = "N", default_value = "200", value_parser = parse_batch)]
     pub retention_batch: u32,
+    /// The admin token file (default `<data-dir>/admin.token`). At the first start of an empty
+    /// store a new admin token is written there (mode 0600); a file that exists is read and
+    /// its token stored as the `admin` token (give every node of a cluster the same file). A
+    /// file its group or others can read is refused.
+    #[arg(long, env = "TEMPORA_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// A web origin (`https://ui.example.com`) allowed to call the API from a browser: it gets
+    /// CORS headers and may send changes. Repeat or separate with commas; none by default.
+    #[arg(
+        long = "cors-origin",
+        env = "TEMPORA_CORS_ORIGIN",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub cors_origins: Vec<String>,
+    /// Answer only requests whose `Host` header names one of these hosts (against DNS
+    /// rebinding). Repeat or separate with commas; by default any host.
+    #[arg(
+        long = "allowed-host",
+        env = "TEMPORA_ALLOWED_HOST",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    pub allowed_hosts: Vec<String>,
+    /// Serve `/metrics` without a token (every other route still needs one).
+    #[arg(long, env = "TEMPORA_METRICS_PUBLIC")]
+    pub metrics_public: bool,
 }
 
 /// Parse a whole number ≥ 1 of `unit` for a retention flag.
@@ -329,6 +356,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             "sqlite",
         ),
     };
+    let token_file = args
+        .admin_token_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("admin.token"));
+    bootstrap_admin(store.as_ref(), &token_file).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -447,6 +479,22 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         node_timeout: args.leader_lease_ttl * 2,
         worker_lease: args.lease_ttl,
         shutdown: shutdown.clone(),
+        auth: tempora_http::auth::AuthConfig {
+            cors_origins: args
+                .cors_origins
+                .iter()
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            allowed_hosts: args
+                .allowed_hosts
+                .iter()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            metrics_public: args.metrics_public,
+        },
+        auth_cache: tempora_http::auth::AuthCache::default(),
     });
     let app = tempora_http::router(state);
     tracing::info!(
@@ -462,9 +510,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     );
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+        .await
     });
 
     wait_for_signal().await;
@@ -491,6 +542,32 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!(message = "HTTP connections still open at exit; closing them");
     }
     tracing::info!(message = "tempora server stopped");
+    Ok(())
+}
+
+/// Make sure the admin token of `file` is in the store, or make the first one (see
+/// `tempora_http::auth::bootstrap`). The log names the file, never the token.
+async fn bootstrap_admin(store: &dyn Store, file: &std::path::Path) -> anyhow::Result<()> {
+    use tempora_http::auth::bootstrap::{Bootstrapped, bootstrap};
+    let outcome = bootstrap(store, file)
+        .await
+        .context("cannot set up the admin token")?;
+    match outcome {
+        Bootstrapped::Created(f) => tracing::info!(
+            message = "first start: an admin token was written; give it to clients as `Authorization: Bearer <token>`",
+            file = %f.display()
+        ),
+        Bootstrapped::Stored(f) => {
+            tracing::info!(message = "admin token stored from its file", file = %f.display())
+        }
+        Bootstrapped::Known(f) => {
+            tracing::debug!(message = "admin token file read", file = %f.display())
+        }
+        Bootstrapped::Skipped(f) => tracing::info!(
+            message = "no admin token file, and tokens exist already: none written (another node made the first one, or use an admin token to make more)",
+            file = %f.display()
+        ),
+    }
     Ok(())
 }
 

@@ -61,6 +61,37 @@ pub struct WorkerArgs {
     /// Log format.
     #[arg(long, env = "TEMPORA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// The worker's token (role `worker`; `tempora token create --role worker`).
+    #[arg(
+        long,
+        env = "TEMPORA_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    pub token: Option<String>,
+    /// A file holding the worker's token (mode 0600), read at start.
+    #[arg(long, env = "TEMPORA_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+/// The worker's token from `--token` or `--token-file`.
+fn worker_token(args: &WorkerArgs) -> Result<String, String> {
+    if let Some(t) = args
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(t.to_owned());
+    }
+    match &args.token_file {
+        Some(f) => tempora_http::auth::bootstrap::read_token_file(f).map_err(|e| e.to_string()),
+        None => Err(
+            "a token is needed: --token-file FILE or --token (TEMPORA_TOKEN); make one with \
+             `tempora token create --name NAME --role worker`"
+                .into(),
+        ),
+    }
 }
 
 /// How long a claim request waits at the server for work. Short enough that a worker whose
@@ -98,7 +129,7 @@ enum Attempt {
 
 impl HttpSource {
     /// A source for worker `info` talking to `servers` (base URLs).
-    pub fn new(servers: Vec<String>, info: WorkerInfo) -> Result<Self, String> {
+    pub fn new(servers: Vec<String>, info: WorkerInfo, token: &str) -> Result<Self, String> {
         let servers: Vec<String> = servers
             .into_iter()
             .map(|s| s.trim().trim_end_matches('/').to_owned())
@@ -107,8 +138,14 @@ impl HttpSource {
         if servers.is_empty() {
             return Err("at least one --server is needed".into());
         }
+        let mut auth = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "the token has characters a header cannot carry".to_owned())?;
+        auth.set_sensitive(true);
+        let headers =
+            reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, auth)]);
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
+            .default_headers(headers)
             .build()
             .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
         // Workers start on different servers (by a hash of their id), spreading their requests
@@ -147,7 +184,16 @@ impl HttpSource {
                     .header("content-type", "application/octet-stream")
                     .body(b.to_vec()),
             };
-            match req.send().await {
+            let sent = std::time::Instant::now();
+            let answer = req.send().await;
+            // Every request and its outcome, for post-mortems of a worker that stalls.
+            tracing::debug!(
+                message = "worker request",
+                url = %url,
+                outcome = %answer.as_ref().map_or_else(|e| e.to_string(), |r| r.status().to_string()),
+                ms = sent.elapsed().as_millis() as u64,
+            );
+            match answer {
                 Ok(resp) if resp.status().is_server_error() => {
                     let status = resp.status();
                     let text = resp.text().await.unwrap_or_default();
@@ -196,9 +242,25 @@ impl HttpSource {
             .map_err(|e| SourceError::Transport(format!("bad answer from server: {e}")))
     }
 
-    /// Register with a server; returns its answer (lease TTL, heartbeat interval).
-    pub async fn register(&self) -> Result<RegisterResponse, SourceError> {
-        self.call("/register", &self.info, REQUEST_TIMEOUT).await
+    /// Register with a server; returns its answer (lease TTL, heartbeat interval). `Err(true,
+    /// …)`: refused for good (the token is not accepted, or the id is another token's).
+    pub async fn register(&self) -> Result<RegisterResponse, (bool, String)> {
+        let body = serde_json::to_vec(&self.info).map_err(|e| (true, e.to_string()))?;
+        match self
+            .post("/register", Body::Json(body), REQUEST_TIMEOUT)
+            .await
+        {
+            Ok(resp) => resp
+                .json::<RegisterResponse>()
+                .await
+                .map_err(|e| (false, format!("bad answer from server: {e}"))),
+            Err(Attempt::Refused(s, m))
+                if s == StatusCode::UNAUTHORIZED || s == StatusCode::FORBIDDEN =>
+            {
+                Err((true, format!("the server refused this worker ({s}): {m}")))
+            }
+            Err(a) => Err((false, attempt_error(a).to_string())),
+        }
     }
 
     fn path_id(&self) -> String {
@@ -351,7 +413,8 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         address: Some(hostname()),
     };
-    let source = Arc::new(HttpSource::new(args.servers.clone(), info)?);
+    let token = worker_token(&args)?;
+    let source = Arc::new(HttpSource::new(args.servers.clone(), info, &token)?);
     if let Err(e) = tempora_worker::process::start_group_watchdog() {
         tracing::warn!(message = "cannot start the process-group watchdog", error = %e);
     }
@@ -372,7 +435,8 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
     let registered = loop {
         match source.register().await {
             Ok(r) => break r,
-            Err(e) => {
+            Err((true, e)) => return Err(e),
+            Err((false, e)) => {
                 tracing::warn!(message = "cannot register; retrying", error = %e);
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),

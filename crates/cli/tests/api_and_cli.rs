@@ -401,8 +401,9 @@ fn config_file_is_overridden_by_env_and_flags() {
     std::fs::write(
         &cfg,
         format!(
-            "listen = \"127.0.0.1:{port}\"\nnode_id = \"from-file\"\nlocal_slots = 2\ndata_dir = \"{}\"\nshutdown_grace = \"1s\"\n",
-            dir.path().join("d").display()
+            "listen = \"127.0.0.1:{port}\"\nnode_id = \"from-file\"\nlocal_slots = 2\ndata_dir = \"{}\"\nshutdown_grace = \"1s\"\nadmin_token_file = \"{}\"\n",
+            dir.path().join("d").display(),
+            common::admin_token_file().display()
         ),
     )
     .unwrap();

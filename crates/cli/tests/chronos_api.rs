@@ -12,12 +12,16 @@ use common::Server;
 use serde_json::{Value, json};
 
 /// Run a shell command line that calls `curl` (host `chronos-node:8080` pointed at the server);
-/// returns the HTTP status and the body.
+/// returns the HTTP status and the body. The token goes as the HTTP Basic password
+/// (`curl -u any:TOKEN`), the way a Chronos user adds one to their scripts.
 fn curl(s: &Server, line: &str) -> (u16, String) {
     let line = line.replace("chronos-node:8080", &format!("127.0.0.1:{}", s.port));
     let out = Command::new("sh")
         .arg("-c")
-        .arg(format!("{line} -sS -w '\\n%{{http_code}}'"))
+        .arg(format!(
+            "{line} -u \"chronos:$TOKEN\" -sS -w '\\n%{{http_code}}'"
+        ))
+        .env("TOKEN", common::admin_token())
         .output()
         .expect("curl must be installed (apt-get install curl)");
     assert!(
@@ -346,7 +350,7 @@ fn async_jobs_wait_for_their_completion_call() {
 /// remaining endpoints answer as Chronos clients expect.
 #[test]
 fn chronos_and_native_apis_share_jobs_and_errors_have_chronos_shape() {
-    let s = Server::start(&[]);
+    let s = Server::start(&["--cors-origin", "http://ui.example"]);
     // Native job, seen and edited through Chronos; native-only fields survive the edit.
     s.put_job(
         "native",
@@ -540,28 +544,48 @@ fn chronos_and_native_apis_share_jobs_and_errors_have_chronos_shape() {
     let (st, prom) = curl(&s, "curl chronos-node:8080/metrics");
     assert_eq!(st, 200);
     assert!(prom.contains("tempora_jobs"), "{prom}");
+    // CORS only for the listed origin (`--cors-origin`): no header without an Origin or for
+    // another origin, the origin itself (never `*`) for the listed one.
     let (st, head) = curl(
         &s,
         "curl -s -o /dev/null -D - chronos-node:8080/scheduler/jobs",
     );
     assert_eq!(st, 200);
     assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin"),
+        "{head}"
+    );
+    let (st, head) = curl(
+        &s,
+        "curl -s -o /dev/null -D - -H 'Origin: http://evil.example' chronos-node:8080/scheduler/jobs",
+    );
+    assert_eq!(st, 200);
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin"),
+        "{head}"
+    );
+    let (st, head) = curl(
+        &s,
+        "curl -s -o /dev/null -D - -H 'Origin: http://ui.example' chronos-node:8080/scheduler/jobs",
+    );
+    assert_eq!(st, 200);
+    assert!(
         head.to_ascii_lowercase()
-            .contains("access-control-allow-origin: *"),
+            .contains("access-control-allow-origin: http://ui.example"),
         "{head}"
     );
 
-    // Wrong methods and CORS preflights get Chronos's shape and the CORS header.
+    // Wrong methods get Chronos's shape; CORS preflights are answered for the listed origin
+    // only.
     let (st, head) = curl(
         &s,
         "curl -s -D - -X DELETE chronos-node:8080/scheduler/task/all",
     );
     assert_eq!(st, 405);
-    assert!(
-        head.to_ascii_lowercase()
-            .contains("access-control-allow-origin: *"),
-        "{head}"
-    );
     assert!(head.contains(r#""status":"Method Not Allowed""#), "{head}");
     let (st, head) = curl(
         &s,
@@ -573,6 +597,11 @@ fn chronos_and_native_apis_share_jobs_and_errors_have_chronos_shape() {
             .contains("access-control-allow-methods"),
         "{head}"
     );
+    let (st, _) = curl(
+        &s,
+        "curl -s -D - -X OPTIONS -H 'Origin: http://evil.example' -H 'Access-Control-Request-Method: POST' chronos-node:8080/v1/scheduler/iso8601",
+    );
+    assert_eq!(st, 403);
 
     // Re-posting a job whose start is empty keeps its phase: it does not run again.
     let phase = json!({"name": "phase", "command": "true", "schedule": "R//PT1H"}).to_string();
@@ -633,6 +662,7 @@ fn chronos_python_client_works_in_v1_and_legacy_modes() {
             .arg(&script)
             .arg(format!("127.0.0.1:{}", s.port))
             .arg(mode)
+            .env("TEMPORA_TOKEN", common::admin_token())
             .output()
             .expect("run python");
         let text = format!(
@@ -698,8 +728,17 @@ fn apply_migrates_a_chronos_sync_directory() {
     let text = String::from_utf8_lossy(&again.stdout);
     assert!(text.contains("0 created, 0 updated, 2 unchanged"), "{text}");
     // chronos-python's own sync tool agrees nothing needs an update.
+    // The script has no credential option: it runs with chronos-python's `connect` given the
+    // token as the Basic password (docs/chronos.md shows the same two-line wrapper).
     let sync = python.with_file_name("chronos-sync-jobs.py");
+    let wrapper = "import functools, os, runpy, sys, chronos\n\
+                   chronos.connect = functools.partial(chronos.connect, username='chronos', \
+                   password=os.environ['TEMPORA_TOKEN'])\n\
+                   sys.argv = sys.argv[1:]\n\
+                   runpy.run_path(sys.argv[0], run_name='__main__')\n";
     let out = Command::new(&python)
+        .env("TEMPORA_TOKEN", common::admin_token())
+        .args(["-c", wrapper])
         .arg(&sync)
         .args([
             "--hostname",

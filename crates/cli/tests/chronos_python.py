@@ -9,6 +9,7 @@ delete, delete_tasks, job_stat, scheduler_graph, metrics. Exits non-zero on the 
 """
 
 import logging
+import os
 import sys
 import time
 
@@ -32,7 +33,9 @@ logging.getLogger("chronos").setLevel(logging.ERROR)
 
 host, mode = sys.argv[1], sys.argv[2]
 version = "v1" if mode == "v1" else None
-c = chronos.connect([host], scheduler_api_version=version)
+# The token as the HTTP Basic password (any user name), as a Chronos user would add it.
+c = chronos.connect([host], scheduler_api_version=version,
+                    username="chronos", password=os.environ["TEMPORA_TOKEN"])
 p = mode  # job name prefix, so both modes can share one server
 
 

@@ -140,3 +140,59 @@ fn failover_and_fencing_keep_every_occurrence_exactly_once() {
     assert!(runs.iter().all(|r| r["state"] == "succeeded"));
     b.kill9();
 }
+
+/// A `tempora worker` whose server is paused (SIGSTOP) moves to the other node and keeps
+/// running jobs, including the one it was running when the pause began; once the node is
+/// resumed the worker goes on as before (the fault suite once saw a worker take no run for a
+/// minute after its node was paused; this test pins the worker's side of that down).
+#[test]
+fn worker_keeps_running_jobs_while_its_server_is_paused() {
+    let url = database();
+    let a = node(&url, "a", &["--local-slots", "0"]);
+    let b = node(&url, "b", &["--local-slots", "0"]);
+    let w = common::Worker::start("w-pause", &[a.url(), b.url()], &["--slots", "4"]);
+    let _dump = common::DumpOnPanic::new(vec![("w-pause".into(), w.log_path())]);
+    a.put_job(
+        "ping",
+        json!({"command": "echo pong", "concurrency": "allow"}),
+    );
+    let hold = a.scratch().join("hold");
+    a.put_job(
+        "hold",
+        json!({"command": format!("touch {}; sleep 4; echo held", hold.display())}),
+    );
+    let ok = |s: &Server, id: i64, within: u64| {
+        let r = s.wait_final(id, Duration::from_secs(within));
+        assert_eq!(r["state"], "succeeded", "{r}");
+        assert_eq!(r["worker"], "w-pause", "{r}");
+    };
+    let id_of = |v: Value| v["id"].as_i64().expect("run id");
+    ok(&a, id_of(a.trigger("ping")), 20);
+    // The node the worker registered with, and the other one.
+    let first = a.wait_for(Duration::from_secs(5), "the worker's start line", || {
+        let log = w.log();
+        let line = log.lines().find(|l| l.contains("tempora worker started"))?;
+        Some(if line.contains("node=a") { "a" } else { "b" })
+    });
+    let (paused, other) = if first == "a" { (&a, &b) } else { (&b, &a) };
+    // A run in progress when the pause begins.
+    let held = id_of(other.trigger("hold"));
+    other.wait_for(Duration::from_secs(20), "the long run to start", || {
+        hold.exists().then_some(())
+    });
+    let pid = Pid::from_raw(paused.pid());
+    kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+    let t = Instant::now();
+    // New runs queued through the other node reach the worker while its first node sleeps.
+    let during: Vec<i64> = (0..3).map(|_| id_of(other.trigger("ping"))).collect();
+    for id in &during {
+        ok(other, *id, 30);
+    }
+    ok(other, held, 30);
+    println!("runs done {:?} into the pause", t.elapsed());
+    kill(pid, Signal::SIGCONT).expect("SIGCONT");
+    // And after the resume, through either node.
+    for s in [paused, other, paused, other] {
+        ok(s, id_of(s.trigger("ping")), 20);
+    }
+}

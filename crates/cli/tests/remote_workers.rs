@@ -326,6 +326,8 @@ fn protocol_is_safe_against_foreign_and_repeated_requests() {
             .collect::<Vec<_>>()
     };
     // A worker without the labels gets nothing; the right one gets the run with its spec.
+    let (st, v) = s.send("POST", "/api/v1/workers/register", &other.to_string());
+    assert_eq!(st, 200, "{v}");
     assert!(claim(&other, &[]).is_empty());
     assert_eq!(claim(&me, &[]), vec![id]);
     // The answer was "lost": the next claim hands the run out again, unless it is held.

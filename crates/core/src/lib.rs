@@ -1,6 +1,7 @@
 //! `tempora-core`: the pure domain model of tempora.
 //!
 //! Nothing in this crate performs I/O. It holds:
+//! - [`auth`]: roles, what each allows, token names and hashes;
 //! - [`schedule`]: parsing of every schedule form (Unix cron, Quartz cron, macros, `@every`, `@at`,
 //!   ISO 8601 repeating intervals) and the next-fire-time math with DST rules;
 //! - [`chronos`]: the Chronos job JSON, task ids and zone ids, mapped to tempora's model;
@@ -11,6 +12,7 @@
 //! - [`policy`]: retry/backoff, misfire and concurrency decisions;
 //! - [`time`]: time formatting shared by the API and the CLI.
 
+pub mod auth;
 pub mod chronos;
 pub mod dag;
 pub mod duration;

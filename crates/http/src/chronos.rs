@@ -1,7 +1,7 @@
 //! The Chronos REST API (2.x paths under `/scheduler`, 3.x under `/v1/scheduler`), served over
 //! the same jobs as the native API. The job JSON mapping lives in `tempora_core::chronos`; this
 //! module holds the handlers, Chronos's error shape (`{"status","message"}`, 400 for bad input
-//! and unknown jobs) and the CORS header Chronos puts on every answer. What is supported and
+//! and unknown jobs). CORS is the access layer's (`crate::auth::cors`): only for listed origins. What is supported and
 //! how it differs from Chronos is in `docs/chronos.md`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,8 +13,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use jiff::Timestamp;
@@ -95,7 +94,7 @@ impl IntoResponse for ChronosError {
 type ChronosResult<T> = Result<T, ChronosError>;
 
 /// The routes under a Chronos prefix (`/scheduler` or `/v1/scheduler`).
-pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/jobs", get(list))
         .route("/jobs/search", get(search))
@@ -119,38 +118,6 @@ pub fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/stats/{percentile}", get(stats))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
-        .layer(middleware::from_fn_with_state(state, crate::auth))
-        .layer(middleware::from_fn(cors))
-}
-
-/// Chronos puts `Access-Control-Allow-Origin: *` on every answer; CORS preflight requests
-/// (`OPTIONS` with `Access-Control-Request-Method`) are answered here.
-pub async fn cors(req: Request, next: Next) -> Response {
-    if req.method() == axum::http::Method::OPTIONS
-        && req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-    {
-        return (
-            StatusCode::NO_CONTENT,
-            [
-                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-                (
-                    header::ACCESS_CONTROL_ALLOW_METHODS,
-                    "GET, POST, PUT, DELETE, OPTIONS",
-                ),
-                (header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type"),
-                (header::ACCESS_CONTROL_MAX_AGE, "86400"),
-            ],
-        )
-            .into_response();
-    }
-    let mut res = next.run(req).await;
-    res.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    res
 }
 
 async fn wrong_method(req: Request) -> ChronosError {
@@ -603,7 +570,7 @@ async fn save(
     s: &AppState,
     body: Result<Bytes, BytesRejection>,
     endpoint: Endpoint,
-) -> ChronosResult<StatusCode> {
+) -> ChronosResult<Response> {
     let doc = job_document(body)?;
     let name = doc.get("name").and_then(Value::as_str).unwrap_or_default();
     let existing = if tempora_core::job::validate_name(name).is_ok() {
@@ -616,14 +583,17 @@ async fn save(
     let out = s.store.put_job(spec, PutMode::Upsert, now).await?;
     s.scheduler.job_changed(&out.record.spec.name);
     tracing::info!(message = "job saved (Chronos API)", job = %out.record.spec.name, created = out.created);
-    Ok(StatusCode::NO_CONTENT)
+    Ok(crate::auth::with_spec_note(
+        StatusCode::NO_CONTENT,
+        &out.record.spec,
+    ))
 }
 
 /// `POST|PUT /scheduler/iso8601`: create or replace a scheduled job.
 async fn save_scheduled(
     State(s): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
-) -> ChronosResult<StatusCode> {
+) -> ChronosResult<Response> {
     save(&s, body, Endpoint::Scheduled).await
 }
 
@@ -631,7 +601,7 @@ async fn save_scheduled(
 async fn save_dependent(
     State(s): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
-) -> ChronosResult<StatusCode> {
+) -> ChronosResult<Response> {
     save(&s, body, Endpoint::Dependent).await
 }
 

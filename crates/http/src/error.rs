@@ -69,6 +69,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::JobNotFound(n) => Self::not_found(format!("job `{n}` not found")),
             StoreError::RunNotFound(id) => Self::not_found(format!("run {id} not found")),
+            StoreError::TokenNotFound(t) => Self::not_found(format!("token `{t}` not found")),
             StoreError::JobExists(n) => Self {
                 field: Some("name".to_owned()),
                 ..Self::new(

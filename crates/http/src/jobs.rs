@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -94,11 +94,7 @@ fn path_name(name: &str) -> ApiResult<()> {
         .map_err(|e| ApiError::not_found(format!("job `{name}` not found ({})", e.message)))
 }
 
-async fn write(
-    s: &AppState,
-    mut spec: JobSpec,
-    mode: PutMode,
-) -> ApiResult<impl IntoResponse + use<>> {
+async fn write(s: &AppState, mut spec: JobSpec, mode: PutMode) -> ApiResult<Response> {
     tempora_core::chronos::tidy(&mut spec);
     spec.validate()?;
     let out = s.store.put_job(spec, mode, Timestamp::now()).await?;
@@ -109,7 +105,10 @@ async fn write(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(job_view(&out.record, None))))
+    Ok(crate::auth::with_spec_note(
+        (status, Json(job_view(&out.record, None))),
+        &out.record.spec,
+    ))
 }
 
 /// `POST /api/v1/jobs`: create (409 if it exists).

@@ -3,26 +3,28 @@
 //! to stable codes in [`error`].
 //!
 //! Layout: [`jobs`] and [`runs`] hold the native API handlers, [`chronos`] the Chronos API,
-//! [`ops`] the operational endpoints, [`workers`] the remote worker protocol,
-//! [`extract`] strict JSON bodies. Authentication will plug in at [`router`]'s `auth` layer,
-//! which currently admits every request.
+//! [`ops`] the operational endpoints, [`workers`] the remote worker protocol, [`tokens`] token
+//! management and the audit log, [`extract`] strict JSON bodies. Every request passes
+//! [`auth::authenticate`], which asks for the role the route has in [`auth::table`].
 
+pub mod auth;
 pub mod chronos;
 pub mod error;
 pub mod extract;
 pub mod jobs;
 pub mod ops;
 pub mod runs;
+pub mod tokens;
 pub mod workers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use jiff::Timestamp;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tempora_scheduler::SchedulerHandle;
@@ -60,9 +62,14 @@ pub struct AppState {
     pub worker_lease: Duration,
     /// Fires when the node shuts down: held worker claims answer at once.
     pub shutdown: CancellationToken,
+    /// Access settings (CORS origins, allowed hosts, public metrics).
+    pub auth: auth::AuthConfig,
+    /// This node's memory of token uses and worker bindings.
+    pub auth_cache: auth::AuthCache,
 }
 
-/// The complete router.
+/// The complete router. Every route passes [`auth::authenticate`] (after routing, so that it
+/// knows the route's template) and, outside it, [`auth::cors`].
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/jobs", get(jobs::list).post(jobs::create))
@@ -80,19 +87,26 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/graph", get(jobs::graph))
         .route("/status", get(ops::status))
         .route("/cluster", get(ops::cluster))
-        .nest("/workers", worker_routes())
-        .layer(middleware::from_fn_with_state(state.clone(), auth));
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{token}", delete(tokens::revoke))
+        .route("/audit", get(tokens::audit))
+        .nest("/workers", worker_routes());
     Router::new()
         .nest("/api/v1", api)
-        .nest("/scheduler", chronos::routes(state.clone()))
-        .nest("/v1/scheduler", chronos::routes(state.clone()))
+        .nest("/scheduler", chronos::routes())
+        .nest("/v1/scheduler", chronos::routes())
         .route("/ping", get(chronos::ping))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::cors))
         .layer(middleware::from_fn(track))
         .with_state(state)
 }
@@ -107,12 +121,6 @@ fn worker_routes() -> Router<Arc<AppState>> {
         .route("/{id}/runs/{run}/log", post(workers::append_log))
         .route("/{id}/finish", post(workers::finish))
         .layer(DefaultBodyLimit::max(workers::MAX_WORKER_BODY))
-}
-
-/// The authentication seam: every API request passes here. No authentication is configured in
-/// this version, so every request is admitted.
-async fn auth(State(_state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    next.run(req).await
 }
 
 async fn not_found(req: Request) -> ApiError {

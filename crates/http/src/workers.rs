@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tempora_core::job::JobSpec;
@@ -24,6 +24,7 @@ use tempora_core::run::{Run, RunState};
 use tempora_store::{ClaimedRun, RunResult, WorkerInfo, WorkerStatus};
 
 use crate::AppState;
+use crate::auth::{Caller, check_worker_binding};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, parse_json};
 
@@ -174,11 +175,28 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<WorkerList>
 /// start with the same id left `running` become `lost`); answer with the lease to use.
 pub async fn register(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     JsonBody(info): JsonBody<WorkerInfo>,
 ) -> Result<Json<RegisterResponse>, ApiError> {
     let id = info.id.clone();
     check_worker(&id, &info)?;
     let now = Timestamp::now();
+    // `<node>/local` is a server's own pool: no token may act as it.
+    if id.ends_with("/local") {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("worker ids ending in `/local` are the servers' own (`{id}`)"),
+        ));
+    }
+    if !state.store.bind_worker(&id, &caller.token_id, now).await? {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("worker `{id}` is registered with another token"),
+        ));
+    }
+    state.auth_cache.remember_binding(&id, &caller.token_id);
     state.store.upsert_worker(info, now).await?;
     // A worker registers once per start: runs a previous incarnation with this id left
     // `running` died with it.
@@ -208,10 +226,12 @@ pub async fn register(
 /// request up to `wait_ms` while there are none.
 pub async fn claim(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<ClaimRequest>,
 ) -> Result<Json<ClaimResponse>, ApiError> {
     check_worker(&id, &req.worker)?;
+    check_worker_binding(&state, &caller, &id).await?;
     let labels: BTreeMap<String, String> = req.worker.labels.clone();
     state
         .store
@@ -263,10 +283,12 @@ pub async fn claim(
 /// `POST /api/v1/workers/{id}/heartbeat`: renew leases; answer the runs that must stop.
 pub async fn heartbeat(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     JsonBody(req): JsonBody<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     check_worker(&id, &req.worker)?;
+    check_worker_binding(&state, &caller, &id).await?;
     let now = Timestamp::now();
     state.store.upsert_worker(req.worker, now).await?;
     let stop = state
@@ -280,10 +302,12 @@ pub async fn heartbeat(
 /// worker is running; 409 otherwise.
 pub async fn append_log(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path((id, run_id)): Path<(String, i64)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
+    check_worker_binding(&state, &caller, &id).await?;
     let run = state
         .store
         .get_run(run_id)
@@ -304,10 +328,12 @@ pub async fn append_log(
 /// worker (already recorded, reaped, or someone else's) are ignored, so a re-sent batch is safe.
 pub async fn finish(
     State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
+    check_worker_binding(&state, &caller, &id).await?;
     let req: FinishRequest = parse_json(&body)?;
     let results: Vec<RunResult> = req.results;
     let n = results.len();

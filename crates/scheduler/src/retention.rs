@@ -1,7 +1,8 @@
 //! Run-history retention (`--keep-runs`, `--keep-days`): while this node leads, finished runs the
 //! [`Retention`] policy lets go are deleted in small batches, each one short store transaction
 //! ([`Store::prune_runs`]), with a pause between batches so scheduling writes (fires, claims,
-//! results) are never held up for long — SQLite has a single writer.
+//! results) are never held up for long — SQLite has a single writer. Audit entries older than
+//! `--keep-days` go at the end of each pass ([`Store::prune_audit`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +121,19 @@ async fn prune_pass(
                 break;
             }
             _ = tokio::time::sleep((took * config.pause_factor).max(config.min_pause)) => {}
+        }
+    }
+    // The audit log follows the age limit (not the per-job count).
+    if let Some(before) = config.policy.cutoff(Timestamp::now()) {
+        loop {
+            match store.prune_audit(before, config.batch).await {
+                Ok(n) if n == u64::from(config.batch) && !shutdown.is_cancelled() => {}
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(message = "retention: pruning the audit log failed", error = %e);
+                    break;
+                }
+            }
         }
     }
     let duration = started.elapsed();

@@ -9,6 +9,7 @@
 //! - Migrations run at [`PostgresStore::connect`] under an advisory lock.
 //! - Connections come from a small built-in pool; plain TCP (no TLS).
 
+mod auth;
 mod ops;
 mod pool;
 mod rows;
@@ -24,9 +25,10 @@ use jiff::Timestamp;
 use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState};
 use tempora_store::{
-    ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange, JobRecord, Lease,
-    LogSlice, PutMode, PutOutcome, Retention, RunResult, ScheduleEntry, Store, StoreCounts,
-    StoreError, StoreOptions, StoreResult, WorkerInfo, WorkerStatus,
+    AuditEntry, AuditQuery, ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange,
+    JobRecord, Lease, LogSlice, NewAudit, NewToken, PutMode, PutOutcome, Retention, RunResult,
+    ScheduleEntry, Store, StoreCounts, StoreError, StoreOptions, StoreResult, TokenRecord,
+    WorkerInfo, WorkerStatus,
 };
 
 use pool::{Conn, Pool, TxError, TxResult};
@@ -592,6 +594,95 @@ impl Store for PostgresStore {
             Box::pin(async move { ops::worker_runs(c, &worker).await })
         })
         .await
+    }
+
+    async fn create_token(&self, token: NewToken) -> StoreResult<TokenRecord> {
+        self.write(|c| {
+            let t = token.clone();
+            Box::pin(async move { auth::create_token(c, &t).await })
+        })
+        .await
+    }
+
+    async fn bootstrap_token(&self, token: NewToken) -> StoreResult<bool> {
+        self.write(|c| {
+            let t = token.clone();
+            Box::pin(async move { auth::bootstrap_token(c, &t).await })
+        })
+        .await
+    }
+
+    async fn ensure_token(&self, token: NewToken) -> StoreResult<bool> {
+        self.write(|c| {
+            let t = token.clone();
+            Box::pin(async move { auth::ensure_token(c, &t).await })
+        })
+        .await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<TokenRecord>> {
+        self.read(|c| {
+            let h = hash.to_owned();
+            Box::pin(async move { auth::token_by_hash(c, &h).await })
+        })
+        .await
+    }
+
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>> {
+        self.read(|c| Box::pin(auth::list_tokens(c))).await
+    }
+
+    async fn revoke_token(&self, id_or_name: &str, now: Timestamp) -> StoreResult<TokenRecord> {
+        self.write(|c| {
+            let key = id_or_name.to_owned();
+            Box::pin(async move { auth::revoke_token(c, &key, now).await })
+        })
+        .await
+    }
+
+    async fn touch_token(&self, id: &str, at: Timestamp) -> StoreResult<()> {
+        self.write(|c| {
+            let id = id.to_owned();
+            Box::pin(async move { auth::touch_token(c, &id, at).await })
+        })
+        .await
+    }
+
+    async fn bind_worker(&self, worker: &str, token_id: &str, now: Timestamp) -> StoreResult<bool> {
+        self.write(|c| {
+            let (w, t) = (worker.to_owned(), token_id.to_owned());
+            Box::pin(async move { auth::bind_worker(c, &w, &t, now).await })
+        })
+        .await
+    }
+
+    async fn worker_token(&self, worker: &str) -> StoreResult<Option<String>> {
+        self.read(|c| {
+            let w = worker.to_owned();
+            Box::pin(async move { auth::worker_token(c, &w).await })
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entry: NewAudit) -> StoreResult<()> {
+        self.write(|c| {
+            let e = entry.clone();
+            Box::pin(async move { auth::append_audit(c, &e).await })
+        })
+        .await
+    }
+
+    async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        self.read(|c| {
+            let q = query.clone();
+            Box::pin(async move { auth::list_audit(c, &q).await })
+        })
+        .await
+    }
+
+    async fn prune_audit(&self, before: Timestamp, max_rows: u32) -> StoreResult<u64> {
+        self.write(|c| Box::pin(auth::prune_audit(c, before, max_rows)))
+            .await
     }
 }
 

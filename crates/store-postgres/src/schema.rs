@@ -116,6 +116,41 @@ CREATE TABLE workers (
     r#"
 CREATE INDEX runs_held ON runs (job) WHERE state = 'queued' AND hold;
 "#,
+    // 5: access control. API tokens (hashes only; a name is unique among tokens not revoked),
+    // which token registered each worker id, and the audit log of changes.
+    r#"
+CREATE TABLE tokens (
+    id            text PRIMARY KEY,
+    name          text NOT NULL,
+    role          text NOT NULL,
+    hash          text NOT NULL UNIQUE,
+    created_at    bigint NOT NULL,
+    expires_at    bigint,
+    last_used_at  bigint,
+    revoked_at    bigint,
+    created_by    text
+);
+CREATE UNIQUE INDEX tokens_active_name ON tokens (name) WHERE revoked_at IS NULL;
+CREATE TABLE worker_tokens (
+    worker    text PRIMARY KEY,
+    token_id  text NOT NULL
+);
+CREATE TABLE audit (
+    id          bigserial PRIMARY KEY,
+    at          bigint NOT NULL,
+    token_id    text NOT NULL,
+    token_name  text NOT NULL,
+    role        text NOT NULL,
+    remote      text NOT NULL,
+    action      text NOT NULL,
+    target      text NOT NULL,
+    job         text,
+    spec_hash   text,
+    status      integer NOT NULL
+);
+CREATE INDEX audit_by_job ON audit (job, id) WHERE job IS NOT NULL;
+CREATE INDEX audit_by_time ON audit (at);
+"#,
 ];
 
 /// Apply the migrations not yet applied, all in one transaction under an advisory lock.

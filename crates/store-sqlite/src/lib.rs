@@ -10,6 +10,7 @@
 //!   batch of scattered runs) copies thousands of pages and syncs the file, which would
 //!   otherwise hold up the fires and results committed behind it.
 
+mod auth;
 mod checkpointer;
 mod ops;
 mod rows;
@@ -27,9 +28,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState};
 use tempora_store::{
-    ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange, JobRecord, Lease,
-    LogSlice, PutMode, PutOutcome, Retention, RunResult, ScheduleEntry, Store, StoreCounts,
-    StoreError, StoreOptions, StoreResult, WorkerInfo, WorkerStatus,
+    AuditEntry, AuditQuery, ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange,
+    JobRecord, Lease, LogSlice, NewAudit, NewToken, PutMode, PutOutcome, Retention, RunResult,
+    ScheduleEntry, Store, StoreCounts, StoreError, StoreOptions, StoreResult, TokenRecord,
+    WorkerInfo, WorkerStatus,
 };
 
 use rows::{JOB_COLS, RUN_COLS, db, job_from_row, job_record, load_job, load_run, run_from_row};
@@ -633,5 +635,74 @@ impl Store for SqliteStore {
     async fn worker_runs(&self, worker: &str) -> StoreResult<Vec<ClaimedRun>> {
         let worker = worker.to_owned();
         self.read(move |c| ops::worker_runs(c, &worker)).await
+    }
+
+    async fn create_token(&self, token: NewToken) -> StoreResult<TokenRecord> {
+        self.writer
+            .write(move |c| auth::create_token(c, &token))
+            .await
+    }
+
+    async fn bootstrap_token(&self, token: NewToken) -> StoreResult<bool> {
+        self.writer
+            .write(move |c| auth::bootstrap_token(c, &token))
+            .await
+    }
+
+    async fn ensure_token(&self, token: NewToken) -> StoreResult<bool> {
+        self.writer
+            .write(move |c| auth::ensure_token(c, &token))
+            .await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<TokenRecord>> {
+        let hash = hash.to_owned();
+        self.read(move |c| auth::token_by_hash(c, &hash)).await
+    }
+
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>> {
+        self.read(auth::list_tokens).await
+    }
+
+    async fn revoke_token(&self, id_or_name: &str, now: Timestamp) -> StoreResult<TokenRecord> {
+        let key = id_or_name.to_owned();
+        self.writer
+            .write(move |c| auth::revoke_token(c, &key, now))
+            .await
+    }
+
+    async fn touch_token(&self, id: &str, at: Timestamp) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.writer
+            .write(move |c| auth::touch_token(c, &id, at))
+            .await
+    }
+
+    async fn bind_worker(&self, worker: &str, token_id: &str, now: Timestamp) -> StoreResult<bool> {
+        let (worker, token_id) = (worker.to_owned(), token_id.to_owned());
+        self.writer
+            .write(move |c| auth::bind_worker(c, &worker, &token_id, now))
+            .await
+    }
+
+    async fn worker_token(&self, worker: &str) -> StoreResult<Option<String>> {
+        let worker = worker.to_owned();
+        self.read(move |c| auth::worker_token(c, &worker)).await
+    }
+
+    async fn append_audit(&self, entry: NewAudit) -> StoreResult<()> {
+        self.writer
+            .write(move |c| auth::append_audit(c, &entry))
+            .await
+    }
+
+    async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEntry>> {
+        self.read(move |c| auth::list_audit(c, &query)).await
+    }
+
+    async fn prune_audit(&self, before: Timestamp, max_rows: u32) -> StoreResult<u64> {
+        self.writer
+            .write(move |c| auth::prune_audit(c, before, max_rows))
+            .await
     }
 }

@@ -135,6 +135,41 @@ END;
     r#"
 CREATE INDEX runs_held ON runs (job) WHERE state = 'queued' AND hold = 1;
 "#,
+    // 8: access control. API tokens (hashes only; a name is unique among tokens not revoked),
+    // which token registered each worker id, and the audit log of changes.
+    r#"
+CREATE TABLE tokens (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    hash          TEXT NOT NULL UNIQUE,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER,
+    last_used_at  INTEGER,
+    revoked_at    INTEGER,
+    created_by    TEXT
+);
+CREATE UNIQUE INDEX tokens_active_name ON tokens (name) WHERE revoked_at IS NULL;
+CREATE TABLE worker_tokens (
+    worker    TEXT PRIMARY KEY,
+    token_id  TEXT NOT NULL
+);
+CREATE TABLE audit (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          INTEGER NOT NULL,
+    token_id    TEXT NOT NULL,
+    token_name  TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    remote      TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    job         TEXT,
+    spec_hash   TEXT,
+    status      INTEGER NOT NULL
+);
+CREATE INDEX audit_by_job ON audit (job, id) WHERE job IS NOT NULL;
+CREATE INDEX audit_by_time ON audit (at);
+"#,
 ];
 
 /// Apply the migrations not yet applied, each in its own transaction.

@@ -39,6 +39,19 @@ macro_rules! store_contract_tests {
             prune_keep_runs_keeps_active_runs_and_counters, prune_keep_days_keeps_newest_and_active,
             prune_max_rows_bounds_each_call, prune_keeps_runs_in_dependency_progress
         );
+        $crate::store_contract_tests!(@module contract_auth; $factory;
+            tokens_create_find_revoke, token_bootstrap_and_ensure,
+            worker_ids_are_bound_to_their_token, audit_log_appends_pages_filters_and_prunes
+        );
+    };
+    (@module $module:ident; $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let (store, _guard) = $factory().await;
+                $crate::$module::$case(store).await;
+            }
+        )*
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
         $(

@@ -17,8 +17,13 @@ use tempora_core::job::{JobSpec, TimerSpec, ValidationError};
 use tempora_core::policy::PlannedOccurrence;
 use tempora_core::run::{Run, RunOverrides, RunState};
 
+pub mod auth;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
+#[cfg(feature = "contract-tests")]
+pub mod contract_auth;
+
+pub use auth::{AuditEntry, AuditQuery, NewAudit, NewToken, TokenRecord};
 
 /// Errors of store operations.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +37,9 @@ pub enum StoreError {
     /// No run has this id.
     #[error("run {0} not found")]
     RunNotFound(i64),
+    /// No active token has this id or name.
+    #[error("token `{0}` not found")]
+    TokenNotFound(String),
     /// The write was refused by validation; nothing was stored.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -543,6 +551,41 @@ pub trait Store: Send + Sync + 'static {
     /// completion), oldest first, with their specs: handed out again to a worker whose claim
     /// answer was lost, so no claimed run is left unexecuted.
     async fn worker_runs(&self, worker: &str) -> StoreResult<Vec<ClaimedRun>>;
+
+    // ---- access control (see [`auth`]) ----
+
+    /// Store a new token. An active token with the same name is a [`StoreError::Conflict`]
+    /// (an expired one with that name is marked revoked first, freeing the name).
+    async fn create_token(&self, token: NewToken) -> StoreResult<TokenRecord>;
+    /// Store `token` only if no token was ever stored (first start of a data directory or
+    /// cluster). False when there were tokens already, or another node stored its own at the
+    /// same moment.
+    async fn bootstrap_token(&self, token: NewToken) -> StoreResult<bool>;
+    /// Store `token` unless a token with its hash exists (revoked or not: a revocation
+    /// sticks). An active token with the same name is revoked first, so that a new token in an
+    /// operator's file replaces the old one. True when it was stored.
+    async fn ensure_token(&self, token: NewToken) -> StoreResult<bool>;
+    /// The token with this hash, active or not.
+    async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<TokenRecord>>;
+    /// Every token, revoked ones included, oldest first.
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>>;
+    /// Revoke the active token with this id, or else with this name; it stops working at once
+    /// on every node. [`StoreError::TokenNotFound`] when there is none.
+    async fn revoke_token(&self, id_or_name: &str, now: Timestamp) -> StoreResult<TokenRecord>;
+    /// Record that the token was used at `at`.
+    async fn touch_token(&self, id: &str, at: Timestamp) -> StoreResult<()>;
+    /// Bind worker id `worker` to token `token_id`: done when the id is unbound, already bound
+    /// to this token, or bound to a token that no longer works at `now`. False when another
+    /// working token holds the id.
+    async fn bind_worker(&self, worker: &str, token_id: &str, now: Timestamp) -> StoreResult<bool>;
+    /// The token a worker id is bound to.
+    async fn worker_token(&self, worker: &str) -> StoreResult<Option<String>>;
+    /// Append a change to the audit log.
+    async fn append_audit(&self, entry: NewAudit) -> StoreResult<()>;
+    /// Read the audit log, newest first.
+    async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEntry>>;
+    /// Delete audit entries older than `before`, at most `max_rows`; returns how many went.
+    async fn prune_audit(&self, before: Timestamp, max_rows: u32) -> StoreResult<u64>;
 }
 
 /// A worker as it registers ([`Store::upsert_worker`]).

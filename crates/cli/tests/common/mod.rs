@@ -22,6 +22,42 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// The admin token every server started by [`Server::start`] accepts (random, per test
+/// process), and the 0600 file that hands it to them (`--admin-token-file`).
+pub fn admin_token() -> &'static str {
+    &token_setup().0
+}
+
+/// The file holding [`admin_token`].
+pub fn admin_token_file() -> &'static Path {
+    &token_setup().1
+}
+
+fn token_setup() -> &'static (String, PathBuf) {
+    static SETUP: std::sync::OnceLock<(String, PathBuf)> = std::sync::OnceLock::new();
+    SETUP.get_or_init(|| {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut bytes = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .expect("random bytes");
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = std::env::temp_dir().join(format!("tempora-test-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("token dir");
+        let path = dir.join("admin.token");
+        let _ = std::fs::remove_file(&path);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .expect("token file");
+        std::io::Write::write_all(&mut f, token.as_bytes()).expect("write token");
+        (token, path)
+    })
+}
+
 /// A running server process.
 pub struct Server {
     pub child: Option<Child>,
@@ -32,8 +68,20 @@ pub struct Server {
 }
 
 impl Server {
-    /// Start a server with extra flags; waits until `/ready` answers.
+    /// Start a server with extra flags; waits until `/ready` answers. Unless the flags name an
+    /// `--admin-token-file`, the server gets [`admin_token_file`], so [`http`] (which sends
+    /// [`admin_token`]) works against it.
     pub fn start(extra: &[&str]) -> Server {
+        let file = admin_token_file().display().to_string();
+        let mut args: Vec<&str> = extra.to_vec();
+        if !extra.contains(&"--admin-token-file") {
+            args.extend(["--admin-token-file", &file]);
+        }
+        Self::start_plain(&args)
+    }
+
+    /// Start a server with exactly these extra flags (no admin token file is added).
+    pub fn start_plain(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = Server {
             child: None,
@@ -199,11 +247,12 @@ impl Server {
         })
     }
 
-    /// Run the CLI against this server.
+    /// Run the CLI against this server (with [`admin_token`]).
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(bin())
             .args(args)
             .env("TEMPORA_SERVER", self.url())
+            .env("TEMPORA_TOKEN", admin_token())
             .output()
             .expect("run cli")
     }
@@ -235,8 +284,30 @@ pub fn ureq_get(url: &str) -> std::io::Result<(u16, String)> {
     http("GET", url, "")
 }
 
-/// Minimal blocking HTTP/1.1 request; returns status and body.
+/// Minimal blocking HTTP/1.1 request as the admin ([`admin_token`]), with a JSON content type;
+/// returns status and body.
 pub fn http(method: &str, url: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let auth = format!("Bearer {}", admin_token());
+    let (status, _, body) = request(
+        method,
+        url,
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    )?;
+    Ok((status, body))
+}
+
+/// Minimal blocking HTTP/1.1 request with exactly these headers; returns the status, the
+/// response head (status line and headers) and the body.
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String, String)> {
     use std::io::{Read, Write};
     let rest = url
         .strip_prefix("http://")
@@ -247,8 +318,18 @@ pub fn http(method: &str, url: &str, body: &str) -> std::io::Result<(u16, String
         .unwrap_or((rest, "/".into()));
     let mut s = std::net::TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    // A Host header among `headers` replaces the URL's.
+    let host_line = if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        String::new()
+    } else {
+        format!("Host: {host}\r\n")
+    };
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\n{host_line}{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     s.write_all(req.as_bytes())?;
@@ -270,7 +351,7 @@ pub fn http(method: &str, url: &str, body: &str) -> std::io::Result<(u16, String
     } else {
         body.to_owned()
     };
-    Ok((status, body))
+    Ok((status, head.to_owned(), body))
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -332,11 +413,20 @@ impl Worker {
         for s in servers {
             cmd.arg("--server").arg(s);
         }
+        let has_token = extra.iter().any(|a| a.starts_with("--token"));
         let child = cmd
             .args(extra)
             .args(["--kill-grace", "1s"])
-            .env("RUST_LOG", "info")
+            .args(
+                (!has_token)
+                    .then_some(["--token", admin_token()])
+                    .into_iter()
+                    .flatten(),
+            )
+            // Every worker-protocol request and its outcome (debug), for post-mortems.
+            .env("RUST_LOG", "info,tempora::worker=debug")
             .env_remove("TEMPORA_SERVER")
+            .env_remove("TEMPORA_TOKEN")
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("clone"))
             .stderr(file)
@@ -355,6 +445,11 @@ impl Worker {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Where its log is written (kept as long as this value lives).
+    pub fn log_path(&self) -> PathBuf {
+        self.log.clone()
+    }
+
     /// kill -9.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -367,5 +462,46 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Prints the tail of each named log (warnings first) if the test panics while this lives:
+/// the evidence for a post-mortem of a failed end-to-end run.
+pub struct DumpOnPanic(Vec<(String, PathBuf)>);
+
+impl DumpOnPanic {
+    /// Watch these logs.
+    pub fn new(logs: Vec<(String, PathBuf)>) -> Self {
+        Self(logs)
+    }
+
+    /// Watch one more log.
+    pub fn add(&mut self, name: &str, path: PathBuf) {
+        self.0.push((name.to_owned(), path));
+    }
+}
+
+impl Drop for DumpOnPanic {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for (name, path) in &self.0 {
+            let log = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let warnings: Vec<&&str> = lines.iter().filter(|l| l.contains("WARN")).collect();
+            eprintln!(
+                "==== {name}: {} lines, {} warnings",
+                lines.len(),
+                warnings.len()
+            );
+            for l in warnings.iter().take(60) {
+                eprintln!("  {l}");
+            }
+            eprintln!("---- {name}: last 150 lines");
+            for l in &lines[lines.len().saturating_sub(150)..] {
+                eprintln!("  {l}");
+            }
+        }
     }
 }

@@ -1,0 +1,747 @@
+//! The security suite, against the real binary: route by route from the one role table
+//! (`tempora_http::auth::table`), a request without a token is a 401, a token below the
+//! route's role a 403 naming the role, and a token at the role succeeds. Then the attacks the
+//! access layer exists for: forged worker calls, JSON sent as `text/plain` or from a page of
+//! another origin, CORS, malformed credentials, revoked and expired tokens on every node of a
+//! cluster, the bootstrap file, and the audit log of a session.
+
+mod common;
+#[path = "../../store-postgres/tests/support/mod.rs"]
+mod pg;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use common::{Server, request};
+use serde_json::{Value, json};
+use tempora_core::auth::Role;
+use tempora_http::auth::table::{Access, BodyKind, all_routes};
+
+/// A request with a bearer token (or none), a JSON body when given; → (status, head, JSON).
+fn call(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, String, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    let text = body.map(Value::to_string).unwrap_or_default();
+    if body.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let (st, head, body) =
+        request(method, &format!("{}{path}", s.url()), &headers, &text).expect("request");
+    (
+        st,
+        head,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+/// Make a token as the admin; returns its secret.
+fn make_token(s: &Server, name: &str, role: &str) -> String {
+    let (st, _, v) = call(
+        s,
+        "POST",
+        "/api/v1/tokens",
+        Some(common::admin_token()),
+        Some(&json!({"name": name, "role": role})),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["role"], role);
+    assert!(v.get("hash").is_none(), "{v}");
+    v["token"].as_str().expect("secret").to_owned()
+}
+
+/// The concrete path and body used to call `path` (a template) at its role, so that the call
+/// succeeds: each route gets fixtures of its own.
+fn concrete(method: &str, template: &str, fx: &Fixtures) -> (String, Option<Value>) {
+    let chronos_prefix = ["/v1/scheduler", "/scheduler"]
+        .into_iter()
+        .find(|p| template.starts_with(&format!("{p}/")));
+    let tag = if chronos_prefix == Some("/v1/scheduler") {
+        "v1"
+    } else {
+        "v0"
+    };
+    let name = match (method, template) {
+        ("DELETE", "/api/v1/jobs/{name}") => "sec-delete-me".to_owned(),
+        ("DELETE", t) if t.ends_with("/job/{name}") => format!("sec-chronos-del-{tag}"),
+        _ => "sec-job".to_owned(),
+    };
+    let path = template
+        .replace("{name}", &name)
+        .replace("{id}", &fx.id_for(template))
+        .replace("{run}", &fx.remote_run.to_string())
+        .replace("{token}", "sec-made")
+        .replace("{task_id}", "ct:0:0:sec-job:")
+        .replace("{percentile}", "99thPercentile");
+    let worker = json!({"id": "sec-w", "labels": {"pool": "sec"}, "slots": 1, "version": "test"});
+    let body = match (method, template) {
+        ("POST", "/api/v1/jobs") => Some(json!({"name": "sec-created", "command": "true"})),
+        ("PUT", "/api/v1/jobs/{name}") => Some(json!({"command": "true", "paused": true})),
+        ("POST", "/api/v1/jobs/{name}/runs") => Some(json!({})),
+        ("POST", "/api/v1/schedules/preview") => Some(json!({"schedule": "@hourly"})),
+        ("POST", "/api/v1/workers/register") => Some(worker),
+        ("POST", "/api/v1/workers/{id}/claim") => {
+            Some(json!({"worker": worker, "max": 1, "wait_ms": 2000}))
+        }
+        ("POST", "/api/v1/workers/{id}/heartbeat") => {
+            Some(json!({"worker": worker, "runs": [fx.remote_run]}))
+        }
+        ("POST", "/api/v1/workers/{id}/finish") => Some(json!({"results": []})),
+        ("POST", "/api/v1/tokens") => Some(json!({"name": "sec-made", "role": "viewer"})),
+        (_, t) if t.ends_with("/iso8601") => Some(json!({
+            "name": format!("sec-chronos-{tag}-{method}"), "command": "true",
+            "schedule": "R/2030-01-01T00:00:00Z/P1D"})),
+        (_, t) if t.ends_with("/dependency") => Some(json!({
+            "name": format!("sec-chronos-dep-{tag}-{method}"), "command": "true",
+            "parents": ["sec-job"]})),
+        (_, t) if t.ends_with("/task/{task_id}") => Some(json!({"statusCode": 0})),
+        _ => None,
+    };
+    (path, body)
+}
+
+struct Fixtures {
+    sleeper_run: i64,
+    remote_run: i64,
+}
+
+impl Fixtures {
+    fn id_for(&self, template: &str) -> String {
+        if template.starts_with("/api/v1/workers/") {
+            "sec-w".to_owned()
+        } else if template.ends_with("/cancel") {
+            self.sleeper_run.to_string()
+        } else {
+            self.remote_run.to_string()
+        }
+    }
+}
+
+#[test]
+fn every_route_needs_its_role_and_no_less() {
+    let s = Server::start(&[]);
+    let admin = common::admin_token();
+    let mut tokens: BTreeMap<Role, String> = BTreeMap::new();
+    for role in Role::ALL {
+        let secret = if role == Role::Admin {
+            admin.to_owned()
+        } else {
+            make_token(&s, &format!("sec-{role}"), role.as_str())
+        };
+        tokens.insert(role, secret);
+    }
+    // Fixtures.
+    s.put_job(
+        "sec-job",
+        json!({"command": "true", "concurrency": "allow", "owner": "sec@example.com"}),
+    );
+    s.put_job("sec-delete-me", json!({"command": "true"}));
+    for tag in ["v0", "v1"] {
+        s.put_job(
+            &format!("sec-chronos-del-{tag}"),
+            json!({"command": "true"}),
+        );
+    }
+    s.put_job("sec-sleep", json!({"command": "sleep 30"}));
+    let sleeper_run = s.trigger("sec-sleep")["id"].as_i64().unwrap();
+    s.put_job(
+        "sec-remote",
+        json!({"command": "true", "selector": {"pool": "sec"}}),
+    );
+    let remote_run = s.trigger("sec-remote")["id"].as_i64().unwrap();
+    s.wait_for(Duration::from_secs(10), "the sleeper to run", || {
+        (s.run(sleeper_run)["state"] == "running").then_some(())
+    });
+    let fx = Fixtures {
+        sleeper_run,
+        remote_run,
+    };
+
+    let routes = all_routes();
+    assert!(routes.len() > 50, "{} routes", routes.len());
+    let mut checked = 0;
+    for (template, route) in &routes {
+        let (path, body) = concrete(route.method, template, &fx);
+        let what = format!("{} {path}", route.method);
+        let needed = match route.access {
+            Access::Public => {
+                let (st, _, v) = call(&s, route.method, &path, None, None);
+                assert_eq!(st, 200, "{what} is public: {v}");
+                continue;
+            }
+            Access::Metrics => Role::Viewer,
+            Access::Role(r) => r,
+        };
+        // No credential: 401 with a challenge and the usual error body.
+        let (st, head, v) = call(&s, route.method, &path, None, body.as_ref());
+        assert_eq!(st, 401, "{what} without a token: {v}");
+        assert!(
+            head.to_ascii_lowercase().contains("www-authenticate:"),
+            "{what}: {head}"
+        );
+        assert_eq!(v["error"]["code"], "unauthorized", "{what}");
+        // Every role that does not allow it: 403 naming the role needed.
+        for (role, secret) in &tokens {
+            if role.allows(needed) {
+                continue;
+            }
+            let (st, _, v) = call(&s, route.method, &path, Some(secret), body.as_ref());
+            assert_eq!(st, 403, "{what} as {role}: {v}");
+            let msg = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(
+                msg.contains(&format!("`{needed}`")),
+                "{what} as {role}: {msg}"
+            );
+        }
+        // At the role: it works (the one exception answers a domain error, never 401/403).
+        let (st, _, v) = call(
+            &s,
+            route.method,
+            &path,
+            Some(&tokens[&needed]),
+            body.as_ref(),
+        );
+        if template.ends_with("/task/{task_id}") {
+            assert_eq!(st, 400, "{what} as {needed}: {v}");
+        } else {
+            assert!(st < 300, "{what} as {needed}: {st} {v}");
+        }
+        if route.body == BodyKind::Json && body.is_some() {
+            checked += 1;
+        }
+        checked += 1;
+    }
+    println!("{checked} route checks over {} routes", routes.len());
+    assert_eq!(s.run(sleeper_run)["cancel_requested"], true);
+}
+
+#[test]
+fn forged_worker_calls_are_refused() {
+    let s = Server::start(&[]);
+    let w1 = make_token(&s, "worker-one", "worker");
+    let w2 = make_token(&s, "worker-two", "worker");
+    let info = json!({"id": "host-a", "slots": 1, "version": "test"});
+    let (st, _, v) = call(
+        &s,
+        "POST",
+        "/api/v1/workers/register",
+        Some(&w1),
+        Some(&info),
+    );
+    assert_eq!(st, 200, "{v}");
+    // Another token can neither register as host-a nor act as it.
+    let (st, _, v) = call(
+        &s,
+        "POST",
+        "/api/v1/workers/register",
+        Some(&w2),
+        Some(&info),
+    );
+    assert_eq!(st, 403, "{v}");
+    for (path, body) in [
+        (
+            "/api/v1/workers/host-a/claim",
+            json!({"worker": info, "max": 1}),
+        ),
+        (
+            "/api/v1/workers/host-a/heartbeat",
+            json!({"worker": info, "runs": []}),
+        ),
+        ("/api/v1/workers/host-a/finish", json!({"results": []})),
+    ] {
+        let (st, _, v) = call(&s, "POST", path, Some(&w2), Some(&body));
+        assert_eq!(st, 403, "{path}: {v}");
+        let (st, _, v) = call(&s, "POST", path, Some(&w1), Some(&body));
+        assert!(st < 300, "{path} by its own token: {v}");
+    }
+    let (st, _, _) = call(
+        &s,
+        "POST",
+        "/api/v1/workers/host-a/runs/1/log",
+        Some(&w2),
+        None,
+    );
+    assert_eq!(st, 403);
+    // A server's own pool id is nobody's.
+    let local = json!({"id": "test-node/local", "slots": 1, "version": "test"});
+    let (st, _, v) = call(
+        &s,
+        "POST",
+        "/api/v1/workers/register",
+        Some(&w1),
+        Some(&local),
+    );
+    assert_eq!(st, 403, "{v}");
+    // A worker token reads nothing else.
+    let (st, _, _) = call(&s, "GET", "/api/v1/jobs", Some(&w1), None);
+    assert_eq!(st, 403);
+    // Once its token is revoked, another token may take the id over.
+    let (st, _, _) = call(
+        &s,
+        "DELETE",
+        "/api/v1/tokens/worker-one",
+        Some(common::admin_token()),
+        None,
+    );
+    assert_eq!(st, 200);
+    let (st, _, v) = call(
+        &s,
+        "POST",
+        "/api/v1/workers/register",
+        Some(&w2),
+        Some(&info),
+    );
+    assert_eq!(st, 200, "{v}");
+    // A `tempora worker` whose token was revoked exits at once with the reason.
+    let out = std::process::Command::new(common::bin())
+        .args(["worker", "--worker-id", "host-a", "--server", &s.url()])
+        .env("TEMPORA_TOKEN", &w1)
+        .output()
+        .expect("worker");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn browser_attacks_and_malformed_credentials_are_refused() {
+    let s = Server::start(&[]);
+    let admin = format!("Bearer {}", common::admin_token());
+    let url = format!("{}/api/v1/jobs", s.url());
+    let job = json!({"name": "evil", "command": "id"}).to_string();
+    // A "simple" cross-origin request: JSON sent as text/plain.
+    let (st, _, body) = request(
+        "POST",
+        &url,
+        &[("Authorization", &admin), ("Content-Type", "text/plain")],
+        &job,
+    )
+    .unwrap();
+    assert_eq!(st, 415, "{body}");
+    assert!(body.contains("Content-Type"), "{body}");
+    // A change from a page of another origin, even with a valid token and JSON.
+    let (st, _, body) = request(
+        "POST",
+        &url,
+        &[
+            ("Authorization", &admin),
+            ("Content-Type", "application/json"),
+            ("Origin", "http://evil.example"),
+        ],
+        &job,
+    )
+    .unwrap();
+    assert_eq!(st, 403, "{body}");
+    assert_eq!(s.get("/api/v1/jobs/evil").0, 404, "nothing was stored");
+    // No CORS by default: no header, preflights refused.
+    let (st, head, _) = request(
+        "GET",
+        &url,
+        &[("Authorization", &admin), ("Origin", "http://evil.example")],
+        "",
+    )
+    .unwrap();
+    assert_eq!(st, 200);
+    assert!(
+        !head.to_ascii_lowercase().contains("access-control"),
+        "{head}"
+    );
+    let (st, _, _) = request(
+        "OPTIONS",
+        &url,
+        &[
+            ("Origin", "http://evil.example"),
+            ("Access-Control-Request-Method", "POST"),
+        ],
+        "",
+    )
+    .unwrap();
+    assert_eq!(st, 403);
+    // Malformed credentials are 401s, never 500s; loopback is not trusted.
+    for bad in [
+        "Bearer",
+        "Basic %%%",
+        "Basic dXNlcg==",
+        "Digest abc",
+        "Bearer tempora_0000",
+    ] {
+        let (st, head, body) = request("GET", &url, &[("Authorization", bad)], "").unwrap();
+        assert_eq!(st, 401, "{bad}: {body}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("www-authenticate: bearer")
+        );
+    }
+    // The token as the password of HTTP Basic, any user name (curl -u, Chronos clients).
+    let basic = {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "printf 'anyone:%s' \"$T\" | base64 -w0"])
+            .env("T", common::admin_token())
+            .output()
+            .unwrap();
+        format!("Basic {}", String::from_utf8_lossy(&out.stdout))
+    };
+    let (st, _, _) = request("GET", &url, &[("Authorization", &basic)], "").unwrap();
+    assert_eq!(st, 200);
+    // Chronos routes challenge with Basic, so clients that answer challenges can log in.
+    let (st, head, _) = request("GET", &format!("{}/scheduler/jobs", s.url()), &[], "").unwrap();
+    assert_eq!(st, 401);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: basic")
+    );
+    // `--allowed-host` refuses other Host headers (DNS rebinding).
+    let guarded = Server::start(&["--allowed-host", "scheduler.internal,127.0.0.1"]);
+    let (st, _, _) = call(
+        &guarded,
+        "GET",
+        "/api/v1/status",
+        Some(common::admin_token()),
+        None,
+    );
+    assert_eq!(st, 200);
+    let (st, _, _) = request(
+        "GET",
+        &format!("{}/api/v1/status", guarded.url()),
+        &[("Host", "attacker.example")],
+        "",
+    )
+    .unwrap();
+    assert_eq!(st, 421);
+}
+
+#[test]
+fn metrics_need_a_viewer_unless_public() {
+    let s = Server::start(&[]);
+    assert_eq!(call(&s, "GET", "/metrics", None, None).0, 401);
+    let viewer = make_token(&s, "prom", "viewer");
+    assert_eq!(call(&s, "GET", "/metrics", Some(&viewer), None).0, 200);
+    let open = Server::start(&["--metrics-public"]);
+    assert_eq!(call(&open, "GET", "/metrics", None, None).0, 200);
+    assert_eq!(call(&open, "GET", "/api/v1/jobs", None, None).0, 401);
+    for path in ["/health", "/ready"] {
+        assert_eq!(call(&s, "GET", path, None, None).0, 200);
+    }
+}
+
+#[test]
+fn first_start_writes_an_admin_token_file_that_the_cli_finds() {
+    let mut s = Server::start_plain(&[]);
+    let data = s.data_dir();
+    let port = s.port.to_string();
+    // Where the user runs the CLI: `./tempora-data` is the server's data directory.
+    let home = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&data, home.path().join("tempora-data")).unwrap();
+    let file = data.join("admin.token");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert!(
+        token.starts_with("tempora_") && token.len() >= 40,
+        "{token}"
+    );
+    assert!(!s.log().contains(&token), "the token is never logged");
+    assert!(s.log().contains("admin.token"), "the log says where it is");
+    // The CLI, run where `tempora-data/` is, talking to a loopback server, uses it unasked.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(common::bin())
+            .args(args)
+            .args(["--server", &format!("http://127.0.0.1:{port}")])
+            .current_dir(home.path())
+            .env_remove("TEMPORA_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["job", "ls"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&[
+        "token",
+        "create",
+        "--name",
+        "ci",
+        "--role",
+        "editor",
+        "--expires",
+        "90d",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ci = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(ci.starts_with("tempora_"), "{ci}");
+    let out = cli(&["token", "ls"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ci") && text.contains("editor") && text.contains("active"),
+        "{text}"
+    );
+    assert!(!text.contains(&ci), "secrets are never listed");
+    // Restarted: the same file, the same token.
+    s.signal_and_wait(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
+    s.spawn();
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
+    assert!(cli(&["job", "ls"]).status.success());
+    let out = cli(&["token", "revoke", "ci"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["token", "ls", "-o", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ci_row = v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "ci")
+        .unwrap()
+        .clone();
+    assert!(ci_row["revoked_at"].is_string(), "{ci_row}");
+    // A token file others can read is refused at start, naming the file.
+    let loose = home.path().join("loose.token");
+    std::fs::write(&loose, "x".repeat(64)).unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["server", "--data-dir"])
+        .arg(home.path().join("other"))
+        .args(["--listen", "127.0.0.1:0", "--admin-token-file"])
+        .arg(&loose)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("loose.token") && err.contains("0600"), "{err}");
+}
+
+#[test]
+fn revoked_and_expired_tokens_fail_on_every_node_at_once() {
+    let url = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(pg::fresh_database());
+    let a = Server::start(&["--database-url", &url, "--node-id", "a"]);
+    let b = Server::start(&["--database-url", &url, "--node-id", "b"]);
+    let t = make_token(&a, "roaming", "viewer");
+    for s in [&a, &b] {
+        assert_eq!(call(s, "GET", "/api/v1/jobs", Some(&t), None).0, 200);
+    }
+    let (st, _, _) = call(
+        &b,
+        "DELETE",
+        "/api/v1/tokens/roaming",
+        Some(common::admin_token()),
+        None,
+    );
+    assert_eq!(st, 200);
+    for s in [&a, &b] {
+        assert_eq!(call(s, "GET", "/api/v1/jobs", Some(&t), None).0, 401);
+    }
+    // Expiry.
+    let (st, _, v) = call(
+        &a,
+        "POST",
+        "/api/v1/tokens",
+        Some(common::admin_token()),
+        Some(&json!({"name": "brief", "role": "viewer", "expires": "2s"})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let brief = v["token"].as_str().unwrap().to_owned();
+    assert_eq!(call(&b, "GET", "/api/v1/jobs", Some(&brief), None).0, 200);
+    std::thread::sleep(Duration::from_millis(2500));
+    for s in [&a, &b] {
+        assert_eq!(call(s, "GET", "/api/v1/jobs", Some(&brief), None).0, 401);
+    }
+    // Bad token requests change nothing and name the field.
+    for (body, field) in [
+        (json!({"name": "x y", "role": "viewer"}), "name"),
+        (json!({"name": "ok", "role": "root"}), "role"),
+        (
+            json!({"name": "ok", "role": "viewer", "expires": "-5s"}),
+            "expires",
+        ),
+        (json!({"name": "ok", "role": "viewer", "extra": 1}), "extra"),
+    ] {
+        let (st, _, v) = call(
+            &a,
+            "POST",
+            "/api/v1/tokens",
+            Some(common::admin_token()),
+            Some(&body),
+        );
+        assert_eq!(st, 400, "{body}: {v}");
+        assert_eq!(v["error"]["field"], field, "{v}");
+    }
+    let (st, _, v) = call(
+        &a,
+        "POST",
+        "/api/v1/tokens",
+        Some(common::admin_token()),
+        Some(&json!({"name": "brief", "role": "viewer"})),
+    );
+    assert_eq!(st, 201, "an expired token's name is free again: {v}");
+    let (st, _, v) = call(
+        &a,
+        "POST",
+        "/api/v1/tokens",
+        Some(common::admin_token()),
+        Some(&json!({"name": "brief", "role": "viewer"})),
+    );
+    assert_eq!(st, 409, "{v}");
+    // The audit log is readable from any node.
+    let (_, _, v) = call(
+        &b,
+        "GET",
+        "/api/v1/audit?limit=10",
+        Some(common::admin_token()),
+        None,
+    );
+    let actions: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(
+        actions.contains(&"token.revoke") && actions.contains(&"token.create"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_session_leaves_its_audit_trail() {
+    let s = Server::start(&[]);
+    let editor = make_token(&s, "deployer", "editor");
+    let operator = make_token(&s, "oncall", "operator");
+    let spec = json!({"command": "echo audited", "schedule": "@daily"});
+    let (st, _, _) = call(
+        &s,
+        "PUT",
+        "/api/v1/jobs/audited",
+        Some(&editor),
+        Some(&spec),
+    );
+    assert_eq!(st, 201);
+    let (st, _, run) = call(
+        &s,
+        "POST",
+        "/api/v1/jobs/audited/runs",
+        Some(&operator),
+        None,
+    );
+    assert_eq!(st, 201, "{run}");
+    assert_eq!(
+        call(
+            &s,
+            "POST",
+            "/api/v1/jobs/audited/pause",
+            Some(&operator),
+            None
+        )
+        .0,
+        200
+    );
+    // Refused and read-only requests leave no entry.
+    assert_eq!(
+        call(&s, "DELETE", "/api/v1/jobs/audited", Some(&operator), None).0,
+        403
+    );
+    assert_eq!(
+        call(&s, "GET", "/api/v1/jobs/audited", Some(&operator), None).0,
+        200
+    );
+    let (st, _) = common::http(
+        "POST",
+        &format!("{}/scheduler/iso8601", s.url()),
+        &json!({"name": "audited-chronos", "command": "true", "schedule": "R/2030-01-01T00:00:00Z/P1D"})
+            .to_string(),
+    )
+    .unwrap();
+    assert_eq!(st, 204);
+    assert_eq!(
+        call(&s, "DELETE", "/api/v1/jobs/audited", Some(&editor), None).0,
+        204
+    );
+    // Only admins read it.
+    assert_eq!(call(&s, "GET", "/api/v1/audit", Some(&editor), None).0, 403);
+    let (st, _, v) = call(
+        &s,
+        "GET",
+        "/api/v1/audit?job=audited",
+        Some(common::admin_token()),
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    let entries = v["entries"].as_array().unwrap();
+    let seen: Vec<(String, String, String)> = entries
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["token_name"].as_str().unwrap().to_owned(),
+                e["role"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want = [
+        ("job.put", "deployer", "editor"),
+        ("job.trigger", "oncall", "operator"),
+        ("job.pause", "oncall", "operator"),
+        ("job.delete", "deployer", "editor"),
+    ];
+    assert_eq!(
+        seen,
+        want.map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned())),
+        "{v}"
+    );
+    let put = &entries[entries.len() - 1];
+    assert_eq!(put["target"], "/api/v1/jobs/audited");
+    assert_eq!(put["spec_hash"].as_str().map(str::len), Some(64), "{put}");
+    assert!(
+        put["remote"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{put}"
+    );
+    // The Chronos write, with its job and hash, and the CLI view.
+    let (_, _, all) = call(
+        &s,
+        "GET",
+        "/api/v1/audit?limit=100",
+        Some(common::admin_token()),
+        None,
+    );
+    let chronos = all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "chronos.job.put")
+        .cloned()
+        .expect("chronos entry");
+    assert_eq!(chronos["job"], "audited-chronos");
+    assert!(chronos["spec_hash"].is_string());
+    let out = s.cli(&["audit", "ls", "--job", "audited"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("job.trigger") && text.contains("oncall") && text.contains("job.delete"),
+        "{text}"
+    );
+}

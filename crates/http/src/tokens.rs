@@ -1,0 +1,199 @@
+//! Token management under `/api/v1/tokens` and the audit log at `/api/v1/audit` (admin only,
+//! see [`crate::auth::table`]). A token's secret is answered once, at creation; the store keeps
+//! only its hash.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use jiff::{SignedDuration, Timestamp};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tempora_core::auth::{Role, token_hash, validate_token_name};
+use tempora_store::{AuditQuery, NewToken};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::auth::bootstrap::{new_id, new_secret};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+
+/// Most tokens that may be active at once.
+pub const MAX_ACTIVE_TOKENS: usize = 10_000;
+/// Longest lifetime a token may be given.
+const MAX_LIFETIME_DAYS: i64 = 100 * 366;
+
+/// Body of `POST /api/v1/tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// Unique among active tokens.
+    pub name: String,
+    /// `viewer`, `operator`, `editor`, `admin` or `worker`.
+    pub role: String,
+    /// Lifetime (`90d`, `12h`, `P30D`) or an RFC 3339 instant; none: until revoked.
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+fn expiry(text: &str, now: Timestamp) -> ApiResult<Timestamp> {
+    let bad = |m: String| ApiError::field("invalid_value", "expires", m);
+    let at = if let Ok(at) = text.parse::<Timestamp>() {
+        at
+    } else {
+        let d = tempora_core::duration::parse_duration(text).map_err(|e| {
+            bad(format!(
+                "expires: `{text}` is neither a duration (90d, 12h) nor an RFC 3339 instant: {e}"
+            ))
+        })?;
+        let d = SignedDuration::try_from(d).map_err(|e| bad(format!("expires: {e}")))?;
+        now.checked_add(d)
+            .map_err(|e| bad(format!("expires: {e}")))?
+    };
+    if at <= now {
+        return Err(bad("expires: the token would be expired already".into()));
+    }
+    if at.duration_since(now).as_hours() > MAX_LIFETIME_DAYS * 24 {
+        return Err(bad("expires: at most 100 years from now".into()));
+    }
+    Ok(at)
+}
+
+/// `GET /api/v1/tokens`: every token (revoked ones too), never a secret or a hash.
+pub async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+    let now = Timestamp::now();
+    let tokens: Vec<Value> = state
+        .store
+        .list_tokens()
+        .await?
+        .into_iter()
+        .map(|t| {
+            let active = t.active(now);
+            let mut v = json!(t);
+            v["active"] = json!(active);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "tokens": tokens })))
+}
+
+/// `POST /api/v1/tokens`: make a token; the answer holds its secret, shown this once.
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(req): JsonBody<CreateToken>,
+) -> ApiResult<Response> {
+    validate_token_name(&req.name).map_err(|m| ApiError::field("invalid_value", "name", m))?;
+    let role: Role = req
+        .role
+        .parse()
+        .map_err(|e: tempora_core::auth::UnknownRole| {
+            ApiError::field("invalid_value", "role", e.to_string())
+        })?;
+    let now = Timestamp::now();
+    let expires_at = req.expires.as_deref().map(|e| expiry(e, now)).transpose()?;
+    let active = state
+        .store
+        .list_tokens()
+        .await?
+        .iter()
+        .filter(|t| t.active(now))
+        .count();
+    if active >= MAX_ACTIVE_TOKENS {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "too_many_tokens",
+            format!("{MAX_ACTIVE_TOKENS} tokens are active; revoke some first"),
+        ));
+    }
+    let secret = new_secret().map_err(internal)?;
+    let record = state
+        .store
+        .create_token(NewToken {
+            id: new_id().map_err(internal)?,
+            name: req.name,
+            role,
+            hash: token_hash(&secret),
+            created_at: now,
+            expires_at,
+            created_by: Some(caller.name),
+        })
+        .await
+        .map_err(|e| match e {
+            tempora_store::StoreError::Conflict(m) => ApiError {
+                field: Some("name".into()),
+                ..ApiError::new(StatusCode::CONFLICT, "already_exists", m)
+            },
+            other => other.into(),
+        })?;
+    tracing::info!(message = "token created", id = %record.id, name = %record.name, role = %record.role);
+    let mut body = json!(record);
+    body["token"] = json!(secret);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(message = "cannot make a token", error = %e);
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "cannot make a token (see the server log)",
+    )
+}
+
+/// `DELETE /api/v1/tokens/{token}` (id or name): revoke; it stops working at once everywhere.
+pub async fn revoke(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let record = state.store.revoke_token(&key, Timestamp::now()).await?;
+    tracing::info!(message = "token revoked", id = %record.id, name = %record.name);
+    Ok(Json(json!(record)))
+}
+
+/// Query of `GET /api/v1/audit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<u32>,
+    /// Entries older than this id (the previous page's `next_before`).
+    pub before: Option<i64>,
+    /// Only this job's entries.
+    pub job: Option<String>,
+}
+
+/// `GET /api/v1/audit`: the changes, newest first.
+pub async fn audit(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::field(
+            "invalid_query",
+            "limit",
+            "limit must be 1 to 1000",
+        ));
+    }
+    if q.job.as_ref().is_some_and(|j| j.len() > 200) {
+        return Err(ApiError::field("invalid_query", "job", "job name too long"));
+    }
+    let entries = state
+        .store
+        .list_audit(AuditQuery {
+            limit,
+            before: q.before,
+            job: q.job,
+        })
+        .await?;
+    let next_before = (entries.len() == limit as usize)
+        .then(|| entries.last().map(|e| e.id))
+        .flatten();
+    Ok(Json(
+        json!({ "entries": entries, "next_before": next_before }),
+    ))
+}
