@@ -132,6 +132,12 @@ async fn token(cmd: TokenCommand, opts: ClientOpts) -> Res<()> {
             }
         }
         TokenCommand::Revoke { which } => {
+            if which.trim().is_empty() {
+                return Err(crate::client::fail(
+                    2,
+                    "name the token to revoke (its name or id)",
+                ));
+            }
             let path = format!("/api/v1/tokens/{}", encode(&which));
             let v = api.json(api.http.delete(api.url(&path))).await?;
             if fmt == OutputFormat::Json {

@@ -195,8 +195,44 @@ fn client_token(opts: &ClientOpts) -> Option<String> {
     if !local {
         return None;
     }
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(LOCAL_ADMIN_TOKEN).ok()?);
+    // Whoever listens on the port gets the token: only a listener of the file's owner (the
+    // server that wrote it), never another local user's program on a port the server left free.
+    let port = url.port_or_known_default()?;
+    if !listener_owned_by(port, owner) {
+        return None;
+    }
     let text = std::fs::read_to_string(LOCAL_ADMIN_TOKEN).ok()?;
     Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+/// Whether some socket listens on TCP `port` and every such socket belongs to user `uid`
+/// (Linux's `/proc/net/tcp` and `tcp6`: local address, state `0A` = LISTEN, uid column).
+fn listener_owned_by(port: u16, uid: u32) -> bool {
+    let mut found = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(owner)) = (f.get(1), f.get(3), f.get(7)) else {
+                continue;
+            };
+            let listening_here = *state == "0A"
+                && local
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                    == Some(port);
+            if listening_here {
+                if owner.parse::<u32>().ok() != Some(uid) {
+                    return false;
+                }
+                found = true;
+            }
+        }
+    }
+    found
 }
 
 pub(crate) fn runtime() -> Res<tokio::runtime::Runtime> {

@@ -142,6 +142,25 @@ pub struct ServerArgs {
     /// Serve `/metrics` without a token (every other route still needs one).
     #[arg(long, env = "TEMPORA_METRICS_PUBLIC")]
     pub metrics_public: bool,
+    /// More variables of the server's environment that runs inherit, besides PATH, HOME, LANG
+    /// and TZ (a run sees nothing else of the server's environment). Comma-separated.
+    #[arg(long, env = "TEMPORA_PASS_ENV", value_delimiter = ',', value_name = "NAME", value_parser = parse_pass_env)]
+    pub pass_env: Vec<String>,
+}
+
+/// A `--pass-env` name: a variable name, never one of tempora's own (`TEMPORA_*` hold the
+/// server's configuration, a database URL among them).
+pub fn parse_pass_env(s: &str) -> Result<String, String> {
+    let name = s.trim();
+    if name.is_empty() || name.contains('=') || name.contains('\0') {
+        return Err(format!("`{name}` is not a variable name"));
+    }
+    if name.starts_with(tempora_core::job::RESERVED_ENV_PREFIX) {
+        return Err(format!(
+            "`{name}`: tempora's own variables are never passed to runs"
+        ));
+    }
+    Ok(name.to_owned())
 }
 
 /// Parse a whole number ≥ 1 of `unit` for a retention flag.
@@ -457,6 +476,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             shutdown_grace: args.shutdown_grace,
             heartbeat_every: (args.lease_ttl / 3).min(Duration::from_secs(2)),
             poll_every: args.claim_poll_every,
+            inherited_env: tempora_worker::process::inherited_env(&args.pass_env),
             ..PoolConfig::default()
         };
         let pool = WorkerPool::new(source, config, work_ready.clone());

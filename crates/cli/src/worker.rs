@@ -72,6 +72,10 @@ pub struct WorkerArgs {
     /// A file holding the worker's token (mode 0600), read at start.
     #[arg(long, env = "TEMPORA_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<std::path::PathBuf>,
+    /// More variables of the worker's environment that runs inherit, besides PATH, HOME, LANG
+    /// and TZ. Comma-separated.
+    #[arg(long, env = "TEMPORA_PASS_ENV", value_delimiter = ',', value_name = "NAME", value_parser = crate::server::parse_pass_env)]
+    pub pass_env: Vec<String>,
 }
 
 /// The worker's token from `--token` or `--token-file`.
@@ -462,6 +466,7 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
         heartbeat_every: heartbeat,
         // Claims wait at the server; between them only a short pause.
         poll_every: Duration::from_millis(50),
+        inherited_env: tempora_worker::process::inherited_env(&args.pass_env),
         ..PoolConfig::default()
     };
     let pool = WorkerPool::new(source, config, Arc::new(Notify::new()));

@@ -180,6 +180,7 @@ fn every_route_needs_its_role_and_no_less() {
             }
             Access::Metrics => Role::Viewer,
             Access::Role(r) => r,
+            Access::AnyToken => panic!("{what}: no route of the table is open to any token"),
         };
         // No credential: 401 with a challenge and the usual error body.
         let (st, head, v) = call(&s, route.method, &path, None, body.as_ref());
@@ -221,6 +222,28 @@ fn every_route_needs_its_role_and_no_less() {
         checked += 1;
     }
     println!("{checked} route checks over {} routes", routes.len());
+    // HEAD is a GET: it needs the GET's role (and is open where the GET is).
+    let (st, _, _) = call(
+        &s,
+        "HEAD",
+        "/api/v1/tokens",
+        Some(&tokens[&Role::Viewer]),
+        None,
+    );
+    assert_eq!(st, 403);
+    assert_eq!(call(&s, "HEAD", "/api/v1/audit", None, None).0, 401);
+    assert_eq!(call(&s, "HEAD", "/health", None, None).0, 200);
+    // Unknown routes and methods answer 404/405 to any token, a worker's included.
+    let worker = &tokens[&Role::Worker];
+    assert_eq!(
+        call(&s, "GET", "/api/v1/nothing", Some(worker), None).0,
+        404
+    );
+    assert_eq!(call(&s, "GET", "/nothing", None, None).0, 401);
+    assert_eq!(
+        call(&s, "PATCH", "/api/v1/jobs/sec-job", Some(worker), None).0,
+        405
+    );
     assert_eq!(s.run(sleeper_run)["cancel_requested"], true);
 }
 
@@ -271,16 +294,31 @@ fn forged_worker_calls_are_refused() {
         None,
     );
     assert_eq!(st, 403);
-    // A server's own pool id is nobody's.
-    let local = json!({"id": "test-node/local", "slots": 1, "version": "test"});
-    let (st, _, v) = call(
-        &s,
-        "POST",
-        "/api/v1/workers/register",
-        Some(&w1),
-        Some(&local),
-    );
-    assert_eq!(st, 403, "{v}");
+    // A server's own pool id is nobody's, in any case.
+    for id in ["test-node/local", "x/LOCAL"] {
+        let local = json!({"id": id, "slots": 1, "version": "test"});
+        let (st, _, v) = call(
+            &s,
+            "POST",
+            "/api/v1/workers/register",
+            Some(&w1),
+            Some(&local),
+        );
+        assert_eq!(st, 403, "{v}");
+    }
+    // Ids that would look like another worker's in listings are refused.
+    for id in ["host-a ", " ", "host\u{2010}a", ""] {
+        let odd = json!({"id": id, "slots": 1, "version": "test"});
+        let (st, _, v) = call(
+            &s,
+            "POST",
+            "/api/v1/workers/register",
+            Some(&w1),
+            Some(&odd),
+        );
+        assert_eq!(st, 400, "{id:?}: {v}");
+        assert_eq!(v["error"]["field"], "worker.id");
+    }
     // A worker token reads nothing else.
     let (st, _, _) = call(&s, "GET", "/api/v1/jobs", Some(&w1), None);
     assert_eq!(st, 403);
@@ -445,8 +483,11 @@ fn first_start_writes_an_admin_token_file_that_the_cli_finds() {
     let home = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(&data, home.path().join("tempora-data")).unwrap();
     let file = data.join("admin.token");
-    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600);
+    let mode_of = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode_of(&file), 0o600);
+    // The data directory (job specs, output) is private too.
+    assert_eq!(mode_of(&data), 0o700);
+    assert_eq!(mode_of(&data.join("tempora.db")), 0o600);
     let token = std::fs::read_to_string(&file).unwrap().trim().to_owned();
     assert!(
         token.starts_with("tempora_") && token.len() >= 40,
@@ -515,6 +556,60 @@ fn first_start_writes_an_admin_token_file_that_the_cli_finds() {
         .unwrap()
         .clone();
     assert!(ci_row["revoked_at"].is_string(), "{ci_row}");
+    // Another user's program listening on a loopback port never gets the local admin token.
+    if std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .unwrap()
+        .stdout
+        == b"0\n"
+    {
+        let trap = common::free_port();
+        let seen = tempfile::Builder::new().tempfile_in("/tmp").unwrap();
+        std::fs::set_permissions(seen.path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+        let script = format!(
+            "import socket\ns = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('127.0.0.1', {trap})); s.listen(); s.settimeout(20)\n\
+             c, _ = s.accept(); data = c.recv(65536)\n\
+             open('{}', 'wb').write(data)\n\
+             c.sendall(b'HTTP/1.1 401 Unauthorized\\r\\ncontent-length: 0\\r\\nconnection: close\\r\\n\\r\\n')\n",
+            seen.path().display()
+        );
+        let mut listener = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "/usr/bin/python3",
+                "-c",
+                &script,
+            ])
+            .spawn()
+            .unwrap();
+        // Listening (seen in /proc/net/tcp, without connecting: it accepts one connection).
+        let needle = format!(":{trap:04X} 00000000:0000 0A");
+        s.wait_for(Duration::from_secs(10), "the other user's listener", || {
+            std::fs::read_to_string("/proc/net/tcp")
+                .unwrap_or_default()
+                .contains(&needle)
+                .then_some(())
+        });
+        let out = std::process::Command::new(common::bin())
+            .args(["job", "ls", "--server", &format!("http://127.0.0.1:{trap}")])
+            .current_dir(home.path())
+            .env_remove("TEMPORA_TOKEN")
+            .output()
+            .unwrap();
+        let _ = listener.wait();
+        assert!(!out.status.success());
+        let got = std::fs::read_to_string(seen.path()).unwrap();
+        assert!(got.starts_with("GET /api/v1/jobs"), "{got}");
+        assert!(
+            !got.contains(&token),
+            "the admin token went to another user's listener"
+        );
+        assert!(!got.to_ascii_lowercase().contains("authorization"), "{got}");
+    }
     // A token file others can read is refused at start, naming the file.
     let loose = home.path().join("loose.token");
     std::fs::write(&loose, "x".repeat(64)).unwrap();
@@ -595,6 +690,14 @@ fn revoked_and_expired_tokens_fail_on_every_node_at_once() {
         "POST",
         "/api/v1/tokens",
         Some(common::admin_token()),
+        Some(&json!({"name": "tok_0123456789ab", "role": "viewer"})),
+    );
+    assert_eq!(st, 400, "names like ids are refused: {v}");
+    let (st, _, v) = call(
+        &a,
+        "POST",
+        "/api/v1/tokens",
+        Some(common::admin_token()),
         Some(&json!({"name": "brief", "role": "viewer"})),
     );
     assert_eq!(st, 201, "an expired token's name is free again: {v}");
@@ -631,7 +734,7 @@ fn a_session_leaves_its_audit_trail() {
     let s = Server::start(&[]);
     let editor = make_token(&s, "deployer", "editor");
     let operator = make_token(&s, "oncall", "operator");
-    let spec = json!({"command": "echo audited", "schedule": "@daily"});
+    let spec = json!({"command": "sleep 30", "schedule": "@daily"});
     let (st, _, _) = call(
         &s,
         "PUT",
@@ -645,9 +748,12 @@ fn a_session_leaves_its_audit_trail() {
         "POST",
         "/api/v1/jobs/audited/runs",
         Some(&operator),
-        None,
+        Some(&json!({"env": {"MODE": "secret-value"}, "arguments": ["a", "b"]})),
     );
     assert_eq!(st, 201, "{run}");
+    let run_id = run["id"].as_i64().unwrap();
+    let cancel = format!("/api/v1/runs/{run_id}/cancel");
+    assert!(call(&s, "POST", &cancel, Some(&operator), None).0 < 300);
     assert_eq!(
         call(
             &s,
@@ -705,6 +811,7 @@ fn a_session_leaves_its_audit_trail() {
     let want = [
         ("job.put", "deployer", "editor"),
         ("job.trigger", "oncall", "operator"),
+        ("run.cancel", "oncall", "operator"),
         ("job.pause", "oncall", "operator"),
         ("job.delete", "deployer", "editor"),
     ];
@@ -713,6 +820,10 @@ fn a_session_leaves_its_audit_trail() {
         want.map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned())),
         "{v}"
     );
+    // The trigger's overrides are named, never their values.
+    let trigger = &entries[entries.len() - 2];
+    assert_eq!(trigger["detail"], "env: MODE; arguments: 2", "{trigger}");
+    assert!(!v.to_string().contains("secret-value"));
     let put = &entries[entries.len() - 1];
     assert_eq!(put["target"], "/api/v1/jobs/audited");
     assert_eq!(put["spec_hash"].as_str().map(str::len), Some(64), "{put}");
@@ -737,6 +848,19 @@ fn a_session_leaves_its_audit_trail() {
         .expect("chronos entry");
     assert_eq!(chronos["job"], "audited-chronos");
     assert!(chronos["spec_hash"].is_string());
+    // Token management names the token it made.
+    let made = all["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "token.create")
+        .cloned()
+        .expect("token entry");
+    let detail = made["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("oncall") && detail.contains("operator"),
+        "{made}"
+    );
     let out = s.cli(&["audit", "ls", "--job", "audited"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());

@@ -127,6 +127,11 @@ pub fn validate_token_name(name: &str) -> Result<(), String> {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok && name.starts_with("tok_") {
+        return Err(format!(
+            "`{name}`: names starting with `tok_` are kept for token ids"
+        ));
+    }
     if ok {
         Ok(())
     } else {
@@ -181,5 +186,6 @@ mod tests {
         assert!(validate_token_name("-x").is_err());
         assert!(validate_token_name("a b").is_err());
         assert!(validate_token_name(&"a".repeat(101)).is_err());
+        assert!(validate_token_name("tok_13fcd67bf5fa").is_err());
     }
 }

@@ -207,6 +207,16 @@ pub fn clean_arguments(s: &str) -> String {
     s.replace(';', "")
 }
 
+/// The words of a Chronos `arguments` string as shell data: each whitespace-separated word
+/// single-quoted, so that appended to a shell command it reaches the program as one argument
+/// and is never interpreted (`$(id) && echo X` → `'$(id)' '&&' 'echo' 'X'`).
+pub fn quote_words(s: &str) -> String {
+    s.split_whitespace()
+        .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Which Chronos endpoint a job document came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -725,6 +735,13 @@ pub fn container_image(spec: &JobSpec) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arguments_are_quoted_word_by_word() {
+        assert_eq!(quote_words("$(id) && echo X"), "'$(id)' '&&' 'echo' 'X'");
+        assert_eq!(quote_words("it's"), r"'it'\''s'");
+        assert_eq!(quote_words("  "), "");
+    }
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()

@@ -264,8 +264,59 @@ fn check_map(
                 "environment variable names must not contain '=' or NUL",
             ));
         }
+        if env && k.starts_with(RESERVED_ENV_PREFIX) {
+            return Err(ValidationError::new(
+                f,
+                "invalid_value",
+                format!("`{RESERVED_ENV_PREFIX}*` variables are set by tempora for every run"),
+            ));
+        }
         check_text(&f, k, 256)?;
         check_text(&f, v, 65_536)?;
+    }
+    Ok(())
+}
+
+/// Prefix of the variables tempora sets for every run; a job or a trigger cannot set them.
+pub const RESERVED_ENV_PREFIX: &str = "TEMPORA_";
+
+/// Whether a variable changes how the dynamic loader or the shell starts (`LD_*`, `BASH_ENV`,
+/// `ENV`, `BASH_FUNC_*`, `SHELLOPTS`): setting one runs code of the setter's choosing in a job
+/// whose command the setter could not change, so a trigger may set one only as an admin.
+pub fn is_startup_variable(name: &str) -> bool {
+    name.starts_with("LD_")
+        || name.starts_with("BASH_FUNC_")
+        || matches!(name, "BASH_ENV" | "ENV" | "SHELLOPTS")
+}
+
+/// Check a manual trigger's `env` (field `env`) and `arguments`: the bounds of a job's `env`,
+/// no `TEMPORA_*` variable, and no start-up variable ([`is_startup_variable`]) unless the
+/// caller is `privileged` (an admin).
+pub fn validate_trigger(
+    env: &BTreeMap<String, String>,
+    arguments: Option<&[String]>,
+    privileged: bool,
+) -> Result<(), ValidationError> {
+    check_map("env", env, true)?;
+    if !privileged && let Some(k) = env.keys().find(|k| is_startup_variable(k)) {
+        return Err(ValidationError::new(
+            format!("env.{k}"),
+            "forbidden",
+            "variables that change how the loader or the shell starts (LD_*, BASH_ENV, ENV, \
+             BASH_FUNC_*, SHELLOPTS) may be set by a trigger only with an admin token",
+        ));
+    }
+    if let Some(args) = arguments {
+        if args.len() > 1000 {
+            return Err(ValidationError::new(
+                "arguments",
+                "invalid_value",
+                "at most 1000 arguments",
+            ));
+        }
+        for (i, a) in args.iter().enumerate() {
+            check_text(&format!("arguments[{i}]"), a, 65_536)?;
+        }
     }
     Ok(())
 }

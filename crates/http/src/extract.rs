@@ -1,4 +1,5 @@
-//! Strict JSON bodies: any content type, a size bound, and errors that name the field.
+//! Strict JSON bodies: a size bound and errors that name the field. The content type is checked
+//! before, by the access layer (`crate::auth`), for every route its table says reads JSON.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};

@@ -4,18 +4,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tempora_core::auth::Role;
 use tempora_core::job::validate_name;
 use tempora_core::run::{Run, RunOverrides};
 
 use crate::AppState;
+use crate::auth::{AuditNote, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::jobs::check_limit;
@@ -71,29 +73,30 @@ pub struct TriggerBody {
 /// `POST /api/v1/jobs/{name}/runs`: trigger a run now.
 pub async fn trigger(
     State(s): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<TriggerBody>,
-) -> ApiResult<(StatusCode, Json<Run>)> {
+) -> ApiResult<Response> {
     if validate_name(&name).is_err() {
         return Err(ApiError::not_found(format!("job `{name}` not found")));
     }
-    for (k, v) in &body.env {
-        if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-            return Err(ApiError::field(
-                "invalid_value",
-                format!("env.{k}"),
-                "environment variable names must be non-empty without '=' or NUL; values without NUL",
-            ));
-        }
+    tempora_core::job::validate_trigger(
+        &body.env,
+        body.arguments.as_deref(),
+        caller.role == Role::Admin,
+    )?;
+    // The audit log names what the trigger overrode (variable names only: values may be
+    // secrets).
+    let mut overridden = Vec::new();
+    if !body.env.is_empty() {
+        let names: Vec<&str> = body.env.keys().map(String::as_str).collect();
+        overridden.push(format!("env: {}", names.join(",")));
     }
-    if let Some(args) = &body.arguments
-        && args.iter().any(|a| a.contains('\0'))
-    {
-        return Err(ApiError::field(
-            "invalid_value",
-            "arguments",
-            "arguments must not contain NUL",
-        ));
+    if let Some(a) = &body.arguments {
+        overridden.push(format!("arguments: {}", a.len()));
+    }
+    if body.force {
+        overridden.push("force".to_owned());
     }
     let overrides = RunOverrides {
         env: body.env,
@@ -106,7 +109,11 @@ pub async fn trigger(
         .await?;
     s.work_ready.notify_one();
     tracing::info!(message = "run triggered", job = %name, run_id = run.id, state = %run.state);
-    Ok((StatusCode::CREATED, Json(run)))
+    let note = AuditNote {
+        detail: (!overridden.is_empty()).then(|| overridden.join("; ")),
+        ..AuditNote::default()
+    };
+    Ok(note.attach((StatusCode::CREATED, Json(run))))
 }
 
 /// `GET /api/v1/runs/{id}`.
@@ -128,14 +135,15 @@ fn run_id(s: &str) -> ApiResult<i64> {
 }
 
 /// `POST /api/v1/runs/{id}/cancel`.
-pub async fn cancel(
-    State(s): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<Run>)> {
+pub async fn cancel(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = run_id(&id)?;
     let run = s.store.request_cancel(id, Timestamp::now()).await?;
     tracing::info!(message = "cancel requested", run_id = id, state = %run.state);
-    Ok((StatusCode::ACCEPTED, Json(run)))
+    let note = AuditNote {
+        job: Some(run.job.clone()),
+        ..AuditNote::default()
+    };
+    Ok(note.attach((StatusCode::ACCEPTED, Json(run))))
 }
 
 /// Query of `GET /runs/{id}/log`.

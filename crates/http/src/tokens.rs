@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::{Extension, Json};
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
@@ -15,15 +15,15 @@ use tempora_core::auth::{Role, token_hash, validate_token_name};
 use tempora_store::{AuditQuery, NewToken};
 
 use crate::AppState;
-use crate::auth::Caller;
 use crate::auth::bootstrap::{new_id, new_secret};
+use crate::auth::{AuditNote, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 
 /// Most tokens that may be active at once.
 pub const MAX_ACTIVE_TOKENS: usize = 10_000;
-/// Longest lifetime a token may be given.
-const MAX_LIFETIME_DAYS: i64 = 100 * 366;
+/// Longest lifetime a token may be given: 100 years of 365.25 days.
+const MAX_LIFETIME_DAYS: i64 = 36_525;
 
 /// Body of `POST /api/v1/tokens`.
 #[derive(Debug, Deserialize)]
@@ -40,23 +40,32 @@ pub struct CreateToken {
 
 fn expiry(text: &str, now: Timestamp) -> ApiResult<Timestamp> {
     let bad = |m: String| ApiError::field("invalid_value", "expires", m);
-    let at = if let Ok(at) = text.parse::<Timestamp>() {
-        at
+    let too_far = || bad("expires: at most 100 years from now".into());
+    // An instant has a date (`2027-01-01T…`); anything else is read as a lifetime.
+    let looks_like_instant = text.len() > 10 && text.as_bytes().get(4) == Some(&b'-');
+    let at = if looks_like_instant {
+        text.parse::<Timestamp>().map_err(|e| {
+            bad(format!(
+                "expires: `{text}` is not an RFC 3339 instant between the years 0 and 9999: {e}"
+            ))
+        })?
     } else {
         let d = tempora_core::duration::parse_duration(text).map_err(|e| {
             bad(format!(
-                "expires: `{text}` is neither a duration (90d, 12h) nor an RFC 3339 instant: {e}"
+                "expires: `{text}` is neither a lifetime (90d, 12h, P30D) nor an RFC 3339 instant: {e}"
             ))
         })?;
-        let d = SignedDuration::try_from(d).map_err(|e| bad(format!("expires: {e}")))?;
-        now.checked_add(d)
-            .map_err(|e| bad(format!("expires: {e}")))?
+        if d.as_secs() > MAX_LIFETIME_DAYS as u64 * 86_400 {
+            return Err(too_far());
+        }
+        let d = SignedDuration::try_from(d).map_err(|_| too_far())?;
+        now.checked_add(d).map_err(|_| too_far())?
     };
     if at <= now {
         return Err(bad("expires: the token would be expired already".into()));
     }
     if at.duration_since(now).as_hours() > MAX_LIFETIME_DAYS * 24 {
-        return Err(bad("expires: at most 100 years from now".into()));
+        return Err(too_far());
     }
     Ok(at)
 }
@@ -129,9 +138,22 @@ pub async fn create(
             other => other.into(),
         })?;
     tracing::info!(message = "token created", id = %record.id, name = %record.name, role = %record.role);
+    let note = AuditNote {
+        detail: Some(format!(
+            "token `{}` ({}), role {}{}",
+            record.name,
+            record.id,
+            record.role,
+            record
+                .expires_at
+                .map(|e| format!(", expires {e}"))
+                .unwrap_or_default()
+        )),
+        ..AuditNote::default()
+    };
     let mut body = json!(record);
     body["token"] = json!(secret);
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok(note.attach((StatusCode::CREATED, Json(body))))
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -147,22 +169,42 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let record = state.store.revoke_token(&key, Timestamp::now()).await?;
     tracing::info!(message = "token revoked", id = %record.id, name = %record.name);
-    Ok(Json(json!(record)))
+    let note = AuditNote {
+        detail: Some(format!(
+            "token `{}` ({}), role {}",
+            record.name, record.id, record.role
+        )),
+        ..AuditNote::default()
+    };
+    Ok(note.attach(Json(json!(record))))
 }
 
-/// Query of `GET /api/v1/audit`.
+/// Query of `GET /api/v1/audit` as sent (each parameter read and checked by name).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// At most this many (default 100, at most 1000).
-    pub limit: Option<u32>,
+    pub limit: Option<String>,
     /// Entries older than this id (the previous page's `next_before`).
-    pub before: Option<i64>,
+    pub before: Option<String>,
     /// Only this job's entries.
     pub job: Option<String>,
+}
+
+fn number<T: std::str::FromStr>(field: &'static str, v: Option<&str>) -> ApiResult<Option<T>> {
+    v.map(|s| {
+        s.trim().parse::<T>().map_err(|_| {
+            ApiError::field(
+                "invalid_query",
+                field,
+                format!("{field} must be a whole number, not `{s}`"),
+            )
+        })
+    })
+    .transpose()
 }
 
 /// `GET /api/v1/audit`: the changes, newest first.
@@ -171,7 +213,8 @@ pub async fn audit(
     q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(100);
+    let limit: u32 = number("limit", q.limit.as_deref())?.unwrap_or(100);
+    let before: Option<i64> = number("before", q.before.as_deref())?;
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::field(
             "invalid_query",
@@ -186,7 +229,7 @@ pub async fn audit(
         .store
         .list_audit(AuditQuery {
             limit,
-            before: q.before,
+            before,
             job: q.job,
         })
         .await?;

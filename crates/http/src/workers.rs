@@ -142,12 +142,19 @@ fn check_worker(path_id: &str, info: &WorkerInfo) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Worker ids are 1-200 of `A-Z a-z 0-9 . _ - : @ /`: no spaces or look-alikes that would show
+/// as another worker's id in listings and logs.
 fn check_id(id: &str) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > 200 || id.chars().any(|c| c.is_control()) {
+    let ok = !id.is_empty()
+        && id.len() <= 200
+        && id.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'@' | b'/')
+        });
+    if !ok {
         return Err(ApiError::field(
             "invalid_value",
             "worker.id",
-            "a worker id is 1-200 characters without control characters",
+            "a worker id is 1-200 characters of A-Z a-z 0-9 . _ - : @ /",
         ));
     }
     Ok(())
@@ -182,7 +189,7 @@ pub async fn register(
     check_worker(&id, &info)?;
     let now = Timestamp::now();
     // `<node>/local` is a server's own pool: no token may act as it.
-    if id.ends_with("/local") {
+    if id.to_ascii_lowercase().ends_with("/local") {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",

@@ -176,7 +176,7 @@ pub async fn worker_token(c: &Conn, worker: &str) -> TxResult<Option<String>> {
 pub async fn append_audit(c: &Conn, e: &NewAudit) -> TxResult<()> {
     c.execute(
         "INSERT INTO audit (at, token_id, token_name, role, remote, action, target, job, \
-         spec_hash, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         spec_hash, detail, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         &[
             &us(e.at),
             &e.token_id,
@@ -187,6 +187,7 @@ pub async fn append_audit(c: &Conn, e: &NewAudit) -> TxResult<()> {
             &e.target,
             &e.job,
             &e.spec_hash,
+            &e.detail,
             &i32::from(e.status),
         ],
     )
@@ -199,7 +200,7 @@ pub async fn list_audit(c: &Conn, q: &AuditQuery) -> TxResult<Vec<AuditEntry>> {
     let rows = c
         .query(
             "SELECT id, at, token_id, token_name, role, remote, action, target, job, spec_hash, \
-             status FROM audit WHERE id < $1 AND ($2::text IS NULL OR job = $2) \
+             detail, status FROM audit WHERE id < $1 AND ($2::text IS NULL OR job = $2) \
              ORDER BY id DESC LIMIT $3",
             &[&q.before.unwrap_or(i64::MAX), &q.job, &i64::from(q.limit)],
         )
@@ -207,7 +208,7 @@ pub async fn list_audit(c: &Conn, q: &AuditQuery) -> TxResult<Vec<AuditEntry>> {
     rows.iter()
         .map(|r| {
             let role: String = r.try_get(4)?;
-            let status: i32 = r.try_get(10)?;
+            let status: i32 = r.try_get(11)?;
             Ok(AuditEntry {
                 id: r.try_get(0)?,
                 entry: NewAudit {
@@ -220,6 +221,7 @@ pub async fn list_audit(c: &Conn, q: &AuditQuery) -> TxResult<Vec<AuditEntry>> {
                     target: r.try_get(7)?,
                     job: r.try_get(8)?,
                     spec_hash: r.try_get(9)?,
+                    detail: r.try_get(10)?,
                     status: u16::try_from(status).unwrap_or(0),
                 },
             })

@@ -146,6 +146,7 @@ CREATE TABLE audit (
     target      text NOT NULL,
     job         text,
     spec_hash   text,
+    detail      text,
     status      integer NOT NULL
 );
 CREATE INDEX audit_by_job ON audit (job, id) WHERE job IS NOT NULL;

@@ -174,7 +174,7 @@ pub fn worker_token(c: &Connection, worker: &str) -> StoreResult<Option<String>>
 pub fn append_audit(c: &Connection, e: &NewAudit) -> StoreResult<()> {
     c.prepare_cached(
         "INSERT INTO audit (at, token_id, token_name, role, remote, action, target, job, \
-         spec_hash, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         spec_hash, detail, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )
     .map_err(db)?
     .execute(params![
@@ -187,6 +187,7 @@ pub fn append_audit(c: &Connection, e: &NewAudit) -> StoreResult<()> {
         e.target,
         e.job,
         e.spec_hash,
+        e.detail,
         e.status
     ])
     .map_err(db)?;
@@ -198,7 +199,7 @@ pub fn list_audit(c: &Connection, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>
     let mut stmt = c
         .prepare_cached(
             "SELECT id, at, token_id, token_name, role, remote, action, target, job, spec_hash, \
-             status FROM audit WHERE id < ?1 AND (?2 IS NULL OR job = ?2) \
+             detail, status FROM audit WHERE id < ?1 AND (?2 IS NULL OR job = ?2) \
              ORDER BY id DESC LIMIT ?3",
         )
         .map_err(db)?;
@@ -223,7 +224,8 @@ pub fn list_audit(c: &Connection, q: &AuditQuery) -> StoreResult<Vec<AuditEntry>
                     target: r.get(7)?,
                     job: r.get(8)?,
                     spec_hash: r.get(9)?,
-                    status: r.get(10)?,
+                    detail: r.get(10)?,
+                    status: r.get(11)?,
                 },
             })
         })

@@ -114,6 +114,38 @@ impl ReaderPool {
     }
 }
 
+/// The data directory holds job specs (their `env`) and every run's output: a directory this
+/// creates is 0700, and the database files are made 0600 (SQLite gives its `-wal` and `-shm`
+/// files the database file's mode). An existing directory others can enter is left as it is,
+/// with a warning.
+fn private_files(data_dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if !data_dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)?;
+    } else if std::fs::metadata(data_dir)?.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(
+            message = "the data directory can be read by other users; make it 0700",
+            path = %data_dir.display()
+        );
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(data_dir.join("tempora.db"))?;
+    for name in ["tempora.db", "tempora.db-wal", "tempora.db-shm"] {
+        let p = data_dir.join(name);
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Open (creating if needed) `tempora.db` in `data_dir`, apply migrations, start the writer,
     /// with the writer's page cache bounded at [`DEFAULT_CACHE_MIB`].
@@ -127,10 +159,11 @@ impl SqliteStore {
         options: StoreOptions,
         cache_mib: u32,
     ) -> Result<SqliteStore, OpenError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| OpenError::DataDir {
+        let dir_err = |source| OpenError::DataDir {
             path: data_dir.to_owned(),
             source,
-        })?;
+        };
+        private_files(data_dir).map_err(dir_err)?;
         let path = data_dir.join("tempora.db");
         let err = |source| OpenError::Sqlite {
             path: path.clone(),

@@ -165,6 +165,7 @@ CREATE TABLE audit (
     target      TEXT NOT NULL,
     job         TEXT,
     spec_hash   TEXT,
+    detail      TEXT,
     status      INTEGER NOT NULL
 );
 CREATE INDEX audit_by_job ON audit (job, id) WHERE job IS NOT NULL;

@@ -74,6 +74,9 @@ pub struct NewAudit {
     pub job: Option<String>,
     /// SHA-256 of the job's new spec (its canonical JSON), for writes of a job.
     pub spec_hash: Option<String>,
+    /// What else identifies the change (a token's name and role; a trigger's overridden
+    /// variable names). Never a secret value.
+    pub detail: Option<String>,
     /// The HTTP status answered.
     pub status: u16,
 }

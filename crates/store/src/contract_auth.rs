@@ -175,6 +175,7 @@ pub async fn audit_log_appends_pages_filters_and_prunes(s: Arc<dyn Store>) {
             target: format!("/api/v1/jobs/j{}", i % 2),
             job: Some(format!("j{}", i % 2)),
             spec_hash: Some(format!("hash{i}")),
+            detail: (i == 4).then(|| "env: A".to_owned()),
             status: 200,
         })
         .await
@@ -189,6 +190,8 @@ pub async fn audit_log_appends_pages_filters_and_prunes(s: Arc<dyn Store>) {
     assert_eq!(all.len(), 5);
     assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
     assert_eq!(all[0].entry.spec_hash.as_deref(), Some("hash4"));
+    assert_eq!(all[0].entry.detail.as_deref(), Some("env: A"));
+    assert_eq!(all[1].entry.detail, None);
     let page = s.list_audit(q(2, Some(all[1].id), None)).await.unwrap();
     assert_eq!(
         page.iter().map(|e| e.id).collect::<Vec<_>>(),

@@ -42,6 +42,10 @@ pub struct PoolConfig {
     /// Most output kept per run while it cannot be shipped (server away); older bytes are
     /// dropped, with a note in the output.
     pub log_buffer_max: usize,
+    /// What a run inherits of the worker's environment (see
+    /// [`crate::process::inherited_env`]); the job's `env`, the trigger's and tempora's own
+    /// variables are added to it.
+    pub inherited_env: Vec<(String, String)>,
 }
 
 impl Default for PoolConfig {
@@ -55,6 +59,7 @@ impl Default for PoolConfig {
             log_flush_every: Duration::from_millis(250),
             log_chunk_max: 64 * 1024,
             log_buffer_max: 1024 * 1024,
+            inherited_env: crate::process::inherited_env(&[]),
         }
     }
 }
@@ -273,11 +278,8 @@ async fn report_results(source: Arc<dyn RunSource>, mut rx: mpsc::UnboundedRecei
 /// The process spec of a claimed run.
 fn process_spec(c: &ClaimedRun, cfg: &PoolConfig) -> ProcessSpec {
     let spec = &c.spec;
-    let mut env: Vec<(String, String)> = spec
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let mut env: Vec<(String, String)> = cfg.inherited_env.clone();
+    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.extend(
         c.run
             .overrides
@@ -286,8 +288,14 @@ fn process_spec(c: &ClaimedRun, cfg: &PoolConfig) -> ProcessSpec {
             .map(|(k, v)| (k.clone(), v.clone())),
     );
     env.extend(run_environment(&c.run, spec));
+    // A Chronos start's arguments are appended to the shell command as quoted words: data for
+    // the command, never shell syntax of the caller's.
     let command = match (&c.run.overrides.command_suffix, spec.shell) {
-        (Some(suffix), true) if !suffix.is_empty() => format!("{} {suffix}", spec.command),
+        (Some(suffix), true) if !suffix.trim().is_empty() => format!(
+            "{} {}",
+            spec.command,
+            tempora_core::chronos::quote_words(suffix)
+        ),
         _ => spec.command.clone(),
     };
     ProcessSpec {

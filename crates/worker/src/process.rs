@@ -34,7 +34,8 @@ pub struct ProcessSpec {
     pub shell: bool,
     /// argv after the program (or `$1…` of the shell line).
     pub arguments: Vec<String>,
-    /// Added to the inherited environment.
+    /// The whole environment of the process: it inherits nothing from the worker (later
+    /// entries win).
     pub env: Vec<(String, String)>,
     /// Working directory.
     pub workdir: Option<PathBuf>,
@@ -42,6 +43,22 @@ pub struct ProcessSpec {
     pub timeout: Option<Duration>,
     /// SIGTERM → SIGKILL delay.
     pub kill_grace: Duration,
+}
+
+/// Variables a run inherits from the worker's environment by default; `--pass-env` adds more.
+pub const DEFAULT_PASS_ENV: [&str; 4] = ["PATH", "HOME", "LANG", "TZ"];
+
+/// The inherited part of every run's environment: [`DEFAULT_PASS_ENV`] and `extra`, with their
+/// values in this process's environment (unset ones are left out). Read once at start: nothing
+/// else of the worker's environment (database URLs, tokens, cloud credentials) reaches a job.
+pub fn inherited_env(extra: &[String]) -> Vec<(String, String)> {
+    let mut names: Vec<&str> = DEFAULT_PASS_ENV.to_vec();
+    names.extend(extra.iter().map(String::as_str));
+    names.dedup();
+    names
+        .into_iter()
+        .filter_map(|n| std::env::var(n).ok().map(|v| (n.to_owned(), v)))
+        .collect()
 }
 
 /// Find `program` the way `execvp` would; None if it cannot be executed.
@@ -200,7 +217,7 @@ fn build(spec: &ProcessSpec) -> std::io::Result<tokio::process::Command> {
     }
     argv.extend(spec.arguments.iter().map(Into::into));
     let mut cmd = tokio::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..]);
+    cmd.args(&argv[1..]).env_clear();
     match WATCHDOG.get() {
         // The watchdog finds the job's processes by this variable when the worker dies.
         Some(w) => {

@@ -64,6 +64,8 @@ pub struct Server {
     pub port: u16,
     pub dir: tempfile::TempDir,
     pub extra: Vec<String>,
+    /// Environment variables the server process gets (besides the test's own).
+    pub envs: Vec<(String, String)>,
     log: PathBuf,
 }
 
@@ -89,7 +91,28 @@ impl Server {
             log: dir.path().join("server.log"),
             dir,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            envs: Vec::new(),
         };
+        s.spawn();
+        s
+    }
+
+    /// Like [`Server::start`], with these environment variables in the server's environment.
+    pub fn start_env(extra: &[&str], envs: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = admin_token_file().display().to_string();
+        let mut s = Server {
+            child: None,
+            port: free_port(),
+            log: dir.path().join("server.log"),
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        s.extra.extend(["--admin-token-file".to_owned(), file]);
         s.spawn();
         s
     }
@@ -114,6 +137,7 @@ impl Server {
                     .flatten(),
             )
             .args(&self.extra)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone"))

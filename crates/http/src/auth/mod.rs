@@ -71,6 +71,17 @@ pub struct AuditNote {
     pub job: Option<String>,
     /// SHA-256 of the job's new spec.
     pub spec_hash: Option<String>,
+    /// What else identifies the change (never a secret value).
+    pub detail: Option<String>,
+}
+
+impl AuditNote {
+    /// Attach this note to a handler's response.
+    pub fn attach(self, res: impl IntoResponse) -> Response {
+        let mut res = res.into_response();
+        res.extensions_mut().insert(self);
+        res
+    }
 }
 
 /// Attach the audit note of a write of `spec` (its name and the SHA-256 of its JSON as stored)
@@ -83,6 +94,7 @@ pub fn with_spec_note(res: impl IntoResponse, spec: &tempora_core::job::JobSpec)
     res.extensions_mut().insert(AuditNote {
         job: Some(spec.name.clone()),
         spec_hash,
+        detail: None,
     });
     res
 }
@@ -272,9 +284,9 @@ async fn check(
         (Some(r), _) => r.access,
         // No route (a fallback's template is a wildcard), or a method the route does not have:
         // the handler answers 404 or 405 to anyone with a token.
-        (None, None) => Access::Role(Role::Viewer),
+        (None, None) => Access::AnyToken,
         (None, Some(m)) if m.contains("{*") || table::all_routes().iter().any(|(p, _)| p == m) => {
-            Access::Role(Role::Viewer)
+            Access::AnyToken
         }
         (None, Some(m)) => {
             tracing::error!(message = "route missing from the access table; refused", route = %m);
@@ -292,8 +304,9 @@ async fn check(
     let role = match needed {
         Access::Public => return Ok(admitted(None)),
         Access::Metrics if config.metrics_public => return Ok(admitted(None)),
-        Access::Metrics => Role::Viewer,
-        Access::Role(r) => r,
+        Access::Metrics => Some(Role::Viewer),
+        Access::Role(r) => Some(r),
+        Access::AnyToken => None,
     };
     let token = match credential(headers) {
         Ok(Some(t)) => t,
@@ -316,7 +329,17 @@ async fn check(
         }
         Err(e) => return Err(ApiError::from(e).into_response()),
     };
-    if !record.role.allows(role) {
+    if let Some(role) = role
+        && !record.role.allows(role)
+    {
+        tracing::warn!(
+            message = "request refused: role too low",
+            method = %method,
+            path = %path,
+            token = %record.name,
+            role = %record.role,
+            needed = %role,
+        );
         return Err(forbidden(
             "forbidden",
             format!(
@@ -380,6 +403,17 @@ pub async fn authenticate(
     let admitted = match check(&state, &method, &path, req.headers(), template).await {
         Ok(a) => a,
         Err(refusal) => {
+            let remote = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
+            tracing::info!(
+                message = "request refused",
+                method = %method,
+                path = %path,
+                status = refusal.status().as_u16(),
+                remote = %remote,
+            );
             // Read (a bounded part of) the body before answering: a client still sending it
             // would otherwise see the connection reset instead of the answer (and clients that
             // send credentials only when challenged, like chronos-python, could not retry).
@@ -425,6 +459,7 @@ pub async fn authenticate(
             target: path,
             job,
             spec_hash: note.spec_hash,
+            detail: note.detail,
             status: res.status().as_u16(),
         };
         if let Err(e) = state.store.append_audit(entry.clone()).await {

@@ -15,6 +15,9 @@ pub enum Access {
     Role(Role),
     /// `/metrics`: `viewer`, or anyone with `--metrics-public`.
     Metrics,
+    /// Any working token, whatever its role (unknown routes and methods: the answer is a 404
+    /// or 405 and reveals nothing).
+    AnyToken,
 }
 
 /// The body a route reads.
@@ -200,13 +203,16 @@ pub const CHRONOS_ROUTES: &[Route] = &[
 /// Where the Chronos API is mounted (Chronos 2.x and 3.x paths).
 pub const CHRONOS_PREFIXES: [&str; 2] = ["/scheduler", "/v1/scheduler"];
 
-/// The row for `method` on the route template `path` (as axum's `MatchedPath` gives it).
+/// The row for `method` on the route template `path` (as axum's `MatchedPath` gives it). A
+/// HEAD request is a GET whose body is not sent: it needs what the GET needs.
 pub fn lookup(method: &Method, path: &str) -> Option<&'static Route> {
-    let find = |table: &'static [Route], p: &str| {
-        table
-            .iter()
-            .find(|r| r.path == p && r.method == method.as_str())
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
     };
+    let find =
+        |table: &'static [Route], p: &str| table.iter().find(|r| r.path == p && r.method == method);
     if let Some(route) = find(ROUTES, path) {
         return Some(route);
     }
@@ -264,6 +270,15 @@ mod tests {
             Some(OPERATOR)
         );
         assert!(lookup(&Method::PATCH, "/api/v1/jobs/{name}").is_none());
+        // HEAD is a GET.
+        assert_eq!(
+            lookup(&Method::HEAD, "/api/v1/tokens").map(|r| r.access),
+            Some(ADMIN)
+        );
+        assert_eq!(
+            lookup(&Method::HEAD, "/health").map(|r| r.access),
+            Some(Public)
+        );
         assert!(lookup(&get, "/nowhere").is_none());
         assert_eq!(all_routes().len(), ROUTES.len() + 2 * CHRONOS_ROUTES.len());
         // Each (method, path) once.
