@@ -320,8 +320,8 @@ async fn start(
         .append(true)
         .open(log)?;
     let child = Command::new(bin)
-        .args(["server", "--admin-token-file"])
-        .arg(crate::auth::token_file())
+        .arg("server")
+        .args(crate::auth::server_args())
         .arg("--data-dir")
         .arg(data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -335,7 +335,7 @@ async fn start(
         .with_context(|| format!("cannot start {}", bin.display()))?;
     let server = Server {
         proc: Proc(child),
-        base: format!("http://127.0.0.1:{port}"),
+        base: crate::auth::base(port),
     };
     let t0 = Instant::now();
     loop {

@@ -211,8 +211,8 @@ fn start_node(
         .append(true)
         .open(dir.join(format!("{id}.log")))?;
     let mut cmd = Command::new(bin);
-    cmd.args(["server", "--admin-token-file"])
-        .arg(crate::auth::token_file())
+    cmd.arg("server")
+        .args(crate::auth::server_args())
         .arg("--data-dir")
         .arg(dir.join(id))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--node-id", id]);
@@ -239,8 +239,7 @@ fn start_worker(
     let log = std::fs::File::create(dir.join(format!("{id}.log")))?;
     let mut cmd = Command::new(bin);
     cmd.args(["worker", "--worker-id", id, "--slots", &slots.to_string()])
-        .arg("--token-file")
-        .arg(crate::auth::token_file());
+        .args(crate::auth::worker_args());
     for (_, _, base) in procs.iter().filter(|p| !p.2.is_empty()) {
         cmd.args(["--server", base]);
     }
@@ -441,7 +440,7 @@ async fn main() -> anyhow::Result<()> {
             0
         };
         let child = start_node(&bin, dir.path(), &o, &id, port, slots)?;
-        procs.push((id, Proc { child }, format!("http://127.0.0.1:{port}")));
+        procs.push((id, Proc { child }, crate::auth::base(port)));
     }
     if !draining {
         for i in 0..o.workers {

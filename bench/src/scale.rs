@@ -201,12 +201,12 @@ pub async fn run(bin: &Path, n: usize, json_out: bool) -> anyhow::Result<()> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let base = format!("http://127.0.0.1:{port}");
+    let base = crate::auth::base(port);
     let log = std::fs::File::create(dir.join("server.log"))?;
     let t0 = Instant::now();
     let child = std::process::Command::new(bin)
-        .args(["server", "--admin-token-file"])
-        .arg(crate::auth::token_file())
+        .arg("server")
+        .args(crate::auth::server_args())
         .arg("--data-dir")
         .arg(&dir)
         .args([

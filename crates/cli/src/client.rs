@@ -121,9 +121,13 @@ impl Api {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(5))
-            .default_headers(headers)
+            .default_headers(headers);
+        let http = opts
+            .tls
+            .apply(builder)
+            .map_err(|e| fail(2, e))?
             .build()
             .map_err(|e| fail(1, format!("cannot build HTTP client: {e}")))?;
         Ok(Api {

@@ -11,6 +11,7 @@ mod apply;
 mod client;
 mod config;
 mod server;
+mod tls;
 mod worker;
 
 use std::process::ExitCode;
@@ -49,6 +50,9 @@ pub struct ClientOpts {
     /// (a loopback address) uses `./tempora-data/admin.token` when it can read it.
     #[arg(long, global = true, env = "TEMPORA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// TLS options for `https://` servers.
+    #[command(flatten)]
+    pub tls: tls::ClientTls,
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -170,6 +174,7 @@ fn schedule_next(expr: &str, tz: &str, after: Option<&str>, count: u32) -> ExitC
 }
 
 fn main() -> ExitCode {
+    tls::install_provider();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let mut config_file = None;
     if args.get(1).is_some_and(|a| a == "server")

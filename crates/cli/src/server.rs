@@ -142,6 +142,32 @@ pub struct ServerArgs {
     /// Serve `/metrics` without a token (every other route still needs one).
     #[arg(long, env = "TEMPORA_METRICS_PUBLIC")]
     pub metrics_public: bool,
+    /// Serve HTTPS with this certificate chain (PEM); with `--tls-key`. Both files are read
+    /// again on SIGHUP (certificate rotation without a restart).
+    #[arg(
+        long,
+        env = "TEMPORA_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(
+        long,
+        env = "TEMPORA_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// With TLS: require every client (CLI, workers, Chronos clients) to present a certificate
+    /// that chains to these CA certificates (PEM) — mutual TLS. Tokens are still required.
+    #[arg(
+        long,
+        env = "TEMPORA_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub client_ca: Option<PathBuf>,
     /// More variables of the server's environment that runs inherit, besides PATH, HOME, LANG
     /// and TZ (a run sees nothing else of the server's environment). Comma-separated.
     #[arg(long, env = "TEMPORA_PASS_ENV", value_delimiter = ',', value_name = "NAME", value_parser = parse_pass_env)]
@@ -380,6 +406,18 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| args.data_dir.join("admin.token"));
     bootstrap_admin(store.as_ref(), &token_file).await?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = crate::tls::ServerTls {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.client_ca.clone(),
+            };
+            let config = files.config()?;
+            Some((files, config))
+        }
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -529,14 +567,35 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
     );
     let http_shutdown = shutdown.clone();
-    let http_task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-        .await
-    });
+    let http_task = match tls {
+        None => tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await
+        }),
+        Some((files, config)) => {
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(config);
+            tokio::spawn(reload_on_sighup(files, rustls.clone()));
+            let handle = axum_server::Handle::new();
+            let on_shutdown = handle.clone();
+            tokio::spawn(async move {
+                http_shutdown.cancelled().await;
+                on_shutdown.graceful_shutdown(Some(Duration::from_secs(3)));
+            });
+            let std_listener = listener
+                .into_std()
+                .context("cannot hand the listener to the TLS server")?;
+            tokio::spawn(async move {
+                axum_server::from_tcp_rustls(std_listener, rustls)
+                    .handle(handle)
+                    .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                    .await
+            })
+        }
+    };
 
     wait_for_signal().await;
     tracing::info!(message = "shutting down: no new runs are claimed");
@@ -589,6 +648,34 @@ async fn bootstrap_admin(store: &dyn Store, file: &std::path::Path) -> anyhow::R
         ),
     }
     Ok(())
+}
+
+/// Read the certificate files again on every SIGHUP; a pair that does not load is logged and
+/// the certificate in use is kept.
+async fn reload_on_sighup(
+    files: crate::tls::ServerTls,
+    rustls: axum_server::tls_rustls::RustlsConfig,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(message = "cannot listen for SIGHUP: certificates are not reloaded", error = %e);
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        match files.config() {
+            Ok(config) => {
+                rustls.reload_from_config(config);
+                tracing::info!(message = "TLS certificate reloaded", cert = %files.cert.display());
+            }
+            Err(e) => tracing::error!(
+                message = "TLS certificate not reloaded; the previous one stays",
+                error = %format!("{e:#}")
+            ),
+        }
+    }
 }
 
 /// Wait for SIGTERM or SIGINT.

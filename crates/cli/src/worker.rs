@@ -76,6 +76,9 @@ pub struct WorkerArgs {
     /// and TZ. Comma-separated.
     #[arg(long, env = "TEMPORA_PASS_ENV", value_delimiter = ',', value_name = "NAME", value_parser = crate::server::parse_pass_env)]
     pub pass_env: Vec<String>,
+    /// TLS options for `https://` servers.
+    #[command(flatten)]
+    pub tls: crate::tls::ClientTls,
 }
 
 /// The worker's token from `--token` or `--token-file`.
@@ -133,7 +136,12 @@ enum Attempt {
 
 impl HttpSource {
     /// A source for worker `info` talking to `servers` (base URLs).
-    pub fn new(servers: Vec<String>, info: WorkerInfo, token: &str) -> Result<Self, String> {
+    pub fn new(
+        servers: Vec<String>,
+        info: WorkerInfo,
+        token: &str,
+        tls: &crate::tls::ClientTls,
+    ) -> Result<Self, String> {
         let servers: Vec<String> = servers
             .into_iter()
             .map(|s| s.trim().trim_end_matches('/').to_owned())
@@ -147,9 +155,11 @@ impl HttpSource {
         auth.set_sensitive(true);
         let headers =
             reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, auth)]);
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
-            .default_headers(headers)
+            .default_headers(headers);
+        let http = tls
+            .apply(builder)?
             .build()
             .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
         // Workers start on different servers (by a hash of their id), spreading their requests
@@ -418,7 +428,12 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
         address: Some(hostname()),
     };
     let token = worker_token(&args)?;
-    let source = Arc::new(HttpSource::new(args.servers.clone(), info, &token)?);
+    let source = Arc::new(HttpSource::new(
+        args.servers.clone(),
+        info,
+        &token,
+        &args.tls,
+    )?);
     if let Err(e) = tempora_worker::process::start_group_watchdog() {
         tracing::warn!(message = "cannot start the process-group watchdog", error = %e);
     }

@@ -14,6 +14,7 @@ mod ops;
 mod pool;
 mod rows;
 mod schema;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -55,6 +56,9 @@ pub enum ConnectError {
     /// The schema migrations failed.
     #[error("cannot migrate the PostgreSQL schema: {}", pool::describe(.0))]
     Migrate(tokio_postgres::Error),
+    /// `sslmode`/`sslrootcert` cannot be honoured.
+    #[error("PostgreSQL TLS: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// The PostgreSQL store.
@@ -83,7 +87,13 @@ impl PostgresStore {
         options: StoreOptions,
         pool_size: usize,
     ) -> Result<PostgresStore, ConnectError> {
+        // libpq's TLS parameters are ours to apply (tokio-postgres knows only some of them).
+        let (url, tls_params) = tls::split_params(url);
+        let tls = tls::connector(&tls_params)?;
         let mut config: tokio_postgres::Config = url.parse().map_err(ConnectError::Config)?;
+        if tls.is_some() {
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -100,13 +110,13 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("tempora");
         }
-        let mut client = Pool::connect(&config)
+        let mut client = Pool::connect(&config, tls.as_ref())
             .await
             .map_err(ConnectError::Connect)?;
         schema::migrate(&mut client)
             .await
             .map_err(ConnectError::Migrate)?;
-        let pool = Pool::new(config, pool_size);
+        let pool = Pool::new(config, tls, pool_size);
         pool.put(client);
         tracing::debug!(message = "connected to PostgreSQL", pool_size);
         Ok(PostgresStore {

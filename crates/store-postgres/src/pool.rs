@@ -9,6 +9,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// An error inside a transaction body: a store outcome, or a database error (which may be
 /// retried when it is a serialization failure or a deadlock).
@@ -144,6 +145,7 @@ impl Conn {
 /// The pool.
 pub struct Pool {
     config: Config,
+    tls: Option<MakeRustlsConnect>,
     idle: Mutex<Vec<Conn>>,
     permits: Semaphore,
 }
@@ -179,10 +181,11 @@ impl Drop for Pooled<'_> {
 }
 
 impl Pool {
-    /// A pool of at most `size` clients for `config`.
-    pub fn new(config: Config, size: usize) -> Pool {
+    /// A pool of at most `size` clients for `config`, over TLS with `tls` (else plain TCP).
+    pub fn new(config: Config, tls: Option<MakeRustlsConnect>, size: usize) -> Pool {
         Pool {
             config,
+            tls,
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(size.max(1)),
         }
@@ -198,15 +201,33 @@ impl Pool {
         }
     }
 
-    /// Open a new client; its connection runs on a spawned task.
-    pub async fn connect(config: &Config) -> Result<Client, tokio_postgres::Error> {
-        let (client, connection) = config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(message = "PostgreSQL connection ended", error = %e);
+    /// Open a new client (over TLS with `tls`); its connection runs on a spawned task.
+    pub async fn connect(
+        config: &Config,
+        tls: Option<&MakeRustlsConnect>,
+    ) -> Result<Client, tokio_postgres::Error> {
+        fn run<F>(connection: F)
+        where
+            F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+        {
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(message = "PostgreSQL connection ended", error = %e);
+                }
+            });
+        }
+        match tls {
+            Some(tls) => {
+                let (client, connection) = config.connect(tls.clone()).await?;
+                run(connection);
+                Ok(client)
             }
-        });
-        Ok(client)
+            None => {
+                let (client, connection) = config.connect(NoTls).await?;
+                run(connection);
+                Ok(client)
+            }
+        }
     }
 
     /// Take a client, waiting while all are in use.
@@ -230,9 +251,11 @@ impl Pool {
                 None => break,
             }
         }
-        let client = Pool::connect(&self.config).await.map_err(|e| {
-            StoreError::Unavailable(format!("cannot connect to PostgreSQL: {}", describe(&e)))
-        })?;
+        let client = Pool::connect(&self.config, self.tls.as_ref())
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot connect to PostgreSQL: {}", describe(&e)))
+            })?;
         Ok(Pooled {
             conn: Some(Conn {
                 client,

@@ -2,6 +2,8 @@
 //! directory, and talks to it over HTTP and through the CLI.
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
