@@ -6,14 +6,15 @@
 //! `kill_grace`, `lease_ttl`, `max_log_bytes`, `sqlite_cache_mib`, `database_url`, `leader_lease_ttl`,
 //! `leader_renew_every`, `no_leader`, `claim_poll_every`, `database_pool_size`,
 //! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`, `admin_token_file`,
-//! `cors_origin`, `allowed_host`, `metrics_public`, `pass_env`). The file's values are exported as the matching
+//! `cors_origin`, `allowed_host`, `metrics_public`, `pass_env`, `tls_cert`, `tls_key`,
+//! `client_ca`). The file's values are exported as the matching
 //! `TEMPORA_*` variables where those are not already set, before the command line is parsed, so
 //! clap's own flag/env handling yields exactly that precedence.
 
 use std::ffi::OsString;
 
 /// Keys the file may hold, with their environment variables.
-const KEYS: [(&str, &str); 26] = [
+const KEYS: [(&str, &str); 29] = [
     ("data_dir", "TEMPORA_DATA_DIR"),
     ("listen", "TEMPORA_LISTEN"),
     ("local_slots", "TEMPORA_LOCAL_SLOTS"),
@@ -40,6 +41,9 @@ const KEYS: [(&str, &str); 26] = [
     ("allowed_host", "TEMPORA_ALLOWED_HOST"),
     ("metrics_public", "TEMPORA_METRICS_PUBLIC"),
     ("pass_env", "TEMPORA_PASS_ENV"),
+    ("tls_cert", "TEMPORA_TLS_CERT"),
+    ("tls_key", "TEMPORA_TLS_KEY"),
+    ("client_ca", "TEMPORA_CLIENT_CA"),
 ];
 
 /// The config file named by `--config FILE` / `--config=FILE` in `args`, or `TEMPORA_CONFIG`.

@@ -44,13 +44,17 @@ fn call(
     )
 }
 
+/// A request as the admin ([`common::admin_token`]).
+fn admin(s: &Server, method: &str, path: &str, body: Option<&Value>) -> (u16, String, Value) {
+    call(s, method, path, Some(common::admin_token()), body)
+}
+
 /// Make a token as the admin; returns its secret.
 fn make_token(s: &Server, name: &str, role: &str) -> String {
-    let (st, _, v) = call(
+    let (st, _, v) = admin(
         s,
         "POST",
         "/api/v1/tokens",
-        Some(common::admin_token()),
         Some(&json!({"name": name, "role": role})),
     );
     assert_eq!(st, 201, "{v}");
@@ -323,13 +327,7 @@ fn forged_worker_calls_are_refused() {
     let (st, _, _) = call(&s, "GET", "/api/v1/jobs", Some(&w1), None);
     assert_eq!(st, 403);
     // Once its token is revoked, another token may take the id over.
-    let (st, _, _) = call(
-        &s,
-        "DELETE",
-        "/api/v1/tokens/worker-one",
-        Some(common::admin_token()),
-        None,
-    );
+    let (st, _, _) = admin(&s, "DELETE", "/api/v1/tokens/worker-one", None);
     assert_eq!(st, 200);
     let (st, _, v) = call(
         &s,
@@ -356,14 +354,14 @@ fn forged_worker_calls_are_refused() {
 #[test]
 fn browser_attacks_and_malformed_credentials_are_refused() {
     let s = Server::start(&[]);
-    let admin = format!("Bearer {}", common::admin_token());
+    let bearer = format!("Bearer {}", common::admin_token());
     let url = format!("{}/api/v1/jobs", s.url());
     let job = json!({"name": "evil", "command": "id"}).to_string();
     // A "simple" cross-origin request: JSON sent as text/plain.
     let (st, _, body) = request(
         "POST",
         &url,
-        &[("Authorization", &admin), ("Content-Type", "text/plain")],
+        &[("Authorization", &bearer), ("Content-Type", "text/plain")],
         &job,
     )
     .unwrap();
@@ -374,7 +372,7 @@ fn browser_attacks_and_malformed_credentials_are_refused() {
         "POST",
         &url,
         &[
-            ("Authorization", &admin),
+            ("Authorization", &bearer),
             ("Content-Type", "application/json"),
             ("Origin", "http://evil.example"),
         ],
@@ -387,7 +385,10 @@ fn browser_attacks_and_malformed_credentials_are_refused() {
     let (st, head, _) = request(
         "GET",
         &url,
-        &[("Authorization", &admin), ("Origin", "http://evil.example")],
+        &[
+            ("Authorization", &bearer),
+            ("Origin", "http://evil.example"),
+        ],
         "",
     )
     .unwrap();
@@ -442,13 +443,7 @@ fn browser_attacks_and_malformed_credentials_are_refused() {
     );
     // `--allowed-host` refuses other Host headers (DNS rebinding).
     let guarded = Server::start(&["--allowed-host", "scheduler.internal,127.0.0.1"]);
-    let (st, _, _) = call(
-        &guarded,
-        "GET",
-        "/api/v1/status",
-        Some(common::admin_token()),
-        None,
-    );
+    let (st, _, _) = admin(&guarded, "GET", "/api/v1/status", None);
     assert_eq!(st, 200);
     let (st, _, _) = request(
         "GET",
@@ -639,23 +634,16 @@ fn revoked_and_expired_tokens_fail_on_every_node_at_once() {
     for s in [&a, &b] {
         assert_eq!(call(s, "GET", "/api/v1/jobs", Some(&t), None).0, 200);
     }
-    let (st, _, _) = call(
-        &b,
-        "DELETE",
-        "/api/v1/tokens/roaming",
-        Some(common::admin_token()),
-        None,
-    );
+    let (st, _, _) = admin(&b, "DELETE", "/api/v1/tokens/roaming", None);
     assert_eq!(st, 200);
     for s in [&a, &b] {
         assert_eq!(call(s, "GET", "/api/v1/jobs", Some(&t), None).0, 401);
     }
     // Expiry.
-    let (st, _, v) = call(
+    let (st, _, v) = admin(
         &a,
         "POST",
         "/api/v1/tokens",
-        Some(common::admin_token()),
         Some(&json!({"name": "brief", "role": "viewer", "expires": "2s"})),
     );
     assert_eq!(st, 201, "{v}");
@@ -675,48 +663,21 @@ fn revoked_and_expired_tokens_fail_on_every_node_at_once() {
         ),
         (json!({"name": "ok", "role": "viewer", "extra": 1}), "extra"),
     ] {
-        let (st, _, v) = call(
-            &a,
-            "POST",
-            "/api/v1/tokens",
-            Some(common::admin_token()),
-            Some(&body),
-        );
+        let (st, _, v) = admin(&a, "POST", "/api/v1/tokens", Some(&body));
         assert_eq!(st, 400, "{body}: {v}");
         assert_eq!(v["error"]["field"], field, "{v}");
     }
-    let (st, _, v) = call(
-        &a,
-        "POST",
-        "/api/v1/tokens",
-        Some(common::admin_token()),
-        Some(&json!({"name": "tok_0123456789ab", "role": "viewer"})),
-    );
-    assert_eq!(st, 400, "names like ids are refused: {v}");
-    let (st, _, v) = call(
-        &a,
-        "POST",
-        "/api/v1/tokens",
-        Some(common::admin_token()),
-        Some(&json!({"name": "brief", "role": "viewer"})),
-    );
-    assert_eq!(st, 201, "an expired token's name is free again: {v}");
-    let (st, _, v) = call(
-        &a,
-        "POST",
-        "/api/v1/tokens",
-        Some(common::admin_token()),
-        Some(&json!({"name": "brief", "role": "viewer"})),
-    );
-    assert_eq!(st, 409, "{v}");
+    // A name like a token id is refused; an expired token's name is free again, once.
+    for (body, status) in [
+        (json!({"name": "tok_0123456789ab", "role": "viewer"}), 400),
+        (json!({"name": "brief", "role": "viewer"}), 201),
+        (json!({"name": "brief", "role": "viewer"}), 409),
+    ] {
+        let (st, _, v) = admin(&a, "POST", "/api/v1/tokens", Some(&body));
+        assert_eq!(st, status, "{body}: {v}");
+    }
     // The audit log is readable from any node.
-    let (_, _, v) = call(
-        &b,
-        "GET",
-        "/api/v1/audit?limit=10",
-        Some(common::admin_token()),
-        None,
-    );
+    let (_, _, v) = admin(&b, "GET", "/api/v1/audit?limit=10", None);
     let actions: Vec<&str> = v["entries"]
         .as_array()
         .unwrap()
@@ -788,13 +749,7 @@ fn a_session_leaves_its_audit_trail() {
     );
     // Only admins read it.
     assert_eq!(call(&s, "GET", "/api/v1/audit", Some(&editor), None).0, 403);
-    let (st, _, v) = call(
-        &s,
-        "GET",
-        "/api/v1/audit?job=audited",
-        Some(common::admin_token()),
-        None,
-    );
+    let (st, _, v) = admin(&s, "GET", "/api/v1/audit?job=audited", None);
     assert_eq!(st, 200, "{v}");
     let entries = v["entries"].as_array().unwrap();
     let seen: Vec<(String, String, String)> = entries
@@ -832,13 +787,7 @@ fn a_session_leaves_its_audit_trail() {
         "{put}"
     );
     // The Chronos write, with its job and hash, and the CLI view.
-    let (_, _, all) = call(
-        &s,
-        "GET",
-        "/api/v1/audit?limit=100",
-        Some(common::admin_token()),
-        None,
-    );
+    let (_, _, all) = admin(&s, "GET", "/api/v1/audit?limit=100", None);
     let chronos = all["entries"]
         .as_array()
         .unwrap()

@@ -26,10 +26,11 @@ fn token_row(r: &Row) -> TxResult<TokenRecord> {
     })
 }
 
-async fn insert(c: &Conn, t: &NewToken) -> TxResult<u64> {
+/// Insert `t` with `sql` (an `INSERT … ON CONFLICT DO NOTHING` of the token's seven columns);
+/// returns the rows written.
+async fn insert_with(c: &Conn, sql: &str, t: &NewToken) -> TxResult<u64> {
     c.execute(
-        "INSERT INTO tokens (id, name, role, hash, created_at, expires_at, created_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        sql,
         &[
             &t.id,
             &t.name,
@@ -39,6 +40,16 @@ async fn insert(c: &Conn, t: &NewToken) -> TxResult<u64> {
             &t.expires_at.map(us),
             &t.created_by,
         ],
+    )
+    .await
+}
+
+async fn insert(c: &Conn, t: &NewToken) -> TxResult<u64> {
+    insert_with(
+        c,
+        "INSERT INTO tokens (id, name, role, hash, created_at, expires_at, created_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        t,
     )
     .await
 }
@@ -76,22 +87,14 @@ pub async fn create_token(c: &Conn, t: &NewToken) -> TxResult<TokenRecord> {
 /// [`tempora_store::Store::bootstrap_token`]. Two nodes bootstrapping at once both insert the
 /// same name: the second waits for the first and then does nothing.
 pub async fn bootstrap_token(c: &Conn, t: &NewToken) -> TxResult<bool> {
-    let n = c
-        .execute(
-            "INSERT INTO tokens (id, name, role, hash, created_at, expires_at, created_by) \
-             SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM tokens) \
-             ON CONFLICT DO NOTHING",
-            &[
-                &t.id,
-                &t.name,
-                &t.role.as_str(),
-                &t.hash,
-                &us(t.created_at),
-                &t.expires_at.map(us),
-                &t.created_by,
-            ],
-        )
-        .await?;
+    let n = insert_with(
+        c,
+        "INSERT INTO tokens (id, name, role, hash, created_at, expires_at, created_by) \
+         SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM tokens) \
+         ON CONFLICT DO NOTHING",
+        t,
+    )
+    .await?;
     Ok(n == 1)
 }
 

@@ -76,33 +76,16 @@ impl Server {
     /// `--admin-token-file`, the server gets [`admin_token_file`], so [`http`] (which sends
     /// [`admin_token`]) works against it.
     pub fn start(extra: &[&str]) -> Server {
-        let file = admin_token_file().display().to_string();
-        let mut args: Vec<&str> = extra.to_vec();
-        if !extra.contains(&"--admin-token-file") {
-            args.extend(["--admin-token-file", &file]);
-        }
-        Self::start_plain(&args)
+        Self::start_env(extra, &[])
     }
 
     /// Start a server with exactly these extra flags (no admin token file is added).
     pub fn start_plain(extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut s = Server {
-            child: None,
-            port: free_port(),
-            log: dir.path().join("server.log"),
-            dir,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            envs: Vec::new(),
-        };
-        s.spawn();
-        s
+        Self::launch(extra, &[])
     }
 
-    /// Like [`Server::start`], with these environment variables in the server's environment.
-    pub fn start_env(extra: &[&str], envs: &[(&str, &str)]) -> Server {
+    fn launch(extra: &[&str], envs: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let file = admin_token_file().display().to_string();
         let mut s = Server {
             child: None,
             port: free_port(),
@@ -114,9 +97,18 @@ impl Server {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         };
-        s.extra.extend(["--admin-token-file".to_owned(), file]);
         s.spawn();
         s
+    }
+
+    /// Like [`Server::start`], with these environment variables in the server's environment.
+    pub fn start_env(extra: &[&str], envs: &[(&str, &str)]) -> Server {
+        let file = admin_token_file().display().to_string();
+        let mut args: Vec<&str> = extra.to_vec();
+        if !extra.contains(&"--admin-token-file") {
+            args.extend(["--admin-token-file", &file]);
+        }
+        Self::launch(&args, envs)
     }
 
     /// (Re)start the process on the same port and data directory.
