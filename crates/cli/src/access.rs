@@ -180,7 +180,9 @@ async fn audit(cmd: AuditCommand, opts: ClientOpts) -> Res<()> {
                 s(&e["role"]),
                 s(&e["remote"]),
                 s(&e["action"]),
+                s(&e["job"]),
                 s(&e["target"]),
+                s(&e["detail"]),
                 s(&e["status"]),
             ]
         })
@@ -189,7 +191,8 @@ async fn audit(cmd: AuditCommand, opts: ClientOpts) -> Res<()> {
         "{}",
         table(
             &[
-                "ID", "AT", "TOKEN", "ROLE", "REMOTE", "ACTION", "TARGET", "STATUS"
+                "ID", "AT", "TOKEN", "ROLE", "REMOTE", "ACTION", "JOB", "TARGET", "DETAIL",
+                "STATUS"
             ],
             rows
         )

@@ -129,7 +129,7 @@ impl Api {
             .apply(builder)
             .map_err(|e| fail(2, e))?
             .build()
-            .map_err(|e| fail(1, format!("cannot build HTTP client: {e}")))?;
+            .map_err(|e| fail(2, format!("cannot set up the HTTP client: {}", causes(&e))))?;
         Ok(Api {
             http,
             base: opts.server.trim_end_matches('/').to_owned(),
@@ -141,10 +141,12 @@ impl Api {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Res<reqwest::Response> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| fail(4, format!("cannot reach the server at {}: {e}", self.base)))?;
+        let resp = req.send().await.map_err(|e| {
+            fail(
+                4,
+                format!("cannot reach the server at {}: {}", self.base, causes(&e)),
+            )
+        })?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -159,7 +161,17 @@ impl Api {
         } else {
             1
         };
-        Err(fail(code, format!("{msg} (HTTP {})", status.as_u16())))
+        let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
+            "\nhint: give a token with --token or TEMPORA_TOKEN; a server's first start writes an \
+             admin token to <data-dir>/admin.token (used by itself from the folder holding \
+             ./tempora-data, for a server on this machine)"
+        } else {
+            ""
+        };
+        Err(fail(
+            code,
+            format!("{msg} (HTTP {}){hint}", status.as_u16()),
+        ))
     }
 
     pub(crate) async fn json(&self, req: reqwest::RequestBuilder) -> Res<Value> {
@@ -171,6 +183,22 @@ impl Api {
             .await
             .map_err(|e| fail(1, format!("invalid response from the server: {e}")))
     }
+}
+
+/// An error and its causes, `: `-separated (reqwest's own text hides why a TLS handshake or a
+/// connection failed: "error sending request").
+pub(crate) fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// Where a local server keeps its admin token by default.

@@ -558,6 +558,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(
         message = "tempora server started",
         listen = %args.listen,
+        tls = match (&args.tls_cert, &args.client_ca) {
+            (None, _) => "off",
+            (Some(_), None) => "on",
+            (Some(_), Some(_)) => "mutual",
+        },
         node = %node_id,
         store = store_kind,
         data_dir = %args.data_dir.display(),

@@ -94,8 +94,21 @@ impl ServerTls {
             "--tls-cert {}: no certificate in the file",
             self.cert.display()
         );
-        let key = PrivateKeyDer::from_pem_file(&self.key)
-            .with_context(|| format!("--tls-key {}", self.key.display()))?;
+        let key = PrivateKeyDer::from_pem_file(&self.key).with_context(|| {
+            format!(
+                "--tls-key {}: no usable private key (PEM) in the file",
+                self.key.display()
+            )
+        })?;
+        if let Ok(meta) = std::fs::metadata(&self.key) {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    message = "the TLS key file can be read by other users; make it 0600",
+                    path = %self.key.display()
+                );
+            }
+        }
         let builder = ServerConfig::builder();
         let builder = match &self.client_ca {
             Some(ca) => {

@@ -158,10 +158,12 @@ impl HttpSource {
         let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .default_headers(headers);
-        let http = tls
-            .apply(builder)?
-            .build()
-            .map_err(|e| format!("cannot create the HTTP client: {e}"))?;
+        let http = tls.apply(builder)?.build().map_err(|e| {
+            format!(
+                "cannot create the HTTP client: {}",
+                crate::client::causes(&e)
+            )
+        })?;
         // Workers start on different servers (by a hash of their id), spreading their requests
         // over the nodes.
         let first = info.id.bytes().fold(0usize, |h, b| {
@@ -223,7 +225,7 @@ impl HttpSource {
                     self.switch_to(start, idx);
                     return Ok(resp);
                 }
-                Err(e) => last = format!("{url}: {e}"),
+                Err(e) => last = format!("{url}: {}", crate::client::causes(&e)),
             }
             if n > 1 {
                 tracing::warn!(message = "server unavailable; trying the next", error = %last);

@@ -86,28 +86,59 @@ fn reserved_and_start_up_variables_are_refused() {
     );
     assert_eq!(st, 400, "{v}");
     assert_eq!(v["error"]["field"], "env.TEMPORA_RUN_ID");
-    // Start-up variables need an admin.
-    let (st, v) = s.send(
-        "POST",
-        "/api/v1/tokens",
-        &json!({"name": "oncall", "role": "operator"}).to_string(),
-    );
-    assert_eq!(st, 201, "{v}");
-    let operator = format!("Bearer {}", v["token"].as_str().unwrap());
+    // Overrides are an edit of the job for one run: an operator may trigger, not override
+    // (a program reads its variables and arguments: PERL5OPT, GIT_CONFIG_*, `bash -c …`).
+    let token = |name: &str, role: &str| {
+        let (st, v) = s.send(
+            "POST",
+            "/api/v1/tokens",
+            &json!({"name": name, "role": role}).to_string(),
+        );
+        assert_eq!(st, 201, "{v}");
+        format!("Bearer {}", v["token"].as_str().unwrap())
+    };
+    let (operator, editor) = (token("oncall", "operator"), token("deployer", "editor"));
     let url = format!("{}/api/v1/jobs/echo/runs", s.url());
-    for var in ["LD_PRELOAD", "BASH_ENV", "ENV", "LD_LIBRARY_PATH"] {
-        let (st, _, body) = common::request(
+    let trigger = |auth: &str, body: Value| {
+        let (st, _, text) = common::request(
             "POST",
             &url,
             &[
-                ("Authorization", &operator),
+                ("Authorization", auth),
                 ("Content-Type", "application/json"),
             ],
-            &json!({"env": {var: "/tmp/evil"}}).to_string(),
+            &body.to_string(),
         )
         .unwrap();
-        assert_eq!(st, 400, "{var}: {body}");
-        assert!(body.contains(&format!("env.{var}")), "{body}");
+        (st, text)
+    };
+    for body in [
+        json!({"env": {"PERL5OPT": "-Mstrict"}}),
+        json!({"env": {"GIT_CONFIG_COUNT": "1"}}),
+        json!({"arguments": ["-c", "id"]}),
+        json!({"arguments": []}),
+    ] {
+        let (st, text) = trigger(&operator, body.clone());
+        assert_eq!(st, 403, "{body}: {text}");
+        assert!(text.contains("editor"), "{text}");
+    }
+    // Even an editor may not set loader or shell start-up variables in a trigger (admin only),
+    // nor the ones tempora sets.
+    for var in [
+        "LD_PRELOAD",
+        "BASH_ENV",
+        "ENV",
+        "LD_LIBRARY_PATH",
+        "BASH_FUNC_x%%",
+        "SHELLOPTS",
+    ] {
+        let (st, text) = trigger(&editor, json!({"env": {var: "/tmp/evil"}}));
+        assert_eq!(st, 400, "{var}: {text}");
+        assert!(text.contains(&format!("env.{var}")), "{text}");
+    }
+    for var in ["CHRONOS_JOB_NAME", "MESOS_TASK_ID", "mesos_task_id", "HOST"] {
+        let (st, text) = trigger(&editor, json!({"env": {var: "x"}}));
+        assert_eq!(st, 400, "{var}: {text}");
     }
     assert!(s.runs("echo").is_empty(), "nothing was queued");
     // An admin may (it could write the job anyway); the run sees it.

@@ -704,11 +704,12 @@ fn a_session_leaves_its_audit_trail() {
         Some(&spec),
     );
     assert_eq!(st, 201);
+    // Overrides need an editor.
     let (st, _, run) = call(
         &s,
         "POST",
         "/api/v1/jobs/audited/runs",
-        Some(&operator),
+        Some(&editor),
         Some(&json!({"env": {"MODE": "secret-value"}, "arguments": ["a", "b"]})),
     );
     assert_eq!(st, 201, "{run}");
@@ -765,7 +766,7 @@ fn a_session_leaves_its_audit_trail() {
         .collect();
     let want = [
         ("job.put", "deployer", "editor"),
-        ("job.trigger", "oncall", "operator"),
+        ("job.trigger", "deployer", "editor"),
         ("run.cancel", "oncall", "operator"),
         ("job.pause", "oncall", "operator"),
         ("job.delete", "deployer", "editor"),
@@ -814,7 +815,10 @@ fn a_session_leaves_its_audit_trail() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(
-        text.contains("job.trigger") && text.contains("oncall") && text.contains("job.delete"),
+        text.contains("job.trigger")
+            && text.contains("oncall")
+            && text.contains("job.delete")
+            && text.contains("env: MODE"),
         "{text}"
     );
 }

@@ -260,6 +260,8 @@ fn https_with_client_certificates_for_cli_worker_and_reload() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("certificate"), "the reason is shown: {err}");
     // A worker over HTTPS with its client certificate runs the job.
     let wlog = std::fs::File::create(d.join("worker.log")).unwrap();
     let _worker = Proc(

@@ -264,11 +264,12 @@ fn check_map(
                 "environment variable names must not contain '=' or NUL",
             ));
         }
-        if env && k.starts_with(RESERVED_ENV_PREFIX) {
+        if env && is_reserved_variable(k) {
             return Err(ValidationError::new(
                 f,
                 "invalid_value",
-                format!("`{RESERVED_ENV_PREFIX}*` variables are set by tempora for every run"),
+                "tempora sets this variable for every run (`TEMPORA_*`, `CHRONOS_*`, \
+                 `MESOS_TASK_ID`); a job or a trigger cannot",
             ));
         }
         check_text(&f, k, 256)?;
@@ -279,6 +280,14 @@ fn check_map(
 
 /// Prefix of the variables tempora sets for every run; a job or a trigger cannot set them.
 pub const RESERVED_ENV_PREFIX: &str = "TEMPORA_";
+
+/// Whether tempora sets this variable for every run (so that a job or a trigger may not):
+/// `TEMPORA_*`, `CHRONOS_*` and the Mesos task id.
+pub fn is_reserved_variable(name: &str) -> bool {
+    name.starts_with(RESERVED_ENV_PREFIX)
+        || name.starts_with("CHRONOS_")
+        || name.eq_ignore_ascii_case("MESOS_TASK_ID")
+}
 
 /// Whether a variable changes how the dynamic loader or the shell starts (`LD_*`, `BASH_ENV`,
 /// `ENV`, `BASH_FUNC_*`, `SHELLOPTS`): setting one runs code of the setter's choosing in a job
@@ -298,6 +307,13 @@ pub fn validate_trigger(
     privileged: bool,
 ) -> Result<(), ValidationError> {
     check_map("env", env, true)?;
+    if let Some(k) = env.keys().find(|k| k.as_str() == "HOST") {
+        return Err(ValidationError::new(
+            format!("env.{k}"),
+            "invalid_value",
+            "tempora sets HOST for every run (the worker's host name)",
+        ));
+    }
     if !privileged && let Some(k) = env.keys().find(|k| is_startup_variable(k)) {
         return Err(ValidationError::new(
             format!("env.{k}"),

@@ -8,23 +8,24 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
+use axum::{Extension, Json, Router};
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use tempora_core::auth::Role;
 use tempora_core::chronos::{self, Counters, Endpoint, TaskId};
 use tempora_core::job::{JobSpec, ValidationError};
 use tempora_core::run::{Run, RunOverrides, RunState};
 use tempora_store::{JobRecord, PutMode, Store, StoreError};
 
 use crate::AppState;
+use crate::auth::{AuditNote, Caller};
 use crate::error::ApiError;
 
 /// Runs looked at for statistics (per job).
@@ -334,9 +335,10 @@ struct StartQuery {
 /// (with `;` removed) are appended to the command; otherwise they replace the job's arguments.
 async fn start(
     State(s): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     q: Result<Query<StartQuery>, axum::extract::rejection::QueryRejection>,
-) -> ChronosResult<StatusCode> {
+) -> ChronosResult<Response> {
     let Query(q) = q.map_err(|e| ChronosError::bad(e.body_text()))?;
     let rec = job_or_400(s.store.as_ref(), &name).await?;
     let args = q
@@ -344,6 +346,22 @@ async fn start(
         .as_deref()
         .map(chronos::clean_arguments)
         .filter(|a| !a.trim().is_empty());
+    // Arguments can make an interpreter run anything (`-c id`): an editor's power.
+    if args.is_some() && !caller.role.allows(Role::Editor) {
+        return Err(ChronosError {
+            status: StatusCode::FORBIDDEN,
+            message: format!(
+                "a start with `arguments` needs role `editor`; token `{}` has role `{}`",
+                caller.name, caller.role
+            ),
+        });
+    }
+    let note = AuditNote {
+        detail: args
+            .as_deref()
+            .map(|a| format!("arguments: {}", a.split_whitespace().count())),
+        ..AuditNote::default()
+    };
     if args.as_deref().is_some_and(|a| a.contains('\0')) {
         return Err(ChronosError::bad("arguments must not contain NUL"));
     }
@@ -364,7 +382,7 @@ async fn start(
         .await?;
     s.work_ready.notify_one();
     tracing::info!(message = "run triggered (Chronos API)", job = %name, run_id = run.id, state = %run.state);
-    Ok(StatusCode::NO_CONTENT)
+    Ok(note.attach(StatusCode::NO_CONTENT))
 }
 
 /// `DELETE /scheduler/job/{name}`: Chronos rewires the children first. A dependent job's

@@ -80,6 +80,19 @@ pub async fn trigger(
     if validate_name(&name).is_err() {
         return Err(ApiError::not_found(format!("job `{name}` not found")));
     }
+    // Other variables or arguments for one run are an edit of the job for that run: the
+    // program reads them (PERL5OPT, GIT_CONFIG_*, `bash -c …`), so they can run anything, and
+    // need the role that may edit the job.
+    if (!body.env.is_empty() || body.arguments.is_some()) && !caller.role.allows(Role::Editor) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "a trigger with `env` or `arguments` needs role `editor`; token `{}` has role `{}` (a plain trigger needs `operator`)",
+                caller.name, caller.role
+            ),
+        ));
+    }
     tempora_core::job::validate_trigger(
         &body.env,
         body.arguments.as_deref(),
