@@ -2,7 +2,7 @@
 //! HTTPS that requires client certificates (mutual TLS), the CLI and a `tempora worker` over
 //! `https://` with `--ca-cert` and client certificates, certificate reload on SIGHUP, and a
 //! two-node cluster whose PostgreSQL accepts only TLS connections (`hostssl`), checked with
-//! `sslmode=verify-full`.
+//! `sslmode=verify-full`, with a worker and the CLI over `https://`.
 
 mod common;
 
@@ -367,8 +367,16 @@ fn cluster_reaches_a_tls_only_postgres_with_verify_full() {
     ];
     let auth = format!("Authorization: Bearer {}", common::admin_token());
     let client = ["--cacert", ca.as_str(), "-H", auth.as_str()];
+    // The nodes run no jobs themselves: a `tempora worker` over HTTPS does.
     let node = |id: &str| {
-        let mut args: Vec<&str> = vec!["--database-url", &tls_url, "--node-id", id];
+        let mut args: Vec<&str> = vec![
+            "--database-url",
+            &tls_url,
+            "--node-id",
+            id,
+            "--local-slots",
+            "0",
+        ];
         args.extend(https.iter().map(String::as_str));
         server(d, &args, &client)
     };
@@ -391,25 +399,63 @@ fn cluster_reaches_a_tls_only_postgres_with_verify_full() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("PostgreSQL"), "{err}");
     }
-    // A job written through one node runs, and both nodes see it.
-    let put = format!("{base_a}/api/v1/jobs/secure");
-    let mut a: Vec<&str> = client.to_vec();
-    a.extend([
-        "-X",
-        "PUT",
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        r#"{"command": "echo ok"}"#,
-        &put,
+    let wlog = std::fs::File::create(d.join("cluster-worker.log")).unwrap();
+    let _worker = Proc(
+        Command::new(common::bin())
+            .args([
+                "worker",
+                "--worker-id",
+                "tls-w",
+                "--server",
+                &base_a,
+                "--server",
+                &base_b,
+            ])
+            .args(["--token", common::admin_token(), "--ca-cert", &ca])
+            .stdout(wlog.try_clone().unwrap())
+            .stderr(wlog)
+            .spawn()
+            .unwrap(),
+    );
+    // A job written with the CLI through one node, triggered through the other, runs on the
+    // worker.
+    let job = d.join("secure.json");
+    std::fs::write(
+        &job,
+        json!({"name": "secure", "command": "echo ok"}).to_string(),
+    )
+    .unwrap();
+    let out = cli(&[
+        "job",
+        "put",
+        job.to_str().unwrap(),
+        "--server",
+        &base_a,
+        "--ca-cert",
+        &ca,
     ]);
-    assert_eq!(curl(&a).0, 201);
-    let trigger = format!("{base_b}/api/v1/jobs/secure/runs");
-    let mut t: Vec<&str> = client.to_vec();
-    t.extend(["-X", "POST", &trigger]);
-    let (st, body) = curl(&t);
-    assert_eq!(st, 201, "{body}");
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&[
+        "job",
+        "run",
+        "secure",
+        "--server",
+        &base_b,
+        "--ca-cert",
+        &ca,
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = serde_json::from_slice::<Value>(&out.stdout).unwrap()["id"]
         .as_i64()
         .unwrap();
     let run_url = format!("{base_a}/api/v1/runs/{id}");
@@ -419,9 +465,11 @@ fn cluster_reaches_a_tls_only_postgres_with_verify_full() {
         g.push(&run_url);
         let v: Value = serde_json::from_str(&curl(&g).1).unwrap_or(Value::Null);
         if v["state"] == "succeeded" {
+            assert_eq!(v["worker"], "tls-w");
             break;
         }
-        assert!(Instant::now() < deadline, "run {v}");
+        let wl = std::fs::read_to_string(d.join("cluster-worker.log")).unwrap_or_default();
+        assert!(Instant::now() < deadline, "run {v}\nworker log:\n{wl}");
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(
