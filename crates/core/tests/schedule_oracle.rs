@@ -576,6 +576,10 @@ fn errors_name_the_field() {
         ("@every 0s", "@every"),
         ("@at tomorrow", "@at"),
         ("R/2026-01-01T00:00:00Z/P0D", "period"),
+        // Shorter than a second: a busy loop, refused in every form.
+        ("R/2020-01-01T00:00:00Z/PT0.000000001S", "1 second"),
+        ("R/2020-01-01T00:00:00Z/PT0.5S", "1 second"),
+        ("@every 500ms", "at least 1s"),
         ("R5/garbage/PT1M", "start"),
     ] {
         let e = Schedule::parse(expr).unwrap_err();

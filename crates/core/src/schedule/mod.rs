@@ -299,6 +299,23 @@ fn parse_iso(e: &str) -> Result<Kind, ScheduleError> {
             parts[2]
         )));
     }
+    // Below a second, a schedule is a busy loop (`PT0.000000001S` would keep the planner busy
+    // walking occurrences): every schedule form fires at most once a second.
+    let calendar = period.get_years() != 0
+        || period.get_months() != 0
+        || period.get_weeks() != 0
+        || period.get_days() != 0;
+    if !period.is_zero()
+        && !calendar
+        && period
+            .total(jiff::Unit::Second)
+            .is_ok_and(|secs| secs < 1.0)
+    {
+        return Err(err(format!(
+            "invalid period `{}`: the shortest period is 1 second",
+            parts[2]
+        )));
+    }
     Ok(Kind::Iso(Box::new(Iso {
         count,
         start,
