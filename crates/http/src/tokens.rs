@@ -137,6 +137,7 @@ pub async fn create(
             },
             other => other.into(),
         })?;
+    state.auth_cache.tokens_changed();
     tracing::info!(message = "token created", id = %record.id, name = %record.name, role = %record.role);
     let note = AuditNote {
         detail: Some(format!(
@@ -170,7 +171,10 @@ pub async fn revoke(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
 ) -> ApiResult<Response> {
-    let record = state.store.revoke_token(&key, Timestamp::now()).await?;
+    let record = state.store.revoke_token(&key, Timestamp::now()).await;
+    // Emptied whatever the outcome: nothing stale survives a revocation attempt.
+    state.auth_cache.tokens_changed();
+    let record = record?;
     tracing::info!(message = "token revoked", id = %record.id, name = %record.name);
     let note = AuditNote {
         detail: Some(format!(
@@ -225,6 +229,11 @@ pub async fn audit(
     if q.job.as_ref().is_some_and(|j| j.len() > 200) {
         return Err(ApiError::field("invalid_query", "job", "job name too long"));
     }
+    // Read your writes: the entries of changes this node just answered are written first.
+    state
+        .auth_cache
+        .audit_written(std::time::Duration::from_secs(2))
+        .await;
     let entries = state
         .store
         .list_audit(AuditQuery {

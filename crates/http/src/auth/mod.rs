@@ -19,6 +19,7 @@ pub mod table;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use jiff::Timestamp;
 use tempora_core::auth::{Role, token_hash};
-use tempora_store::NewAudit;
+use tempora_store::{NewAudit, StoreResult, TokenRecord};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -104,9 +105,53 @@ pub fn with_spec_note(res: impl IntoResponse, spec: &tempora_core::job::JobSpec)
 pub struct AuthCache {
     touched: Mutex<HashMap<String, Instant>>,
     bindings: Mutex<HashMap<String, (String, Instant)>>,
+    /// Tokens found by hash, kept only for an embedded (SQLite) store, whose tokens change
+    /// only through this process: every change empties it ([`AuthCache::tokens_changed`]), so
+    /// a revocation still holds at once. A cluster's nodes read the database every time.
+    tokens: Mutex<HashMap<String, TokenRecord>>,
+    /// Audit entries of this node not yet written, and a wake-up when one is.
+    audit_pending: AtomicUsize,
+    audit_done: tokio::sync::Notify,
 }
 
 impl AuthCache {
+    /// Wait (up to `within`) until the audit entries of changes this node has answered are
+    /// written.
+    pub async fn audit_written(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.audit_pending.load(Ordering::SeqCst) > 0 {
+            let notified = self.audit_done.notified();
+            if self.audit_pending.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Forget the tokens found so far (a token was made or revoked on this node).
+    pub fn tokens_changed(&self) {
+        if let Ok(mut m) = self.tokens.lock() {
+            m.clear();
+        }
+    }
+
+    async fn token(&self, state: &AppState, hash: &str) -> StoreResult<Option<TokenRecord>> {
+        let local = state.store_kind == "sqlite";
+        if local && let Some(t) = self.tokens.lock().ok().and_then(|m| m.get(hash).cloned()) {
+            return Ok(Some(t));
+        }
+        let found = state.store.token_by_hash(hash).await?;
+        if local
+            && let Some(t) = &found
+            && let Ok(mut m) = self.tokens.lock()
+        {
+            m.insert(hash.to_owned(), t.clone());
+        }
+        Ok(found)
+    }
+
     /// Remember that `worker` is bound to `token_id` (after a registration on this node).
     pub fn remember_binding(&self, worker: &str, token_id: &str) {
         if let Ok(mut m) = self.bindings.lock() {
@@ -319,7 +364,7 @@ async fn check(
         Err(why) => return Err(unauthorized(path, format!("malformed credential: {why}"))),
     };
     let now = Timestamp::now();
-    let record = match state.store.token_by_hash(&token_hash(&token)).await {
+    let record = match state.auth_cache.token(state, &token_hash(&token)).await {
         Ok(Some(r)) if r.active(now) => r,
         Ok(_) => {
             return Err(unauthorized(
@@ -462,9 +507,27 @@ pub async fn authenticate(
             detail: note.detail,
             status: res.status().as_u16(),
         };
-        if let Err(e) = state.store.append_audit(entry.clone()).await {
-            tracing::error!(message = "cannot write the audit log", error = %e, action = %entry.action, target = %entry.target);
-        }
+        // Written right after the answer, behind the change in the store's queue: waiting for a
+        // second commit cost a fifth of the triggers a client could send on SQLite. Readers of
+        // the audit log on this node wait for these writes (`AuthCache::audit_written`), so an
+        // admin still reads a change's entry right after it. A crash in that instant can lose
+        // the entry, not the change.
+        let store = state.store.clone();
+        let cache = state.clone();
+        cache
+            .auth_cache
+            .audit_pending
+            .fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            if let Err(e) = store.append_audit(entry.clone()).await {
+                tracing::error!(message = "cannot write the audit log", error = %e, action = %entry.action, target = %entry.target);
+            }
+            cache
+                .auth_cache
+                .audit_pending
+                .fetch_sub(1, Ordering::SeqCst);
+            cache.auth_cache.audit_done.notify_waiters();
+        });
     }
     res
 }
