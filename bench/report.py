@@ -32,7 +32,8 @@ END = "<!-- performance:end -->"
 def run(args, env=None, cluster=False):
     """Run one benchmark; return its --json object (the last JSON line it printed)."""
     cmd = ([os.path.join(ROOT, "bench", "cluster.sh")] if cluster else [BENCH]) + args + ["--json"]
-    full_env = dict(os.environ, **(env or {}))
+    # No backtraces: a failure's message is what the output should show.
+    full_env = dict(os.environ, RUST_BACKTRACE="0", **(env or {}))
     print("$", " ".join(f"{k}={v}" for k, v in (env or {}).items()), " ".join(cmd), file=sys.stderr, flush=True)
     p = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True)
     sys.stderr.write(p.stdout)

@@ -103,9 +103,11 @@ pub async fn ensure_token(c: &Conn, t: &NewToken) -> TxResult<bool> {
     if by(c, "hash", &t.hash).await?.is_some() {
         return Ok(false);
     }
+    // Never the same token: nodes starting together with one file each run this at once, and
+    // under READ COMMITTED one node's UPDATE sees the row another node has just inserted.
     c.execute(
-        "UPDATE tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
-        &[&t.name, &us(t.created_at)],
+        "UPDATE tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL AND hash <> $3",
+        &[&t.name, &us(t.created_at), &t.hash],
     )
     .await?;
     Ok(insert(c, t).await? == 1)

@@ -154,6 +154,47 @@ async fn concurrent_creates_of_one_job_succeed_once() {
     assert_eq!(created, 1);
 }
 
+/// Nodes starting together, each with the same admin token file, store it once and leave it
+/// working (a node's "revoke the old `admin` token" once revoked the token another node had just
+/// stored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_ensuring_one_token_together_leave_it_active() {
+    use tempora_core::auth::{Role, token_hash};
+    for round in 0..10 {
+        let (_, stores) = nodes(4).await;
+        let now = Timestamp::from_second(1_700_000_000).expect("ts");
+        let secret = format!("the-admin-token-of-round-{round}");
+        let mut tasks = Vec::new();
+        for (i, s) in stores.iter().enumerate() {
+            let s = s.clone();
+            let token = tempora_store::NewToken {
+                id: format!("tok_node{i}"),
+                name: "admin".into(),
+                role: Role::Admin,
+                hash: token_hash(&secret),
+                created_at: now,
+                expires_at: None,
+                created_by: None,
+            };
+            tasks.push(tokio::spawn(async move { s.ensure_token(token).await }));
+        }
+        let mut stored = 0;
+        for t in tasks {
+            stored += usize::from(t.await.expect("task").expect("ensure"));
+        }
+        assert_eq!(stored, 1, "round {round}");
+        let t = stores[0]
+            .token_by_hash(&token_hash(&secret))
+            .await
+            .expect("read")
+            .expect("stored");
+        assert!(
+            t.active(now),
+            "round {round}: the admin token was revoked: {t:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn migrations_are_idempotent_and_safe_to_race() {
     let url = support::fresh_database().await;

@@ -86,10 +86,12 @@ pub fn ensure_token(c: &Connection, t: &NewToken) -> StoreResult<bool> {
     if by(c, "hash", &t.hash)?.is_some() {
         return Ok(false);
     }
-    c.prepare_cached("UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL")
-        .map_err(db)?
-        .execute(params![t.name, us(t.created_at)])
-        .map_err(db)?;
+    c.prepare_cached(
+        "UPDATE tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL AND hash <> ?3",
+    )
+    .map_err(db)?
+    .execute(params![t.name, us(t.created_at), t.hash])
+    .map_err(db)?;
     Ok(insert(c, t).map_err(db)? == 1)
 }
 
