@@ -1,4 +1,4 @@
-//! The server's TOML configuration file (DESIGN.md §4.4): flags > environment (`TEMPORA_*`) >
+//! The server's TOML configuration file: flags > environment (`TEMPORA_*`) >
 //! config file > defaults.
 //!
 //! `--config FILE` (or `TEMPORA_CONFIG`) names the file. Each key is the flag's name with `_`

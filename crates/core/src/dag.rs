@@ -1,4 +1,4 @@
-//! Dependent jobs (DESIGN.md §3.6): the job graph's pure parts — cycle detection and readiness.
+//! Dependent jobs: the job graph's pure parts — cycle detection and readiness.
 //!
 //! A child runs once every parent has succeeded (or failed with `soft_error`) since the child's
 //! last dependency-triggered run; the store keeps that progress so a restart never loses it.

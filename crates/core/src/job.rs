@@ -1,4 +1,4 @@
-//! The job specification (DESIGN.md §3.1) and its validation.
+//! The job specification and its validation.
 //!
 //! [`JobSpec`] is what users write (API body, job file). It is deserialized strictly: unknown
 //! fields are refused, so a typo never silently drops a setting. [`JobSpec::validate`] checks
@@ -19,8 +19,7 @@ pub const MAX_COMMAND_LEN: usize = 65_536;
 /// Highest accepted `retries`.
 pub const MAX_RETRIES: u32 = 1_000;
 
-/// What happens when an occurrence fires while an earlier run of the job is still active
-/// (DESIGN.md §3.5).
+/// What happens when an occurrence fires while an earlier run of the job is still active.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Concurrency {
@@ -35,7 +34,7 @@ pub enum Concurrency {
     Queue,
 }
 
-/// What happens to occurrences missed during downtime or failover (DESIGN.md §3.4).
+/// What happens to occurrences missed during downtime or failover.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Misfire {
@@ -85,7 +84,7 @@ pub struct TimerSpec {
     pub epsilon: Duration,
 }
 
-/// A job as users define it. Field names and defaults follow DESIGN.md §3.1.
+/// A job as users define it. Field names and defaults are the README's job table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {

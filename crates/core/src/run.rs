@@ -1,4 +1,4 @@
-//! Runs (DESIGN.md §3.3): one attempt of one occurrence of a job, and its state machine.
+//! Runs: one attempt of one occurrence of a job, and its state machine.
 
 use std::collections::BTreeMap;
 use std::fmt;

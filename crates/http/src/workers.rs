@@ -1,4 +1,4 @@
-//! The remote worker protocol under `/api/v1/workers` (DESIGN.md §2, §3.7): `tempora worker`
+//! The remote worker protocol under `/api/v1/workers`: `tempora worker`
 //! agents register, claim runs with a long poll, renew their leases by heartbeat, ship output
 //! while a run goes and report results. The server keeps no per-worker session: every request
 //! names its worker, so a worker may fail over to any node at any time.

@@ -677,7 +677,7 @@ pub fn compute_cursor(
     Ok(next)
 }
 
-/// Environment variables a run's process sees (DESIGN.md §3.3), besides the job's own `env` and
+/// Environment variables a run's process sees, besides the job's own `env` and
 /// the trigger's overrides: `TEMPORA_*` and the Chronos ones (set last, so a job's `env` cannot
 /// override them, as in Chronos).
 pub fn run_environment(run: &Run, spec: &JobSpec) -> Vec<(String, String)> {

@@ -1,4 +1,4 @@
-//! Schedules: parsing every form DESIGN.md §3.2 names, and the next-fire-time math.
+//! Schedules: parsing every form tempora accepts, and the next-fire-time math.
 //!
 //! Forms: Unix cron (5 fields, cronie), Quartz (6–7 fields), macros (`@hourly`…), `@every
 //! <duration>` (from the job's creation), `@at <timestamp>` (once), ISO 8601 `R[n]/[start]/period`.
