@@ -657,13 +657,22 @@ pub async fn run(bin: &Path, o: &HistoryOpts, print_json: bool) -> anyhow::Resul
             tokio::time::sleep(step.saturating_sub(t.elapsed())).await;
         }
         stop(server).await?;
-        let slots = ["--local-slots".to_owned(), "256".to_owned()];
+        // The seeded runs are old: keep them all in the control window, and in the retention
+        // window let `--keep-runs` alone decide.
+        let slots = [
+            "--local-slots".to_owned(),
+            "256".to_owned(),
+            "--keep-days".to_owned(),
+            "0".to_owned(),
+        ];
         println!(
             "control: {} jobs @every 1s for {} s, no retention",
             o.lag_jobs,
             o.window.as_secs()
         );
-        let (s1, _) = start(bin, &data, &log, &slots, &http).await?;
+        let mut control_flags = slots.to_vec();
+        control_flags.extend(["--keep-runs".to_owned(), "0".to_owned()]);
+        let (s1, _) = start(bin, &data, &log, &control_flags, &http).await?;
         let (control, exp0) = lag_window(&http, &s1.base, o.lag_jobs, o.window).await?;
         stop(s1).await?;
         let ((f0j, f0l), (s0j, s0l)) = lags(&control);

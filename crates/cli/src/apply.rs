@@ -415,14 +415,21 @@ pub async fn export(args: ExportArgs, opts: ClientOpts) -> Res<()> {
             print!("{text}");
         }
         Some(dir) => {
-            std::fs::create_dir_all(&dir)
+            use std::io::Write;
+            use std::os::unix::fs::DirBuilderExt;
+            // Job files are the server's configuration: readable by their owner only.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
                 .map_err(|e| fail(2, format!("cannot create {}: {e}", dir.display())))?;
             for j in &jobs {
                 let name = j["name"].as_str().unwrap_or("job");
                 let path = dir.join(format!("{name}.yaml"));
                 let text = serde_yaml_ng::to_string(j)
                     .map_err(|e| fail(1, format!("cannot encode YAML: {e}")))?;
-                std::fs::write(&path, text)
+                crate::client::create_private(&path)?
+                    .write_all(text.as_bytes())
                     .map_err(|e| fail(2, format!("cannot write {}: {e}", path.display())))?;
             }
             eprintln!("exported {} job(s) to {}", jobs.len(), dir.display());

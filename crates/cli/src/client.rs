@@ -140,7 +140,7 @@ impl Api {
         format!("{}{path}", self.base)
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Res<reqwest::Response> {
+    pub(crate) async fn send(&self, req: reqwest::RequestBuilder) -> Res<reqwest::Response> {
         let resp = req.send().await.map_err(|e| {
             fail(
                 4,
@@ -265,6 +265,23 @@ fn listener_owned_by(port: u16, uid: u32) -> bool {
         }
     }
     found
+}
+
+/// Create (or truncate) a file only its owner can read and write (0600): exports and backups
+/// hold what the server keeps from other users.
+pub(crate) fn create_private(path: &std::path::Path) -> Res<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| fail(2, format!("cannot create {}: {e}", path.display())))?;
+    // A file that existed keeps its old mode through `open`.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| fail(2, format!("cannot restrict {}: {e}", path.display())))?;
+    Ok(f)
 }
 
 pub(crate) fn runtime() -> Res<tokio::runtime::Runtime> {

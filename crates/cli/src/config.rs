@@ -3,7 +3,7 @@
 //!
 //! `--config FILE` (or `TEMPORA_CONFIG`) names the file. Each key is the flag's name with `_`
 //! for `-` (`data_dir`, `listen`, `local_slots`, `local_labels`, `node_id`, `log_format`, `shutdown_grace`,
-//! `kill_grace`, `lease_ttl`, `max_log_bytes`, `sqlite_cache_mib`, `database_url`, `leader_lease_ttl`,
+//! `kill_grace`, `lease_ttl`, `max_log_bytes`, `sqlite_cache_mib`, `sqlite_synchronous`, `database_url`, `leader_lease_ttl`,
 //! `leader_renew_every`, `no_leader`, `claim_poll_every`, `database_pool_size`,
 //! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`, `admin_token_file`,
 //! `cors_origin`, `allowed_host`, `metrics_public`, `pass_env`, `tls_cert`, `tls_key`,
@@ -14,7 +14,7 @@
 use std::ffi::OsString;
 
 /// Keys the file may hold, with their environment variables.
-const KEYS: [(&str, &str); 29] = [
+const KEYS: [(&str, &str); 30] = [
     ("data_dir", "TEMPORA_DATA_DIR"),
     ("listen", "TEMPORA_LISTEN"),
     ("local_slots", "TEMPORA_LOCAL_SLOTS"),
@@ -26,6 +26,7 @@ const KEYS: [(&str, &str); 29] = [
     ("lease_ttl", "TEMPORA_LEASE_TTL"),
     ("max_log_bytes", "TEMPORA_MAX_LOG_BYTES"),
     ("sqlite_cache_mib", "TEMPORA_SQLITE_CACHE_MIB"),
+    ("sqlite_synchronous", "TEMPORA_SQLITE_SYNCHRONOUS"),
     ("database_url", "TEMPORA_DATABASE_URL"),
     ("leader_lease_ttl", "TEMPORA_LEADER_LEASE_TTL"),
     ("leader_renew_every", "TEMPORA_LEADER_RENEW_EVERY"),

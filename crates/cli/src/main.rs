@@ -8,6 +8,7 @@
 
 mod access;
 mod apply;
+mod backup;
 mod client;
 mod config;
 mod server;
@@ -103,6 +104,14 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: access::AuditCommand,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Save a consistent copy of a running server's SQLite store to FILE (admin; for a
+    /// PostgreSQL cluster use pg_dump).
+    Backup {
+        #[command(flatten)]
+        args: backup::BackupArgs,
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -229,6 +238,9 @@ fn main() -> ExitCode {
         Command::Run { command, opts } => client::run_run(command, opts),
         Command::Token { command, opts } => access::run_token(command, opts),
         Command::Audit { command, opts } => access::run_audit(command, opts),
+        Command::Backup { args, opts } => {
+            client::finish(client::runtime().and_then(|rt| rt.block_on(backup::backup(args, opts))))
+        }
         Command::Apply { args, opts } => {
             client::finish(client::runtime().and_then(|rt| rt.block_on(apply::apply(args, opts))))
         }

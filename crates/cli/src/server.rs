@@ -74,6 +74,11 @@ pub struct ServerArgs {
     /// off once the cache is full; a larger cache helps only databases far bigger than it.
     #[arg(long, env = "TEMPORA_SQLITE_CACHE_MIB", value_name = "MIB", default_value_t = tempora_store_sqlite::DEFAULT_CACHE_MIB, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub sqlite_cache_mib: u32,
+    /// SQLite durability (SQLite only): `full` (default) syncs every commit to disk; `normal`
+    /// syncs at checkpoints only — faster, but a power loss may lose the last commits, and an
+    /// occurrence fired in them may then run twice.
+    #[arg(long, env = "TEMPORA_SQLITE_SYNCHRONOUS", value_name = "full|normal", default_value = "full", value_parser = parse_synchronous)]
+    pub sqlite_synchronous: tempora_store_sqlite::Synchronous,
     /// PostgreSQL URL (`postgres://user:pass@host:5432/db`): run as a node of a cluster sharing
     /// this database instead of the embedded SQLite store in `--data-dir`.
     #[arg(long, env = "TEMPORA_DATABASE_URL", hide_env_values = true)]
@@ -99,15 +104,15 @@ pub struct ServerArgs {
     /// runs locally only if these labels satisfy it.
     #[arg(long, env = "TEMPORA_LOCAL_LABELS", default_value = "", value_parser = parse_labels)]
     pub local_labels: BTreeMap<String, String>,
-    /// Keep only the newest N finished runs of each job (default: keep every run). Older
-    /// finished runs and their output are deleted in the background by the leader; queued and
-    /// running runs, and each job's newest finished run, are never deleted.
-    #[arg(long, env = "TEMPORA_KEEP_RUNS", value_name = "N", allow_hyphen_values = true, value_parser = parse_keep_runs)]
-    pub keep_runs: Option<u32>,
-    /// Delete finished runs that ended more than D days ago (default: keep every run). With
-    /// `--keep-runs` too, a run goes when either limit says so.
-    #[arg(long, env = "TEMPORA_KEEP_DAYS", value_name = "D", allow_hyphen_values = true, value_parser = parse_keep_days)]
-    pub keep_days: Option<u32>,
+    /// Keep only the newest N finished runs of each job; 0 keeps every run. Older finished
+    /// runs and their output are deleted in the background by the leader; queued and running
+    /// runs, and each job's newest finished run, are never deleted.
+    #[arg(long, env = "TEMPORA_KEEP_RUNS", value_name = "N", default_value = "100", allow_hyphen_values = true, value_parser = parse_keep)]
+    pub keep_runs: u32,
+    /// Delete finished runs that ended more than D days ago (and audit entries as old); 0
+    /// keeps them. With `--keep-runs` too, a run goes when either limit says so.
+    #[arg(long, env = "TEMPORA_KEEP_DAYS", value_name = "D", default_value = "30", allow_hyphen_values = true, value_parser = parse_keep)]
+    pub keep_days: u32,
     /// Pause between two retention passes (with `--keep-runs` or `--keep-days`).
     #[arg(long, env = "TEMPORA_RETENTION_EVERY", default_value = "60s", value_parser = parse_duration)]
     pub retention_every: Duration,
@@ -198,14 +203,20 @@ fn parse_positive(s: &str, unit: &str) -> Result<u32, String> {
     }
 }
 
-/// `--keep-runs`: 1 or more.
-fn parse_keep_runs(s: &str) -> Result<u32, String> {
-    parse_positive(s, "runs").map_err(|e| format!("{e}; leave the flag out to keep every run"))
+/// `--sqlite-synchronous`.
+fn parse_synchronous(s: &str) -> Result<tempora_store_sqlite::Synchronous, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "full" => Ok(tempora_store_sqlite::Synchronous::Full),
+        "normal" => Ok(tempora_store_sqlite::Synchronous::Normal),
+        _ => Err("expected `full` or `normal`".to_owned()),
+    }
 }
 
-/// `--keep-days`: 1 or more.
-fn parse_keep_days(s: &str) -> Result<u32, String> {
-    parse_positive(s, "days").map_err(|e| format!("{e}; leave the flag out to keep every run"))
+/// `--keep-runs` / `--keep-days`: a whole number, 0 = no limit.
+fn parse_keep(s: &str) -> Result<u32, String> {
+    s.trim()
+        .parse::<u32>()
+        .map_err(|_| "expected a whole number (0 turns this limit off)".to_owned())
 }
 
 /// `--retention-batch`: 1 or more.
@@ -395,8 +406,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         ),
         None => (
             Arc::new(
-                SqliteStore::open_with_cache(&args.data_dir, options, args.sqlite_cache_mib)
-                    .context("cannot open the store")?,
+                SqliteStore::open_tuned(
+                    &args.data_dir,
+                    options,
+                    tempora_store_sqlite::SqliteTuning {
+                        cache_mib: args.sqlite_cache_mib,
+                        synchronous: args.sqlite_synchronous,
+                    },
+                )
+                .context("cannot open the store")?,
             ),
             "sqlite",
         ),
@@ -478,8 +496,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         shutdown.child_token(),
     ));
     let retention = Retention {
-        keep_runs: args.keep_runs,
-        keep_days: args.keep_days,
+        keep_runs: (args.keep_runs > 0).then_some(args.keep_runs),
+        keep_days: (args.keep_days > 0).then_some(args.keep_days),
     };
     if args.retention_every.is_zero() {
         anyhow::bail!("--retention-every must be longer than 0s");
@@ -569,6 +587,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         local_slots = args.local_slots,
         keep_runs = args.keep_runs,
         keep_days = args.keep_days,
+        sqlite_synchronous = match (store_kind, args.sqlite_synchronous) {
+            ("sqlite", tempora_store_sqlite::Synchronous::Full) => "full",
+            ("sqlite", tempora_store_sqlite::Synchronous::Normal) => "normal",
+            _ => "-",
+        },
         version = env!("CARGO_PKG_VERSION"),
     );
     let http_shutdown = shutdown.clone();
@@ -605,6 +628,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!(message = "shutting down: no new runs are claimed");
     shutdown.cancel();
+    exit_if_shutdown_hangs(args.shutdown_grace + args.kill_grace + SHUTDOWN_SLACK);
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!(message = "second signal: exiting at once");
+        std::process::exit(130);
+    });
     if let Err(e) = sched_task.await {
         tracing::warn!(message = "scheduler task failed", error = %e);
     }
@@ -627,6 +656,28 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     }
     tracing::info!(message = "tempora server stopped");
     Ok(())
+}
+
+/// Time beyond the shutdown and kill graces a stopping server may take (closing connections,
+/// giving up the lease) before it exits anyway.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(5);
+
+/// Exit the process if shutdown has not finished within `limit`. A plain thread, not a task:
+/// it works even if every runtime thread is stuck.
+fn exit_if_shutdown_hangs(limit: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("shutdown-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(limit);
+            tracing::error!(
+                message = "shutdown did not finish in time; exiting",
+                limit_ms = limit.as_millis() as u64
+            );
+            std::process::exit(1);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(message = "cannot start the shutdown watchdog", error = %e);
+    }
 }
 
 /// Make sure the admin token of `file` is in the store, or make the first one (see

@@ -366,24 +366,52 @@ impl RunSource for HttpSource {
     }
 
     async fn finish(&self, results: Vec<RunResult>) -> Result<(), SourceError> {
-        let ids: Vec<i64> = results.iter().map(|r| r.run_id).collect();
-        let req = FinishRequest { results };
-        let body = serde_json::to_vec(&req)
-            .map_err(|e| SourceError::Transport(format!("cannot encode results: {e}")))?;
-        self.post(
-            &format!("/{}/finish", self.path_id()),
-            Body::Json(body),
-            REQUEST_TIMEOUT * 2,
-        )
-        .await
-        .map_err(attempt_error)?;
-        if let Ok(mut h) = self.held.lock() {
-            for id in ids {
-                h.remove(&id);
+        // Servers take bodies up to 1 MiB: send the results in requests below that. A batch
+        // that fails part-way is re-sent whole; the server ignores results it already has.
+        for part in finish_requests(results) {
+            let ids: Vec<i64> = part.iter().map(|r| r.run_id).collect();
+            let body = serde_json::to_vec(&FinishRequest { results: part })
+                .map_err(|e| SourceError::Transport(format!("cannot encode results: {e}")))?;
+            self.post(
+                &format!("/{}/finish", self.path_id()),
+                Body::Json(body),
+                REQUEST_TIMEOUT * 2,
+            )
+            .await
+            .map_err(attempt_error)?;
+            if let Ok(mut h) = self.held.lock() {
+                for id in ids {
+                    h.remove(&id);
+                }
             }
         }
         Ok(())
     }
+}
+
+/// Encoded size one finish request stays below (the server's limit is 1 MiB).
+const FINISH_BODY_TARGET: usize = 768 * 1024;
+
+/// Split results into finish requests whose bodies stay below [`FINISH_BODY_TARGET`] (each
+/// result's output tail is at most 512 KiB, 683 KiB in base64, so one always fits) and name
+/// at most 1,000 runs.
+fn finish_requests(results: Vec<RunResult>) -> Vec<Vec<RunResult>> {
+    let mut parts: Vec<Vec<RunResult>> = Vec::new();
+    let mut size = 0usize;
+    for r in results {
+        let cost = r.log_tail.len().div_ceil(3) * 4 + r.error.as_ref().map_or(0, String::len) + 512;
+        match parts.last_mut() {
+            Some(p) if p.len() < 1_000 && size + cost <= FINISH_BODY_TARGET => {
+                size += cost;
+                p.push(r);
+            }
+            _ => {
+                size = cost;
+                parts.push(vec![r]);
+            }
+        }
+    }
+    parts
 }
 
 fn default_worker_id() -> String {
@@ -490,4 +518,41 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
     pool.run(shutdown).await;
     tracing::info!(message = "tempora worker stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(id: i64, tail: usize) -> RunResult {
+        RunResult {
+            run_id: id,
+            state: tempora_core::run::RunState::Failed,
+            started_at: None,
+            finished_at: jiff::Timestamp::UNIX_EPOCH,
+            exit_code: Some(1),
+            signal: None,
+            error: Some("exit 1".into()),
+            log_tail: vec![0xff; tail],
+            awaits_completion: false,
+        }
+    }
+
+    /// Results kept through an outage (each with the most output a worker keeps) go in
+    /// requests the server accepts: below 1 MiB, in order, none lost.
+    #[test]
+    fn finish_requests_stay_below_the_servers_body_limit() {
+        let mut results: Vec<RunResult> = (0..7).map(|i| result(i, 512 * 1024)).collect();
+        results.extend((7..3007).map(|i| result(i, 10)));
+        let parts = finish_requests(results);
+        let mut ids = Vec::new();
+        for p in &parts {
+            let body = serde_json::to_vec(&FinishRequest { results: p.clone() }).unwrap();
+            assert!(body.len() < 1024 * 1024, "{} bytes", body.len());
+            assert!(p.len() <= 1_000);
+            ids.extend(p.iter().map(|r| r.run_id));
+        }
+        assert_eq!(ids, (0..3007).collect::<Vec<i64>>());
+        assert!(parts.len() >= 10, "{} parts", parts.len());
+    }
 }

@@ -355,6 +355,40 @@ fn schedule_next_prints_exactly_n_timestamps() {
     );
     let o = run(&["@hourly", "--count", "7"]);
     assert_eq!(stdout(&o).lines().count(), 7);
+    // cronie's DST rule on the spring-forward night of 2027 in Berlin (02:00 CET -> 03:00 CEST):
+    // a job whose minute or hour field starts with `*` is wild and does not fire in the skipped
+    // hour; `30 0-23/2` is fixed and fires at the jump.
+    let berlin = |expr: &str, count: &str| {
+        stdout(&run(&[
+            expr,
+            "--tz",
+            "Europe/Berlin",
+            "--after",
+            "2027-03-28T00:00:00+01:00",
+            "--count",
+            count,
+        ]))
+    };
+    assert_eq!(berlin("* 2 * * *", "1"), "2027-03-29T02:00:00+02:00\n");
+    assert_eq!(berlin("*/15 2 * * *", "1"), "2027-03-29T02:00:00+02:00\n");
+    assert_eq!(
+        berlin("30 0-23/2 * * *", "3"),
+        "2027-03-28T00:30:00+01:00\n2027-03-28T03:00:00+02:00\n2027-03-28T04:30:00+02:00\n"
+    );
+    // An ISO start inside New York's gap is read as 03:30 that day only.
+    let o = run(&[
+        "R/2027-03-14T02:30:00/P1D",
+        "--tz",
+        "America/New_York",
+        "--after",
+        "2027-03-13T00:00:00Z",
+        "--count",
+        "3",
+    ]);
+    assert_eq!(
+        stdout(&o),
+        "2027-03-14T03:30:00-04:00\n2027-03-15T02:30:00-04:00\n2027-03-16T02:30:00-04:00\n"
+    );
     for bad in [
         vec!["61 * * * *"],
         vec!["* * * *"],

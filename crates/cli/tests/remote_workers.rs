@@ -392,3 +392,108 @@ fn protocol_is_safe_against_foreign_and_repeated_requests() {
     assert_eq!(v["workers"][0]["slots"], 2);
     assert_eq!(v["workers"][0]["stale"], false);
 }
+
+/// Every worker request is bounded (body ≤ 1 MiB, each field and list), and a claim held open
+/// while there is no work reads the store instead of writing to it on every poll.
+#[test]
+fn worker_requests_are_bounded_and_a_held_claim_does_not_write() {
+    let s = server();
+    let me = json!({"id": "bounded", "slots": 2, "version": "test"});
+    let (st, v) = s.send("POST", "/api/v1/workers/register", &me.to_string());
+    assert_eq!(st, 200, "{v}");
+    // A 2 MiB version: the body is refused before it is read.
+    let huge = json!({"id": "bounded", "slots": 2, "version": "v".repeat(2 << 20)});
+    let (st, _) = s.send("POST", "/api/v1/workers/register", &huge.to_string());
+    assert_eq!(st, 413);
+    // Fields within the body limit are bounded too, each named.
+    let field_of = |v: &Value| v["error"]["field"].as_str().unwrap_or_default().to_owned();
+    for (path, body, field) in [
+        (
+            "/api/v1/workers/register",
+            json!({"id": "bounded", "slots": 2, "version": "v".repeat(300)}),
+            "worker.version",
+        ),
+        (
+            "/api/v1/workers/register",
+            json!({"id": "bounded", "slots": 2, "version": "t", "address": "a".repeat(300)}),
+            "worker.address",
+        ),
+        (
+            "/api/v1/workers/register",
+            json!({"id": "bounded", "slots": 1_000_000, "version": "t"}),
+            "worker.slots",
+        ),
+        (
+            "/api/v1/workers/bounded/heartbeat",
+            json!({"worker": me, "runs": (0..10_001).collect::<Vec<i64>>()}),
+            "runs",
+        ),
+        (
+            "/api/v1/workers/bounded/claim",
+            json!({"worker": me, "max": 1, "held": (0..10_001).collect::<Vec<i64>>()}),
+            "held",
+        ),
+        (
+            "/api/v1/workers/bounded/finish",
+            json!({"results": [{"run_id": 1, "state": "failed",
+                "finished_at": "2030-01-01T00:00:00Z", "error": "e".repeat(9000)}]}),
+            "results[0].error",
+        ),
+    ] {
+        let (st, v) = s.send("POST", path, &body.to_string());
+        assert_eq!((st, field_of(&v)), (400, field.to_owned()), "{path}: {v}");
+    }
+    // Output chunks above 1 MiB are refused too.
+    let (st, _) = s.send(
+        "POST",
+        "/api/v1/workers/bounded/runs/1/log",
+        &"x".repeat((1 << 20) + 1),
+    );
+    assert_eq!(st, 413);
+
+    // A claim held 3 s with no work: the SQLite writer commits a handful of times (the
+    // worker's registration, the first claim, the leader's lease renewals), not every 50 ms.
+    let writes = || {
+        let (_, m) = s.get_text("/metrics?format=prometheus");
+        m.lines()
+            .find(|l| l.starts_with("tempora_store_write_batch_size_count"))
+            .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no write batch count in:\n{m}"))
+    };
+    let before = writes();
+    let t = Instant::now();
+    let (st, v) = s.send(
+        "POST",
+        "/api/v1/workers/bounded/claim",
+        &json!({"worker": me, "max": 1, "wait_ms": 3000}).to_string(),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert!(t.elapsed() >= Duration::from_millis(2900));
+    let during = writes() - before;
+    assert!(
+        during <= 15.0,
+        "{during} write batches during a 3 s idle claim"
+    );
+    // Work that appears while the claim is held is still handed out at once.
+    s.put_job("late", json!({"command": "true"}));
+    let claimer = {
+        let (url, me) = (s.url(), me.clone());
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            let (st, body) = common::http(
+                "POST",
+                &format!("{url}/api/v1/workers/bounded/claim"),
+                &json!({"worker": me, "max": 1, "wait_ms": 5000}).to_string(),
+            )
+            .expect("claim");
+            (st, body, t.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let id = id_of(&s.trigger("late"));
+    let (st, body, took) = claimer.join().unwrap();
+    assert_eq!(st, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["runs"][0]["run"]["id"], id, "{v}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}

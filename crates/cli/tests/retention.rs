@@ -1,5 +1,6 @@
 //! Run-history retention end to end: `--keep-runs` deletes old finished runs in the background
-//! and leaves the job's counters alone; bad values are refused naming the flag.
+//! and leaves the job's counters alone; it is on by default; bad values are refused naming the
+//! flag.
 
 mod common;
 
@@ -53,12 +54,49 @@ fn keep_runs_leaves_the_newest_finished_runs_and_the_counters() {
     );
 }
 
+/// Retention is on by default (newest 100 finished runs per job, 30 days), like Kubernetes'
+/// history limits; `--keep-runs 0 --keep-days 0` keeps everything.
+#[test]
+fn retention_is_on_by_default_and_zero_turns_it_off() {
+    let on = Server::start(&["--retention-every", "1s"]);
+    let off = Server::start(&[
+        "--retention-every",
+        "1s",
+        "--keep-runs",
+        "0",
+        "--keep-days",
+        "0",
+    ]);
+    for s in [&on, &off] {
+        s.put_job("r", json!({"command": "true", "concurrency": "allow"}));
+        let ids: Vec<i64> = (0..104)
+            .map(|_| s.trigger("r")["id"].as_i64().unwrap())
+            .collect();
+        for id in ids {
+            s.wait_final(id, Duration::from_secs(60));
+        }
+    }
+    on.wait_for(Duration::from_secs(15), "100 runs left", || {
+        (on.runs("r").len() == 100).then_some(())
+    });
+    assert!(on.log().contains("keep_runs=100") && on.log().contains("keep_days=30"));
+    // Two more passes on the server with retention off: still every run.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(off.runs("r").len(), 104);
+    let (_, metrics) = off.get_text("/metrics?format=prometheus");
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("tempora_runs_pruned_total") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn bad_retention_values_are_refused_naming_the_flag() {
     for (args, env, flag) in [
-        (vec!["--keep-runs", "0"], None, "--keep-runs"),
         (vec!["--keep-runs", "-3"], None, "--keep-runs"),
-        (vec!["--keep-days", "0"], None, "--keep-days"),
+        (vec!["--keep-runs", "ten"], None, "--keep-runs"),
         (vec!["--keep-days", "week"], None, "--keep-days"),
         (vec![], Some(("TEMPORA_KEEP_DAYS", "1.5")), "--keep-days"),
     ] {

@@ -207,3 +207,71 @@ fn sigterm_lets_short_runs_finish() {
         "finished\n"
     );
 }
+
+/// A job found a year behind (its next occurrence rewound in the stopped server's database):
+/// the planner jumps over the stale occurrences instead of walking 31 million of them, the job
+/// fires at once, the skip is summarised, and SIGTERM still stops the server promptly. An
+/// `epsilon` above one day is refused.
+#[test]
+fn a_job_a_year_behind_fires_at_once_and_shutdown_stays_prompt() {
+    let mut s = Server::start(&["--shutdown-grace", "1s", "--kill-grace", "1s"]);
+    s.put_job(
+        "behind",
+        json!({"command": "true", "schedule": "* * * * * ?", "epsilon": "10s"}),
+    );
+    let (st, v) = s.send(
+        "PUT",
+        "/api/v1/jobs/wide",
+        &json!({"command": "true", "epsilon": "P2D"}).to_string(),
+    );
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"]["field"], "epsilon");
+    s.signal_and_wait(Signal::SIGTERM, Duration::from_secs(10));
+    let year_ago_us =
+        (jiff::Timestamp::now().as_microsecond() - 365 * 86_400 * 1_000_000).to_string();
+    let db = s.data_dir().join("tempora.db");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); \
+             c.execute(\"UPDATE jobs SET next_fire_at=? WHERE name='behind'\", (int(sys.argv[2]),)); \
+             c.commit()",
+        ])
+        .arg(&db)
+        .arg(&year_ago_us)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{out:?}");
+    let started = std::time::Instant::now();
+    let restart = jiff::Timestamp::now();
+    s.spawn();
+    let runs = s.wait_for(
+        Duration::from_secs(5),
+        "a run of the job a year behind",
+        || {
+            let runs = s.runs("behind");
+            runs.iter()
+                .any(|r| r["state"] != "skipped" && ts(&r["scheduled_for"]) > restart)
+                .then_some(runs)
+        },
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let notes: Vec<&str> = runs
+        .iter()
+        .filter_map(|r| r["error"].as_str())
+        .filter(|e| e.contains("not recorded one by one"))
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("; more than 1000") && n.contains("older missed")),
+        "{notes:?}"
+    );
+    // Each recorded skip is a stale occurrence of the last 10 s window or the note's row: far
+    // fewer rows than occurrences.
+    assert!(runs.len() < 1100, "{} rows", runs.len());
+    let t = std::time::Instant::now();
+    s.signal_and_wait(Signal::SIGTERM, Duration::from_secs(10));
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+}

@@ -59,6 +59,12 @@ fn default_backoff() -> Duration {
 fn default_backoff_max() -> Duration {
     Duration::from_secs(600)
 }
+/// Longest `epsilon`. A run started more than a day after its time is not a catch-up any more
+/// (the next daily occurrence is due), and the cap bounds the planner's work for a job found
+/// behind: it walks at most `epsilon` worth of occurrences (86,400 at the one-second minimum),
+/// and jumps over anything older.
+pub const MAX_EPSILON: Duration = Duration::from_secs(86_400);
+
 fn default_epsilon() -> Duration {
     Duration::from_secs(60)
 }
@@ -436,6 +442,13 @@ impl JobSpec {
                 "timeout",
                 "invalid_value",
                 "must be greater than 0 (omit it for no timeout)",
+            ));
+        }
+        if self.epsilon > MAX_EPSILON {
+            return Err(ValidationError::new(
+                "epsilon",
+                "invalid_value",
+                "at most 1 day (P1D): an occurrence found later than that is no longer caught up",
             ));
         }
         if self.retries > MAX_RETRIES {

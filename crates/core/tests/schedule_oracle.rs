@@ -2,9 +2,15 @@
 //!
 //! The oracle shares no code with the engine: it has its own tiny field matcher, written again
 //! from cronie's and Quartz's rules, and it scans every minute (every 10 s for Quartz) of UTC
-//! time, converting each instant to wall-clock time with jiff. DST rules are applied from what
-//! the scan observes: a forward jump at instant t fires a fixed-time job at t if a skipped wall
-//! time matched; a fixed-time job skips the second pass of a repeated wall time.
+//! time, converting each instant to wall-clock time with jiff.
+//!
+//! For Unix cron the oracle is a minute-by-minute simulation of cronie's main loop (`cron.c`):
+//! a virtual clock in local minutes, the wake-up classified by how far the local clock moved
+//! (one minute, a few, 6–180 minutes forward, backward, or more), and each virtual minute
+//! checked for *wild* jobs (minute or hour field starting with `*`), *fixed* jobs, or both, as
+//! cronie does. For Quartz (seconds, no cronie to imitate) it applies the same rule from what
+//! the scan observes: a forward jump at instant t fires a fixed job at t if a skipped wall time
+//! matched; a fixed job skips the second pass of a repeated wall time.
 
 use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
@@ -16,7 +22,8 @@ use tempora_core::schedule::Schedule;
 struct Oracle {
     quartz: bool,
     fields: Vec<String>,
-    interval: bool,
+    /// cronie's MIN_STAR | HR_STAR.
+    wild: bool,
 }
 
 fn names(f: usize, quartz: bool) -> Vec<(&'static str, u32)> {
@@ -87,10 +94,10 @@ impl Oracle {
     fn new(expr: &str) -> Oracle {
         let fields: Vec<String> = expr.split_whitespace().map(str::to_owned).collect();
         let quartz = fields.len() >= 6;
-        let hour = &fields[if quartz { 2 } else { 1 }];
+        let off = usize::from(quartz);
         Oracle {
             quartz,
-            interval: hour.starts_with('*') || hour.contains('/'),
+            wild: fields[off].starts_with('*') || fields[off + 1].starts_with('*'),
             fields,
         }
     }
@@ -195,7 +202,7 @@ impl Oracle {
         while t < to {
             let off = tz.to_offset(t);
             let wall = t.to_zoned(tz.clone()).datetime();
-            if off > prev_off && !self.interval {
+            if off > prev_off && !self.wild {
                 // Forward jump at t: skipped wall times were [t + prev_off, t + off).
                 let mut w = t.to_zoned(TimeZone::fixed(prev_off)).datetime();
                 let end = t.to_zoned(TimeZone::fixed(off)).datetime();
@@ -213,7 +220,7 @@ impl Oracle {
                 let earlier = tz.to_ambiguous_timestamp(wall);
                 let second_pass =
                     earlier.is_ambiguous() && earlier.compatible().map(|e| e < t).unwrap_or(false);
-                if !second_pass || self.interval {
+                if !second_pass || self.wild {
                     out.push(t);
                 }
             }
@@ -239,9 +246,76 @@ fn engine(expr: &str, tz: &TimeZone, from: Timestamp, to: Timestamp) -> Vec<Time
     out
 }
 
+impl Oracle {
+    /// cronie's main loop, one wake-up per real minute in [from, to), with the job's zone as
+    /// the system zone. Returns the real minutes at which the job was started.
+    fn cronie(&self, tz: &TimeZone, from: Timestamp, to: Timestamp) -> Vec<Timestamp> {
+        // Local minutes since the epoch, as cronie's clockTime = (now + GMToff) / 60.
+        let local = |t: Timestamp| (t.as_second() + i64::from(tz.to_offset(t).seconds())) / 60;
+        // find_jobs: does the job match local minute `v` (broken down with gmtime)?
+        let matches = |v: i64| {
+            let wall = Timestamp::from_second(v * 60)
+                .unwrap()
+                .to_zoned(TimeZone::UTC)
+                .datetime();
+            self.wall(wall)
+        };
+        let mut out = Vec::new();
+        let mut t = from - SignedDuration::from_mins(1);
+        let mut virtual_time = local(t);
+        loop {
+            t += SignedDuration::from_mins(1);
+            if t >= to {
+                break;
+            }
+            let running = local(t);
+            let diff = running - virtual_time;
+            let mut fire = false;
+            let mut find = |v: i64, do_wild: bool, do_fixed: bool| {
+                if matches(v) && ((self.wild && do_wild) || (!self.wild && do_fixed)) {
+                    fire = true;
+                }
+            };
+            if diff == 1 {
+                virtual_time = running;
+                find(virtual_time, true, true);
+            } else if !(-180..=180).contains(&diff) {
+                // Large: the clock jumped; run everything for now.
+                virtual_time = running;
+                find(running, true, true);
+            } else if diff > 5 {
+                // Medium (DST begins): wild jobs for now, fixed jobs for each minute missed.
+                find(running, true, false);
+                while virtual_time < running {
+                    virtual_time += 1;
+                    find(virtual_time, false, true);
+                }
+            } else if diff > 0 {
+                // Small: woke late; everything for each virtual minute.
+                while virtual_time < running {
+                    virtual_time += 1;
+                    find(virtual_time, true, true);
+                }
+            } else {
+                // Negative (DST ends): wild jobs only; virtual time waits.
+                find(running, true, false);
+            }
+            if fire {
+                out.push(t);
+            }
+        }
+        out
+    }
+}
+
 fn compare(expr: &str, zone: &str, from: Timestamp, to: Timestamp, step: i64) {
     let tz = TimeZone::get(zone).unwrap();
-    let want = Oracle::new(expr).scan(&tz, from, to, step);
+    let oracle = Oracle::new(expr);
+    let want = if oracle.quartz {
+        oracle.scan(&tz, from, to, step)
+    } else {
+        oracle.cronie(&tz, from, to)
+    };
     let got = engine(expr, &tz, from, to);
     if want != got {
         let fmt = |v: &[Timestamp]| {
@@ -294,7 +368,13 @@ fn windows(zone: &str) -> Vec<(Timestamp, Timestamp)> {
     w
 }
 
-const UNIX: [&str; 18] = [
+const UNIX: [&str; 24] = [
+    "* 2 * * *",
+    "*/15 2 * * *",
+    "30 0-23/2 * * *",
+    "0 3 * * *",
+    "15 2-3 * * *",
+    "*/20 1-3 * * *",
     "30 2 * * *",
     "0 * * * *",
     "*/30 * * * *",
@@ -486,6 +566,45 @@ fn iso8601_intervals_use_calendar_arithmetic() {
             "2026-03-07T09:30:00",
             "2026-03-08T09:30:00",
             "2026-03-09T09:30:00"
+        ]
+    );
+    // A wall-clock start inside a DST gap: that day's occurrence is read after the jump, later
+    // days keep the wall-clock time; hours stay exact durations from the start.
+    let wall = |expr: &str, count| -> Vec<String> {
+        Schedule::parse(expr)
+            .unwrap()
+            .upcoming(
+                "2027-03-13T00:00:00Z".parse().unwrap(),
+                &ny,
+                Timestamp::UNIX_EPOCH,
+                count,
+            )
+            .iter()
+            .map(|t| t.to_zoned(ny.clone()).to_string())
+            .collect()
+    };
+    assert_eq!(
+        wall("R/2027-03-14T02:30:00/P1D", 3),
+        [
+            "2027-03-14T03:30:00-04:00[America/New_York]",
+            "2027-03-15T02:30:00-04:00[America/New_York]",
+            "2027-03-16T02:30:00-04:00[America/New_York]"
+        ]
+    );
+    assert_eq!(
+        wall("R/2027-03-14T02:30:00/P1DT12H", 3),
+        [
+            "2027-03-14T03:30:00-04:00[America/New_York]",
+            "2027-03-15T14:30:00-04:00[America/New_York]",
+            "2027-03-17T02:30:00-04:00[America/New_York]"
+        ]
+    );
+    assert_eq!(
+        wall("R3/2027-03-14T02:30:00/PT12H", 3),
+        [
+            "2027-03-14T03:30:00-04:00[America/New_York]",
+            "2027-03-14T15:30:00-04:00[America/New_York]",
+            "2027-03-15T03:30:00-04:00[America/New_York]"
         ]
     );
     // No start: from the anchor. R0 never fires.

@@ -90,6 +90,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{token}", delete(tokens::revoke))
         .route("/audit", get(tokens::audit))
+        .route("/backup", post(ops::backup))
         .nest("/workers", worker_routes());
     Router::new()
         .nest("/api/v1", api)

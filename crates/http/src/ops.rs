@@ -120,6 +120,39 @@ pub async fn cluster(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
     })))
 }
 
+/// `POST /api/v1/backup` (admin): a consistent copy of the whole SQLite store, streamed as an
+/// SQLite database file (`tempora backup FILE` saves it). The copy is written beside the
+/// database and unlinked as soon as it is open, so nothing is left behind whatever happens to
+/// the download. A PostgreSQL node refuses (409): `pg_dump` backs up a cluster.
+pub async fn backup(State(s): State<Arc<AppState>>) -> ApiResult<Response> {
+    let path = s.store.backup().await?;
+    let opened = tokio::fs::File::open(&path).await;
+    let _ = tokio::fs::remove_file(&path).await;
+    let file = opened.map_err(|e| {
+        tracing::error!(message = "cannot read the backup file", error = %e);
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "cannot read the backup file (see the server log)",
+        )
+    })?;
+    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    tracing::info!(message = "backup written", bytes = len);
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/vnd.sqlite3".to_owned()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"tempora-backup.db\"".to_owned(),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::wants_json;

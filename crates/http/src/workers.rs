@@ -28,8 +28,21 @@ use crate::auth::{Caller, check_worker_binding};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, parse_json};
 
-/// Largest body of a worker request (results carry output tails).
-pub const MAX_WORKER_BODY: usize = 64 * 1024 * 1024;
+/// Largest body of a worker request. Output goes in chunks of at most this; a result carries
+/// at most [`MAX_LOG_TAIL`] of output (base64), and a worker splits a batch of results into
+/// requests below this.
+pub const MAX_WORKER_BODY: usize = 1024 * 1024;
+/// Most output one result may carry (the worker keeps at most 512 KiB of unshipped output).
+pub const MAX_LOG_TAIL: usize = 640 * 1024;
+/// Most runs named in one claim (`held`), heartbeat or finish request: far more than a
+/// worker's slots, far fewer than would make the request costly.
+pub const MAX_LISTED_RUNS: usize = 10_000;
+/// Longest `version` and `address` a worker may report.
+const MAX_INFO_TEXT: usize = 200;
+/// Longest error text of a result.
+const MAX_ERROR_TEXT: usize = 8 * 1024;
+/// Most slots a worker may report.
+const MAX_SLOTS: u32 = 100_000;
 /// Longest a claim request is held waiting for work.
 pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(30);
 /// How often a held claim looks for work when not woken.
@@ -139,6 +152,39 @@ fn check_worker(path_id: &str, info: &WorkerInfo) -> Result<(), ApiError> {
     }
     check_id(path_id)?;
     tempora_core::job::validate_labels("worker.labels", &info.labels)?;
+    if info.version.len() > MAX_INFO_TEXT {
+        return Err(too_long("worker.version", MAX_INFO_TEXT));
+    }
+    if info
+        .address
+        .as_ref()
+        .is_some_and(|a| a.len() > MAX_INFO_TEXT)
+    {
+        return Err(too_long("worker.address", MAX_INFO_TEXT));
+    }
+    if info.slots > MAX_SLOTS {
+        return Err(ApiError::field(
+            "invalid_value",
+            "worker.slots",
+            format!("at most {MAX_SLOTS}"),
+        ));
+    }
+    Ok(())
+}
+
+fn too_long(field: &str, max: usize) -> ApiError {
+    ApiError::field("invalid_value", field, format!("longer than {max} bytes"))
+}
+
+/// A list of run ids in a worker request: at most [`MAX_LISTED_RUNS`].
+fn check_listed(field: &str, n: usize) -> Result<(), ApiError> {
+    if n > MAX_LISTED_RUNS {
+        return Err(ApiError::field(
+            "invalid_value",
+            field,
+            format!("at most {MAX_LISTED_RUNS} runs per request"),
+        ));
+    }
     Ok(())
 }
 
@@ -238,6 +284,7 @@ pub async fn claim(
     JsonBody(req): JsonBody<ClaimRequest>,
 ) -> Result<Json<ClaimResponse>, ApiError> {
     check_worker(&id, &req.worker)?;
+    check_listed("held", req.held.len())?;
     check_worker_binding(&state, &caller, &id).await?;
     let labels: BTreeMap<String, String> = req.worker.labels.clone();
     state
@@ -260,16 +307,22 @@ pub async fn claim(
     let max = req.max.min(10_000);
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_CLAIM_WAIT);
+    let mut first = true;
     loop {
-        // A node shutting down hands out no more work.
+        // A node shutting down hands out no more work. While the request is held, a read
+        // looks for work first: an idle worker's poll does not write to the store.
+        let now = Timestamp::now();
         let runs = if max == 0 || state.shutdown.is_cancelled() {
             Vec::new()
-        } else {
+        } else if first || state.store.any_claimable(&labels, now).await? {
             state
                 .store
-                .claim_runs_labeled(&id, &labels, max, Timestamp::now(), lease(&state))
+                .claim_runs_labeled(&id, &labels, max, now, lease(&state))
                 .await?
+        } else {
+            Vec::new()
         };
+        first = false;
         if !runs.is_empty()
             || tokio::time::Instant::now() >= deadline
             || state.shutdown.is_cancelled()
@@ -295,6 +348,7 @@ pub async fn heartbeat(
     JsonBody(req): JsonBody<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     check_worker(&id, &req.worker)?;
+    check_listed("runs", req.runs.len())?;
     check_worker_binding(&state, &caller, &id).await?;
     let now = Timestamp::now();
     state.store.upsert_worker(req.worker, now).await?;
@@ -343,6 +397,15 @@ pub async fn finish(
     check_worker_binding(&state, &caller, &id).await?;
     let req: FinishRequest = parse_json(&body)?;
     let results: Vec<RunResult> = req.results;
+    check_listed("results", results.len())?;
+    for (i, r) in results.iter().enumerate() {
+        if r.log_tail.len() > MAX_LOG_TAIL {
+            return Err(too_long(&format!("results[{i}].log_tail"), MAX_LOG_TAIL));
+        }
+        if r.error.as_ref().is_some_and(|e| e.len() > MAX_ERROR_TEXT) {
+            return Err(too_long(&format!("results[{i}].error"), MAX_ERROR_TEXT));
+        }
+    }
     let n = results.len();
     state.store.finish_runs(&id, results).await?;
     if n > 0 {

@@ -30,6 +30,9 @@ use tokio_util::sync::CancellationToken;
 /// Most missed occurrences of one job recorded one by one in a catch-up; older ones are
 /// summarised in a note on the oldest recorded one.
 pub const MAX_RECORDED_MISSED: usize = 1000;
+/// Stale occurrences (later than `epsilon`) the planner walks one by one before it jumps to
+/// `now − epsilon`.
+pub const STALE_WALK_LIMIT: usize = 10_000;
 
 /// Jobs read per page when the schedules are loaded.
 const LOAD_PAGE: u32 = 10_000;
@@ -377,6 +380,14 @@ impl Scheduler {
         due.push_back(e.cursor);
         let mut omitted = 0u64;
         let mut first_omitted = None;
+        // Occurrences before `now − epsilon` are skipped whatever the policy: after a long
+        // outage the walk jumps there instead of visiting each of them.
+        let stale_until = now
+            .checked_sub(jiff::SignedDuration::try_from(e.epsilon).ok()?)
+            .ok()
+            .filter(|f| *f > e.cursor);
+        let mut jumped = false;
+        let mut walked = 0usize;
         let mut c = e.cursor;
         let next = loop {
             match e.schedule.next_after(c, &e.tz, e.anchor) {
@@ -388,6 +399,20 @@ impl Scheduler {
                         omitted += 1;
                     }
                     c = n;
+                    walked += 1;
+                    if let Some(floor) = stale_until
+                        && !jumped
+                        && walked >= STALE_WALK_LIMIT
+                        && n < floor
+                    {
+                        // Everything walked so far, and what lies between it and `floor`, is
+                        // stale: none of it is recorded one by one.
+                        jumped = true;
+                        first_omitted = Some(e.cursor);
+                        omitted += due.len() as u64;
+                        due.clear();
+                        c = floor - jiff::SignedDuration::from_nanos(1);
+                    }
                 }
                 other => break other,
             }
@@ -395,8 +420,9 @@ impl Scheduler {
         let due: Vec<Timestamp> = due.into();
         let occurrences = plan_misfire(e.misfire, e.epsilon, &due, now);
         let skipped_note = first_omitted.map(|first| {
+            let more = if jumped { "more than " } else { "" };
             format!(
-                "{omitted} older missed occurrences (from {first}) were not recorded one by one"
+                "{more}{omitted} older missed occurrences (from {first}) were not recorded one by one"
             )
         });
         Some(FireRequest {

@@ -567,6 +567,18 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn any_claimable(
+        &self,
+        labels: &BTreeMap<String, String>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.read(|c| {
+            let labels = labels.clone();
+            Box::pin(async move { ops::any_claimable(c, &labels, now).await })
+        })
+        .await
+    }
+
     async fn claim_runs_labeled(
         &self,
         worker: &str,

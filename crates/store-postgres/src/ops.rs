@@ -558,6 +558,25 @@ pub async fn trigger_run(
     Ok(load_run(c, id).await?.ok_or(StoreError::RunNotFound(id))?)
 }
 
+/// Whether [`claim_runs`] would find a run for `labels` now (read-only; rows being claimed by
+/// another node count, so the answer may be a false "yes", never a false "no").
+pub async fn any_claimable(
+    c: &Conn,
+    labels: &BTreeMap<String, String>,
+    now: Timestamp,
+) -> TxResult<bool> {
+    let labels = json(labels)?;
+    let row = c
+        .query_opt(
+            "SELECT 1 FROM runs r JOIN jobs j ON j.name = r.job \
+             WHERE r.state = 'queued' AND NOT r.hold AND r.not_before <= $1 \
+             AND j.selector <@ CAST($2::text AS jsonb) LIMIT 1",
+            &[&us(now), &labels],
+        )
+        .await?;
+    Ok(row.is_some())
+}
+
 /// Claim runnable queued runs for a worker with `labels` (a job's `selector` must be contained
 /// in them); rows another node is claiming are skipped.
 pub async fn claim_runs(

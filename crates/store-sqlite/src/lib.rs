@@ -1,6 +1,9 @@
 //! `tempora-store-sqlite`: the embedded SQLite implementation of [`tempora_store::Store`].
 //!
-//! - One file in WAL mode (`synchronous=NORMAL`: a process crash loses nothing committed).
+//! - One file in WAL mode with `synchronous=FULL` by default: every commit is on disk before
+//!   its caller hears of it, so not even a power loss undoes a recorded fire or result
+//!   (`NORMAL` is an opt-out: a process crash loses nothing, a power loss may lose the last
+//!   commits).
 //! - Writes go through one writer thread with group commit ([`writer`]); the claim query, the
 //!   fire and the result path are in [`ops`].
 //! - Reads use a small pool of read-only connections on blocking threads (WAL readers never
@@ -51,6 +54,35 @@ const MAX_IDLE_READERS: usize = 8;
 /// memory levels off at (the readers keep SQLite's default of 2 MiB each).
 pub const DEFAULT_CACHE_MIB: u32 = 16;
 
+/// SQLite's `synchronous` setting for the store (WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Each commit syncs the WAL: a power loss loses nothing committed.
+    #[default]
+    Full,
+    /// The WAL is synced at checkpoints only: a process crash loses nothing, a power loss may
+    /// lose the last commits (and an occurrence fired in them may then run twice).
+    Normal,
+}
+
+/// How the SQLite store uses memory and the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteTuning {
+    /// Bound of the writer's page cache, MiB (at least 1).
+    pub cache_mib: u32,
+    /// Durability of commits.
+    pub synchronous: Synchronous,
+}
+
+impl Default for SqliteTuning {
+    fn default() -> Self {
+        SqliteTuning {
+            cache_mib: DEFAULT_CACHE_MIB,
+            synchronous: Synchronous::Full,
+        }
+    }
+}
+
 /// Errors opening the database.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -82,6 +114,8 @@ pub struct SqliteStore {
     options: StoreOptions,
     /// The job the next [`Store::prune_runs`] call starts with (None: the first).
     prune_next: Mutex<Option<String>>,
+    /// Held while a backup is written (one at a time: each copies the whole database).
+    backup_running: Arc<tokio::sync::Mutex<()>>,
     /// Stops the checkpointer thread when the store is dropped.
     _checkpointer: checkpointer::Handle,
 }
@@ -148,17 +182,18 @@ fn private_files(data_dir: &Path) -> std::io::Result<()> {
 
 impl SqliteStore {
     /// Open (creating if needed) `tempora.db` in `data_dir`, apply migrations, start the writer,
-    /// with the writer's page cache bounded at [`DEFAULT_CACHE_MIB`].
+    /// with the default [`SqliteTuning`].
     pub fn open(data_dir: &Path, options: StoreOptions) -> Result<SqliteStore, OpenError> {
-        Self::open_with_cache(data_dir, options, DEFAULT_CACHE_MIB)
+        Self::open_tuned(data_dir, options, SqliteTuning::default())
     }
 
-    /// [`SqliteStore::open`] with the writer's page cache bounded at `cache_mib` MiB (at least 1).
-    pub fn open_with_cache(
+    /// [`SqliteStore::open`] with the given page cache bound and durability.
+    pub fn open_tuned(
         data_dir: &Path,
         options: StoreOptions,
-        cache_mib: u32,
+        tuning: SqliteTuning,
     ) -> Result<SqliteStore, OpenError> {
+        let cache_mib = tuning.cache_mib;
         let dir_err = |source| OpenError::DataDir {
             path: data_dir.to_owned(),
             source,
@@ -171,9 +206,13 @@ impl SqliteStore {
         };
         let conn = Connection::open(&path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;",
-        )
+        let synchronous = match tuning.synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA temp_store = MEMORY;"
+        ))
         .map_err(err)?;
         // A negative cache_size is a bound in KiB.
         conn.pragma_update(None, "cache_size", -(i64::from(cache_mib.max(1)) * 1024))
@@ -201,6 +240,7 @@ impl SqliteStore {
             }),
             options,
             prune_next: Mutex::new(None),
+            backup_running: Arc::default(),
             _checkpointer: checkpointer,
         })
     }
@@ -591,6 +631,43 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn backup(&self) -> StoreResult<PathBuf> {
+        let Ok(guard) = self.backup_running.clone().try_lock_owned() else {
+            return Err(StoreError::Conflict(
+                "a backup is already being written; try again when it is done".into(),
+            ));
+        };
+        let dir = self
+            .readers
+            .path
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_default();
+        let dest = dir.join(format!(
+            "backup-{}-{}.db",
+            std::process::id(),
+            Timestamp::now().as_microsecond()
+        ));
+        let target = dest.clone();
+        // VACUUM INTO on a reader: one read transaction, so the copy is one consistent
+        // snapshot, and the writer goes on (WAL readers never block it).
+        let r = self
+            .read(move |c| {
+                c.execute("VACUUM INTO ?1", [target.to_string_lossy().as_ref()])
+                    .map_err(db)?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| StoreError::Backend(format!("backup file: {e}")))
+            })
+            .await;
+        drop(guard);
+        if let Err(e) = r {
+            let _ = std::fs::remove_file(&dest);
+            return Err(e);
+        }
+        Ok(dest)
+    }
+
     async fn prune_runs(
         &self,
         policy: &Retention,
@@ -635,6 +712,16 @@ impl Store for SqliteStore {
             commit_wait_us = t.elapsed().as_micros() as u64,
         );
         Ok(deleted)
+    }
+
+    async fn any_claimable(
+        &self,
+        labels: &BTreeMap<String, String>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let labels = labels.clone();
+        self.read(move |c| ops::any_claimable(c, &labels, now))
+            .await
     }
 
     async fn claim_runs_labeled(

@@ -591,6 +591,27 @@ pub fn claim_runs(
     Ok(out)
 }
 
+/// Whether [`claim_runs`] would find a run for `labels` now (read-only).
+pub fn any_claimable(
+    c: &Connection,
+    labels: &BTreeMap<String, String>,
+    now: Timestamp,
+) -> StoreResult<bool> {
+    let labels_json =
+        serde_json::to_string(labels).map_err(|e| StoreError::Backend(e.to_string()))?;
+    c.prepare_cached(&format!(
+        "SELECT 1 FROM runs r JOIN jobs j ON j.name = r.job \
+         WHERE r.state = 'queued' AND r.hold = 0 AND r.not_before <= ?1 \
+         AND {} LIMIT 1",
+        SELECTOR_MATCHES.replace("?5", "?2")
+    ))
+    .map_err(db)?
+    .query_row(params![us(now), labels_json], |_| Ok(()))
+    .optional()
+    .map_err(db)
+    .map(|r| r.is_some())
+}
+
 /// Renew leases; return the ids that must stop.
 pub fn heartbeat(
     c: &Connection,

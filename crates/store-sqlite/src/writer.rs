@@ -4,7 +4,9 @@
 //! ("database is locked"), one thread owns the only writing connection. Operations queue up on a
 //! channel; the thread takes every queued operation (up to [`MAX_BATCH`]), runs them in one
 //! `BEGIN IMMEDIATE … COMMIT` transaction — each inside its own savepoint, so a failing operation
-//! is rolled back alone and stores nothing — and answers each caller after the commit. Under load
+//! is rolled back alone and stores nothing — and answers each caller after the commit. When the
+//! commit fails, or SQLite rolls the whole transaction back by itself (disk full, I/O error),
+//! every operation of the batch fails with [`StoreError::Unavailable`]: none was stored. Under load
 //! this batches many fires, claims and results per fsync; when idle an operation commits alone.
 
 use std::sync::mpsc;
@@ -50,12 +52,12 @@ where
     fn complete(self: Box<Self>, commit: Result<(), String>) {
         let res = match (commit, self.result) {
             (Ok(()), Some(r)) => r,
-            (Err(e), Some(Err(op_err))) => {
-                // The operation failed on its own; report that, not the commit.
-                let _ = e;
+            (Err(_), Some(Err(op_err))) if !matches!(op_err, StoreError::Backend(_)) => {
+                // The operation was refused on its own (not found, invalid…); report that.
                 Err(op_err)
             }
-            (Err(e), _) => Err(StoreError::Backend(format!("commit failed: {e}"))),
+            // Nothing of the batch was stored: the caller may retry.
+            (Err(e), _) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
             (Ok(()), None) => Err(StoreError::Backend("operation was not executed".into())),
         };
         let _ = self.reply.send(res);
@@ -116,6 +118,10 @@ fn finish_wal_copy(conn: &Connection) {
     }
 }
 
+/// What each operation of a batch SQLite rolled back hears.
+const ROLLED_BACK: &str =
+    "the transaction was rolled back (disk full or I/O error); nothing was stored";
+
 /// Commits slower than this are logged (debug).
 const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -142,10 +148,15 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>, restart: 
             }
             continue;
         }
+        // Set when SQLite rolled the whole transaction back by itself (disk full, I/O error):
+        // then nothing of the batch is stored, and the operations after it must not run
+        // outside a transaction, each committing on its own while its caller hears "failed".
+        let mut aborted = false;
         for op in batch.iter_mut() {
             if let Err(e) = conn.execute_batch("SAVEPOINT op") {
                 tracing::error!(message = "cannot open savepoint", error = %e);
-                continue;
+                aborted = true;
+                break;
             }
             let ok = op.apply(&conn);
             let end = if ok {
@@ -156,9 +167,22 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Box<dyn WriteOp>>, restart: 
             if let Err(e) = conn.execute_batch(end) {
                 tracing::error!(message = "cannot close savepoint", error = %e);
             }
+            if conn.is_autocommit() {
+                aborted = true;
+                break;
+            }
         }
         let commit_started = std::time::Instant::now();
-        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let commit = if aborted {
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!(
+                message = "SQLite rolled the transaction back; every operation of the batch fails",
+                batch = size
+            );
+            Err(ROLLED_BACK.to_owned())
+        } else {
+            conn.execute_batch("COMMIT").map_err(|e| e.to_string())
+        };
         let commit_took = commit_started.elapsed();
         if commit_took > SLOW_COMMIT {
             tracing::debug!(

@@ -265,8 +265,9 @@ pub struct RunResult {
     /// Failure explanation.
     #[serde(default)]
     pub error: Option<String>,
-    /// Output not yet appended with [`Store::append_log`].
-    #[serde(default)]
+    /// Output not yet appended with [`Store::append_log`] (base64 on the wire; an array of
+    /// byte values is accepted too).
+    #[serde(default, with = "wire_bytes")]
     pub log_tail: Vec<u8>,
     /// The job is `async` and its process exited 0: the run stays `running`, without a lease,
     /// until [`Store::complete_run`] reports its outcome (`state` is then ignored).
@@ -506,6 +507,19 @@ pub trait Store: Send + Sync + 'static {
     /// Counts for status and gauges.
     async fn counts(&self) -> StoreResult<StoreCounts>;
 
+    // ---- backup ----
+
+    /// Write a consistent copy of the whole store to a new file of the store's own choosing
+    /// (beside the database, readable by the server's user only) and return its path; the
+    /// caller reads it and deletes it. Writes go on meanwhile. One backup at a time
+    /// ([`StoreError::Conflict`] while another runs). Backends whose database has its own
+    /// backup tools (PostgreSQL: `pg_dump`) refuse with [`StoreError::Conflict`] saying so.
+    async fn backup(&self) -> StoreResult<std::path::PathBuf> {
+        Err(StoreError::Conflict(
+            "this server's store is PostgreSQL: back it up with pg_dump (see the docs)".into(),
+        ))
+    }
+
     // ---- retention ----
 
     /// Delete at most `max_rows` finished runs that `policy` lets go ([`Retention`]: beyond the
@@ -530,6 +544,13 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- remote workers and selectors ----
 
+    /// Whether [`Store::claim_runs_labeled`] with `labels` would find a run now — read-only,
+    /// so a claim held open while there is no work polls without writing.
+    async fn any_claimable(
+        &self,
+        labels: &BTreeMap<String, String>,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
     /// Like [`Store::claim_runs`], for a worker with `labels`: only runs whose job `selector` is
     /// contained in `labels` are claimed (oldest first; a run the worker may not take never
     /// hides a claimable one behind it). [`Store::claim_runs`] is this with no labels.
@@ -729,4 +750,32 @@ pub fn run_environment(run: &Run, spec: &JobSpec) -> Vec<(String, String)> {
         ("CHRONOS_RESOURCE_DISK".into(), resource("disk", "256.0")),
         ("HOST".into(), host),
     ]
+}
+
+/// Bytes as a base64 string in JSON (a third bigger than the bytes, where an array of numbers
+/// is up to four times bigger); an array of byte values is read too.
+mod wire_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Wire {
+        Text(String),
+        Array(Vec<u8>),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        match Wire::deserialize(d)? {
+            Wire::Text(t) => STANDARD
+                .decode(t.as_bytes())
+                .map_err(|e| serde::de::Error::custom(format!("log_tail: invalid base64: {e}"))),
+            Wire::Array(a) => Ok(a),
+        }
+    }
 }

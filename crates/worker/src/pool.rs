@@ -58,7 +58,7 @@ impl Default for PoolConfig {
             shutdown_grace: Duration::from_secs(10),
             log_flush_every: Duration::from_millis(250),
             log_chunk_max: 64 * 1024,
-            log_buffer_max: 1024 * 1024,
+            log_buffer_max: 512 * 1024,
             inherited_env: crate::process::inherited_env(&[]),
         }
     }

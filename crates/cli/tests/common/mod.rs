@@ -84,8 +84,21 @@ impl Server {
         Self::launch(extra, &[])
     }
 
-    fn launch(extra: &[&str], envs: &[(&str, &str)]) -> Server {
+    /// Like [`Server::start`], after `prepare` has filled the data directory (a restore).
+    pub fn start_with_data(extra: &[&str], prepare: impl FnOnce(&Path)) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
+        prepare(&dir.path().join("data"));
+        let file = admin_token_file().display().to_string();
+        let mut args: Vec<&str> = extra.to_vec();
+        args.extend(["--admin-token-file", &file]);
+        Self::launch_in(dir, &args, &[])
+    }
+
+    fn launch(extra: &[&str], envs: &[(&str, &str)]) -> Server {
+        Self::launch_in(tempfile::tempdir().expect("tempdir"), extra, envs)
+    }
+
+    fn launch_in(dir: tempfile::TempDir, extra: &[&str], envs: &[(&str, &str)]) -> Server {
         let mut s = Server {
             child: None,
             port: free_port(),

@@ -63,8 +63,9 @@ pub(crate) struct Cron {
     dom_active: bool,
     dow_active: bool,
     either: bool,
-    /// Hour field is `*` or has a step: fires on both passes of a repeated hour, skips a skipped one.
-    pub(crate) interval: bool,
+    /// cronie's "wildcard" job: the minute or the hour field starts with `*` (its `MIN_STAR` /
+    /// `HR_STAR` flags). It fires on both passes of a repeated hour and never for a skipped one.
+    pub(crate) wild: bool,
 }
 
 const MONTHS: [&str; 12] = [
@@ -225,8 +226,7 @@ pub(crate) fn parse(fields: &[&str]) -> Result<Cron, ScheduleError> {
         },
         rest[3],
     )?;
-    let hour_tok = rest[1];
-    let interval = hour_tok.starts_with('*') || hour_tok.contains('/');
+    let wild = rest[0].starts_with('*') || rest[1].starts_with('*');
     let (dom_tok, dow_tok) = (rest[2], rest[4]);
     let years = match fields.get(6) {
         Some(y) if *y != "*" && *y != "?" => Some(parse_values(&f("year", 1970, 2099), y)?),
@@ -245,7 +245,7 @@ pub(crate) fn parse(fields: &[&str]) -> Result<Cron, ScheduleError> {
             dom_active,
             dow_active,
             either: false,
-            interval,
+            wild,
         })
     } else {
         let dom = parse_set(&f("day-of-month", 1, 31), dom_tok)?;
@@ -280,7 +280,7 @@ pub(crate) fn parse(fields: &[&str]) -> Result<Cron, ScheduleError> {
             dom_active: true,
             dow_active: true,
             either: !dom_star && !dow_star,
-            interval,
+            wild,
         })
     }
 }

@@ -12,11 +12,14 @@
 //! ranges (`22-2`), years 1970–2099. Quartz requires `?` in exactly one of dom/dow; tempora also
 //! accepts `*` there (and `*` in both = every day), but refuses both restricted.
 //!
-//! **DST** (all cron forms, cronie's rules). A job is an *interval job* when its hour field is `*`
-//! or has a step (`*/2`, `0/3`); otherwise it is *fixed-time*. A wall-clock time skipped by a
-//! forward jump fires once, at the first instant after the jump, for fixed-time jobs (interval
-//! jobs just skip it); a wall-clock time repeated by a backward jump fires once, at its first
-//! occurrence, for fixed-time jobs, and on both passes for interval jobs.
+//! **DST** (all cron forms), as cronie decides it: a job is *wild* when its minute field or its
+//! hour field starts with `*` (`*`, `*/15`: cronie's `MIN_STAR`/`HR_STAR` flags), otherwise
+//! *fixed* (`30 2`, `0-23/2`, `1-3`, `5,35`). When a forward jump skips wall-clock times, a fixed
+//! job that matches any of them, or the first wall-clock minute after the jump, fires once at the
+//! instant of the jump; a wild job only fires if the time after the jump matches. A wall-clock
+//! time repeated by a backward jump fires once (first pass) for fixed jobs, on both passes for
+//! wild jobs. So `* 2 * * *` and `*/15 2 * * *` do not fire on a spring-forward night in Berlin,
+//! while `30 0-23/2 * * *` fires at 03:00.
 //!
 //! How it is computed: time is cut into segments between the zone's transitions; inside one the
 //! offset is constant, so the next matching wall-clock time is plain calendar search
@@ -249,8 +252,9 @@ impl Schedule {
             Kind::At(w) => w.zoned(tz).map(|z| z.timestamp()).filter(|t| *t > after),
             Kind::Iso(iso) => {
                 let start = match &iso.start {
-                    Some(w) => w.zoned(tz)?,
-                    None => anchor.to_zoned(tz.clone()),
+                    Some(When::Civil(dt)) => IsoStart::Civil(*dt, dt.to_zoned(tz.clone()).ok()?),
+                    Some(When::Instant(t)) => IsoStart::Zoned(t.to_zoned(tz.clone())),
+                    None => IsoStart::Zoned(anchor.to_zoned(tz.clone())),
                 };
                 next_iso(&start, iso.period, iso.count, after)
             }
@@ -323,14 +327,53 @@ fn parse_iso(e: &str) -> Result<Kind, ScheduleError> {
     })))
 }
 
-/// Occurrence k = start + k·period, computed from the start (no drift).
-fn occurrence(start: &Zoned, period: Span, k: i64) -> Option<Timestamp> {
+/// Where an ISO interval starts.
+enum IsoStart {
+    /// An instant (a start with an offset, or the job's creation).
+    Zoned(Zoned),
+    /// A wall-clock start read in the job's zone, and that reading. Calendar units are added to
+    /// the wall-clock time, not to its reading: a start inside a DST gap (02:30 on a
+    /// spring-forward night) is read as 03:30 that day only, later days keep 02:30.
+    Civil(DateTime, Zoned),
+}
+
+impl IsoStart {
+    fn zoned(&self) -> &Zoned {
+        match self {
+            IsoStart::Zoned(z) | IsoStart::Civil(_, z) => z,
+        }
+    }
+}
+
+/// Occurrence k = start + k·period, computed from the start (no drift). As jiff does for a
+/// zoned datetime: calendar units (years to days) move the wall clock, which is then read in the
+/// zone; time units (hours and below) are exact durations added to that instant.
+fn occurrence(start: &IsoStart, period: Span, k: i64) -> Option<Timestamp> {
     let span = period.checked_mul(k).ok()?;
-    start.checked_add(span).ok().map(|z| z.timestamp())
+    match start {
+        IsoStart::Zoned(z) => z.checked_add(span).ok().map(|z| z.timestamp()),
+        IsoStart::Civil(dt, z) => {
+            let calendar = Span::new()
+                .years(span.get_years())
+                .months(span.get_months())
+                .weeks(span.get_weeks())
+                .days(span.get_days());
+            let time = Span::new()
+                .hours(span.get_hours())
+                .minutes(span.get_minutes())
+                .seconds(span.get_seconds())
+                .milliseconds(span.get_milliseconds())
+                .microseconds(span.get_microseconds())
+                .nanoseconds(span.get_nanoseconds());
+            let day = dt.checked_add(calendar).ok()?;
+            let read = day.to_zoned(z.time_zone().clone()).ok()?;
+            read.checked_add(time).ok().map(|z| z.timestamp())
+        }
+    }
 }
 
 fn next_iso(
-    start: &Zoned,
+    start: &IsoStart,
     period: Span,
     count: Option<u64>,
     after: Timestamp,
@@ -341,14 +384,16 @@ fn next_iso(
     }
     if period.is_zero() {
         // Only `R1` reaches here: the start is the single occurrence.
-        return Some(start.timestamp()).filter(|t| *t > after);
+        return Some(start.zoned().timestamp()).filter(|t| *t > after);
     }
     // Estimate k from the period's approximate length, then correct.
     let approx = period
-        .total((jiff::Unit::Second, start))
+        .total((jiff::Unit::Second, start.zoned()))
         .ok()
         .filter(|s| *s > 0.0)?;
-    let elapsed = after.duration_since(start.timestamp()).as_secs_f64();
+    let elapsed = after
+        .duration_since(start.zoned().timestamp())
+        .as_secs_f64();
     let mut k = if elapsed <= 0.0 {
         0
     } else {
@@ -392,7 +437,7 @@ fn next_cron(c: &cron::Cron, after: Timestamp, tz: &TimeZone) -> Option<Timestam
         let seg_end = next_tr.as_ref().map(|t| t.timestamp());
         // A forward jump at the start of this segment: fixed-time jobs fire once, at the jump,
         // if a skipped wall-clock time matched.
-        if !c.interval
+        if !c.wild
             && let (Some(s), Some(p)) = (seg_start, prev_offset)
             && p < offset
             && s >= lo
@@ -408,7 +453,7 @@ fn next_cron(c: &cron::Cron, after: Timestamp, tz: &TimeZone) -> Option<Timestam
             .to_zoned(TimeZone::fixed(offset))
             .datetime();
         // After a backward jump, fixed-time jobs skip the repeated wall-clock times.
-        if !c.interval
+        if !c.wild
             && let (Some(s), Some(p)) = (seg_start, prev_offset)
             && p > offset
         {

@@ -146,6 +146,13 @@ pub const ROUTES: &[Route] = &[
         NoBody,
     ),
     r("GET", "/api/v1/audit", ADMIN, None, NoBody),
+    r(
+        "POST",
+        "/api/v1/backup",
+        ADMIN,
+        Some("store.backup"),
+        NoBody,
+    ),
 ];
 
 /// The Chronos API, below each of its prefixes ([`CHRONOS_PREFIXES`]).
