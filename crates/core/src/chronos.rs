@@ -31,7 +31,6 @@ pub const KEPT_FIELDS: &[&str] = &[
     "disk",
     "dataProcessingJobType",
     "highPriority",
-    "runAsUser",
     "maxCompletionTime",
     "uris",
     "fetch",
@@ -41,6 +40,7 @@ pub const KEPT_FIELDS: &[&str] = &[
 
 /// Keys that only a Chronos job document has (a native job file never does).
 const CHRONOS_ONLY_KEYS: &[&str] = &[
+    "runAsUser",
     "scheduleTimeZone",
     "environmentVariables",
     "softError",
@@ -344,7 +344,6 @@ fn kept_default(k: &str) -> Option<Value> {
         "mem" => json!(128.0),
         "disk" => json!(256.0),
         "dataProcessingJobType" | "highPriority" => json!(false),
-        "runAsUser" => json!("root"),
         "maxCompletionTime" => json!(0),
         "uris" | "fetch" | "constraints" => json!([]),
         _ => return None,
@@ -359,7 +358,7 @@ fn kept_fields(o: &Map<String, Value>) -> Result<BTreeMap<String, Value>, Valida
             "cpus" | "mem" | "disk" => get_f64(o, k)?.map(|x| json!(x)),
             "maxCompletionTime" => get_u64(o, k)?.map(|x| json!(x)),
             "dataProcessingJobType" | "highPriority" => get_bool(o, k)?.map(Value::Bool),
-            "executor" | "executorFlags" | "taskInfoData" | "ownerName" | "runAsUser" => {
+            "executor" | "executorFlags" | "taskInfoData" | "ownerName" => {
                 get_str(o, k)?.map(Value::String)
             }
             "uris" => get_str_list(o, k)?.map(|l| json!(l)),
@@ -532,6 +531,7 @@ pub fn to_spec(
     spec.paused = get_bool(o, "disabled")?.unwrap_or(false);
     spec.is_async = get_bool(o, "async")?.unwrap_or(false);
     spec.env = get_env(o)?.unwrap_or_default();
+    spec.run_as = get_str(o, "runAsUser")?.filter(|u| !u.trim().is_empty());
     spec.concurrency = match get_bool(o, "concurrent")? {
         Some(true) => Concurrency::Allow,
         _ => match existing.map(|e| e.concurrency) {
@@ -691,7 +691,10 @@ pub fn render(spec: &JobSpec, c: &Counters) -> Value {
     o.insert("environmentVariables".into(), Value::Array(env));
     o.insert("arguments".into(), json!(spec.arguments));
     o.insert("highPriority".into(), kept("highPriority"));
-    o.insert("runAsUser".into(), kept("runAsUser"));
+    o.insert(
+        "runAsUser".into(),
+        json!(spec.run_as.as_deref().unwrap_or_default()),
+    );
     o.insert(
         "concurrent".into(),
         json!(spec.concurrency == Concurrency::Allow),

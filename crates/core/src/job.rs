@@ -175,6 +175,11 @@ pub struct JobSpec {
     /// `key: value` pair here may claim it (empty: any worker).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub selector: BTreeMap<String, String>,
+    /// Run the processes as this user (login name or numeric uid): its uid, gid and groups.
+    /// Setting it to another user than the server's own needs role `admin`; a server that
+    /// cannot switch users refuses the job (Chronos's `runAsUser`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as: Option<String>,
 }
 
 /// A refused field: which field, a stable machine code and a message in words.
@@ -443,6 +448,20 @@ impl JobSpec {
                 "invalid_value",
                 "must be greater than 0 (omit it for no timeout)",
             ));
+        }
+        if let Some(u) = &self.run_as {
+            let ok = !u.is_empty()
+                && u.len() <= 32
+                && !u.starts_with('-')
+                && u.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !ok {
+                return Err(ValidationError::new(
+                    "run_as",
+                    "invalid_value",
+                    "a user name or uid: 1-32 of A-Z a-z 0-9 . _ - (not starting with -)",
+                ));
+            }
         }
         if self.epsilon > MAX_EPSILON {
             return Err(ValidationError::new(

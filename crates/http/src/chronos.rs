@@ -586,6 +586,7 @@ fn job_document(body: Result<Bytes, BytesRejection>) -> ChronosResult<Map<String
 
 async fn save(
     s: &AppState,
+    caller: &Caller,
     body: Result<Bytes, BytesRejection>,
     endpoint: Endpoint,
 ) -> ChronosResult<Response> {
@@ -598,6 +599,7 @@ async fn save(
     };
     let now = Timestamp::now();
     let spec = chronos::to_spec(&doc, existing.as_ref().map(|e| &e.spec), now, endpoint)?;
+    crate::jobs::check_run_as(&spec, caller)?;
     let out = s.store.put_job(spec, PutMode::Upsert, now).await?;
     s.scheduler.job_changed(&out.record.spec.name);
     tracing::info!(message = "job saved (Chronos API)", job = %out.record.spec.name, created = out.created);
@@ -610,17 +612,19 @@ async fn save(
 /// `POST|PUT /scheduler/iso8601`: create or replace a scheduled job.
 async fn save_scheduled(
     State(s): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ChronosResult<Response> {
-    save(&s, body, Endpoint::Scheduled).await
+    save(&s, &caller, body, Endpoint::Scheduled).await
 }
 
 /// `POST|PUT /scheduler/dependency`: create or replace a dependent job.
 async fn save_dependent(
     State(s): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> ChronosResult<Response> {
-    save(&s, body, Endpoint::Dependent).await
+    save(&s, &caller, body, Endpoint::Dependent).await
 }
 
 fn dot_quote(s: &str) -> String {

@@ -2,19 +2,21 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tempora_core::auth::Role;
 use tempora_core::job::{JobSpec, validate_name};
 use tempora_core::schedule::{Schedule, parse_timezone};
 use tempora_core::time::rfc3339_in_zone;
 use tempora_store::{JobRecord, PutMode};
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 
@@ -94,9 +96,15 @@ fn path_name(name: &str) -> ApiResult<()> {
         .map_err(|e| ApiError::not_found(format!("job `{name}` not found ({})", e.message)))
 }
 
-async fn write(s: &AppState, mut spec: JobSpec, mode: PutMode) -> ApiResult<Response> {
+async fn write(
+    s: &AppState,
+    caller: &Caller,
+    mut spec: JobSpec,
+    mode: PutMode,
+) -> ApiResult<Response> {
     tempora_core::chronos::tidy(&mut spec);
     spec.validate()?;
+    check_run_as(&spec, caller)?;
     let out = s.store.put_job(spec, mode, Timestamp::now()).await?;
     s.scheduler.job_changed(&out.record.spec.name);
     tracing::info!(message = "job saved", job = %out.record.spec.name, created = out.created);
@@ -111,17 +119,41 @@ async fn write(s: &AppState, mut spec: JobSpec, mode: PutMode) -> ApiResult<Resp
     ))
 }
 
+/// A job's `run_as`: the user must exist on this server, which must be able to switch to it
+/// (run as root) unless it is the server's own user; switching to another user is running code
+/// as that user, which needs role `admin`.
+pub(crate) fn check_run_as(spec: &JobSpec, caller: &Caller) -> ApiResult<()> {
+    let Some(user) = &spec.run_as else {
+        return Ok(());
+    };
+    let (_, switch) = tempora_worker::process::RunAs::check(user)
+        .map_err(|e| ApiError::field("invalid_value", "run_as", e))?;
+    if switch && caller.role != Role::Admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "`run_as` another user than the server's own needs role `admin`; token `{}` has role `{}`",
+                caller.name, caller.role
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// `POST /api/v1/jobs`: create (409 if it exists).
 pub async fn create(
     State(s): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     JsonBody(spec): JsonBody<JobSpec>,
 ) -> ApiResult<impl IntoResponse> {
-    write(&s, spec, PutMode::Create).await
+    write(&s, &caller, spec, PutMode::Create).await
 }
 
 /// `PUT /api/v1/jobs/{name}`: create (201) or replace (200).
 pub async fn put(
     State(s): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     JsonBody(mut spec): JsonBody<JobSpec>,
 ) -> ApiResult<impl IntoResponse> {
@@ -138,7 +170,7 @@ pub async fn put(
             ),
         ));
     }
-    write(&s, spec, PutMode::Upsert).await
+    write(&s, &caller, spec, PutMode::Upsert).await
 }
 
 /// `GET /api/v1/jobs/{name}`: spec and status.

@@ -311,6 +311,7 @@ fn process_spec(c: &ClaimedRun, cfg: &PoolConfig) -> ProcessSpec {
         workdir: spec.workdir.as_ref().map(PathBuf::from),
         timeout: spec.timeout,
         kill_grace: cfg.kill_grace,
+        run_as: spec.run_as.clone(),
     }
 }
 

@@ -43,6 +43,70 @@ pub struct ProcessSpec {
     pub timeout: Option<Duration>,
     /// SIGTERM → SIGKILL delay.
     pub kill_grace: Duration,
+    /// Run as this user (a name or a numeric uid): its uid, gid and groups, `HOME`, `USER`
+    /// and `LOGNAME`. A worker that cannot switch to it fails the run; it never runs it as
+    /// itself.
+    pub run_as: Option<String>,
+}
+
+/// A user a run switches to, from the user database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    /// Login name.
+    pub name: String,
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Every group the user is in (primary included).
+    pub groups: Vec<u32>,
+    /// Home directory.
+    pub home: String,
+}
+
+impl RunAs {
+    /// Look `user` up (a login name, or a numeric uid).
+    pub fn lookup(user: &str) -> Result<RunAs, String> {
+        use nix::unistd::{Uid, User, getgrouplist};
+        let found = match user.parse::<u32>() {
+            Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+            Err(_) => User::from_name(user),
+        }
+        .map_err(|e| format!("cannot read the user database: {e}"))?
+        .ok_or_else(|| format!("no user `{user}` on this machine"))?;
+        let cname = std::ffi::CString::new(found.name.clone())
+            .map_err(|_| format!("user name `{}` has a NUL byte", found.name))?;
+        let groups = getgrouplist(&cname, found.gid)
+            .map_err(|e| format!("cannot list the groups of `{}`: {e}", found.name))?
+            .into_iter()
+            .map(|g| g.as_raw())
+            .collect();
+        Ok(RunAs {
+            name: found.name,
+            uid: found.uid.as_raw(),
+            gid: found.gid.as_raw(),
+            groups,
+            home: found.dir.to_string_lossy().into_owned(),
+        })
+    }
+
+    /// Check that this process can start processes as `user`; returns the user, and whether
+    /// that is a switch (another user than this process's own).
+    pub fn check(user: &str) -> Result<(RunAs, bool), String> {
+        let r = RunAs::lookup(user)?;
+        let me = nix::unistd::Uid::effective();
+        let switch = me.as_raw() != r.uid;
+        if switch && !me.is_root() {
+            return Err(format!(
+                "this process runs as uid {} and cannot switch to user `{}` (uid {}): run it as \
+                 root to use run_as, or leave run_as out",
+                me.as_raw(),
+                r.name,
+                r.uid
+            ));
+        }
+        Ok((r, switch))
+    }
 }
 
 /// Variables a run inherits from the worker's environment by default; `--pass-env` adds more.
@@ -218,6 +282,37 @@ fn build(spec: &ProcessSpec) -> std::io::Result<tokio::process::Command> {
     argv.extend(spec.arguments.iter().map(Into::into));
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..]).env_clear();
+    let mut user_env: Vec<(&str, String)> = Vec::new();
+    if let Some(user) = &spec.run_as {
+        let (r, switch) = RunAs::check(user)
+            .map_err(|e| std::io::Error::other(format!("cannot run as `{user}`: {e}")))?;
+        user_env = vec![
+            ("HOME", r.home.clone()),
+            ("USER", r.name.clone()),
+            ("LOGNAME", r.name.clone()),
+        ];
+        if switch {
+            let groups: Vec<nix::unistd::Gid> = r
+                .groups
+                .iter()
+                .map(|g| nix::unistd::Gid::from_raw(*g))
+                .collect();
+            let (uid, gid) = (
+                nix::unistd::Uid::from_raw(r.uid),
+                nix::unistd::Gid::from_raw(r.gid),
+            );
+            // SAFETY: setgroups(2), setgid(2) and setuid(2) are system calls, safe after fork;
+            // the group list was read before. Groups and gid first, while still root. This is
+            // registered before the parent-death signal below, which a change of user clears.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::unistd::setgroups(&groups).map_err(std::io::Error::from)?;
+                    nix::unistd::setgid(gid).map_err(std::io::Error::from)?;
+                    nix::unistd::setuid(uid).map_err(std::io::Error::from)
+                });
+            }
+        }
+    }
     match WATCHDOG.get() {
         // The watchdog finds the job's processes by this variable when the worker dies.
         Some(w) => {
@@ -232,7 +327,8 @@ fn build(spec: &ProcessSpec) -> std::io::Result<tokio::process::Command> {
             });
         },
     }
-    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)))
+    cmd.envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(user_env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .process_group(0)
         .kill_on_drop(true);

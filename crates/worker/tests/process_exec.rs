@@ -17,6 +17,7 @@ fn sh(cmd: &str) -> ProcessSpec {
         workdir: None,
         timeout: None,
         kill_grace: Duration::from_millis(500),
+        run_as: None,
     }
 }
 
