@@ -5,7 +5,7 @@
 //! for `-` (`data_dir`, `listen`, `local_slots`, `local_labels`, `node_id`, `log_format`, `shutdown_grace`,
 //! `kill_grace`, `lease_ttl`, `max_log_bytes`, `sqlite_cache_mib`, `sqlite_synchronous`, `database_url`, `leader_lease_ttl`,
 //! `leader_renew_every`, `no_leader`, `claim_poll_every`, `database_pool_size`,
-//! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`, `admin_token_file`,
+//! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`, `admin_token_file`, `secret_key_file`,
 //! `cors_origin`, `allowed_host`, `metrics_public`, `pass_env`, `tls_cert`, `tls_key`,
 //! `client_ca`). The file's values are exported as the matching
 //! `TEMPORA_*` variables where those are not already set, before the command line is parsed, so
@@ -14,7 +14,7 @@
 use std::ffi::OsString;
 
 /// Keys the file may hold, with their environment variables.
-const KEYS: [(&str, &str); 30] = [
+const KEYS: [(&str, &str); 31] = [
     ("data_dir", "TEMPORA_DATA_DIR"),
     ("listen", "TEMPORA_LISTEN"),
     ("local_slots", "TEMPORA_LOCAL_SLOTS"),
@@ -38,6 +38,7 @@ const KEYS: [(&str, &str); 30] = [
     ("retention_every", "TEMPORA_RETENTION_EVERY"),
     ("retention_batch", "TEMPORA_RETENTION_BATCH"),
     ("admin_token_file", "TEMPORA_ADMIN_TOKEN_FILE"),
+    ("secret_key_file", "TEMPORA_SECRET_KEY_FILE"),
     ("cors_origin", "TEMPORA_CORS_ORIGIN"),
     ("allowed_host", "TEMPORA_ALLOWED_HOST"),
     ("metrics_public", "TEMPORA_METRICS_PUBLIC"),

@@ -126,6 +126,11 @@ pub struct ServerArgs {
     /// file its group or others can read is refused.
     #[arg(long, env = "TEMPORA_ADMIN_TOKEN_FILE", value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// The key that seals job secrets (default `<data-dir>/secret.key`, made at the first start:
+    /// 64 hex digits, mode 0600). Every node of a cluster must use the same file. A file its
+    /// group or others can read is refused.
+    #[arg(long, env = "TEMPORA_SECRET_KEY_FILE", value_name = "FILE")]
+    pub secret_key_file: Option<PathBuf>,
     /// A web origin (`https://ui.example.com`) allowed to call the API from a browser: it gets
     /// CORS headers and may send changes. Repeat or separate with commas; none by default.
     #[arg(
@@ -424,6 +429,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| args.data_dir.join("admin.token"));
     bootstrap_admin(store.as_ref(), &token_file).await?;
+    let secret_key = Arc::new(load_secret_key(
+        &args
+            .secret_key_file
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join("secret.key")),
+    )?);
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let files = crate::tls::ServerTls {
@@ -518,6 +529,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         let source = Arc::new(
             StoreSource::new(store.clone(), local_worker.clone(), args.lease_ttl)
                 .with_labels(args.local_labels.clone())
+                .with_secret_key(secret_key.clone())
                 .with_registration(tempora_store::WorkerInfo {
                     id: local_worker.clone(),
                     labels: args.local_labels.clone(),
@@ -543,6 +555,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
 
     let state = Arc::new(tempora_http::AppState {
         store: store.clone(),
+        secret_key: secret_key.clone(),
         scheduler: handle,
         work_ready,
         prometheus: Some(prometheus),
@@ -678,6 +691,29 @@ fn exit_if_shutdown_hangs(limit: Duration) {
     if let Err(e) = spawned {
         tracing::warn!(message = "cannot start the shutdown watchdog", error = %e);
     }
+}
+
+/// Read the secret key file, or make it (32 random bytes as hex, mode 0600) when it does not
+/// exist. The log names the file and the key's id, never the key.
+fn load_secret_key(path: &std::path::Path) -> anyhow::Result<tempora_core::secret::SecretKey> {
+    use tempora_core::secret::SecretKey;
+    use tempora_http::auth::bootstrap::{read_token_file, write_token_file};
+    if !path.exists() {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| anyhow::anyhow!("no random bytes for the secret key: {e}"))?;
+        write_token_file(path, &SecretKey::encode(&bytes))
+            .with_context(|| format!("cannot write the secret key file {}", path.display()))?;
+        let key = SecretKey::from_bytes(&bytes);
+        tracing::info!(message = "secret key made (give every node of a cluster this file)", file = %path.display(), key_id = key.id());
+        return Ok(key);
+    }
+    let text = read_token_file(path)
+        .with_context(|| format!("cannot read the secret key file {}", path.display()))?;
+    let key = SecretKey::parse(&text)
+        .with_context(|| format!("invalid secret key file {}", path.display()))?;
+    tracing::debug!(message = "secret key read", file = %path.display(), key_id = key.id());
+    Ok(key)
 }
 
 /// Make sure the admin token of `file` is in the store, or make the first one (see

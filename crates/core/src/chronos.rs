@@ -303,7 +303,11 @@ fn get_str_list(o: &Map<String, Value>, k: &str) -> Result<Option<Vec<String>>, 
     }
 }
 
-fn get_env(o: &Map<String, Value>) -> Result<Option<BTreeMap<String, String>>, ValidationError> {
+/// Plain and secret variables of `environmentVariables` (an entry with `"secret": true` is a
+/// secret: an extension Chronos clients pass through and ignore).
+type EnvAndSecrets = (BTreeMap<String, String>, BTreeMap<String, String>);
+
+fn get_env(o: &Map<String, Value>) -> Result<Option<EnvAndSecrets>, ValidationError> {
     let items = match o.get("environmentVariables") {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Array(items)) => items,
@@ -315,6 +319,7 @@ fn get_env(o: &Map<String, Value>) -> Result<Option<BTreeMap<String, String>>, V
         }
     };
     let mut env = BTreeMap::new();
+    let mut secrets = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
         let field = format!("environmentVariables[{i}]");
         let obj = item
@@ -331,9 +336,18 @@ fn get_env(o: &Map<String, Value>) -> Result<Option<BTreeMap<String, String>>, V
             Some(Value::Bool(b)) => b.to_string(),
             Some(_) => return Err(bad(&format!("{field}.value"), "must be a string")),
         };
-        env.insert(name.to_owned(), value);
+        let secret = match obj.get("secret") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(bad(&format!("{field}.secret"), "must be true or false")),
+        };
+        if secret {
+            secrets.insert(name.to_owned(), value);
+        } else {
+            env.insert(name.to_owned(), value);
+        }
     }
-    Ok(Some(env))
+    Ok(Some((env, secrets)))
 }
 
 /// Chronos's default for a field of [`KEPT_FIELDS`] (`None` for `container`).
@@ -530,7 +544,7 @@ pub fn to_spec(
     spec.soft_error = get_bool(o, "softError")?.unwrap_or(false);
     spec.paused = get_bool(o, "disabled")?.unwrap_or(false);
     spec.is_async = get_bool(o, "async")?.unwrap_or(false);
-    spec.env = get_env(o)?.unwrap_or_default();
+    (spec.env, spec.secrets) = get_env(o)?.unwrap_or_default();
     spec.run_as = get_str(o, "runAsUser")?.filter(|u| !u.trim().is_empty());
     spec.concurrency = match get_bool(o, "concurrent")? {
         Some(true) => Concurrency::Allow,
@@ -651,6 +665,11 @@ pub fn render(spec: &JobSpec, c: &Counters) -> Value {
         .env
         .iter()
         .map(|(k, v)| json!({"name": k, "value": v}))
+        .chain(
+            spec.secrets
+                .keys()
+                .map(|k| json!({"name": k, "value": crate::secret::MASK, "secret": true})),
+        )
         .collect();
     let mut o = Map::new();
     o.insert("name".into(), json!(spec.name));

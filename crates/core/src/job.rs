@@ -118,6 +118,10 @@ pub struct JobSpec {
     /// Extra environment variables.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Secret environment variables: sealed at rest, never returned (reads show `***`; a write
+    /// that sends `***` keeps the stored value), masked as `***` in the run's output.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
     /// Working directory of the process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
@@ -424,6 +428,21 @@ impl JobSpec {
             ),
         };
         check_map("env", &self.env, true)?;
+        if self.secrets.len() > 100 {
+            return Err(ValidationError::new(
+                "secrets",
+                "invalid_value",
+                "at most 100 entries",
+            ));
+        }
+        check_map("secrets", &self.secrets, true)?;
+        if let Some(k) = self.secrets.keys().find(|k| self.env.contains_key(*k)) {
+            return Err(ValidationError::new(
+                format!("secrets.{k}"),
+                "invalid_value",
+                "also in `env`: a variable is either plain or secret",
+            ));
+        }
         check_map("labels", &self.labels, false)?;
         if self.chronos.len() > 100 {
             return Err(ValidationError::new(

@@ -10,6 +10,7 @@
 //! - [`job`]: the job specification and its validation;
 //! - [`run`]: the run model and its state machine;
 //! - [`policy`]: retry/backoff, misfire and concurrency decisions;
+//! - [`secret`]: job secrets sealed at rest (AEAD) and masked in output;
 //! - [`time`]: time formatting shared by the API and the CLI.
 
 pub mod auth;
@@ -20,4 +21,5 @@ pub mod job;
 pub mod policy;
 pub mod run;
 pub mod schedule;
+pub mod secret;
 pub mod time;

@@ -165,7 +165,7 @@ fn counters(rec: &JobRecord) -> Counters {
 }
 
 fn render(rec: &JobRecord) -> Value {
-    chronos::render(&rec.spec, &counters(rec))
+    chronos::render(&crate::jobs::masked(&rec.spec), &counters(rec))
 }
 
 /// Every job, in name order.
@@ -598,8 +598,9 @@ async fn save(
         None
     };
     let now = Timestamp::now();
-    let spec = chronos::to_spec(&doc, existing.as_ref().map(|e| &e.spec), now, endpoint)?;
+    let mut spec = chronos::to_spec(&doc, existing.as_ref().map(|e| &e.spec), now, endpoint)?;
     crate::jobs::check_run_as(&spec, caller)?;
+    crate::jobs::seal_secrets(s, &mut spec).await?;
     let out = s.store.put_job(spec, PutMode::Upsert, now).await?;
     s.scheduler.job_changed(&out.record.spec.name);
     tracing::info!(message = "job saved (Chronos API)", job = %out.record.spec.name, created = out.created);

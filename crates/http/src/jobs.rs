@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use tempora_core::auth::Role;
 use tempora_core::job::{JobSpec, validate_name};
 use tempora_core::schedule::{Schedule, parse_timezone};
+use tempora_core::secret::{MASK, is_sealed};
 use tempora_core::time::rfc3339_in_zone;
 use tempora_store::{JobRecord, PutMode};
 
@@ -25,7 +26,7 @@ pub const MAX_PAGE: u32 = 1000;
 
 /// The API view of a job: its spec plus a `status` object.
 pub fn job_view(rec: &JobRecord, last_run: Option<&tempora_core::run::Run>) -> Value {
-    let mut v = serde_json::to_value(&rec.spec).unwrap_or_else(|_| json!({}));
+    let mut v = serde_json::to_value(masked(&rec.spec)).unwrap_or_else(|_| json!({}));
     if let Some(obj) = v.as_object_mut() {
         obj.insert(
             "status".into(),
@@ -105,6 +106,7 @@ async fn write(
     tempora_core::chronos::tidy(&mut spec);
     spec.validate()?;
     check_run_as(&spec, caller)?;
+    seal_secrets(s, &mut spec).await?;
     let out = s.store.put_job(spec, mode, Timestamp::now()).await?;
     s.scheduler.job_changed(&out.record.spec.name);
     tracing::info!(message = "job saved", job = %out.record.spec.name, created = out.created);
@@ -117,6 +119,65 @@ async fn write(
         (status, Json(job_view(&out.record, None))),
         &out.record.spec,
     ))
+}
+
+/// The spec as every read shows it: secret values replaced by `***`.
+pub fn masked(spec: &JobSpec) -> std::borrow::Cow<'_, JobSpec> {
+    if spec.secrets.is_empty() {
+        return std::borrow::Cow::Borrowed(spec);
+    }
+    let mut m = spec.clone();
+    for v in m.secrets.values_mut() {
+        *v = MASK.to_owned();
+    }
+    std::borrow::Cow::Owned(m)
+}
+
+/// Seal the secret values of `spec` for the store: a new value is sealed; `***` keeps the
+/// stored value of that name (so that an export applies back unchanged).
+pub(crate) async fn seal_secrets(s: &AppState, spec: &mut JobSpec) -> ApiResult<()> {
+    if spec.secrets.is_empty() {
+        return Ok(());
+    }
+    let stored = if spec.secrets.values().any(|v| v == MASK) {
+        s.store
+            .get_job(&spec.name)
+            .await?
+            .map(|r| r.spec.secrets)
+            .unwrap_or_default()
+    } else {
+        Default::default()
+    };
+    let job = spec.name.clone();
+    for (name, value) in spec.secrets.iter_mut() {
+        if value == MASK {
+            *value = stored.get(name).cloned().ok_or_else(|| {
+                ApiError::field(
+                    "invalid_value",
+                    format!("secrets.{name}"),
+                    format!("`***` keeps the stored value, and job `{job}` has none for `{name}`: send the value"),
+                )
+            })?;
+        } else if is_sealed(value) {
+            return Err(ApiError::field(
+                "invalid_value",
+                format!("secrets.{name}"),
+                "a value starting with `sealed:v1:` is tempora's own sealed form; send the value itself",
+            ));
+        } else {
+            let mut nonce = [0u8; 12];
+            getrandom::fill(&mut nonce).map_err(|e| {
+                tracing::error!(message = "no random bytes for a secret's nonce", error = %e);
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "cannot seal the secret (see the server log)",
+                )
+            })?;
+            *value = s.secret_key.seal(&job, name, value, nonce);
+        }
+    }
+    Ok(())
 }
 
 /// A job's `run_as`: the user must exist on this server, which must be able to switch to it

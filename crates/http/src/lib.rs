@@ -66,6 +66,9 @@ pub struct AppState {
     pub auth: auth::AuthConfig,
     /// This node's memory of token uses and worker bindings.
     pub auth_cache: auth::AuthCache,
+    /// Seals job secrets on save and opens them for remote workers (every node of a cluster
+    /// has the same key).
+    pub secret_key: Arc<tempora_core::secret::SecretKey>,
 }
 
 /// The complete router. Every route passes [`auth::authenticate`] (after routing, so that it

@@ -292,14 +292,18 @@ pub async fn claim(
         .upsert_worker(req.worker, Timestamp::now())
         .await?;
     // Claimed for this worker before, but the answer never reached it.
-    let lost_answers: Vec<WireClaim> = state
+    let lost: Vec<ClaimedRun> = state
         .store
         .worker_runs(&id)
         .await?
         .into_iter()
         .filter(|c| !req.held.contains(&c.run.id))
-        .map(WireClaim::from)
         .collect();
+    let (lost, failed) = tempora_worker::source::open_secrets(Some(&state.secret_key), lost);
+    if !failed.is_empty() {
+        state.store.finish_runs(&id, failed).await?;
+    }
+    let lost_answers: Vec<WireClaim> = lost.into_iter().map(WireClaim::from).collect();
     if !lost_answers.is_empty() {
         tracing::warn!(message = "handing out runs again whose claim answer was lost", worker = %id, runs = ?lost_answers.iter().map(|c| c.run.id).collect::<Vec<_>>());
         return Ok(Json(ClaimResponse { runs: lost_answers }));
@@ -323,6 +327,12 @@ pub async fn claim(
             Vec::new()
         };
         first = false;
+        // Secrets go to the worker opened (it has no key); a run whose secrets do not open
+        // on this node fails here, saying why, instead of starting without them.
+        let (runs, failed) = tempora_worker::source::open_secrets(Some(&state.secret_key), runs);
+        if !failed.is_empty() {
+            state.store.finish_runs(&id, failed).await?;
+        }
         if !runs.is_empty()
             || tokio::time::Instant::now() >= deadline
             || state.shutdown.is_cancelled()

@@ -280,6 +280,7 @@ fn process_spec(c: &ClaimedRun, cfg: &PoolConfig) -> ProcessSpec {
     let spec = &c.spec;
     let mut env: Vec<(String, String)> = cfg.inherited_env.clone();
     env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(spec.secrets.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.extend(
         c.run
             .overrides
@@ -387,10 +388,13 @@ async fn execute(
     }
     let spec = process_spec(&c, &cfg);
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(64);
+    let masker =
+        tempora_core::secret::OutputMasker::new(c.spec.secrets.values().map(String::as_str));
     let pump = tokio::spawn(pump_output(
         source.clone(),
         run_id,
         out_rx,
+        masker,
         cfg.log_flush_every,
         cfg.log_chunk_max,
         cfg.log_buffer_max,
@@ -427,12 +431,13 @@ async fn execute(
     slot_freed.notify_one();
 }
 
-/// Collect output; ship it every `every` or when `max` bytes are buffered. Returns what is left
-/// when the process ends (it goes with the result).
+/// Collect output, masking secret values; ship it every `every` or when `max` bytes are
+/// buffered. Returns what is left when the process ends (it goes with the result).
 async fn pump_output(
     source: Arc<dyn RunSource>,
     run_id: i64,
     mut rx: mpsc::Receiver<Bytes>,
+    mut masker: tempora_core::secret::OutputMasker,
     every: Duration,
     max: usize,
     keep: usize,
@@ -444,7 +449,8 @@ async fn pump_output(
         tokio::select! {
             chunk = rx.recv() => match chunk {
                 Some(b) => {
-                    buf.extend_from_slice(&b);
+                    // The job's secret values never leave the worker: masked before shipping.
+                    buf.extend_from_slice(&masker.feed(&b));
                     if deadline.is_none() {
                         deadline = Some(tokio::time::Instant::now() + every);
                     }
@@ -452,7 +458,10 @@ async fn pump_output(
                         continue;
                     }
                 }
-                None => return buf,
+                None => {
+                    buf.extend_from_slice(&masker.finish());
+                    return buf;
+                }
             },
             _ = async { if let Some(d) = flush_at { tokio::time::sleep_until(d).await } else { std::future::pending::<()>().await } } => {}
         }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
+use tempora_core::secret::SecretKey;
 use tempora_store::{ClaimedRun, RunResult, Store, StoreError, WorkerInfo};
 
 /// Errors talking to the run source.
@@ -43,6 +44,53 @@ pub struct StoreSource {
     labels: BTreeMap<String, String>,
     /// What to record in the worker registry, and when it was last recorded.
     registration: Option<(WorkerInfo, Mutex<Option<Instant>>)>,
+    /// Opens the jobs' sealed secrets (None: a run with secrets fails, saying why).
+    secret_key: Option<Arc<SecretKey>>,
+}
+
+/// Open the sealed `secrets` of claimed runs. A run whose secrets do not open (another node's
+/// key, no key) is not handed out: it comes back as a failed result, with the reason, for the
+/// caller to record.
+pub fn open_secrets(
+    key: Option<&SecretKey>,
+    runs: Vec<ClaimedRun>,
+) -> (Vec<ClaimedRun>, Vec<RunResult>) {
+    let mut ok = Vec::with_capacity(runs.len());
+    let mut failed = Vec::new();
+    for mut c in runs {
+        let mut problem = None;
+        for (name, value) in c.spec.secrets.iter_mut() {
+            let opened = match key {
+                Some(k) => k.open(&c.spec.name, name, value).map_err(|e| e.to_string()),
+                None => Err("this node has no secret key".to_owned()),
+            };
+            match opened {
+                Ok(v) => *value = v,
+                Err(e) => {
+                    problem = Some(format!("cannot open secret `{name}`: {e}"));
+                    break;
+                }
+            }
+        }
+        match problem {
+            None => ok.push(c),
+            Some(error) => {
+                tracing::error!(message = "run not started: a secret does not open", run_id = c.run.id, job = %c.run.job, error = %error);
+                failed.push(RunResult {
+                    run_id: c.run.id,
+                    state: tempora_core::run::RunState::Failed,
+                    started_at: None,
+                    finished_at: Timestamp::now(),
+                    exit_code: None,
+                    signal: None,
+                    error: Some(error),
+                    log_tail: Vec::new(),
+                    awaits_completion: false,
+                });
+            }
+        }
+    }
+    (ok, failed)
 }
 
 /// How often a [`StoreSource`] with a registration refreshes it.
@@ -57,7 +105,14 @@ impl StoreSource {
             lease,
             labels: BTreeMap::new(),
             registration: None,
+            secret_key: None,
         }
+    }
+
+    /// Open the jobs' sealed secrets with this key.
+    pub fn with_secret_key(mut self, key: Arc<SecretKey>) -> Self {
+        self.secret_key = Some(key);
+        self
     }
 
     /// Keep this worker's entry in the store's worker registry fresh (at most every 10 s, on
@@ -109,7 +164,7 @@ impl RunSource for StoreSource {
 
     async fn claim(&self, max: usize) -> Result<Vec<ClaimedRun>, SourceError> {
         self.refresh_registration().await;
-        Ok(self
+        let runs = self
             .store
             .claim_runs_labeled(
                 &self.worker_id,
@@ -118,7 +173,12 @@ impl RunSource for StoreSource {
                 Timestamp::now(),
                 self.lease,
             )
-            .await?)
+            .await?;
+        let (runs, failed) = open_secrets(self.secret_key.as_deref(), runs);
+        if !failed.is_empty() {
+            self.store.finish_runs(&self.worker_id, failed).await?;
+        }
+        Ok(runs)
     }
 
     async fn heartbeat(&self, run_ids: &[i64]) -> Result<Vec<i64>, SourceError> {
