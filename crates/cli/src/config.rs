@@ -6,7 +6,7 @@
 //! `kill_grace`, `lease_ttl`, `max_log_bytes`, `sqlite_cache_mib`, `sqlite_synchronous`, `database_url`, `leader_lease_ttl`,
 //! `leader_renew_every`, `no_leader`, `claim_poll_every`, `database_pool_size`,
 //! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`, `admin_token_file`, `secret_key_file`,
-//! `cors_origin`, `allowed_host`, `metrics_public`, `pass_env`, `tls_cert`, `tls_key`,
+//! `cors_origin`, `allowed_host`, `metrics_public`, `pass_env`, `containment`, `tls_cert`, `tls_key`,
 //! `client_ca`). The file's values are exported as the matching
 //! `TEMPORA_*` variables where those are not already set, before the command line is parsed, so
 //! clap's own flag/env handling yields exactly that precedence.
@@ -14,7 +14,7 @@
 use std::ffi::OsString;
 
 /// Keys the file may hold, with their environment variables.
-const KEYS: [(&str, &str); 31] = [
+const KEYS: [(&str, &str); 32] = [
     ("data_dir", "TEMPORA_DATA_DIR"),
     ("listen", "TEMPORA_LISTEN"),
     ("local_slots", "TEMPORA_LOCAL_SLOTS"),
@@ -43,6 +43,7 @@ const KEYS: [(&str, &str); 31] = [
     ("allowed_host", "TEMPORA_ALLOWED_HOST"),
     ("metrics_public", "TEMPORA_METRICS_PUBLIC"),
     ("pass_env", "TEMPORA_PASS_ENV"),
+    ("containment", "TEMPORA_CONTAINMENT"),
     ("tls_cert", "TEMPORA_TLS_CERT"),
     ("tls_key", "TEMPORA_TLS_KEY"),
     ("client_ca", "TEMPORA_CLIENT_CA"),

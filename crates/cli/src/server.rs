@@ -182,6 +182,11 @@ pub struct ServerArgs {
     /// and TZ (a run sees nothing else of the server's environment). Comma-separated.
     #[arg(long, env = "TEMPORA_PASS_ENV", value_delimiter = ',', value_name = "NAME", value_parser = parse_pass_env)]
     pub pass_env: Vec<String>,
+    /// How every process a run starts is ended with it: `auto` (a cgroup v2 per run where this
+    /// process can make one, else `sweep`), `cgroup` (refuse to start without), `sweep` (kill the
+    /// processes whose environment holds the run's id).
+    #[arg(long, env = "TEMPORA_CONTAINMENT", value_name = "auto|cgroup|sweep", default_value = "auto", value_parser = parse_containment)]
+    pub containment: tempora_worker::contain::Mode,
 }
 
 /// A `--pass-env` name: a variable name, never one of tempora's own (`TEMPORA_*` hold the
@@ -205,6 +210,17 @@ fn parse_positive(s: &str, unit: &str) -> Result<u32, String> {
         Ok(0) => Err(format!("must be at least 1 {unit}")),
         Ok(n) => Ok(n),
         Err(_) => Err(format!("expected a whole number of {unit} (1 or more)")),
+    }
+}
+
+/// `--containment`.
+pub(crate) fn parse_containment(s: &str) -> Result<tempora_worker::contain::Mode, String> {
+    use tempora_worker::contain::Mode;
+    match s.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(Mode::Auto),
+        "cgroup" => Ok(Mode::Cgroup),
+        "sweep" => Ok(Mode::Sweep),
+        _ => Err("expected `auto`, `cgroup` or `sweep`".to_owned()),
     }
 }
 
@@ -470,10 +486,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!(message = "runs of the previous start marked lost", runs = ?lost);
     }
 
-    if args.local_slots > 0
-        && let Err(e) = tempora_worker::process::start_group_watchdog()
-    {
-        tracing::warn!(message = "cannot start the process-group watchdog", error = %e);
+    if args.local_slots > 0 {
+        if let Err(e) = tempora_worker::process::start_group_watchdog() {
+            tracing::warn!(message = "cannot start the process-group watchdog", error = %e);
+        }
+        tempora_worker::contain::init(args.containment)
+            .context("--containment cgroup: no usable cgroup v2")?;
     }
     let shutdown = CancellationToken::new();
     let work_ready = Arc::new(Notify::new());
@@ -600,6 +618,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         local_slots = args.local_slots,
         keep_runs = args.keep_runs,
         keep_days = args.keep_days,
+        containment = match (args.local_slots, tempora_worker::contain::current()) {
+            (0, _) => "-",
+            (_, tempora_worker::contain::Containment::Cgroup(_)) => "cgroup",
+            (_, tempora_worker::contain::Containment::Sweep) => "sweep",
+        },
         sqlite_synchronous = match (store_kind, args.sqlite_synchronous) {
             ("sqlite", tempora_store_sqlite::Synchronous::Full) => "full",
             ("sqlite", tempora_store_sqlite::Synchronous::Normal) => "normal",

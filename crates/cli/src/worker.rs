@@ -76,6 +76,10 @@ pub struct WorkerArgs {
     /// and TZ. Comma-separated.
     #[arg(long, env = "TEMPORA_PASS_ENV", value_delimiter = ',', value_name = "NAME", value_parser = crate::server::parse_pass_env)]
     pub pass_env: Vec<String>,
+    /// How every process a run starts is ended with it: `auto` (a cgroup v2 per run where
+    /// possible, else `sweep`), `cgroup` (refuse to start without), `sweep`.
+    #[arg(long, env = "TEMPORA_CONTAINMENT", value_name = "auto|cgroup|sweep", default_value = "auto", value_parser = crate::server::parse_containment)]
+    pub containment: tempora_worker::contain::Mode,
     /// TLS options for `https://` servers.
     #[command(flatten)]
     pub tls: crate::tls::ClientTls,
@@ -466,6 +470,9 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
     )?);
     if let Err(e) = tempora_worker::process::start_group_watchdog() {
         tracing::warn!(message = "cannot start the process-group watchdog", error = %e);
+    }
+    if let Err(e) = tempora_worker::contain::init(args.containment) {
+        return Err(format!("--containment cgroup: no usable cgroup v2: {e}"));
     }
 
     let shutdown = CancellationToken::new();

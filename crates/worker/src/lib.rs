@@ -2,12 +2,15 @@
 //!
 //! - [`process`]: runs one attempt as an OS process in its own process group (timeout, cancel,
 //!   combined output, no descendant left behind).
+//! - [`contain`]: every process a run starts ends with it (a cgroup v2 per run, or an
+//!   environment sweep).
 //! - [`source`]: the [`source::RunSource`] seam through which a worker claims work and reports
 //!   back. The server's local pool uses the store directly ([`source::StoreSource`]); a remote
 //!   `tempora worker` will implement the same trait over HTTP.
 //! - [`pool`]: the worker pool: claim loop, heartbeats, output shipping, batched results,
 //!   graceful shutdown.
 
+pub mod contain;
 pub mod pool;
 pub mod process;
 pub mod source;

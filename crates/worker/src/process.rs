@@ -263,7 +263,10 @@ impl Drop for GroupGuard {
     }
 }
 
-fn build(spec: &ProcessSpec) -> std::io::Result<tokio::process::Command> {
+fn build(
+    spec: &ProcessSpec,
+    cgroup: Option<&crate::contain::RunCgroup>,
+) -> std::io::Result<tokio::process::Command> {
     // argv of the job itself.
     let mut argv: Vec<std::ffi::OsString> = Vec::with_capacity(spec.arguments.len() + 4);
     if spec.shell {
@@ -282,6 +285,18 @@ fn build(spec: &ProcessSpec) -> std::io::Result<tokio::process::Command> {
     argv.extend(spec.arguments.iter().map(Into::into));
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..]).env_clear();
+    if let Some(cg) = cgroup {
+        let fd = cg.procs_fd();
+        // SAFETY: write(2) on a descriptor opened before the fork: async-signal-safe. First of
+        // the closures, while the child still has the worker's rights over the hierarchy.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = std::os::fd::BorrowedFd::borrow_raw(fd);
+                nix::unistd::write(fd, b"0").map_err(std::io::Error::from)?;
+                Ok(())
+            });
+        }
+    }
     let mut user_env: Vec<(&str, String)> = Vec::new();
     if let Some(user) = &spec.run_as {
         let (r, switch) = RunAs::check(user)
@@ -352,7 +367,14 @@ pub async fn run_process(
         end: EndReason::Exited,
         spawn_error: Some(e),
     };
-    let cmd = match build(spec) {
+    let cgroup = match crate::contain::RunCgroup::create() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(message = "cannot make the run's cgroup; containing it by the sweep", error = %e);
+            None
+        }
+    };
+    let cmd = match build(spec, cgroup.as_ref()) {
         Ok(c) => c,
         Err(e) => return fail(format!("{}: {e}", spec.command)),
     };
@@ -382,17 +404,36 @@ pub async fn run_process(
         }
     };
     let mut end = EndReason::Exited;
+    let cg = cgroup.as_ref();
     let status = tokio::select! {
         s = child.wait() => s,
-        _ = timeout => { end = EndReason::TimedOut; terminate(&mut child, pgid, spec.kill_grace).await }
-        _ = cancel.cancelled() => { end = EndReason::Cancelled; terminate(&mut child, pgid, spec.kill_grace).await }
+        _ = timeout => { end = EndReason::TimedOut; terminate(&mut child, pgid, cg, spec.kill_grace).await }
+        _ = cancel.cancelled() => { end = EndReason::Cancelled; terminate(&mut child, pgid, cg, spec.kill_grace).await }
     };
-    // Nothing of the job outlives its main process.
+    // Nothing of the job outlives its main process: its group, then everything it started
+    // elsewhere (`setsid`, double fork) — the run's cgroup, or the environment sweep.
     if let Some(g) = pgid {
         let _ = killpg(Pid::from_raw(g), Signal::SIGKILL);
         watchdog_note('-', g);
     }
     guard.0 = None;
+    match cg {
+        Some(c) => c.kill_all(Duration::from_secs(2)).await,
+        None => {
+            if let Some((_, id)) = spec.env.iter().rev().find(|(k, _)| k == "TEMPORA_RUN_ID") {
+                let id = id.clone();
+                let n = tokio::task::spawn_blocking(move || {
+                    crate::contain::sweep(&id, worker_session())
+                })
+                .await
+                .unwrap_or(0);
+                if n > 0 {
+                    tracing::debug!(message = "run's stray processes killed", processes = n);
+                }
+            }
+        }
+    }
+    drop(cgroup);
     // Remaining buffered output; a stray holder of the pipe cannot keep us waiting.
     let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
     let (exit_code, signal) = match status {
@@ -411,20 +452,28 @@ pub async fn run_process(
     }
 }
 
-/// SIGTERM the group, wait up to `grace`, then SIGKILL; returns the leader's status.
+/// SIGTERM the group (and every process of the run's cgroup), wait up to `grace`, then
+/// SIGKILL; returns the leader's status.
 async fn terminate(
     child: &mut tokio::process::Child,
     pgid: Option<i32>,
+    cgroup: Option<&crate::contain::RunCgroup>,
     grace: Duration,
 ) -> std::io::Result<std::process::ExitStatus> {
     if let Some(g) = pgid {
         let _ = killpg(Pid::from_raw(g), Signal::SIGTERM);
+    }
+    for pid in cgroup.map(|c| c.pids()).unwrap_or_default() {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
     }
     match tokio::time::timeout(grace, child.wait()).await {
         Ok(s) => s,
         Err(_) => {
             if let Some(g) = pgid {
                 let _ = killpg(Pid::from_raw(g), Signal::SIGKILL);
+            }
+            if let Some(c) = cgroup {
+                c.kill_all(Duration::ZERO).await;
             }
             child.wait().await
         }
@@ -543,6 +592,12 @@ pub fn start_group_watchdog() -> std::io::Result<()> {
         token,
     });
     Ok(())
+}
+
+/// The session token this worker's job processes carry ([`SESSION_VAR`]), when the watchdog
+/// runs.
+pub fn worker_session() -> Option<&'static str> {
+    WATCHDOG.get().map(|w| w.token.as_str())
 }
 
 fn watchdog_note(op: char, pgid: i32) {

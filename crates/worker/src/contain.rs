@@ -1,0 +1,254 @@
+//! Run containment: every process a run starts ends with the run — including ones that left its
+//! process group (`setsid`) or were double-forked.
+//!
+//! **cgroup v2** where the machine allows it: each run gets its own cgroup, which the job's first
+//! process joins before it executes anything; when the run ends (its main process exited, or
+//! timeout/cancel), `cgroup.kill` kills whatever is left in it, and the run waits until the
+//! cgroup is empty. A process cannot leave its cgroup without write access to the hierarchy, so
+//! this holds against any job that does not run as root.
+//!
+//! Detection (once, at start): a `cgroup2` mount in `/proc/self/mountinfo` (the unified
+//! hierarchy, on pure v2 systems `/sys/fs/cgroup`, on hybrid ones `/sys/fs/cgroup/unified`), this
+//! process's own cgroup from `/proc/self/cgroup` (`0::/path`), and a directory
+//! `tempora-<pid>` that this process can create below it, with `cgroup.kill` (Linux 5.14+). No
+//! controllers are needed: only the grouping and the kill are used.
+//!
+//! **Otherwise, a sweep** (best effort): when the run ends, every process whose environment
+//! holds the run's `TEMPORA_RUN_ID` and this worker's session token is killed (repeated while
+//! some are found). A process that clears its environment escapes it; the cgroup cannot be
+//! escaped that way.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How runs are contained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// cgroup v2 if available, else the sweep.
+    Auto,
+    /// cgroup v2; starting fails if it is not available.
+    Cgroup,
+    /// The environment sweep only.
+    Sweep,
+}
+
+/// What was set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Containment {
+    /// One cgroup per run below this directory.
+    Cgroup(PathBuf),
+    /// The environment sweep.
+    Sweep,
+}
+
+static CONTAINMENT: OnceLock<Containment> = OnceLock::new();
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+/// Set containment up (once per process; later calls return the first result).
+pub fn init(mode: Mode) -> std::io::Result<&'static Containment> {
+    if let Some(c) = CONTAINMENT.get() {
+        return Ok(c);
+    }
+    let found = match mode {
+        Mode::Sweep => Containment::Sweep,
+        Mode::Auto => match cgroup_base() {
+            Ok(dir) => Containment::Cgroup(dir),
+            Err(e) => {
+                tracing::info!(message = "no usable cgroup v2: runs are contained by the environment sweep", reason = %e);
+                Containment::Sweep
+            }
+        },
+        Mode::Cgroup => Containment::Cgroup(cgroup_base()?),
+    };
+    Ok(CONTAINMENT.get_or_init(|| found))
+}
+
+/// The containment in use (the sweep if [`init`] was not called).
+pub fn current() -> &'static Containment {
+    CONTAINMENT.get().unwrap_or(&Containment::Sweep)
+}
+
+/// Find the unified hierarchy and make this process's directory in it.
+fn cgroup_base() -> std::io::Result<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    // Fields: id parent major:minor root mount-point options ... - fstype source super-options
+    let mount = mountinfo
+        .lines()
+        .find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            (right.split_whitespace().next()? == "cgroup2")
+                .then(|| left.split_whitespace().nth(4).map(PathBuf::from))
+                .flatten()
+        })
+        .ok_or_else(|| std::io::Error::other("no cgroup2 mount"))?;
+    let own = std::fs::read_to_string("/proc/self/cgroup")?
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+        .ok_or_else(|| std::io::Error::other("no cgroup v2 entry in /proc/self/cgroup"))?;
+    let parent = mount.join(own.trim_start_matches('/'));
+    remove_stale(&parent);
+    let dir = parent.join(format!("tempora-{}", std::process::id()));
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    if !dir.join("cgroup.kill").exists() {
+        let _ = std::fs::remove_dir(&dir);
+        return Err(std::io::Error::other(
+            "cgroup.kill is missing (Linux 5.14 or later is needed)",
+        ));
+    }
+    // A probe run cgroup: creating children must work too.
+    let probe = dir.join("probe");
+    std::fs::create_dir(&probe)?;
+    std::fs::remove_dir(&probe)?;
+    tracing::info!(message = "runs are contained by cgroup v2", dir = %dir.display());
+    Ok(dir)
+}
+
+/// Remove the empty directories of earlier processes that are gone (`tempora-<pid>`).
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("tempora-")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            if let Ok(children) = std::fs::read_dir(e.path()) {
+                for c in children.flatten().filter(|c| c.path().is_dir()) {
+                    let _ = std::fs::remove_dir(c.path());
+                }
+            }
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+}
+
+/// One run's cgroup; removed when dropped (after [`RunCgroup::kill_all`]).
+#[derive(Debug)]
+pub struct RunCgroup {
+    dir: PathBuf,
+    /// `cgroup.procs`, opened before the fork: the child writes `0` to it to join.
+    procs: OwnedFd,
+}
+
+impl RunCgroup {
+    /// Make a new cgroup for a run under the containment's directory (None with the sweep).
+    pub fn create() -> std::io::Result<Option<RunCgroup>> {
+        let Containment::Cgroup(base) = current() else {
+            return Ok(None);
+        };
+        let dir = base.join(format!("run-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+        std::fs::create_dir(&dir)?;
+        let procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
+            .map(OwnedFd::from);
+        match procs {
+            Ok(procs) => Ok(Some(RunCgroup { dir, procs })),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// The descriptor the child writes `0` to (in `pre_exec`) to join the cgroup.
+    pub fn procs_fd(&self) -> i32 {
+        self.procs.as_raw_fd()
+    }
+
+    /// The processes in the cgroup now.
+    pub fn pids(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.dir.join("cgroup.procs"))
+            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    fn populated(&self) -> bool {
+        std::fs::read_to_string(self.dir.join("cgroup.events"))
+            .map(|t| t.lines().any(|l| l.trim() == "populated 1"))
+            .unwrap_or(false)
+    }
+
+    /// Kill every process in the cgroup and wait (up to `wait`) until it is empty.
+    pub async fn kill_all(&self, wait: Duration) {
+        if !self.populated() {
+            return;
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join("cgroup.kill"))
+        {
+            Ok(mut f) => {
+                if let Err(e) = f.write_all(b"1") {
+                    tracing::warn!(message = "cannot kill the run's cgroup", error = %e);
+                }
+            }
+            Err(e) => tracing::warn!(message = "cannot open cgroup.kill", error = %e),
+        }
+        let deadline = Instant::now() + wait;
+        while self.populated() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for RunCgroup {
+    fn drop(&mut self) {
+        // Fails while processes remain (then the directory stays until a later start cleans it).
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// The sweep: SIGKILL every process whose environment holds `TEMPORA_RUN_ID=<run_id>` and
+/// this worker's session token (`session`, when the watchdog runs: another server on the host
+/// may have a run with the same id), repeated (up to ten rounds) while it finds some. Returns
+/// how many it killed.
+pub fn sweep(run_id: &str, session: Option<&str>) -> usize {
+    let needle = format!("TEMPORA_RUN_ID={run_id}");
+    let session = session.map(|s| format!("{}={s}", crate::process::SESSION_VAR));
+    let me = std::process::id() as i32;
+    let mut killed = 0;
+    for _ in 0..10 {
+        let mut found = 0;
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return killed;
+        };
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            let has = |n: &str| env.split(|b| *b == 0).any(|v| v == n.as_bytes());
+            if has(&needle) && session.as_deref().is_none_or(has) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                found += 1;
+            }
+        }
+        killed += found;
+        if found == 0 {
+            break;
+        }
+    }
+    killed
+}
