@@ -601,12 +601,26 @@ async fn main() -> anyhow::Result<()> {
             }
             let sched: Timestamp = r["scheduled_for"].as_str().unwrap_or("").parse()?;
             let sec = sched.as_second();
-            if sec < from || sec > to {
+            // A folded `skipped` row stands for `occurrences` of them, evenly spaced up to
+            // `last_scheduled_for`.
+            let n = r["occurrences"].as_i64().unwrap_or(1).max(1);
+            let last = match r["last_scheduled_for"].as_str() {
+                Some(l) => l.parse::<Timestamp>()?.as_second(),
+                None => sec,
+            };
+            let step = if n > 1 { (last - sec) / (n - 1) } else { 0 };
+            let secs: Vec<i64> = (0..n)
+                .map(|k| sec + k * step)
+                .filter(|s| (from..=to).contains(s))
+                .collect();
+            if secs.is_empty() {
                 continue;
             }
-            *per_sec.entry(sec).or_default() += 1;
+            for s in &secs {
+                *per_sec.entry(*s).or_default() += 1;
+            }
             if r["state"] != "succeeded" {
-                not_succeeded += 1;
+                not_succeeded += secs.len() as u64;
                 let n = states
                     .entry(r["state"].as_str().unwrap_or("?").to_owned())
                     .or_default();

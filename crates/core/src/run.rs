@@ -215,6 +215,21 @@ pub struct Run {
     /// For `trigger = dependency`: the parent runs that triggered it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggered_by: Vec<i64>,
+    /// How many occurrences this row stands for: consecutive skipped occurrences of a job fold
+    /// into one `skipped` row (from `scheduled_for` to `last_scheduled_for`); 1 otherwise.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub occurrences: u64,
+    /// The latest occurrence folded into this row (only when `occurrences` > 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scheduled_for: Option<Timestamp>,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn is_one(n: &u64) -> bool {
+    *n == 1
 }
 
 #[cfg(test)]

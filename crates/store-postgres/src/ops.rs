@@ -23,7 +23,9 @@ use tempora_store::{
 use tokio_postgres::Row;
 
 use crate::pool::{Conn, TxResult};
-use crate::rows::{RUN_COLS, load_job, load_run, lock_job, parse_spec, run_from_row, ts, us};
+use crate::rows::{
+    RUN_COL_COUNT, RUN_COLS, load_job, load_run, lock_job, parse_spec, run_from_row, ts, us,
+};
 
 /// Advisory lock key serializing job definition changes (the dependency graph check).
 const JOBS_LOCK: i64 = 0x7465_6d70_6f72_6102;
@@ -304,6 +306,9 @@ struct NewRun<'a> {
 
 /// Insert a run; None when the occurrence already exists (exactly once).
 async fn insert_run(c: &Conn, r: NewRun<'_>) -> TxResult<Option<i64>> {
+    if let Some(id) = fold_skipped(c, &r).await? {
+        return Ok(Some(id));
+    }
     let overrides = if r.overrides.is_empty() {
         None
     } else {
@@ -343,6 +348,45 @@ async fn insert_run(c: &Conn, r: NewRun<'_>) -> TxResult<Option<i64>> {
         Some(row) => Some(row.try_get(0)?),
         None => None,
     })
+}
+
+/// A skipped scheduled occurrence right after another one of the same job (no run of the job
+/// in between) folds into that row: its count goes up and `last_scheduled_for` moves on (the
+/// row keeps the first occurrence's reason). Returns the row's id when folded.
+async fn fold_skipped(c: &Conn, r: &NewRun<'_>) -> TxResult<Option<i64>> {
+    if !(r.state == RunState::Skipped && r.origin == Trigger::Schedule && r.attempt == 1) {
+        return Ok(None);
+    }
+    let newest = c
+        .query_opt(
+            "SELECT id, state, origin, attempt, COALESCE(last_scheduled_for, scheduled_for) \
+             FROM runs WHERE job = $1 ORDER BY id DESC LIMIT 1",
+            &[&r.job],
+        )
+        .await?;
+    let Some(row) = newest else {
+        return Ok(None);
+    };
+    let (id, state, origin, attempt, last): (i64, String, String, i64, i64) = (
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+    );
+    if !tempora_store::folds_into(
+        (r.state, r.origin, r.attempt, r.scheduled_for),
+        (&state, &origin, attempt, ts(last)),
+    ) {
+        return Ok(None);
+    }
+    c.execute(
+        "UPDATE runs SET occurrences = occurrences + 1, last_scheduled_for = $2, finished_at = $3 \
+         WHERE id = $1",
+        &[&id, &us(r.scheduled_for), &us(r.now)],
+    )
+    .await?;
+    Ok(Some(id))
 }
 
 /// (active, held) run counts of a job: active = running or claimable queued.
@@ -1378,8 +1422,8 @@ pub async fn worker_runs(c: &Conn, worker: &str) -> TxResult<Vec<ClaimedRun>> {
         .await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
-        let lease: Option<i64> = r.try_get(19)?;
-        let spec: String = r.try_get(20)?;
+        let lease: Option<i64> = r.try_get(RUN_COL_COUNT)?;
+        let spec: String = r.try_get(RUN_COL_COUNT + 1)?;
         out.push(ClaimedRun {
             run: run_from_row(r)?,
             spec: parse_spec(&spec)?,

@@ -73,7 +73,10 @@ pub async fn lock_job(c: &Conn, name: &str) -> TxResult<Option<JobRecord>> {
 /// Columns of a run row, in the order [`run_from_row`] reads them.
 pub const RUN_COLS: &str = "id, job, trigger, scheduled_for, attempt, state, queued_at, not_before, \
      started_at, finished_at, exit_code, signal, worker, error, log_size, log_dropped, \
-     cancel_requested, overrides, triggered_by";
+     cancel_requested, overrides, triggered_by, occurrences, last_scheduled_for";
+
+/// How many columns [`RUN_COLS`] names (a query selecting more reads them from here on).
+pub const RUN_COL_COUNT: usize = 21;
 
 /// Read a run row selected with [`RUN_COLS`].
 pub fn run_from_row(r: &Row) -> TxResult<Run> {
@@ -108,6 +111,8 @@ pub fn run_from_row(r: &Row) -> TxResult<Run> {
             None => Vec::new(),
             Some(s) => serde_json::from_str(&s).map_err(corrupt)?,
         },
+        occurrences: count(r.try_get(19)?).max(1),
+        last_scheduled_for: ots(r.try_get(20)?),
     })
 }
 
@@ -121,4 +126,12 @@ pub async fn load_run(c: &Conn, id: i64) -> TxResult<Option<Run>> {
     .as_ref()
     .map(run_from_row)
     .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_col_count_matches_run_cols() {
+        assert_eq!(super::RUN_COLS.split(',').count(), super::RUN_COL_COUNT);
+    }
 }

@@ -152,6 +152,11 @@ CREATE TABLE audit (
 CREATE INDEX audit_by_job ON audit (job, id) WHERE job IS NOT NULL;
 CREATE INDEX audit_by_time ON audit (at);
 "#,
+    // 6: consecutive skipped occurrences fold into one row.
+    r#"
+ALTER TABLE runs ADD COLUMN occurrences bigint NOT NULL DEFAULT 1;
+ALTER TABLE runs ADD COLUMN last_scheduled_for bigint;
+"#,
 ];
 
 /// Apply the migrations not yet applied, all in one transaction under an advisory lock.

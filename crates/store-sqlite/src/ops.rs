@@ -18,7 +18,9 @@ use tempora_store::{
     WORKER_FORGET_AFTER, WORKER_STALE_AFTER, WorkerInfo, WorkerStatus, compute_cursor,
 };
 
-use crate::rows::{RUN_COLS, db, load_job, load_run, parse_spec, run_from_row, ts, us};
+use crate::rows::{
+    RUN_COL_COUNT, RUN_COLS, db, load_job, load_run, parse_spec, run_from_row, ts, us,
+};
 
 fn add(t: Timestamp, d: Duration) -> Timestamp {
     t.checked_add(d).unwrap_or(t)
@@ -288,6 +290,9 @@ struct NewRun<'a> {
 
 /// Insert a run; None when the occurrence already exists (exactly once).
 fn insert_run(c: &Connection, r: NewRun<'_>) -> StoreResult<Option<i64>> {
+    if let Some(id) = fold_skipped(c, &r)? {
+        return Ok(Some(id));
+    }
     let overrides = if r.overrides.is_empty() {
         None
     } else {
@@ -328,6 +333,49 @@ fn insert_run(c: &Connection, r: NewRun<'_>) -> StoreResult<Option<i64>> {
     )
     .optional()
     .map_err(db)
+}
+
+/// A skipped scheduled occurrence right after another one of the same job (no run of the job
+/// in between) folds into that row: its count goes up and `last_scheduled_for` moves on (the
+/// row keeps the first occurrence's reason). Returns the row's id when folded.
+fn fold_skipped(c: &Connection, r: &NewRun<'_>) -> StoreResult<Option<i64>> {
+    if !(r.state == RunState::Skipped && r.origin == Trigger::Schedule && r.attempt == 1) {
+        return Ok(None);
+    }
+    let newest: Option<(i64, String, String, i64, i64)> = c
+        .prepare_cached(
+            "SELECT id, state, origin, attempt, COALESCE(last_scheduled_for, scheduled_for) \
+             FROM runs WHERE job = ?1 ORDER BY id DESC LIMIT 1",
+        )
+        .map_err(db)?
+        .query_row([r.job], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
+        })
+        .optional()
+        .map_err(db)?;
+    let Some((id, state, origin, attempt, last)) = newest else {
+        return Ok(None);
+    };
+    if !tempora_store::folds_into(
+        (r.state, r.origin, r.attempt, r.scheduled_for),
+        (&state, &origin, attempt, ts(last)),
+    ) {
+        return Ok(None);
+    }
+    c.prepare_cached(
+        "UPDATE runs SET occurrences = occurrences + 1, last_scheduled_for = ?2, finished_at = ?3 \
+         WHERE id = ?1",
+    )
+    .map_err(db)?
+    .execute(params![id, us(r.scheduled_for), us(r.now)])
+    .map_err(db)?;
+    Ok(Some(id))
 }
 
 /// (active, held) run counts of a job: active = running or claimable queued.
@@ -1298,7 +1346,7 @@ pub fn worker_runs(c: &Connection, worker: &str) -> StoreResult<Vec<ClaimedRun>>
                 .join(", ")
         ))
         .map_err(db)?
-        .query_map([worker], |r| Ok((run_from_row(r)?, r.get(19)?, r.get(20)?)))
+        .query_map([worker], |r| Ok((run_from_row(r)?, r.get(RUN_COL_COUNT)?, r.get(RUN_COL_COUNT + 1)?)))
         .map_err(db)?
         .collect::<Result<_, _>>()
         .map_err(db)?;

@@ -83,7 +83,10 @@ pub fn load_job(c: &Connection, name: &str) -> StoreResult<Option<JobRecord>> {
 /// Columns of a run row, in the order [`run_from_row`] reads them.
 pub const RUN_COLS: &str = "id, job, trigger, scheduled_for, attempt, state, queued_at, not_before, \
      started_at, finished_at, exit_code, signal, worker, error, log_size, log_dropped, \
-     cancel_requested, overrides, triggered_by";
+     cancel_requested, overrides, triggered_by, occurrences, last_scheduled_for";
+
+/// How many columns [`RUN_COLS`] names (a query selecting more reads them from here on).
+pub const RUN_COL_COUNT: usize = 21;
 
 /// Read a run row selected with [`RUN_COLS`].
 pub fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Run> {
@@ -128,6 +131,8 @@ pub fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Run> {
             None => Vec::new(),
             Some(s) => serde_json::from_str(&s).map_err(|e| bad(18, e.to_string()))?,
         },
+        occurrences: u64::try_from(r.get::<_, i64>(19)?).unwrap_or(1).max(1),
+        last_scheduled_for: ots(r.get(20)?),
     })
 }
 
@@ -138,4 +143,12 @@ pub fn load_run(c: &Connection, id: i64) -> StoreResult<Option<Run>> {
         .query_row([id], run_from_row)
         .optional()
         .map_err(db)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_col_count_matches_run_cols() {
+        assert_eq!(super::RUN_COLS.split(',').count(), super::RUN_COL_COUNT);
+    }
 }

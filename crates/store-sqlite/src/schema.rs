@@ -171,6 +171,11 @@ CREATE TABLE audit (
 CREATE INDEX audit_by_job ON audit (job, id) WHERE job IS NOT NULL;
 CREATE INDEX audit_by_time ON audit (at);
 "#,
+    // 9: consecutive skipped occurrences fold into one row.
+    r#"
+ALTER TABLE runs ADD COLUMN occurrences INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE runs ADD COLUMN last_scheduled_for INTEGER;
+"#,
 ];
 
 /// Apply the migrations not yet applied, each in its own transaction.

@@ -33,7 +33,7 @@ macro_rules! store_contract_tests {
         );
         $crate::store_contract_tests!(@cases $factory;
             claim_respects_selectors, worker_registry_lists_and_counts,
-            worker_runs_hands_out_held_runs_again
+            worker_runs_hands_out_held_runs_again, consecutive_skips_fold_into_one_row
         );
         $crate::store_contract_tests!(@cases $factory;
             prune_keep_runs_keeps_active_runs_and_counters, prune_keep_days_keeps_newest_and_active,
@@ -297,6 +297,75 @@ pub async fn misfire_skips_are_recorded(s: Arc<dyn Store>) {
     assert!(runs[1].error.as_deref().unwrap().contains("3 older"));
     assert!(runs[1].finished_at.is_some());
     assert_eq!(runs[0].state, RunState::Queued);
+}
+
+/// Consecutive skipped occurrences of a job fold into one row with a count, across fires and
+/// whatever skipped them (misfire or overlap); a run in between starts a new row.
+pub async fn consecutive_skips_fold_into_one_row(s: Arc<dyn Store>) {
+    let rec = s
+        .put_job(
+            job("f", r#""schedule":"@every 10s""#),
+            PutMode::Create,
+            t(0),
+        )
+        .await
+        .unwrap()
+        .record;
+    let c = rec.next_fire_at.unwrap();
+    let at = |k: u64| c + Duration::from_secs(10 * k);
+    let fire = |cursor: Timestamp, occ: Vec<PlannedOccurrence>, next: Timestamp| FireRequest {
+        job: "f".into(),
+        version: rec.version,
+        expected_cursor: cursor,
+        occurrences: occ,
+        skipped_note: None,
+        next_cursor: Some(next),
+    };
+    let skip = |k: u64| PlannedOccurrence {
+        at: at(k),
+        disposition: Disposition::Skip(format!("missed: {k}")),
+    };
+    let run = |k: u64| PlannedOccurrence {
+        at: at(k),
+        disposition: Disposition::Run,
+    };
+    // Three skips in one fire, a run (queued: forbid then skips the next two, in two fires).
+    s.fire(
+        vec![fire(at(0), vec![skip(0), skip(1), skip(2), run(3)], at(4))],
+        at(3),
+        None,
+    )
+    .await
+    .unwrap();
+    for k in [4, 5] {
+        s.fire(vec![fire(at(k), vec![run(k)], at(k + 1))], at(k), None)
+            .await
+            .unwrap();
+    }
+    let runs = s.list_runs("f", None, 10).await.unwrap();
+    let shape: Vec<(RunState, u64, Timestamp, Option<Timestamp>)> = runs
+        .iter()
+        .rev()
+        .map(|r| {
+            (
+                r.state,
+                r.occurrences,
+                r.scheduled_for,
+                r.last_scheduled_for,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (RunState::Skipped, 3, at(0), Some(at(2))),
+            (RunState::Queued, 1, at(3), None),
+            (RunState::Skipped, 2, at(4), Some(at(5))),
+        ]
+    );
+    // The folded row keeps the first occurrence's reason.
+    assert_eq!(runs[2].error.as_deref(), Some("missed: 0"));
+    assert!(runs[0].error.as_deref().unwrap().contains("forbid"));
 }
 
 /// Claim → finish updates counters; a failure is retried after the backoff as a new row.

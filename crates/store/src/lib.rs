@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tempora_core::job::{JobSpec, TimerSpec, ValidationError};
 use tempora_core::policy::PlannedOccurrence;
-use tempora_core::run::{Run, RunOverrides, RunState};
+use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
 
 pub mod auth;
 #[cfg(feature = "contract-tests")]
@@ -242,6 +242,24 @@ pub struct ClaimedRun {
     pub spec: JobSpec,
     /// The job's owner etc. are in `spec`; this is the lease expiry.
     pub lease_expires_at: Timestamp,
+}
+
+/// Whether a new run row folds into the job's newest row instead of being inserted: only a
+/// skipped scheduled first attempt does, into a skipped scheduled first attempt of an earlier
+/// occurrence (nothing of the job in between). Both backends apply this; only the SQL differs.
+pub fn folds_into(
+    new: (RunState, Trigger, u32, Timestamp),
+    newest: (&str, &str, i64, Timestamp),
+) -> bool {
+    let (state, origin, attempt, at) = new;
+    let (n_state, n_origin, n_attempt, n_last) = newest;
+    state == RunState::Skipped
+        && origin == Trigger::Schedule
+        && attempt == 1
+        && n_state == RunState::Skipped.as_str()
+        && n_origin == Trigger::Schedule.as_str()
+        && n_attempt == 1
+        && n_last < at
 }
 
 /// A worker's report of a finished run (also the HTTP worker protocol's shape).
