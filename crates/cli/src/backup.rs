@@ -28,6 +28,15 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 /// Run `tempora backup`.
 pub async fn backup(args: BackupArgs, opts: ClientOpts) -> Res<()> {
+    if args.file.is_dir() {
+        return Err(fail(
+            2,
+            format!(
+                "{} is a directory; name the file to write",
+                args.file.display()
+            ),
+        ));
+    }
     if args.file.exists() && !args.force {
         return Err(fail(
             2,
@@ -41,7 +50,7 @@ pub async fn backup(args: BackupArgs, opts: ClientOpts) -> Res<()> {
     let resp = api.send(api.http.post(api.url("/api/v1/backup"))).await?;
     let expected = resp.content_length();
     let partial = partial_path(&args.file);
-    let mut out = crate::client::create_private(&partial)?;
+    let mut out = crate::client::create_new_private(&partial)?;
     let result = async {
         let mut written = 0u64;
         let mut head: Vec<u8> = Vec::with_capacity(16);
@@ -74,8 +83,13 @@ pub async fn backup(args: BackupArgs, opts: ClientOpts) -> Res<()> {
             return Err(e);
         }
     };
-    std::fs::rename(&partial, &args.file)
-        .map_err(|e| fail(2, format!("cannot rename to {}: {e}", args.file.display())))?;
+    if let Err(e) = std::fs::rename(&partial, &args.file) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(fail(
+            2,
+            format!("cannot rename to {}: {e}", args.file.display()),
+        ));
+    }
     eprintln!("backup saved to {} ({written} bytes)", args.file.display());
     Ok(())
 }

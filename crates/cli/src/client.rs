@@ -267,21 +267,57 @@ fn listener_owned_by(port: u16, uid: u32) -> bool {
     found
 }
 
-/// Create (or truncate) a file only its owner can read and write (0600): exports and backups
-/// hold what the server keeps from other users.
+/// Create (or replace the contents of) a file only its owner can read and write (0600):
+/// exports and backups hold what the server keeps from other users. A symbolic link at `path`
+/// is not followed, and an existing file must be a regular file of this user's — so a file or
+/// link another user planted in a shared directory is refused, not written through.
 pub(crate) fn create_private(path: &std::path::Path) -> Res<std::fs::File> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
     let f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| fail(2, format!("cannot create {}: {e}", path.display())))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| fail(2, format!("cannot inspect {}: {e}", path.display())))?;
+    if !meta.is_file() || meta.uid() != nix::unistd::Uid::effective().as_raw() {
+        return Err(fail(
+            2,
+            format!(
+                "{} exists and is not a regular file of yours; remove it first",
+                path.display()
+            ),
+        ));
+    }
+    f.set_len(0)
+        .map_err(|e| fail(2, format!("cannot truncate {}: {e}", path.display())))?;
     // A file that existed keeps its old mode through `open`.
     f.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(|e| fail(2, format!("cannot restrict {}: {e}", path.display())))?;
     Ok(f)
+}
+
+/// Create a new file (0600) that must not exist yet; a symbolic link is not followed.
+pub(crate) fn create_new_private(path: &std::path::Path) -> Res<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                " (left by an earlier attempt, or made by someone else): remove it"
+            } else {
+                ""
+            };
+            fail(2, format!("cannot create {}: {e}{hint}", path.display()))
+        })
 }
 
 pub(crate) fn runtime() -> Res<tokio::runtime::Runtime> {

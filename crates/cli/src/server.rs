@@ -487,11 +487,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     }
 
     if args.local_slots > 0 {
+        tempora_worker::contain::init(args.containment)
+            .context("--containment cgroup: no usable cgroup v2")?;
         if let Err(e) = tempora_worker::process::start_group_watchdog() {
             tracing::warn!(message = "cannot start the process-group watchdog", error = %e);
         }
-        tempora_worker::contain::init(args.containment)
-            .context("--containment cgroup: no usable cgroup v2")?;
     }
     let shutdown = CancellationToken::new();
     let work_ready = Arc::new(Notify::new());
@@ -730,6 +730,18 @@ fn load_secret_key(path: &std::path::Path) -> anyhow::Result<tempora_core::secre
         let key = SecretKey::from_bytes(&bytes);
         tracing::info!(message = "secret key made (give every node of a cluster this file)", file = %path.display(), key_id = key.id());
         return Ok(key);
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the secret key file {}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "the secret key file {} can be read by its group or others (mode {mode:o}); make it 0600",
+            path.display()
+        );
     }
     let text = read_token_file(path)
         .with_context(|| format!("cannot read the secret key file {}", path.display()))?;

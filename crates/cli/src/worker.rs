@@ -468,11 +468,11 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
         &token,
         &args.tls,
     )?);
-    if let Err(e) = tempora_worker::process::start_group_watchdog() {
-        tracing::warn!(message = "cannot start the process-group watchdog", error = %e);
-    }
     if let Err(e) = tempora_worker::contain::init(args.containment) {
         return Err(format!("--containment cgroup: no usable cgroup v2: {e}"));
+    }
+    if let Err(e) = tempora_worker::process::start_group_watchdog() {
+        tracing::warn!(message = "cannot start the process-group watchdog", error = %e);
     }
 
     let shutdown = CancellationToken::new();

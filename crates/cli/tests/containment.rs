@@ -133,3 +133,65 @@ fn the_environment_sweep_contains_runs_too() {
     assert!(s.log().contains("containment=\"sweep\""));
     check(&s, "sweep");
 }
+
+/// A process that escapes the sweep (it clears its environment) and holds the output pipe
+/// cannot keep its run going: the run still ends within the kill grace of its timeout.
+#[test]
+fn an_escaped_pipe_holder_does_not_keep_the_run_going() {
+    let s = Server::start(&["--kill-grace", "1s", "--containment", "sweep"]);
+    let pid_file = s.scratch().join("escaped.pid");
+    s.put_job(
+        "pipe-holder",
+        json!({"command": format!("env -i setsid sh -c 'echo $$ > {}; exec sleep 60' & sleep 60", pid_file.display()),
+               "timeout": "2s"}),
+    );
+    let id = s.trigger("pipe-holder")["id"].as_i64().unwrap();
+    let r = s.wait_final(id, Duration::from_secs(20));
+    let pid = read_pid(&pid_file);
+    // What the sweep cannot find is cleaned up here, not by tempora.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert_eq!(r["state"], "timed_out", "{r}");
+    let took = secs(&r, "started_at", "finished_at");
+    assert!(took < 2.0 + 1.0 + 2.5, "the run took {took} s");
+}
+
+/// `kill -9` of the server: its watchdog kills the runs' cgroups, so even a process that left
+/// the run's process group and cleared its environment dies with it.
+#[test]
+fn a_killed_server_leaves_no_process_of_its_runs() {
+    if !cgroup_expected() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI's machine offers cgroup v2; this test must run there"
+        );
+        return;
+    }
+    let mut s = Server::start(&["--kill-grace", "1s"]);
+    let pid_file = s.scratch().join("orphan.pid");
+    s.put_job(
+        "orphan",
+        json!({"command": format!("env -i setsid sh -c 'echo $$ > {}; exec sleep 60' < /dev/null > /dev/null 2>&1 & sleep 60", pid_file.display())}),
+    );
+    s.trigger("orphan");
+    let pid = read_pid(&pid_file);
+    assert!(!dead(pid));
+    s.kill9();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !dead(pid) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let survived = !dead(pid);
+    if survived {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    assert!(
+        !survived,
+        "process {pid} of the run outlived the killed server"
+    );
+}

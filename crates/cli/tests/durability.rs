@@ -153,3 +153,28 @@ fn export_writes_files_only_their_owner_reads() {
     assert_eq!(mode(&out), 0o700);
     assert_eq!(mode(&out.join("exported.yaml")), 0o600);
 }
+
+/// A file or symbolic link planted where a backup or an export will write (a shared directory)
+/// is refused, never written through.
+#[test]
+fn backup_and_export_do_not_write_through_planted_links() {
+    let s = Server::start(&[]);
+    s.put_job("planted", json!({"command": "true"}));
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.path().join("bk.db.partial")).unwrap();
+    let o = s.cli(&["backup", dir.path().join("bk.db").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(!dir.path().join("bk.db").exists());
+    let jobs = dir.path().join("jobs");
+    std::fs::create_dir(&jobs).unwrap();
+    std::os::unix::fs::symlink(&victim, jobs.join("planted.yaml")).unwrap();
+    let o = s.cli(&["export", "--dir", jobs.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    // A directory named as the backup file is refused before anything is written.
+    let o = s.cli(&["backup", jobs.to_str().unwrap(), "--force"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(!dir.path().join("jobs.partial").exists());
+}

@@ -439,6 +439,18 @@ fn worker_requests_are_bounded_and_a_held_claim_does_not_write() {
                 "finished_at": "2030-01-01T00:00:00Z", "error": "e".repeat(9000)}]}),
             "results[0].error",
         ),
+        (
+            "/api/v1/workers/bounded/finish",
+            json!({"results": [{"run_id": 1, "state": "queued",
+                "finished_at": "2030-01-01T00:00:00Z"}]}),
+            "results[0].state",
+        ),
+        (
+            "/api/v1/workers/bounded/finish",
+            json!({"results": [{"run_id": 1, "state": "failed", "awaits_completion": true,
+                "finished_at": "2030-01-01T00:00:00Z"}]}),
+            "results[0].awaits_completion",
+        ),
     ] {
         let (st, v) = s.send("POST", path, &body.to_string());
         assert_eq!((st, field_of(&v)), (400, field.to_owned()), "{path}: {v}");

@@ -92,6 +92,18 @@ fn a_job_runs_as_its_user_and_only_an_admin_may_ask() {
         &json!({"command": "true", "run_as": "root"}),
     );
     assert_eq!(st, 201, "{v}");
+    // An editor may not choose the arguments or variables of a run as another user either.
+    let (st, _, text) = common::request(
+        "POST",
+        &format!("{}/api/v1/jobs/as-nobody/runs", s.url()),
+        &[
+            ("Authorization", &format!("Bearer {editor}")),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"arguments": ["x"]}"#,
+    )
+    .unwrap();
+    assert_eq!(st, 403, "{text}");
     // A user the machine does not know, or a malformed one: 400 naming the field.
     for bad in ["no-such-user-here", "-rf", "a b", ""] {
         let (st, v) = s.send(
@@ -107,6 +119,22 @@ fn a_job_runs_as_its_user_and_only_an_admin_may_ask() {
     }
     assert_eq!(s.get("/api/v1/jobs/bad-user").0, 404);
 
+    // Through the Chronos API too, and the refusal is a 403 there as well.
+    let auth = format!("Bearer {editor}");
+    let (st, _, text) = common::request(
+        "POST",
+        &format!("{}/scheduler/iso8601", s.url()),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        &json!({"name": "ed-chronos", "command": "true", "schedule": "R1//PT1H",
+                "runAsUser": "nobody", "owner": "x@example.com"})
+        .to_string(),
+    )
+    .unwrap();
+    assert_eq!(st, 403, "{text}");
+    assert_eq!(s.get("/api/v1/jobs/ed-chronos").0, 404);
     // Chronos's runAsUser is the same field.
     let (st, v) = s.send(
         "POST",

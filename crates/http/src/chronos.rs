@@ -57,7 +57,9 @@ impl ChronosError {
 
 impl From<ApiError> for ChronosError {
     fn from(e: ApiError) -> Self {
-        let status = if e.status.is_client_error() {
+        // Chronos answers every client error 400, except a credential problem: a role that
+        // does not allow something stays 403, as on every other route.
+        let status = if e.status.is_client_error() && e.status != StatusCode::FORBIDDEN {
             StatusCode::BAD_REQUEST
         } else {
             e.status

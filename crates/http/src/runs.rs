@@ -98,6 +98,23 @@ pub async fn trigger(
         body.arguments.as_deref(),
         caller.role == Role::Admin,
     )?;
+    // Choosing the variables or arguments of a job that runs as another user is running code
+    // as that user: admin only, like setting `run_as`.
+    if (!body.env.is_empty() || body.arguments.is_some())
+        && caller.role != Role::Admin
+        && let Some(rec) = s.store.get_job(&name).await?
+        && let Some(user) = &rec.spec.run_as
+        && tempora_worker::process::RunAs::check(user).is_ok_and(|(_, switch)| switch)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "job `{name}` runs as `{user}`: a trigger with `env` or `arguments` needs role `admin`; token `{}` has role `{}`",
+                caller.name, caller.role
+            ),
+        ));
+    }
     // The audit log names what the trigger overrode (variable names only: values may be
     // secrets).
     let mut overridden = Vec::new();

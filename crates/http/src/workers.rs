@@ -409,6 +409,20 @@ pub async fn finish(
     let results: Vec<RunResult> = req.results;
     check_listed("results", results.len())?;
     for (i, r) in results.iter().enumerate() {
+        if !r.state.is_final() || r.state == RunState::Skipped {
+            return Err(ApiError::field(
+                "invalid_value",
+                format!("results[{i}].state"),
+                "a result is `succeeded`, `failed`, `timed_out`, `cancelled` or `lost`",
+            ));
+        }
+        if r.awaits_completion && r.state != RunState::Succeeded {
+            return Err(ApiError::field(
+                "invalid_value",
+                format!("results[{i}].awaits_completion"),
+                "only a run whose process exited 0 (`succeeded`) waits for its completion call",
+            ));
+        }
         if r.log_tail.len() > MAX_LOG_TAIL {
             return Err(too_long(&format!("results[{i}].log_tail"), MAX_LOG_TAIL));
         }

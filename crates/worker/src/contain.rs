@@ -111,7 +111,8 @@ fn cgroup_base() -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Remove the empty directories of earlier processes that are gone (`tempora-<pid>`).
+/// Kill what is left in the directories of earlier processes that are gone (`tempora-<pid>`:
+/// a worker killed with its watchdog), then remove them.
 fn remove_stale(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
@@ -125,14 +126,40 @@ fn remove_stale(parent: &Path) {
             continue;
         };
         if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            if let Ok(children) = std::fs::read_dir(e.path()) {
-                for c in children.flatten().filter(|c| c.path().is_dir()) {
-                    let _ = std::fs::remove_dir(c.path());
-                }
-            }
-            let _ = std::fs::remove_dir(e.path());
+            kill_tree(&e.path());
+            remove_tree(&e.path());
         }
     }
+}
+
+/// Kill every process in a cgroup and its descendants (`cgroup.kill` covers the subtree), and
+/// wait up to a second for them to go.
+fn kill_tree(dir: &Path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.kill"))
+    {
+        let _ = f.write_all(b"1");
+    }
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline
+        && std::fs::read_to_string(dir.join("cgroup.events"))
+            .is_ok_and(|t| t.lines().any(|l| l.trim() == "populated 1"))
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Remove a cgroup directory and the cgroups below it (deepest first).
+fn remove_tree(dir: &Path) {
+    if let Ok(children) = std::fs::read_dir(dir) {
+        for c in children.flatten() {
+            if c.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&c.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// One run's cgroup; removed when dropped (after [`RunCgroup::kill_all`]).
@@ -207,8 +234,9 @@ impl RunCgroup {
 
 impl Drop for RunCgroup {
     fn drop(&mut self) {
-        // Fails while processes remain (then the directory stays until a later start cleans it).
-        let _ = std::fs::remove_dir(&self.dir);
+        // With the cgroups a job made below its own; fails while processes remain (then a
+        // later start cleans it).
+        remove_tree(&self.dir);
     }
 }
 

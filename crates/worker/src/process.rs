@@ -434,8 +434,19 @@ pub async fn run_process(
         }
     }
     drop(cgroup);
-    // Remaining buffered output; a stray holder of the pipe cannot keep us waiting.
-    let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
+    // Remaining buffered output; a stray holder of the pipe (a process that left the run's
+    // containment) cannot keep the run going: the reader is stopped, which also ends the
+    // output stream the pool waits on.
+    let mut pump = pump;
+    if tokio::time::timeout(Duration::from_secs(2), &mut pump)
+        .await
+        .is_err()
+    {
+        pump.abort();
+        tracing::warn!(
+            message = "a process outside the run still holds its output; output reading stopped"
+        );
+    }
     let (exit_code, signal) = match status {
         Ok(s) => (s.code(), s.signal()),
         Err(e) => {
@@ -506,10 +517,11 @@ async fn read_output(fd: OwnedFd, output: mpsc::Sender<Bytes>) {
 /// The environment variable carrying the worker's session token into every job process.
 pub const SESSION_VAR: &str = "TEMPORA_WORKER_SESSION";
 
-/// The helper's script (`$1` is the session token): it keeps the set of live process groups it
-/// is told about (`+ PGID`, `- PGID` lines) and, when its input ends — the worker exited or was
-/// killed — SIGKILLs them, then every process whose environment holds the token (repeated while
-/// it finds some, so a process forked during the sweep is caught by the next one).
+/// The helper's script (`$1` is the session token, `$2` the directory of the runs' cgroups or
+/// empty): it keeps the set of live process groups it is told about (`+ PGID`, `- PGID` lines)
+/// and, when its input ends — the worker exited or was killed — kills every run cgroup, SIGKILLs
+/// the groups, then every process whose environment holds the token (repeated while it finds
+/// some, so a process forked during the sweep is caught by the next one).
 const WATCHDOG_SCRIPT: &str = r#"pgs=""
 while read -r op pg; do
   case "$op" in
@@ -517,6 +529,9 @@ while read -r op pg; do
     -) n=""; for p in $pgs; do [ "$p" = "$pg" ] || n="$n $p"; done; pgs="$n" ;;
   esac
 done
+if [ -n "$2" ]; then
+  for f in "$2"/run-*/cgroup.kill; do [ -e "$f" ] && echo 1 > "$f" 2>/dev/null; done
+fi
 for p in $pgs; do kill -KILL "-$p" 2>/dev/null; done
 for round in 1 2 3 4 5; do
   found=""
@@ -565,7 +580,8 @@ fn session_token() -> String {
 /// by SIGKILL) the helper's input ends and it kills the groups of the runs still going, so no
 /// descendant of a job outlives the worker; it also kills every process carrying the worker's
 /// session token ([`SESSION_VAR`]), which covers a job spawned an instant before the death and a
-/// descendant that moved to another group or session. Idempotent; without it runs get
+/// descendant that moved to another group or session, and kills the runs' cgroups (call
+/// [`crate::contain::init`] first). Idempotent; without it runs get
 /// `PR_SET_PDEATHSIG` instead (which reaches only a job's main process).
 pub fn start_group_watchdog() -> std::io::Result<()> {
     if WATCHDOG.get().is_some() {
@@ -573,8 +589,12 @@ pub fn start_group_watchdog() -> std::io::Result<()> {
     }
     use std::os::unix::process::CommandExt;
     let token = session_token();
+    let cgroups = match crate::contain::current() {
+        crate::contain::Containment::Cgroup(dir) => dir.display().to_string(),
+        crate::contain::Containment::Sweep => String::new(),
+    };
     let mut child = std::process::Command::new("/bin/sh")
-        .args(["-c", WATCHDOG_SCRIPT, "tempora-watchdog", &token])
+        .args(["-c", WATCHDOG_SCRIPT, "tempora-watchdog", &token, &cgroups])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
