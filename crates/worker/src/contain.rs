@@ -13,10 +13,10 @@
 //! `tempora-<pid>` that this process can create below it, with `cgroup.kill` (Linux 5.14+). No
 //! controllers are needed: only the grouping and the kill are used.
 //!
-//! **Otherwise, a sweep** (best effort): when the run ends, every process whose environment
-//! holds the run's `TEMPORA_RUN_ID` and this worker's session token is killed (repeated while
-//! some are found). A process that clears its environment escapes it; the cgroup cannot be
-//! escaped that way.
+//! **Otherwise, a sweep** (best effort): within 200 ms of the run's end, and for 5 s after,
+//! every process whose environment holds the run's `TEMPORA_RUN_ID` and this worker's session
+//! token is killed (one background pass over `/proc` for all recently ended runs). A process
+//! that clears its environment escapes it; the cgroup cannot be escaped that way.
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -176,6 +176,11 @@ impl RunCgroup {
         let Containment::Cgroup(base) = current() else {
             return Ok(None);
         };
+        // An empty cgroup of an earlier run is used again: making and removing one per run
+        // costs the kernel more than the rest of a short run's bookkeeping.
+        if let Some(cg) = FREE.lock().ok().and_then(|mut f| f.pop()) {
+            return Ok(Some(cg));
+        }
         let dir = base.join(format!("run-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
         std::fs::create_dir(&dir)?;
         let procs = std::fs::OpenOptions::new()
@@ -189,6 +194,11 @@ impl RunCgroup {
                 Err(e)
             }
         }
+    }
+
+    /// The cgroup's `cgroup.procs`: a process that writes `0` to it joins the cgroup.
+    pub fn procs_path(&self) -> PathBuf {
+        self.dir.join("cgroup.procs")
     }
 
     /// The descriptor the child writes `0` to (in `pre_exec`) to join the cgroup.
@@ -232,6 +242,24 @@ impl RunCgroup {
     }
 }
 
+/// Empty run cgroups kept for the next runs.
+static FREE: std::sync::Mutex<Vec<RunCgroup>> = std::sync::Mutex::new(Vec::new());
+/// Most empty cgroups kept.
+const FREE_MAX: usize = 1024;
+
+impl RunCgroup {
+    /// Done with the cgroup: kept for another run when it is empty, removed otherwise.
+    pub fn release(self) {
+        if !self.populated()
+            && let Ok(mut free) = FREE.lock()
+            && free.len() < FREE_MAX
+        {
+            free.push(self);
+        }
+        // Dropped otherwise (removed, if it can be).
+    }
+}
+
 impl Drop for RunCgroup {
     fn drop(&mut self) {
         // With the cgroups a job made below its own; fails while processes remain (then a
@@ -240,42 +268,86 @@ impl Drop for RunCgroup {
     }
 }
 
-/// The sweep: SIGKILL every process whose environment holds `TEMPORA_RUN_ID=<run_id>` and
-/// this worker's session token (`session`, when the watchdog runs: another server on the host
-/// may have a run with the same id), repeated (up to ten rounds) while it finds some. Returns
-/// how many it killed.
-pub fn sweep(run_id: &str, session: Option<&str>) -> usize {
-    let needle = format!("TEMPORA_RUN_ID={run_id}");
+/// Runs that ended, whose strays the sweeper kills, with when they ended.
+static ENDED: std::sync::Mutex<Vec<(String, Instant)>> = std::sync::Mutex::new(Vec::new());
+static SWEEPER: OnceLock<()> = OnceLock::new();
+/// How often the sweeper looks, while some run ended recently.
+const SWEEP_EVERY: Duration = Duration::from_millis(200);
+/// How long after its end a run's strays are looked for.
+const SWEEP_FOR: Duration = Duration::from_secs(5);
+
+/// The sweep: the run ended; within [`SWEEP_EVERY`] every process whose environment holds
+/// `TEMPORA_RUN_ID=<run_id>` and this worker's session token (when the watchdog runs: another
+/// server on the host may have a run with the same id) gets SIGKILL, and again for a few
+/// seconds (a process forked during one pass is caught by the next). One background thread
+/// reads `/proc` once per pass for every run that ended, so the cost does not grow with the
+/// rate of runs.
+pub fn sweep_later(run_id: &str) {
+    if let Ok(mut ended) = ENDED.lock() {
+        ended.push((run_id.to_owned(), Instant::now()));
+    }
+    SWEEPER.get_or_init(|| {
+        let spawned = std::thread::Builder::new()
+            .name("run-sweeper".into())
+            .spawn(sweeper);
+        if let Err(e) = spawned {
+            tracing::warn!(message = "cannot start the run sweeper", error = %e);
+        }
+    });
+}
+
+fn sweeper() {
+    loop {
+        std::thread::sleep(SWEEP_EVERY);
+        let runs: Vec<String> = match ENDED.lock() {
+            Ok(mut ended) => {
+                ended.retain(|(_, at)| at.elapsed() < SWEEP_FOR);
+                ended.iter().map(|(id, _)| id.clone()).collect()
+            }
+            Err(_) => return,
+        };
+        if !runs.is_empty() {
+            let n = sweep(&runs, crate::process::worker_session());
+            if n > 0 {
+                tracing::debug!(
+                    message = "stray processes of ended runs killed",
+                    processes = n
+                );
+            }
+        }
+    }
+}
+
+/// One pass: SIGKILL every process whose environment holds the session token (when given) and
+/// `TEMPORA_RUN_ID=` one of `run_ids`. Returns how many it signalled.
+fn sweep(run_ids: &[String], session: Option<&str>) -> usize {
+    let needles: Vec<String> = run_ids
+        .iter()
+        .map(|id| format!("TEMPORA_RUN_ID={id}"))
+        .collect();
     let session = session.map(|s| format!("{}={s}", crate::process::SESSION_VAR));
     let me = std::process::id() as i32;
     let mut killed = 0;
-    for _ in 0..10 {
-        let mut found = 0;
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return killed;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
         };
-        for e in entries.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
-                continue;
-            };
-            if pid == me {
-                continue;
-            }
-            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-                continue;
-            };
-            let has = |n: &str| env.split(|b| *b == 0).any(|v| v == n.as_bytes());
-            if has(&needle) && session.as_deref().is_none_or(has) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                found += 1;
-            }
+        if pid == me {
+            continue;
         }
-        killed += found;
-        if found == 0 {
-            break;
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let has = |n: &str| env.split(|b| *b == 0).any(|v| v == n.as_bytes());
+        if session.as_deref().is_none_or(has) && needles.iter().any(|n| has(n)) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            killed += 1;
         }
     }
     killed

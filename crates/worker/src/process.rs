@@ -267,15 +267,31 @@ fn build(
     spec: &ProcessSpec,
     cgroup: Option<&crate::contain::RunCgroup>,
 ) -> std::io::Result<tokio::process::Command> {
+    let run_as = match &spec.run_as {
+        Some(user) => Some(
+            RunAs::check(user)
+                .map_err(|e| std::io::Error::other(format!("cannot run as `{user}`: {e}")))?,
+        ),
+        None => None,
+    };
+    let switch = run_as.as_ref().is_some_and(|(_, switch)| *switch);
+    // Joining the run's cgroup: a shell job's own shell does it, as its first command, before
+    // anything of the job runs; that keeps the spawn a `posix_spawn` (a `pre_exec` step would
+    // make it a `fork` of the whole worker, several times slower). A program, or a job that
+    // switches users (it could not write the file any more), joins in `pre_exec` instead.
+    let shell_joins = spec.shell && !switch;
     // argv of the job itself.
     let mut argv: Vec<std::ffi::OsString> = Vec::with_capacity(spec.arguments.len() + 4);
     if spec.shell {
-        argv.extend([
-            "/bin/sh".into(),
-            "-c".into(),
-            spec.command.clone().into(),
-            "sh".into(),
-        ]);
+        let script = match cgroup.filter(|_| shell_joins) {
+            Some(cg) => format!(
+                "{{ echo 0 > '{}'; }} 2>/dev/null || {{ echo 'tempora: cannot join the run cgroup' >&2; exit 125; }}\n{}",
+                cg.procs_path().display(),
+                spec.command
+            ),
+            None => spec.command.clone(),
+        };
+        argv.extend(["/bin/sh".into(), "-c".into(), script.into(), "sh".into()]);
     } else {
         let program = resolve(&spec.command).ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::NotFound, "no such executable program")
@@ -285,7 +301,7 @@ fn build(
     argv.extend(spec.arguments.iter().map(Into::into));
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..]).env_clear();
-    if let Some(cg) = cgroup {
+    if let Some(cg) = cgroup.filter(|_| !shell_joins) {
         let fd = cg.procs_fd();
         // SAFETY: write(2) on a descriptor opened before the fork: async-signal-safe. First of
         // the closures, while the child still has the worker's rights over the hierarchy.
@@ -298,9 +314,7 @@ fn build(
         }
     }
     let mut user_env: Vec<(&str, String)> = Vec::new();
-    if let Some(user) = &spec.run_as {
-        let (r, switch) = RunAs::check(user)
-            .map_err(|e| std::io::Error::other(format!("cannot run as `{user}`: {e}")))?;
+    if let Some((r, switch)) = run_as {
         user_env = vec![
             ("HOME", r.home.clone()),
             ("USER", r.name.clone()),
@@ -421,19 +435,13 @@ pub async fn run_process(
         Some(c) => c.kill_all(Duration::from_secs(2)).await,
         None => {
             if let Some((_, id)) = spec.env.iter().rev().find(|(k, _)| k == "TEMPORA_RUN_ID") {
-                let id = id.clone();
-                let n = tokio::task::spawn_blocking(move || {
-                    crate::contain::sweep(&id, worker_session())
-                })
-                .await
-                .unwrap_or(0);
-                if n > 0 {
-                    tracing::debug!(message = "run's stray processes killed", processes = n);
-                }
+                crate::contain::sweep_later(id);
             }
         }
     }
-    drop(cgroup);
+    if let Some(c) = cgroup {
+        c.release();
+    }
     // Remaining buffered output; a stray holder of the pipe (a process that left the run's
     // containment) cannot keep the run going: the reader is stopped, which also ends the
     // output stream the pool waits on.
