@@ -178,3 +178,99 @@ fn backup_and_export_do_not_write_through_planted_links() {
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert!(!dir.path().join("jobs.partial").exists());
 }
+
+/// The real server on a disk that fills up: writes fail with 503 and store nothing, every
+/// answer matches what is stored, and once there is room again the server carries on. Needs
+/// root to mount a small tmpfs (CI runs as root).
+#[test]
+fn a_full_disk_fails_writes_cleanly_and_the_server_recovers() {
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    // The server's data directory is the small tmpfs itself.
+    let mut mnt = None;
+    let s = Server::start_with_data(&[], |data| {
+        std::fs::create_dir_all(data).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=8m,mode=0700",
+                "tempora-full-disk",
+            ])
+            .arg(data)
+            .status()
+            .is_ok_and(|s| s.success());
+        if mounted {
+            mnt = Some(data.to_owned());
+        }
+    });
+    let Some(mnt) = mnt else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cannot mount a tmpfs (needs root); CI must run this test"
+        );
+        return;
+    };
+    let _unmount = Unmount(mnt.clone());
+    // Leave the store a little room.
+    let filler = mnt.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![1u8; 64 * 1024];
+    let mut written = 0u64;
+    while std::io::Write::write_all(&mut f, &chunk).is_ok() {
+        written += chunk.len() as u64;
+    }
+    f.set_len(written.saturating_sub(400 * 1024)).unwrap();
+    drop(f);
+    let big = "x".repeat(40 * 1024);
+    let answers: Vec<(String, u16)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                let (url, big) = (s.url(), &big);
+                sc.spawn(move || {
+                    (0..25)
+                        .map(|i| {
+                            let name = format!("full-{t}-{i}");
+                            let body = json!({"command": format!("echo {big}")}).to_string();
+                            let (st, _) =
+                                common::http("PUT", &format!("{url}/api/v1/jobs/{name}"), &body)
+                                    .expect("request");
+                            (name, st)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let refused = answers.iter().filter(|(_, st)| *st == 503).count();
+    assert!(refused > 0, "the disk never filled: {answers:?}");
+    assert!(
+        answers.iter().all(|(_, st)| *st == 201 || *st == 503),
+        "{answers:?}"
+    );
+    // Room again: the server answers, and each job is stored exactly when it was accepted.
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(s.get_text("/ready").0, 200);
+    for (name, st) in &answers {
+        let stored = s.get(&format!("/api/v1/jobs/{name}")).0 == 200;
+        assert_eq!(stored, *st == 201, "{name}: answered {st}, stored {stored}");
+    }
+    s.put_job("after-full", json!({"command": "echo ok"}));
+    let id = s.trigger("after-full")["id"].as_i64().unwrap();
+    assert_eq!(
+        s.wait_final(id, std::time::Duration::from_secs(10))["state"],
+        "succeeded"
+    );
+}
