@@ -238,3 +238,50 @@ fn a_server_that_cannot_switch_users_refuses_run_as_at_save_time() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A remote worker that cannot switch users fails a `run_as` run, saying why; it never runs
+/// it as its own user.
+#[test]
+fn a_worker_that_cannot_switch_users_fails_the_run() {
+    if !runnable() {
+        return;
+    }
+    let s = Server::start(&["--local-slots", "0"]);
+    // `root` is the (root) server's own user, so any editor may save it; the worker below runs
+    // as nobody.
+    s.put_job(
+        "needs-root",
+        json!({"command": "id -u", "run_as": "root", "selector": {"pool": "unprivileged"}}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+    let mut worker = Command::new(common::bin())
+        .args([
+            "worker",
+            "--worker-id",
+            "nobody-w",
+            "--labels",
+            "pool=unprivileged",
+        ])
+        .args(["--server", &s.url(), "--token", common::admin_token()])
+        .env("HOME", dir.path())
+        .env_remove("TEMPORA_SERVER")
+        .env_remove("TEMPORA_TOKEN")
+        .current_dir(dir.path())
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = s.trigger("needs-root")["id"].as_i64().unwrap();
+    let r = s.wait_final(id, Duration::from_secs(20));
+    let _ = worker.kill();
+    let _ = worker.wait();
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["worker"], "nobody-w", "{r}");
+    let err = r["error"].as_str().unwrap_or_default();
+    assert!(err.contains("cannot run as `root`"), "{err}");
+    assert_eq!(s.get_text(&format!("/api/v1/runs/{id}/log")).1, "");
+}
