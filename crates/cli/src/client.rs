@@ -132,7 +132,7 @@ impl Api {
             .map_err(|e| fail(2, format!("cannot set up the HTTP client: {}", causes(&e))))?;
         Ok(Api {
             http,
-            base: opts.server.trim_end_matches('/').to_owned(),
+            base: server_base(&opts.server),
         })
     }
 
@@ -185,6 +185,17 @@ impl Api {
     }
 }
 
+/// The server's base URL: `host:port` without a scheme means `http://host:port`; no trailing
+/// slash.
+pub(crate) fn server_base(server: &str) -> String {
+    let s = server.trim().trim_end_matches('/');
+    if s.contains("://") {
+        s.to_owned()
+    } else {
+        format!("http://{s}")
+    }
+}
+
 /// An error and its causes, `: `-separated (reqwest's own text hides why a TLS handshake or a
 /// connection failed: "error sending request").
 pub(crate) fn causes(e: &dyn std::error::Error) -> String {
@@ -215,7 +226,7 @@ fn client_token(opts: &ClientOpts) -> Option<String> {
     {
         return Some(t.to_owned());
     }
-    let url = reqwest::Url::parse(&opts.server).ok()?;
+    let url = reqwest::Url::parse(&server_base(&opts.server)).ok()?;
     let host = url
         .host_str()?
         .trim_start_matches('[')

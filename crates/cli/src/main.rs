@@ -185,6 +185,19 @@ fn schedule_next(expr: &str, tz: &str, after: Option<&str>, count: u32) -> ExitC
 fn main() -> ExitCode {
     tls::install_provider();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Client commands end quietly when their reader goes away (`tempora job ls | head -1`), as
+    // Unix tools do: SIGPIPE takes its default action again (Rust ignores it, which turns the
+    // next write into a panic). Servers and workers keep ignoring it.
+    if !args.get(1).is_some_and(|a| a == "server" || a == "worker") {
+        // SAFETY: still single-threaded (no runtime or other thread exists yet); restoring a
+        // signal's default disposition installs no handler.
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            );
+        }
+    }
     let mut config_file = None;
     if args.get(1).is_some_and(|a| a == "server")
         && let Some(path) = config::config_path(&args)

@@ -515,3 +515,38 @@ fn config_file_is_overridden_by_env_and_flags() {
         "{typed}"
     );
 }
+
+/// `--server host:port` without a scheme means http; a reader that closes the pipe early
+/// (`| head -1`) ends the CLI quietly, without a panic.
+#[test]
+fn cli_takes_a_bare_host_port_and_a_closed_pipe() {
+    let s = Server::start(&[]);
+    for i in 0..300 {
+        s.put_job(
+            &format!("pipe-{i:03}"),
+            json!({"command": "true", "description": "x".repeat(200)}),
+        );
+    }
+    let bare = s.url().trim_start_matches("http://").to_owned();
+    let o = std::process::Command::new(common::bin())
+        .args(["job", "get", "pipe-000", "--server", &bare])
+        .env("TEMPORA_TOKEN", common::admin_token())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let mut child = std::process::Command::new(common::bin())
+        .args(["job", "ls", "-o", "json"])
+        .env("TEMPORA_SERVER", s.url())
+        .env("TEMPORA_TOKEN", common::admin_token())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(out.status.code(), Some(101), "{err}");
+}

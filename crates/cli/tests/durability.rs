@@ -274,3 +274,27 @@ fn a_full_disk_fails_writes_cleanly_and_the_server_recovers() {
         "succeeded"
     );
 }
+
+/// One SQLite data directory serves one server: a second one exits at once, naming the holder.
+#[test]
+fn a_second_server_on_the_same_data_directory_exits() {
+    let s = Server::start(&[]);
+    let out = std::process::Command::new(common::bin())
+        .arg("server")
+        .arg("--data-dir")
+        .arg(s.data_dir())
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--admin-token-file")
+        .arg(common::admin_token_file())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another tempora server uses the data directory")
+            && err.contains(&format!("pid {}", s.pid())),
+        "{err}"
+    );
+    // The first one is unaffected.
+    assert_eq!(s.get_text("/ready").0, 200);
+}

@@ -105,6 +105,57 @@ pub enum OpenError {
     /// The writer thread could not start.
     #[error("cannot start the SQLite writer thread: {0}")]
     Thread(std::io::Error),
+    /// Another process holds the data directory.
+    #[error(
+        "another tempora server uses the data directory {path} ({holder}); one data directory serves one server (a cluster shares a PostgreSQL database instead)"
+    )]
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+        /// Who holds it, as its lock file says.
+        holder: String,
+    },
+}
+
+/// Take the data directory's lock (`tempora.lock`, holding the holder's pid), held for the life
+/// of the store: two servers on one SQLite file would both schedule (the second would quietly
+/// follow, then lead when the first stops, with two local pools on one store).
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, OpenError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("tempora.lock");
+    let io = |source| OpenError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "a process that has not written its pid yet".to_owned(),
+                pid => format!("pid {pid}"),
+            };
+            return Err(OpenError::Locked {
+                path: data_dir.to_owned(),
+                holder,
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    f.set_len(0).map_err(io)?;
+    f.rewind().map_err(io)?;
+    write!(f, "{}", std::process::id()).map_err(io)?;
+    Ok(f)
 }
 
 /// The SQLite store.
@@ -116,6 +167,8 @@ pub struct SqliteStore {
     prune_next: Mutex<Option<String>>,
     /// Held while a backup is written (one at a time: each copies the whole database).
     backup_running: Arc<tokio::sync::Mutex<()>>,
+    /// The data directory's lock, held while the store is open.
+    _lock: std::fs::File,
     /// Stops the checkpointer thread when the store is dropped.
     _checkpointer: checkpointer::Handle,
 }
@@ -199,6 +252,7 @@ impl SqliteStore {
             source,
         };
         private_files(data_dir).map_err(dir_err)?;
+        let lock = lock_data_dir(data_dir)?;
         let path = data_dir.join("tempora.db");
         let err = |source| OpenError::Sqlite {
             path: path.clone(),
@@ -241,6 +295,7 @@ impl SqliteStore {
             options,
             prune_next: Mutex::new(None),
             backup_running: Arc::default(),
+            _lock: lock,
             _checkpointer: checkpointer,
         })
     }
