@@ -45,6 +45,13 @@ pub enum JobCommand {
         /// Run even if the concurrency policy would skip it.
         #[arg(long)]
         force: bool,
+        /// Wait for the run to end: exit 0 if it succeeded, 1 otherwise (its state and error on
+        /// stderr).
+        #[arg(long)]
+        wait: bool,
+        /// With `--wait`: give up after this long (e.g. `10m`), exit 124, the run goes on.
+        #[arg(long, value_name = "DURATION", requires = "wait", value_parser = parse_wait)]
+        timeout: Option<std::time::Duration>,
     },
     /// Pause a job's schedule.
     Pause {
@@ -182,6 +189,38 @@ impl Api {
         resp.json()
             .await
             .map_err(|e| fail(1, format!("invalid response from the server: {e}")))
+    }
+}
+
+/// `--timeout` of `job run --wait`.
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    tempora_core::duration::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Poll a run until it is final (or `timeout` passes: exit 124).
+async fn wait_for_run(api: &Api, run: &Value, timeout: Option<std::time::Duration>) -> Res<Value> {
+    let id = run["id"]
+        .as_i64()
+        .ok_or_else(|| fail(1, "the server's answer has no run id"))?;
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let mut v = run.clone();
+    loop {
+        if !matches!(v["state"].as_str(), Some("queued" | "running")) {
+            return Ok(v);
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return Err(fail(
+                124,
+                format!(
+                    "run {id} is still {} after the --timeout; it goes on",
+                    s(&v["state"])
+                ),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        v = api
+            .json(api.http.get(api.url(&format!("/api/v1/runs/{id}"))))
+            .await?;
     }
 }
 
@@ -560,6 +599,8 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
             env,
             args,
             force,
+            wait,
+            timeout,
         } => {
             let mut envs = serde_json::Map::new();
             for kv in env {
@@ -572,17 +613,34 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
             if !args.is_empty() {
                 body["arguments"] = json!(args);
             }
-            let v = api
+            let mut v = api
                 .json(
                     api.http
                         .post(api.url(&format!("{}/runs", job_path(&name))))
                         .json(&body),
                 )
                 .await?;
+            if wait {
+                v = wait_for_run(&api, &v, timeout).await?;
+            }
             if fmt == OutputFormat::Json {
                 print_json(&v);
             } else {
                 print!("{}", run_rows(std::slice::from_ref(&v)));
+            }
+            if wait && v["state"] != "succeeded" {
+                return Err(fail(
+                    1,
+                    format!(
+                        "run {} ended {}{}",
+                        v["id"],
+                        s(&v["state"]),
+                        v["error"]
+                            .as_str()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    ),
+                ));
             }
         }
         JobCommand::Pause { name } => {

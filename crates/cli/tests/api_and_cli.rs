@@ -550,3 +550,31 @@ fn cli_takes_a_bare_host_port_and_a_closed_pipe() {
     assert!(!err.contains("panicked"), "{err}");
     assert_ne!(out.status.code(), Some(101), "{err}");
 }
+
+/// `tempora job run NAME --wait` exits 0 only when the run succeeded; 1 with its state
+/// otherwise; 124 when `--timeout` passes first.
+#[test]
+fn job_run_wait_exits_with_the_runs_outcome() {
+    let s = Server::start(&[]);
+    s.put_job("w-ok", json!({"command": "echo fine"}));
+    s.put_job("w-bad", json!({"command": "exit 3"}));
+    s.put_job("w-slow", json!({"command": "sleep 30"}));
+    let o = s.cli(&["job", "run", "w-ok", "--wait", "-o", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["state"], "succeeded");
+    let o = s.cli(&["job", "run", "w-bad", "--wait"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("ended failed"),
+        "{o:?}"
+    );
+    let t = std::time::Instant::now();
+    let o = s.cli(&["job", "run", "w-slow", "--wait", "--timeout", "1s"]);
+    assert_eq!(o.status.code(), Some(124), "{o:?}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("still running"),
+        "{o:?}"
+    );
+}
