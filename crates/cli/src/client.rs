@@ -721,7 +721,26 @@ async fn run(cmd: RunCommand, opts: ClientOpts) -> Res<()> {
                     .and_then(|_| stdout.flush())
                     .is_err()
                 {
-                    break; // stdout closed (e.g. piped into head)
+                    return Ok(()); // stdout closed (e.g. piped into head)
+                }
+            }
+            // Following ends when the run does: exit as `job run --wait` would.
+            if follow {
+                let v = api
+                    .json(api.http.get(api.url(&format!("/api/v1/runs/{id}"))))
+                    .await?;
+                if v["state"] != "succeeded" {
+                    return Err(fail(
+                        1,
+                        format!(
+                            "run {id} ended {}{}",
+                            s(&v["state"]),
+                            v["error"]
+                                .as_str()
+                                .map(|e| format!(": {e}"))
+                                .unwrap_or_default()
+                        ),
+                    ));
                 }
             }
         }

@@ -569,6 +569,14 @@ fn job_run_wait_exits_with_the_runs_outcome() {
         String::from_utf8_lossy(&o.stderr).contains("ended failed"),
         "{o:?}"
     );
+    // `run logs -f` ends with the run, with the same exit status.
+    let bad = s.trigger("w-bad")["id"].as_i64().unwrap().to_string();
+    let o = s.cli(&["run", "logs", &bad, "-f"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let ok = s.trigger("w-ok")["id"].as_i64().unwrap().to_string();
+    let o = s.cli(&["run", "logs", &ok, "-f"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "fine\n");
     let t = std::time::Instant::now();
     let o = s.cli(&["job", "run", "w-slow", "--wait", "--timeout", "1s"]);
     assert_eq!(o.status.code(), Some(124), "{o:?}");
