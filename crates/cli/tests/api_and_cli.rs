@@ -569,6 +569,15 @@ fn job_run_wait_exits_with_the_runs_outcome() {
         String::from_utf8_lossy(&o.stderr).contains("ended failed"),
         "{o:?}"
     );
+    // A run that did not succeed is a WARN line naming the job and the reason.
+    let log = s.log();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("run did not succeed")
+            && l.contains("job=w-bad")
+            && l.contains("reason=\"exit status 3\"")),
+        "{log}"
+    );
     // `run logs -f` ends with the run, with the same exit status.
     let bad = s.trigger("w-bad")["id"].as_i64().unwrap().to_string();
     let o = s.cli(&["run", "logs", &bad, "-f"]);

@@ -404,14 +404,25 @@ async fn execute(
     let tail = pump.await.unwrap_or_default();
     let (state, error) = classify(&outcome, spec.timeout, shutting_down.load(Ordering::SeqCst));
     let finished_at = Timestamp::now();
-    tracing::info!(
-        message = "run finished",
-        run_id,
-        job = %c.run.job,
-        state = %state,
-        exit_code = ?outcome.exit_code,
-        lag_ms = outcome.started_at.duration_since(c.run.scheduled_for).as_millis() as i64,
-    );
+    let lag_ms = outcome
+        .started_at
+        .duration_since(c.run.scheduled_for)
+        .as_millis() as i64;
+    // A run that did not succeed is worth a WARN line with its reason: that is what an
+    // operator greps the logs for.
+    if state == RunState::Succeeded {
+        tracing::info!(message = "run finished", run_id, job = %c.run.job, state = %state, lag_ms);
+    } else {
+        tracing::warn!(
+            message = "run did not succeed",
+            run_id,
+            job = %c.run.job,
+            state = %state,
+            exit_code = outcome.exit_code.map_or(String::from("-"), |c| c.to_string()),
+            reason = error.as_deref().unwrap_or("-"),
+            lag_ms,
+        );
+    }
     metrics::counter!("tempora_runs_finished_total", "state" => state.as_str()).increment(1);
     let _ = results.send(RunResult {
         run_id,
