@@ -630,7 +630,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         },
         version = env!("CARGO_PKG_VERSION"),
     );
-    let http_shutdown = shutdown.clone();
+    // The API keeps answering while running runs drain (`/ready` says 503 then); it stops
+    // once the local pool has.
+    let http_stop = CancellationToken::new();
+    let http_shutdown = http_stop.clone();
     let http_task = match tls {
         None => tokio::spawn(async move {
             axum::serve(
@@ -683,6 +686,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(p) = pool_task {
         let _ = p.await;
     }
+    http_stop.cancel();
     // Streaming clients (log follow) get a moment to finish, then are dropped.
     if tokio::time::timeout(Duration::from_secs(3), http_task)
         .await

@@ -290,3 +290,29 @@ fn a_job_a_year_behind_fires_at_once_and_shutdown_stays_prompt() {
     s.signal_and_wait(Signal::SIGTERM, Duration::from_secs(10));
     assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
 }
+
+/// While a SIGTERM'd node lets its runs finish, the API still answers (`/health` 200, runs
+/// readable) and `/ready` says 503, so a load balancer moves on; the run keeps its real result.
+#[test]
+fn a_draining_node_answers_the_api_and_is_not_ready() {
+    let mut s = Server::start(&["--shutdown-grace", "10s"]);
+    s.put_job("drain-me", json!({"command": "sleep 2; echo done"}));
+    let id = s.trigger("drain-me")["id"].as_i64().unwrap();
+    s.wait_for(Duration::from_secs(10), "the run to start", || {
+        (s.run(id)["state"] == "running").then_some(())
+    });
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(s.pid()), Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.get_text("/health").0, 200);
+    let (st, text) = s.get_text("/ready");
+    assert_eq!(st, 503, "{text}");
+    assert!(text.contains("shutting down"), "{text}");
+    assert_eq!(s.run(id)["state"], "running");
+    // The node exits once the run is over; its result is the real one.
+    let status = s.child.take().unwrap().wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    s.spawn();
+    let r = s.run(id);
+    assert_eq!(r["state"], "succeeded", "{r}");
+    assert_eq!(s.get_text(&format!("/api/v1/runs/{id}/log")).1, "done\n");
+}

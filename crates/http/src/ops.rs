@@ -17,8 +17,16 @@ pub async fn health() -> &'static str {
     "OK"
 }
 
-/// `GET /ready`: the store answers.
+/// `GET /ready`: the store answers and the node is not shutting down.
 pub async fn ready(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    // A node that is shutting down still answers the API while its runs drain, but a load
+    // balancer should send new work elsewhere.
+    if s.shutdown.is_cancelled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down".to_owned(),
+        );
+    }
     match s.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready".to_owned()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")),

@@ -286,6 +286,15 @@ pub async fn claim(
     check_worker(&id, &req.worker)?;
     check_listed("held", req.held.len())?;
     check_worker_binding(&state, &caller, &id).await?;
+    // A node that is shutting down hands out nothing: 503 sends the worker to another node
+    // (an empty answer would keep it polling this one while it drains).
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this node is shutting down; claim from another",
+        ));
+    }
     let labels: BTreeMap<String, String> = req.worker.labels.clone();
     state
         .store
