@@ -578,11 +578,20 @@ pub async fn run(bin: &Path, o: &HistoryOpts, print_json: bool) -> anyhow::Resul
     let http = crate::auth::client()?;
 
     // ---- read latency at size ----
+    // Retention off while the seeded history is measured (it is on by default, and a seed
+    // cached for up to a month holds runs older than its 30 days).
     let (server, ready) = start(
         bin,
         &data,
         &log,
-        &["--local-slots".into(), "0".into()],
+        &[
+            "--local-slots".into(),
+            "0".into(),
+            "--keep-runs".into(),
+            "0".into(),
+            "--keep-days".into(),
+            "0".into(),
+        ],
         &http,
     )
     .await?;
