@@ -68,10 +68,22 @@ pub enum JobCommand {
 /// `tempora run …`
 #[derive(Debug, Subcommand)]
 pub enum RunCommand {
-    /// List a job's runs, newest first.
+    /// List runs, newest first: a job's, or every job's.
     Ls {
-        /// Job name.
-        job: String,
+        /// Job name (default: runs of every job).
+        job: Option<String>,
+        /// Only runs in this state (`failed`, `running`, …).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only runs with this trigger (`schedule`, `manual`, `retry`, `dependency`).
+        #[arg(long)]
+        trigger: Option<String>,
+        /// Only occurrences at or after this instant (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only occurrences before this instant (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: u32,
@@ -674,17 +686,32 @@ async fn run(cmd: RunCommand, opts: ClientOpts) -> Res<()> {
     let api = Api::new(&opts)?;
     let fmt = opts.output;
     match cmd {
-        RunCommand::Ls { job, limit, before } => {
+        RunCommand::Ls {
+            job,
+            state,
+            trigger,
+            since,
+            until,
+            limit,
+            before,
+        } => {
             let mut q = vec![("limit", limit.to_string())];
             if let Some(b) = before {
                 q.push(("before", b.to_string()));
             }
+            for (k, v) in [
+                ("job", job),
+                ("state", state),
+                ("trigger", trigger),
+                ("since", since),
+                ("until", until),
+            ] {
+                if let Some(v) = v {
+                    q.push((k, v));
+                }
+            }
             let v = api
-                .json(
-                    api.http
-                        .get(api.url(&format!("{}/runs", job_path(&job))))
-                        .query(&q),
-                )
+                .json(api.http.get(api.url("/api/v1/runs")).query(&q))
                 .await?;
             if fmt == OutputFormat::Json {
                 print_json(&v);

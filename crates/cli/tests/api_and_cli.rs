@@ -595,3 +595,55 @@ fn job_run_wait_exits_with_the_runs_outcome() {
         "{o:?}"
     );
 }
+
+/// `GET /api/v1/runs` lists runs of every job, newest first, filtered by job, state, trigger
+/// and occurrence window; `tempora run ls` without a job does the same.
+#[test]
+fn runs_across_jobs_with_filters() {
+    let s = Server::start(&[]);
+    s.put_job("across-a", json!({"command": "true"}));
+    s.put_job("across-b", json!({"command": "exit 1"}));
+    let a = s.trigger("across-a")["id"].as_i64().unwrap();
+    let b = s.trigger("across-b")["id"].as_i64().unwrap();
+    s.wait_final(a, Duration::from_secs(10));
+    s.wait_final(b, Duration::from_secs(10));
+    let ids = |q: &str| -> Vec<i64> {
+        let (st, v) = s.get(&format!("/api/v1/runs{q}"));
+        assert_eq!(st, 200, "{q}: {v}");
+        v["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(""), vec![b, a]);
+    assert_eq!(ids("?state=failed"), vec![b]);
+    assert_eq!(ids("?job=across-a"), vec![a]);
+    assert_eq!(ids("?trigger=schedule"), Vec::<i64>::new());
+    assert_eq!(
+        ids("?since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z&limit=1"),
+        vec![b]
+    );
+    let (_, page) = s.get("/api/v1/runs?limit=1");
+    assert_eq!(page["next_before"], b);
+    for (q, field) in [
+        ("?state=bogus", "state"),
+        ("?trigger=cron", "trigger"),
+        ("?since=yesterday", "since"),
+        ("?limit=0", "limit"),
+    ] {
+        let (st, v) = s.get(&format!("/api/v1/runs{q}"));
+        assert_eq!(
+            (st, v["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{q}: {v}"
+        );
+    }
+    assert_eq!(s.get("/api/v1/runs?job=nope").0, 404);
+    let o = s.cli(&["run", "ls", "--state", "failed", "-o", "json"]);
+    assert!(o.status.success(), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["runs"][0]["id"], b);
+    assert_eq!(s.cli(&["run", "ls", "nope"]).status.code(), Some(3));
+}

@@ -37,6 +37,90 @@ pub struct ListQuery {
     pub before: Option<i64>,
 }
 
+/// Query of `GET /api/v1/runs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    /// Only this job's runs.
+    pub job: Option<String>,
+    /// Only runs in this state.
+    pub state: Option<String>,
+    /// Only runs with this trigger (`schedule`, `manual`, `retry`, `dependency`).
+    pub trigger: Option<String>,
+    /// Only occurrences at or after this instant (RFC 3339).
+    pub since: Option<String>,
+    /// Only occurrences before this instant (RFC 3339).
+    pub until: Option<String>,
+    /// Page size (default 50, at most 1000).
+    pub limit: Option<u32>,
+    /// Only runs with a smaller id (the `next_before` of the previous page).
+    pub before: Option<i64>,
+}
+
+fn instant(field: &str, v: Option<String>) -> ApiResult<Option<Timestamp>> {
+    v.map(|t| {
+        t.parse::<Timestamp>().map_err(|_| {
+            ApiError::field(
+                "invalid_query",
+                field,
+                format!("`{t}` is not an RFC 3339 instant such as 2027-01-01T00:00:00Z"),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// `GET /api/v1/runs`: runs of every job, newest first, filtered by `job`, `state`, `trigger`
+/// and the occurrence window `since`..`until`.
+pub async fn search(
+    State(s): State<Arc<AppState>>,
+    q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
+    let limit = check_limit(q.limit, 50)?;
+    let state = q
+        .state
+        .map(|st| {
+            st.parse::<tempora_core::run::RunState>().map_err(|_| {
+                ApiError::field(
+                    "invalid_query",
+                    "state",
+                    format!("unknown state `{st}` (queued, running, succeeded, failed, timed_out, cancelled, lost, skipped)"),
+                )
+            })
+        })
+        .transpose()?;
+    let trigger = q
+        .trigger
+        .map(|t| {
+            t.parse::<tempora_core::run::Trigger>().map_err(|_| {
+                ApiError::field(
+                    "invalid_query",
+                    "trigger",
+                    format!("unknown trigger `{t}` (schedule, manual, retry, dependency)"),
+                )
+            })
+        })
+        .transpose()?;
+    if let Some(j) = &q.job
+        && (validate_name(j).is_err() || s.store.get_job(j).await?.is_none())
+    {
+        return Err(ApiError::not_found(format!("job `{j}` not found")));
+    }
+    let filter = tempora_store::RunFilter {
+        job: q.job,
+        state,
+        trigger,
+        since: instant("since", q.since)?,
+        until: instant("until", q.until)?,
+    };
+    let runs = s.store.search_runs(&filter, q.before, limit).await?;
+    let next_before = (runs.len() as u32 == limit)
+        .then(|| runs.last().map(|r| r.id))
+        .flatten();
+    Ok(Json(json!({"runs": runs, "next_before": next_before})))
+}
+
 /// `GET /api/v1/jobs/{name}/runs`: newest first.
 pub async fn list(
     State(s): State<Arc<AppState>>,

@@ -27,9 +27,9 @@ use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState};
 use tempora_store::{
     AuditEntry, AuditQuery, ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange,
-    JobRecord, Lease, LogSlice, NewAudit, NewToken, PutMode, PutOutcome, Retention, RunResult,
-    ScheduleEntry, Store, StoreCounts, StoreError, StoreOptions, StoreResult, TokenRecord,
-    WorkerInfo, WorkerStatus,
+    JobRecord, Lease, LogSlice, NewAudit, NewToken, PutMode, PutOutcome, Retention, RunFilter,
+    RunResult, ScheduleEntry, Store, StoreCounts, StoreError, StoreOptions, StoreResult,
+    TokenRecord, WorkerInfo, WorkerStatus,
 };
 
 use pool::{Conn, Pool, TxError, TxResult};
@@ -486,6 +486,45 @@ impl Store for PostgresStore {
                          ORDER BY id DESC LIMIT $3"
                     ),
                     &[&job, &before, &i64::from(limit)],
+                )
+                .await?
+                .iter()
+                .map(run_from_row)
+                .collect()
+            })
+        })
+        .await
+    }
+
+    async fn search_runs(
+        &self,
+        filter: &RunFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Run>> {
+        let before = before.unwrap_or(i64::MAX);
+        self.read(|c| {
+            let f = filter.clone();
+            Box::pin(async move {
+                let state = f.state.map(|s| s.as_str());
+                let trigger = f.trigger.map(|t| t.as_str());
+                c.query(
+                    &format!(
+                        "SELECT {RUN_COLS} FROM runs WHERE id < $1 \
+                         AND ($2::text IS NULL OR job = $2) AND ($3::text IS NULL OR state = $3) \
+                         AND ($4::text IS NULL OR trigger = $4) \
+                         AND ($5::bigint IS NULL OR scheduled_for >= $5) \
+                         AND ($6::bigint IS NULL OR scheduled_for < $6) ORDER BY id DESC LIMIT $7"
+                    ),
+                    &[
+                        &before,
+                        &f.job,
+                        &state,
+                        &trigger,
+                        &f.since.map(tempora_store::micros::us),
+                        &f.until.map(tempora_store::micros::us),
+                        &i64::from(limit),
+                    ],
                 )
                 .await?
                 .iter()

@@ -32,9 +32,9 @@ use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState};
 use tempora_store::{
     AuditEntry, AuditQuery, ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange,
-    JobRecord, Lease, LogSlice, NewAudit, NewToken, PutMode, PutOutcome, Retention, RunResult,
-    ScheduleEntry, Store, StoreCounts, StoreError, StoreOptions, StoreResult, TokenRecord,
-    WorkerInfo, WorkerStatus,
+    JobRecord, Lease, LogSlice, NewAudit, NewToken, PutMode, PutOutcome, Retention, RunFilter,
+    RunResult, ScheduleEntry, Store, StoreCounts, StoreError, StoreOptions, StoreResult,
+    TokenRecord, WorkerInfo, WorkerStatus,
 };
 
 use rows::{JOB_COLS, RUN_COLS, db, job_from_row, job_record, load_job, load_run, run_from_row};
@@ -596,6 +596,42 @@ impl Store for SqliteStore {
                 .map_err(db)?;
             let rows = stmt
                 .query_map(params![job, before, limit], run_from_row)
+                .map_err(db)?;
+            rows.collect::<Result<_, _>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn search_runs(
+        &self,
+        filter: &RunFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Run>> {
+        let f = filter.clone();
+        let before = before.unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLS} FROM runs WHERE id < ?1 \
+                     AND (?2 IS NULL OR job = ?2) AND (?3 IS NULL OR state = ?3) \
+                     AND (?4 IS NULL OR trigger = ?4) AND (?5 IS NULL OR scheduled_for >= ?5) \
+                     AND (?6 IS NULL OR scheduled_for < ?6) ORDER BY id DESC LIMIT ?7"
+                ))
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        before,
+                        f.job,
+                        f.state.map(|s| s.as_str()),
+                        f.trigger.map(|t| t.as_str()),
+                        f.since.map(tempora_store::micros::us),
+                        f.until.map(tempora_store::micros::us),
+                        limit
+                    ],
+                    run_from_row,
+                )
                 .map_err(db)?;
             rows.collect::<Result<_, _>>().map_err(db)
         })

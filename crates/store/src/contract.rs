@@ -33,7 +33,8 @@ macro_rules! store_contract_tests {
         );
         $crate::store_contract_tests!(@cases $factory;
             claim_respects_selectors, worker_registry_lists_and_counts,
-            worker_runs_hands_out_held_runs_again, consecutive_skips_fold_into_one_row
+            worker_runs_hands_out_held_runs_again, consecutive_skips_fold_into_one_row,
+            search_runs_filters_across_jobs
         );
         $crate::store_contract_tests!(@cases $factory;
             prune_keep_runs_keeps_active_runs_and_counters, prune_keep_days_keeps_newest_and_active,
@@ -297,6 +298,62 @@ pub async fn misfire_skips_are_recorded(s: Arc<dyn Store>) {
     assert!(runs[1].error.as_deref().unwrap().contains("3 older"));
     assert!(runs[1].finished_at.is_some());
     assert_eq!(runs[0].state, RunState::Queued);
+}
+
+/// `search_runs` lists every job's runs newest first, by job, state, trigger and window.
+pub async fn search_runs_filters_across_jobs(s: Arc<dyn Store>) {
+    for name in ["sa", "sb"] {
+        s.put_job(job(name, r#""concurrency":"allow""#), PutMode::Create, t(0))
+            .await
+            .unwrap();
+    }
+    let a = s
+        .trigger_run("sa", RunOverrides::default(), false, t(10))
+        .await
+        .unwrap();
+    let b = s
+        .trigger_run("sb", RunOverrides::default(), false, t(20))
+        .await
+        .unwrap();
+    let claimed = s.claim_runs("w", 1, t(21), LEASE).await.unwrap();
+    assert_eq!(claimed[0].run.id, a.id);
+    let ids = |runs: Vec<tempora_core::run::Run>| runs.iter().map(|r| r.id).collect::<Vec<_>>();
+    let search = |f: crate::RunFilter, before: Option<i64>, limit: u32| {
+        let s = s.clone();
+        async move { ids(s.search_runs(&f, before, limit).await.unwrap()) }
+    };
+    use crate::RunFilter;
+    assert_eq!(
+        search(RunFilter::default(), None, 10).await,
+        vec![b.id, a.id]
+    );
+    assert_eq!(
+        search(RunFilter::default(), Some(b.id), 10).await,
+        vec![a.id]
+    );
+    assert_eq!(search(RunFilter::default(), None, 1).await, vec![b.id]);
+    let f = RunFilter {
+        state: Some(RunState::Running),
+        ..RunFilter::default()
+    };
+    assert_eq!(search(f, None, 10).await, vec![a.id]);
+    let f = RunFilter {
+        job: Some("sb".into()),
+        trigger: Some(Trigger::Manual),
+        ..RunFilter::default()
+    };
+    assert_eq!(search(f, None, 10).await, vec![b.id]);
+    let f = RunFilter {
+        since: Some(t(15)),
+        until: Some(t(25)),
+        ..RunFilter::default()
+    };
+    assert_eq!(search(f, None, 10).await, vec![b.id]);
+    let f = RunFilter {
+        trigger: Some(Trigger::Schedule),
+        ..RunFilter::default()
+    };
+    assert!(search(f, None, 10).await.is_empty());
 }
 
 /// Consecutive skipped occurrences of a job fold into one row with a count, across fires and

@@ -262,6 +262,21 @@ pub fn folds_into(
         && n_last < at
 }
 
+/// Which runs [`Store::search_runs`] lists (every field optional; all given must hold).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFilter {
+    /// Only this job's.
+    pub job: Option<String>,
+    /// Only runs in this state.
+    pub state: Option<RunState>,
+    /// Only runs with this trigger.
+    pub trigger: Option<Trigger>,
+    /// Only occurrences at or after this instant (`scheduled_for`).
+    pub since: Option<Timestamp>,
+    /// Only occurrences before this instant.
+    pub until: Option<Timestamp>,
+}
+
 /// A worker's report of a finished run (also the HTTP worker protocol's shape).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
@@ -519,6 +534,14 @@ pub trait Store: Send + Sync + 'static {
     async fn get_run(&self, id: i64) -> StoreResult<Option<Run>>;
     /// A job's runs, newest first, with ids below `before`, at most `limit`.
     async fn list_runs(&self, job: &str, before: Option<i64>, limit: u32) -> StoreResult<Vec<Run>>;
+    /// Runs of every job matching `filter`, newest first, with ids below `before`, at most
+    /// `limit`.
+    async fn search_runs(
+        &self,
+        filter: &RunFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Run>>;
     /// Output of a run from `offset`, at most `max` bytes. None if the run does not exist.
     async fn read_log(&self, run_id: i64, offset: u64, max: usize)
     -> StoreResult<Option<LogSlice>>;

@@ -111,6 +111,7 @@ pub const ROUTES: &[Route] = &[
         Some("job.trigger"),
         Json,
     ),
+    r("GET", "/api/v1/runs", VIEWER, None, NoBody),
     r("GET", "/api/v1/runs/{id}", VIEWER, None, NoBody),
     r("GET", "/api/v1/runs/{id}/log", VIEWER, None, NoBody),
     r(
