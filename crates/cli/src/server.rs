@@ -614,7 +614,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         },
         node = %node_id,
         store = store_kind,
-        data_dir = %args.data_dir.display(),
+        data_dir = %if store_kind == "sqlite" {
+            args.data_dir.display().to_string()
+        } else {
+            "-".to_owned()
+        },
         local_slots = args.local_slots,
         keep_runs = args.keep_runs,
         keep_days = args.keep_days,

@@ -186,6 +186,13 @@ fn overlap_forbid_records_skipped_occurrences() {
     assert!(skipped["error"].as_str().unwrap().contains("forbid"));
     // Never two running at once.
     assert!(runs.iter().filter(|r| r["state"] == "running").count() <= 1);
+    // Skips are logged (INFO), naming the job.
+    let log = s.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("occurrences skipped") && l.contains("job=busy")),
+        "{log}"
+    );
 }
 
 #[test]

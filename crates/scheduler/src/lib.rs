@@ -472,6 +472,9 @@ impl Scheduler {
                                 .increment(queued.len() as u64);
                             metrics::counter!("tempora_occurrences_total", "disposition" => "skipped")
                                 .increment(skipped as u64);
+                            if skipped > 0 {
+                                tracing::info!(message = "occurrences skipped", job = %job, skipped);
+                            }
                             self.advance(&job, next.get(&job).copied().flatten());
                         }
                         FireOutcome::Stale { job } => self.reload(&job).await,
