@@ -209,6 +209,22 @@ fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
     tempora_core::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
+/// Exit status of `job run --wait` and `run logs -f` for an ended run: 1 with its state and
+/// error unless it succeeded.
+fn succeeded(run: &Value) -> Res<()> {
+    if run["state"] == "succeeded" {
+        return Ok(());
+    }
+    let error = run["error"]
+        .as_str()
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default();
+    Err(fail(
+        1,
+        format!("run {} ended {}{error}", run["id"], s(&run["state"])),
+    ))
+}
+
 /// Poll a run until it is final (or `timeout` passes: exit 124).
 async fn wait_for_run(api: &Api, run: &Value, timeout: Option<std::time::Duration>) -> Res<Value> {
     let id = run["id"]
@@ -640,19 +656,8 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
             } else {
                 print!("{}", run_rows(std::slice::from_ref(&v)));
             }
-            if wait && v["state"] != "succeeded" {
-                return Err(fail(
-                    1,
-                    format!(
-                        "run {} ended {}{}",
-                        v["id"],
-                        s(&v["state"]),
-                        v["error"]
-                            .as_str()
-                            .map(|e| format!(": {e}"))
-                            .unwrap_or_default()
-                    ),
-                ));
+            if wait {
+                succeeded(&v)?;
             }
         }
         JobCommand::Pause { name } => {
@@ -756,19 +761,7 @@ async fn run(cmd: RunCommand, opts: ClientOpts) -> Res<()> {
                 let v = api
                     .json(api.http.get(api.url(&format!("/api/v1/runs/{id}"))))
                     .await?;
-                if v["state"] != "succeeded" {
-                    return Err(fail(
-                        1,
-                        format!(
-                            "run {id} ended {}{}",
-                            s(&v["state"]),
-                            v["error"]
-                                .as_str()
-                                .map(|e| format!(": {e}"))
-                                .unwrap_or_default()
-                        ),
-                    ));
-                }
+                succeeded(&v)?;
             }
         }
         RunCommand::Cancel { id } => {

@@ -57,6 +57,25 @@ pub struct SearchQuery {
     pub before: Option<i64>,
 }
 
+/// An optional query value of a closed set (`state`, `trigger`): 400 naming the field and the
+/// allowed values.
+fn parsed<T: std::str::FromStr>(
+    field: &str,
+    v: Option<String>,
+    allowed: &str,
+) -> ApiResult<Option<T>> {
+    v.map(|x| {
+        x.parse::<T>().map_err(|_| {
+            ApiError::field(
+                "invalid_query",
+                field,
+                format!("unknown {field} `{x}` ({allowed})"),
+            )
+        })
+    })
+    .transpose()
+}
+
 fn instant(field: &str, v: Option<String>) -> ApiResult<Option<Timestamp>> {
     v.map(|t| {
         t.parse::<Timestamp>().map_err(|_| {
@@ -78,30 +97,12 @@ pub async fn search(
 ) -> ApiResult<Json<Value>> {
     let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
     let limit = check_limit(q.limit, 50)?;
-    let state = q
-        .state
-        .map(|st| {
-            st.parse::<tempora_core::run::RunState>().map_err(|_| {
-                ApiError::field(
-                    "invalid_query",
-                    "state",
-                    format!("unknown state `{st}` (queued, running, succeeded, failed, timed_out, cancelled, lost, skipped)"),
-                )
-            })
-        })
-        .transpose()?;
-    let trigger = q
-        .trigger
-        .map(|t| {
-            t.parse::<tempora_core::run::Trigger>().map_err(|_| {
-                ApiError::field(
-                    "invalid_query",
-                    "trigger",
-                    format!("unknown trigger `{t}` (schedule, manual, retry, dependency)"),
-                )
-            })
-        })
-        .transpose()?;
+    let state = parsed(
+        "state",
+        q.state,
+        "queued, running, succeeded, failed, timed_out, cancelled, lost, skipped",
+    )?;
+    let trigger = parsed("trigger", q.trigger, "schedule, manual, retry, dependency")?;
     if let Some(j) = &q.job
         && (validate_name(j).is_err() || s.store.get_job(j).await?.is_none())
     {
