@@ -103,9 +103,17 @@ fn cgroup_base() -> std::io::Result<PathBuf> {
             "cgroup.kill is missing (Linux 5.14 or later is needed)",
         ));
     }
-    // A probe run cgroup: creating children must work too.
+    // A probe run cgroup: creating children must work too; and a process started straight
+    // into one must run (else jobs are started the slower way, joining it themselves).
     let probe = dir.join("probe");
     std::fs::create_dir(&probe)?;
+    if crate::spawn::available() {
+        let fd = OwnedFd::from(std::fs::File::open(&probe)?);
+        if let Err(e) = crate::spawn::probe(std::os::fd::AsFd::as_fd(&fd)) {
+            crate::spawn::disable();
+            tracing::info!(message = "a process started into a cgroup does not run; jobs join their cgroup themselves", reason = %e);
+        }
+    }
     std::fs::remove_dir(&probe)?;
     tracing::info!(message = "runs are contained by cgroup v2", dir = %dir.display());
     Ok(dir)
@@ -168,6 +176,10 @@ pub struct RunCgroup {
     dir: PathBuf,
     /// `cgroup.procs`, opened before the fork: the child writes `0` to it to join.
     procs: OwnedFd,
+    /// The directory, for a spawn straight into the cgroup (`CLONE_INTO_CGROUP`).
+    dir_fd: OwnedFd,
+    /// `cgroup.kill` was written: the cgroup is not used again (see [`RunCgroup::release`]).
+    killed: std::sync::atomic::AtomicBool,
 }
 
 impl RunCgroup {
@@ -186,9 +198,15 @@ impl RunCgroup {
         let procs = std::fs::OpenOptions::new()
             .write(true)
             .open(dir.join("cgroup.procs"))
-            .map(OwnedFd::from);
+            .map(OwnedFd::from)
+            .and_then(|procs| Ok((procs, OwnedFd::from(std::fs::File::open(&dir)?))));
         match procs {
-            Ok(procs) => Ok(Some(RunCgroup { dir, procs })),
+            Ok((procs, dir_fd)) => Ok(Some(RunCgroup {
+                dir,
+                procs,
+                dir_fd,
+                killed: std::sync::atomic::AtomicBool::new(false),
+            })),
             Err(e) => {
                 let _ = std::fs::remove_dir(&dir);
                 Err(e)
@@ -204,6 +222,11 @@ impl RunCgroup {
     /// The descriptor the child writes `0` to (in `pre_exec`) to join the cgroup.
     pub fn procs_fd(&self) -> i32 {
         self.procs.as_raw_fd()
+    }
+
+    /// A descriptor of the cgroup's directory, for a spawn into it.
+    pub fn dir_fd(&self) -> std::io::Result<OwnedFd> {
+        self.dir_fd.try_clone()
     }
 
     /// The processes in the cgroup now.
@@ -229,6 +252,7 @@ impl RunCgroup {
             .open(self.dir.join("cgroup.kill"))
         {
             Ok(mut f) => {
+                self.killed.store(true, Ordering::Relaxed);
                 if let Err(e) = f.write_all(b"1") {
                     tracing::warn!(message = "cannot kill the run's cgroup", error = %e);
                 }
@@ -248,9 +272,14 @@ static FREE: std::sync::Mutex<Vec<RunCgroup>> = std::sync::Mutex::new(Vec::new()
 const FREE_MAX: usize = 1024;
 
 impl RunCgroup {
-    /// Done with the cgroup: kept for another run when it is empty, removed otherwise.
+    /// Done with the cgroup: kept for another run when it is empty and was never killed,
+    /// removed otherwise. (Linux 6.18 kills at once any process spawned with
+    /// `CLONE_INTO_CGROUP` into a cgroup that `cgroup.kill` was ever written to — it compares
+    /// the kill counts of the parent's cgroup and of the target — so a killed cgroup is not
+    /// reused.)
     pub fn release(self) {
-        if !self.populated()
+        if !self.killed.load(Ordering::Relaxed)
+            && !self.populated()
             && let Ok(mut free) = FREE.lock()
             && free.len() < FREE_MAX
         {

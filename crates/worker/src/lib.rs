@@ -4,6 +4,8 @@
 //!   combined output, no descendant left behind).
 //! - [`contain`]: every process a run starts ends with it (a cgroup v2 per run, or an
 //!   environment sweep).
+//! - `start`: what a job's process is started with, and on which path.
+//! - [`spawn`]: starts a job's process straight inside its run's cgroup (`clone3`).
 //! - [`source`]: the [`source::RunSource`] seam through which a worker claims work and reports
 //!   back. The server's local pool uses the store directly ([`source::StoreSource`]); a remote
 //!   `tempora worker` will implement the same trait over HTTP.
@@ -14,3 +16,5 @@ pub mod contain;
 pub mod pool;
 pub mod process;
 pub mod source;
+pub mod spawn;
+mod start;

@@ -14,7 +14,6 @@
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -126,7 +125,7 @@ pub fn inherited_env(extra: &[String]) -> Vec<(String, String)> {
 }
 
 /// Find `program` the way `execvp` would; None if it cannot be executed.
-fn resolve(program: &str) -> Option<PathBuf> {
+pub(crate) fn resolve(program: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let executable = |p: &std::path::Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -167,91 +166,6 @@ pub struct ProcessOutcome {
     pub spawn_error: Option<String>,
 }
 
-/// A started job process and the read end of its output pipe.
-type Spawned = (tokio::process::Child, OwnedFd);
-
-/// A spawn request for the spawner thread.
-struct SpawnRequest {
-    cmd: tokio::process::Command,
-    runtime: tokio::runtime::Handle,
-    reply: tokio::sync::oneshot::Sender<std::io::Result<Spawned>>,
-}
-
-/// Create the job's output pipe and start it, on a spawner thread.
-///
-/// The pipe is made here, just before the spawn, rather than when the run is queued: every
-/// spawn copies the worker's whole descriptor table into the child and the kernel then closes
-/// each close-on-exec descriptor in it, so the cost of a spawn grows with the number of
-/// descriptors open. Pipes made at queue time kept four descriptors open per queued run (about
-/// 1,000 while draining with 256 slots); now only the runs being started hold them.
-/// The `Command` holds the write ends and is dropped on return, so the reader sees end-of-file
-/// once the job (and whatever it started) closes its copies.
-fn spawn_with_pipe(mut cmd: tokio::process::Command) -> std::io::Result<Spawned> {
-    let (reader, writer) = std::io::pipe()
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot create pipe: {e}")))?;
-    let writer: OwnedFd = writer.into();
-    cmd.stdout(Stdio::from(writer.try_clone()?))
-        .stderr(Stdio::from(writer));
-    Ok((cmd.spawn()?, reader.into()))
-}
-
-/// Long-lived threads that spawn job processes. A spawn blocks its thread until the child has
-/// exec'd, so several run at once; on 2 cores, 8 threads drained 3–7 % faster than 4 and 4
-/// about 10 % faster than 2 (alternated A/B, `tempora-bench --drain 20000`).
-const SPAWNER_THREADS: usize = 8;
-
-static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<SpawnRequest>>> =
-    std::sync::OnceLock::new();
-
-/// Spawn on one of the dedicated spawner threads.
-///
-/// `fork`/`exec` blocks the calling thread until the child has exec'd; done on the async
-/// runtime's threads it would stall fires, claims and HTTP under load. Long-lived threads do
-/// every spawn instead — which also matters for `PR_SET_PDEATHSIG`, which fires when the thread
-/// that created the child exits: these threads live as long as the process.
-async fn spawn_off_runtime(cmd: tokio::process::Command) -> std::io::Result<Spawned> {
-    let tx = SPAWNER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
-        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
-        for i in 0..SPAWNER_THREADS {
-            let rx = rx.clone();
-            let started = std::thread::Builder::new()
-                .name(format!("tempora-spawner-{i}"))
-                .spawn(move || {
-                    loop {
-                        let next = match rx.lock() {
-                            Ok(r) => r.recv(),
-                            Err(_) => break,
-                        };
-                        let Ok(req) = next else { break };
-                        let _guard = req.runtime.enter();
-                        let _ = req.reply.send(spawn_with_pipe(req.cmd));
-                    }
-                });
-            if let Err(e) = started {
-                tracing::error!(message = "cannot start a spawner thread", error = %e);
-            }
-        }
-        std::sync::Mutex::new(tx)
-    });
-    let (reply, rx) = tokio::sync::oneshot::channel();
-    let req = SpawnRequest {
-        cmd,
-        runtime: tokio::runtime::Handle::current(),
-        reply,
-    };
-    let sent = tx
-        .lock()
-        .map_err(|_| std::io::Error::other("spawner lock poisoned"))
-        .and_then(|tx| {
-            tx.send(req)
-                .map_err(|_| std::io::Error::other("the spawner thread is gone"))
-        });
-    sent?;
-    rx.await
-        .map_err(|_| std::io::Error::other("the spawner thread dropped the request"))?
-}
-
 /// Kills the group when dropped (also if the future running the process is dropped).
 struct GroupGuard(Option<i32>);
 
@@ -261,110 +175,6 @@ impl Drop for GroupGuard {
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         }
     }
-}
-
-fn build(
-    spec: &ProcessSpec,
-    cgroup: Option<&crate::contain::RunCgroup>,
-) -> std::io::Result<tokio::process::Command> {
-    let run_as = match &spec.run_as {
-        Some(user) => Some(
-            RunAs::check(user)
-                .map_err(|e| std::io::Error::other(format!("cannot run as `{user}`: {e}")))?,
-        ),
-        None => None,
-    };
-    let switch = run_as.as_ref().is_some_and(|(_, switch)| *switch);
-    // Joining the run's cgroup: a shell job's own shell does it, as its first command, before
-    // anything of the job runs; that keeps the spawn a `posix_spawn` (a `pre_exec` step would
-    // make it a `fork` of the whole worker, several times slower). A program, or a job that
-    // switches users (it could not write the file any more), joins in `pre_exec` instead.
-    let shell_joins = spec.shell && !switch;
-    // argv of the job itself.
-    let mut argv: Vec<std::ffi::OsString> = Vec::with_capacity(spec.arguments.len() + 4);
-    if spec.shell {
-        let script = match cgroup.filter(|_| shell_joins) {
-            Some(cg) => format!(
-                "{{ echo 0 > '{}'; }} 2>/dev/null || {{ echo 'tempora: cannot join the run cgroup' >&2; exit 125; }}\n{}",
-                cg.procs_path().display(),
-                spec.command
-            ),
-            None => spec.command.clone(),
-        };
-        argv.extend(["/bin/sh".into(), "-c".into(), script.into(), "sh".into()]);
-    } else {
-        let program = resolve(&spec.command).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such executable program")
-        })?;
-        argv.push(program.into_os_string());
-    }
-    argv.extend(spec.arguments.iter().map(Into::into));
-    let mut cmd = tokio::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..]).env_clear();
-    if let Some(cg) = cgroup.filter(|_| !shell_joins) {
-        let fd = cg.procs_fd();
-        // SAFETY: write(2) on a descriptor opened before the fork: async-signal-safe. First of
-        // the closures, while the child still has the worker's rights over the hierarchy.
-        unsafe {
-            cmd.pre_exec(move || {
-                let fd = std::os::fd::BorrowedFd::borrow_raw(fd);
-                nix::unistd::write(fd, b"0").map_err(std::io::Error::from)?;
-                Ok(())
-            });
-        }
-    }
-    let mut user_env: Vec<(&str, String)> = Vec::new();
-    if let Some((r, switch)) = run_as {
-        user_env = vec![
-            ("HOME", r.home.clone()),
-            ("USER", r.name.clone()),
-            ("LOGNAME", r.name.clone()),
-        ];
-        if switch {
-            let groups: Vec<nix::unistd::Gid> = r
-                .groups
-                .iter()
-                .map(|g| nix::unistd::Gid::from_raw(*g))
-                .collect();
-            let (uid, gid) = (
-                nix::unistd::Uid::from_raw(r.uid),
-                nix::unistd::Gid::from_raw(r.gid),
-            );
-            // SAFETY: setgroups(2), setgid(2) and setuid(2) are system calls, safe after fork;
-            // the group list was read before. Groups and gid first, while still root. This is
-            // registered before the parent-death signal below, which a change of user clears.
-            unsafe {
-                cmd.pre_exec(move || {
-                    nix::unistd::setgroups(&groups).map_err(std::io::Error::from)?;
-                    nix::unistd::setgid(gid).map_err(std::io::Error::from)?;
-                    nix::unistd::setuid(uid).map_err(std::io::Error::from)
-                });
-            }
-        }
-    }
-    match WATCHDOG.get() {
-        // The watchdog finds the job's processes by this variable when the worker dies.
-        Some(w) => {
-            cmd.env(SESSION_VAR, &w.token);
-        }
-        // SAFETY: the closure only calls prctl(2), which is async-signal-safe. It forces `fork`
-        // rather than `posix_spawn`; spawns run on dedicated threads so that cost stays off the
-        // runtime.
-        None => unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-            });
-        },
-    }
-    cmd.envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .envs(user_env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(w) = &spec.workdir {
-        cmd.current_dir(w);
-    }
-    Ok(cmd)
 }
 
 /// Run the process to its end, sending output chunks to `output`.
@@ -388,11 +198,12 @@ pub async fn run_process(
             None
         }
     };
-    let cmd = match build(spec, cgroup.as_ref()) {
-        Ok(c) => c,
+    let plan = match crate::start::plan(spec) {
+        Ok(p) => p,
         Err(e) => return fail(format!("{}: {e}", spec.command)),
     };
-    let (mut child, reader) = match spawn_off_runtime(cmd).await {
+    let spawned = crate::start::start(&plan, cgroup.as_ref()).await;
+    let (mut child, reader) = match spawned {
         Ok(c) => c,
         Err(e) => {
             let what = match &spec.workdir {
@@ -474,7 +285,7 @@ pub async fn run_process(
 /// SIGTERM the group (and every process of the run's cgroup), wait up to `grace`, then
 /// SIGKILL; returns the leader's status.
 async fn terminate(
-    child: &mut tokio::process::Child,
+    child: &mut crate::start::JobChild,
     pgid: Option<i32>,
     cgroup: Option<&crate::contain::RunCgroup>,
     grace: Duration,
@@ -553,12 +364,12 @@ done
 "#;
 
 /// The running watchdog: its input, and the session token jobs carry.
-struct Watchdog {
+pub(crate) struct Watchdog {
     stdin: std::sync::Mutex<std::process::ChildStdin>,
-    token: String,
+    pub(crate) token: String,
 }
 
-static WATCHDOG: std::sync::OnceLock<Watchdog> = std::sync::OnceLock::new();
+pub(crate) static WATCHDOG: std::sync::OnceLock<Watchdog> = std::sync::OnceLock::new();
 
 /// `n` random bytes (at most 8) in hex: from the kernel, or — when it cannot be read — from the
 /// clock and the pid, which still differ between two processes started on one host.

@@ -1,5 +1,7 @@
 //! The process executor with real processes: exit codes, signals, combined output order,
-//! streaming, timeout and cancel of the whole group, and no descendant left behind.
+//! streaming, timeout and cancel of the whole group, no descendant left behind, a run's cgroup
+//! and its user. Every case runs twice: spawned by `clone3` straight into the run's cgroup, and
+//! by `Command` (the fallback where the kernel refuses `clone3`).
 
 use std::time::{Duration, Instant};
 
@@ -50,7 +52,6 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-#[tokio::test]
 async fn exit_codes_and_signals() {
     let (o, _) = run(sh("exit 0")).await;
     assert_eq!(
@@ -63,7 +64,6 @@ async fn exit_codes_and_signals() {
     assert_eq!((o.exit_code, o.signal), (None, Some(9)));
 }
 
-#[tokio::test]
 async fn output_order_env_workdir_and_argv() {
     let (_, out) = run(sh("echo a; echo b >&2; echo c")).await;
     assert_eq!(out, "a\nb\nc\n");
@@ -86,7 +86,6 @@ async fn output_order_env_workdir_and_argv() {
     assert_eq!((o.exit_code, out.as_str()), (Some(0), "a b|$HOME"));
 }
 
-#[tokio::test]
 async fn spawn_errors() {
     let spec = ProcessSpec {
         command: "definitely-not-a-program".into(),
@@ -110,7 +109,6 @@ async fn spawn_errors() {
     );
 }
 
-#[tokio::test]
 async fn large_output_arrives_whole_and_streams_while_running() {
     let (_, out) = run(sh("head -c 5000000 /dev/zero | tr '\\0' x")).await;
     assert_eq!(out.len(), 5_000_000);
@@ -134,7 +132,6 @@ async fn large_output_arrives_whole_and_streams_while_running() {
     h.await.unwrap();
 }
 
-#[tokio::test]
 async fn timeout_terms_then_kills_the_group() {
     let start = Instant::now();
     let mut spec = sh("sleep 30");
@@ -156,7 +153,6 @@ async fn timeout_terms_then_kills_the_group() {
     );
 }
 
-#[tokio::test]
 async fn no_descendant_survives_timeout_cancel_or_normal_exit() {
     let dir = tempfile::tempdir().unwrap();
     for (i, how) in ["timeout", "cancel", "exit"].iter().enumerate() {
@@ -203,3 +199,162 @@ async fn no_descendant_survives_timeout_cancel_or_normal_exit() {
         assert!(!alive(pid), "{how}: grandchild {pid} survived");
     }
 }
+
+/// Whether this (root) process may make cgroups in a cgroup2 hierarchy; under `CI=true` it must.
+fn cgroups_here() -> bool {
+    let possible = nix::unistd::Uid::effective().is_root()
+        && std::fs::read_to_string("/proc/self/mountinfo")
+            .is_ok_and(|m| m.lines().any(|l| l.contains(" - cgroup2 ")));
+    assert!(
+        possible || std::env::var("CI").as_deref() != Ok("true"),
+        "CI's machine offers cgroup v2 to root; this test must run there"
+    );
+    possible
+}
+
+/// The job's first process is in the run's cgroup before it runs anything — a program as well
+/// as a shell line — and what it leaves behind (`setsid`) is killed with the run.
+async fn starts_inside_the_run_cgroup() {
+    if !cgroups_here() {
+        eprintln!("skipped: needs root and cgroup v2");
+        return;
+    }
+    let base = match tempora_worker::contain::init(tempora_worker::contain::Mode::Cgroup).unwrap() {
+        tempora_worker::contain::Containment::Cgroup(dir) => dir.clone(),
+        other => panic!("{other:?}"),
+    };
+    let base_name = base.file_name().unwrap().to_string_lossy().into_owned();
+    let spec = ProcessSpec {
+        command: "/bin/cat".into(),
+        shell: false,
+        arguments: vec!["/proc/self/cgroup".into()],
+        ..sh("")
+    };
+    let (o, out) = run(spec).await;
+    assert_eq!(o.exit_code, Some(0), "{o:?}");
+    let own = |out: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    let cg = own(&out);
+    assert!(
+        cg.contains(&format!("/{base_name}/run-")),
+        "program in {cg:?}, not a run cgroup below {base_name}"
+    );
+    let (_, out) = run(sh("cat /proc/$$/cgroup")).await;
+    let cg = own(&out);
+    assert!(
+        cg.contains(&format!("/{base_name}/run-")),
+        "shell in {cg:?}, not a run cgroup below {base_name}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let (o, _) = run(sh(&format!(
+        "setsid sh -c 'echo $$ > {}; exec sleep 60' > /dev/null 2>&1 & sleep 0.2",
+        pidfile.display()
+    )))
+    .await;
+    assert_eq!(o.exit_code, Some(0), "{o:?}");
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the setsid process {pid} outlived its run"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The runs after one whose cgroup was killed start normally (a killed cgroup is not
+    // reused: the kernel would kill what is spawned into it).
+    for _ in 0..3 {
+        let (o, out) = run(sh("echo ok")).await;
+        assert_eq!(
+            (o.exit_code, o.signal, out.as_str()),
+            (Some(0), None, "ok\n")
+        );
+    }
+}
+
+/// `run_as`: the job has the user's uid, gid and groups, and its `HOME`; a directory it may not
+/// enter fails the spawn with the reason.
+async fn runs_as_another_user() {
+    let root = nix::unistd::Uid::effective().is_root();
+    assert!(
+        root || std::env::var("CI").as_deref() != Ok("true"),
+        "CI runs the tests as root; this test must run there"
+    );
+    if !root {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut spec = sh("id -u; id -g; echo $HOME; cat /proc/self/status | grep '^CapEff'");
+    spec.run_as = Some("nobody".into());
+    let (o, out) = run(spec).await;
+    assert_eq!(o.exit_code, Some(0), "{o:?} {out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "65534", "{out}");
+    assert_eq!(lines[1], "65534", "{out}");
+    assert_eq!(lines[2], "/nonexistent", "{out}");
+    assert!(
+        lines[3].ends_with("0000000000000000"),
+        "capabilities kept: {out}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let mut spec = sh("true");
+    spec.run_as = Some("nobody".into());
+    spec.workdir = Some(dir.path().to_owned());
+    let (o, _) = run(spec).await;
+    assert!(
+        o.spawn_error
+            .as_deref()
+            .is_some_and(|e| e.contains("ermission denied")),
+        "{o:?}"
+    );
+}
+
+macro_rules! on_both_spawn_paths {
+    ($($case:ident),* $(,)?) => {
+        /// Spawned by `clone3`, straight into the run's cgroup (where the kernel allows it).
+        mod clone3 {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    assert!(tempora_worker::spawn::available(), "x86-64 Linux spawns with clone3");
+                    super::$case().await
+                }
+            )*
+        }
+        /// Spawned by `Command`, the fallback.
+        mod command {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    tempora_worker::spawn::disable();
+                    super::$case().await
+                }
+            )*
+        }
+    };
+}
+
+on_both_spawn_paths!(
+    exit_codes_and_signals,
+    output_order_env_workdir_and_argv,
+    spawn_errors,
+    large_output_arrives_whole_and_streams_while_running,
+    timeout_terms_then_kills_the_group,
+    no_descendant_survives_timeout_cancel_or_normal_exit,
+    starts_inside_the_run_cgroup,
+    runs_as_another_user,
+);
