@@ -141,10 +141,12 @@ fn to_spec(doc: Value) -> Result<JobSpec, (String, String)> {
         return chronos::to_spec(obj, None, Timestamp::now(), chronos::Endpoint::Any)
             .map_err(|v| (name, format!("{}: {} (Chronos job)", v.field, v.message)));
     }
-    let spec: JobSpec = serde_path_to_error::deserialize(doc).map_err(|e| {
+    let mut spec: JobSpec = serde_path_to_error::deserialize(doc).map_err(|e| {
         let path = e.path().to_string();
         (name.clone(), format!("{path}: {}", e.into_inner()))
     })?;
+    spec.take_zone_prefix()
+        .map_err(|v| (spec.name.clone(), format!("{}: {}", v.field, v.message)))?;
     spec.validate()
         .map_err(|v| (spec.name.clone(), format!("{}: {}", v.field, v.message)))?;
     Ok(spec)
@@ -408,22 +410,32 @@ pub async fn export(args: ExportArgs, opts: ClientOpts) -> Res<()> {
         .into_iter()
         .map(strip_status)
         .collect();
-    match args.dir {
+    if let Some(dir) = write_job_files(&jobs, args.dir.as_deref())? {
+        eprintln!("exported {} job(s) to {}", jobs.len(), dir.display());
+    }
+    Ok(())
+}
+
+/// Job documents as `apply` reads them: one YAML list on standard output, or one
+/// `<name>.yaml` per job in `dir` (made 0700, files 0600: they are the server's configuration).
+/// Returns the directory written to.
+pub(crate) fn write_job_files<'a>(jobs: &[Value], dir: Option<&'a Path>) -> Res<Option<&'a Path>> {
+    match dir {
         None => {
-            let text = serde_yaml_ng::to_string(&jobs)
+            let text = serde_yaml_ng::to_string(jobs)
                 .map_err(|e| fail(1, format!("cannot encode YAML: {e}")))?;
             print!("{text}");
+            Ok(None)
         }
         Some(dir) => {
             use std::io::Write;
             use std::os::unix::fs::DirBuilderExt;
-            // Job files are the server's configuration: readable by their owner only.
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
-                .create(&dir)
+                .create(dir)
                 .map_err(|e| fail(2, format!("cannot create {}: {e}", dir.display())))?;
-            for j in &jobs {
+            for j in jobs {
                 let name = j["name"].as_str().unwrap_or("job");
                 let path = dir.join(format!("{name}.yaml"));
                 let text = serde_yaml_ng::to_string(j)
@@ -432,8 +444,7 @@ pub async fn export(args: ExportArgs, opts: ClientOpts) -> Res<()> {
                     .write_all(text.as_bytes())
                     .map_err(|e| fail(2, format!("cannot write {}: {e}", path.display())))?;
             }
-            eprintln!("exported {} job(s) to {}", jobs.len(), dir.display());
+            Ok(Some(dir))
         }
     }
-    Ok(())
 }

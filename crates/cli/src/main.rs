@@ -11,6 +11,7 @@ mod apply;
 mod backup;
 mod client;
 mod config;
+mod import;
 mod server;
 mod tls;
 mod worker;
@@ -115,6 +116,11 @@ enum Command {
         #[command(flatten)]
         opts: ClientOpts,
     },
+    /// Turn other schedulers' definitions into job files for `apply` (locally, no server needed).
+    Import {
+        #[command(subcommand)]
+        what: import::ImportCommand,
+    },
     /// Work with schedule expressions (computed locally, no server needed).
     Schedule {
         #[command(subcommand)]
@@ -127,7 +133,8 @@ enum ScheduleCommand {
     /// Print the next fire times of a schedule, one RFC 3339 timestamp per line.
     ///
     /// Accepts every schedule form: Unix cron (5 fields), Quartz (6-7 fields), @hourly-style
-    /// macros, `@every 30s`, `@at 2027-01-01T00:00:00Z`, and ISO 8601 `R[n]/start/period`.
+    /// macros, `@every 30s`, `@at 2027-01-01T00:00:00Z`, and ISO 8601 `R[n]/start/period`,
+    /// optionally prefixed with `CRON_TZ=Zone ` (the zone it is read in).
     Next {
         /// The schedule expression (quote it).
         expr: String,
@@ -144,7 +151,17 @@ enum ScheduleCommand {
 }
 
 fn schedule_next(expr: &str, tz: &str, after: Option<&str>, count: u32) -> ExitCode {
-    use tempora_core::schedule::{Schedule, parse_timezone};
+    use tempora_core::schedule::{Schedule, parse_timezone, split_zone_prefix};
+    // A `CRON_TZ=Zone` prefix gives the zone (an explicit other --tz is a conflict).
+    let (prefix, expr) = split_zone_prefix(expr);
+    let tz = match prefix {
+        Some(p) if tz != "UTC" && tz != p => {
+            eprintln!("error: the schedule's CRON_TZ={p} differs from --tz {tz}");
+            return ExitCode::from(2);
+        }
+        Some(p) => p,
+        None => tz,
+    };
     let schedule = match Schedule::parse(expr) {
         Ok(s) => s,
         Err(e) => {
@@ -257,6 +274,7 @@ fn main() -> ExitCode {
         Command::Apply { args, opts } => {
             client::finish(client::runtime().and_then(|rt| rt.block_on(apply::apply(args, opts))))
         }
+        Command::Import { what } => client::finish(import::run(what)),
         Command::Export { args, opts } => {
             client::finish(client::runtime().and_then(|rt| rt.block_on(apply::export(args, opts))))
         }

@@ -647,3 +647,76 @@ fn runs_across_jobs_with_filters() {
     assert_eq!(v["runs"][0]["id"], b);
     assert_eq!(s.cli(&["run", "ls", "nope"]).status.code(), Some(3));
 }
+
+/// A schedule with no occurrence left is refused when it is new (it would be stored and never
+/// fire); one within `epsilon` still runs once; the same schedule stored before (an export applied
+/// again after the job fired) is kept.
+#[test]
+fn a_schedule_wholly_in_the_past_is_refused_when_new() {
+    let s = Server::start(&[]);
+    let now = jiff::Timestamp::now();
+    let year_ago = now - jiff::SignedDuration::from_hours(24 * 365);
+    for schedule in [
+        format!("@at {}", year_ago.strftime("%Y-%m-%dT%H:%M:%SZ")),
+        format!("R1/{}/PT1M", year_ago.strftime("%Y-%m-%dT%H:%M:%SZ")),
+        format!("R3/{}/P1D", year_ago.strftime("%Y-%m-%dT%H:%M:%S")),
+    ] {
+        let body = json!({"command": "true", "schedule": schedule});
+        let (st, v) = s.send("PUT", "/api/v1/jobs/past", &body.to_string());
+        assert_eq!(st, 400, "{schedule}: {v}");
+        assert_eq!(err_field(&v), "schedule", "{v}");
+        assert_eq!(v["error"]["code"], "schedule_in_past", "{v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("never fire"), "{msg}");
+        assert_eq!(
+            s.send("GET", "/api/v1/jobs/past", "").0,
+            404,
+            "nothing stored"
+        );
+    }
+    // An endless series from the past, and an occurrence within epsilon, are fine.
+    let recent = (now - jiff::SignedDuration::from_secs(20)).strftime("%Y-%m-%dT%H:%M:%SZ");
+    for (name, body) in [
+        (
+            "endless",
+            json!({"command": "true", "schedule": format!("R/{}/PT1H", year_ago.strftime("%Y-%m-%dT%H:%M:%SZ"))}),
+        ),
+        (
+            "recent",
+            json!({"command": "true", "schedule": format!("@at {recent}"), "epsilon": "60s"}),
+        ),
+    ] {
+        let (st, v) = s.send("PUT", &format!("/api/v1/jobs/{name}"), &body.to_string());
+        assert_eq!(st, 201, "{name}: {v}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s.runs("recent").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the occurrence within epsilon did not run"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A one-shot job that fired is applied again unchanged: kept (200), not refused.
+    let at = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2))
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let body = json!({"command": "true", "schedule": format!("@at {at}")});
+    assert_eq!(s.send("PUT", "/api/v1/jobs/once", &body.to_string()).0, 201);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s.runs("once").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the one-shot job did not run"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (st, v) = s.send("PUT", "/api/v1/jobs/once", &body.to_string());
+    assert_eq!(st, 200, "{v}");
+    let body = json!({"command": "echo changed", "schedule": format!("@at {at}")});
+    assert_eq!(s.send("PUT", "/api/v1/jobs/once", &body.to_string()).0, 200);
+    // Changing it to another past time is refused.
+    let body = json!({"command": "true", "schedule": format!("@at {recent}"), "epsilon": "1s"});
+    let (st, v) = s.send("PUT", "/api/v1/jobs/once", &body.to_string());
+    assert_eq!((st, err_field(&v)), (400, "schedule"), "{v}");
+}

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::Server;
 use serde_json::json;
 
@@ -138,4 +140,88 @@ fn apply_is_idempotent_reports_errors_and_prunes_only_managed_jobs() {
         all.as_array().unwrap().len(),
         before["jobs"].as_array().unwrap().len()
     );
+}
+
+/// `tempora import crontab` turns a crontab into job files that `apply` creates as the crontab
+/// meant them (zones, owner, environment, `%` input); what it cannot import is reported with the
+/// line and exit status 1. A `CRON_TZ=` prefix in a schedule is understood by the API, the
+/// preview and `schedule next`.
+#[test]
+fn a_crontab_imports_into_jobs_that_apply_creates() {
+    let s = Server::start(&[]);
+    let dir = s.scratch().join("crontab");
+    std::fs::create_dir_all(&dir).unwrap();
+    let crontab = dir.join("crontab");
+    let out_file = dir.join("out");
+    std::fs::write(
+        &crontab,
+        format!(
+            "MAILTO=ops@example.com\nGREETING=hello\n# says hello\n\
+             * * * * * echo $GREETING > {o}.1; cat >> {o}.1%from stdin\n\
+             CRON_TZ=Asia/Tokyo\n0 9 * * 1-5 /usr/bin/true\n@reboot /usr/bin/true\n",
+            o = out_file.display()
+        ),
+    )
+    .unwrap();
+    let jobs_dir = dir.join("jobs");
+    let o = s.cli(&[
+        "import",
+        "crontab",
+        crontab.to_str().unwrap(),
+        "--tz",
+        "Europe/Berlin",
+        "--dir",
+        jobs_dir.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 7: @reboot"), "{err}");
+    let o = s.cli(&["apply", "-f", jobs_dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", out(&o));
+    let (_, echo) = s.get("/api/v1/jobs/cron-echo");
+    assert_eq!(echo["schedule"], "* * * * *", "{echo}");
+    assert_eq!(echo["timezone"], "Europe/Berlin");
+    assert_eq!(echo["owner"], "ops@example.com");
+    assert_eq!(echo["env"]["GREETING"], "hello");
+    assert_eq!(echo["description"], "says hello");
+    let (_, t) = s.get("/api/v1/jobs/cron-true");
+    assert_eq!((t["timezone"].as_str(), t["schedule"].as_str()), (Some("Asia/Tokyo"), Some("0 9 * * 1-5")));
+    // The imported command runs as cron would run it, `%` input included.
+    let id = s.trigger("cron-echo")["id"].as_i64().unwrap();
+    let r = s.wait_final(id, Duration::from_secs(20));
+    assert_eq!(r["state"], "succeeded", "{r}");
+    let got = std::fs::read_to_string(format!("{}.1", out_file.display())).unwrap();
+    assert_eq!(got, "hello\nfrom stdin");
+    // Standard input works too, and YAML goes to standard output.
+    let o = std::process::Command::new(common::bin())
+        .args(["import", "crontab", "-", "--tz", "UTC", "--prefix", "x-"])
+        .stdin(std::fs::File::open(&crontab).unwrap())
+        .output()
+        .unwrap();
+    let yaml = String::from_utf8_lossy(&o.stdout);
+    assert!(yaml.contains("name: x-echo") && yaml.contains("timezone: UTC"), "{yaml}");
+
+    // CRON_TZ= in a schedule, everywhere a schedule is read.
+    let (st, v) = s.send(
+        "PUT",
+        "/api/v1/jobs/tokyo",
+        &json!({"command": "true", "schedule": "CRON_TZ=Asia/Tokyo 0 9 * * *"}).to_string(),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!((v["timezone"].as_str(), v["schedule"].as_str()), (Some("Asia/Tokyo"), Some("0 9 * * *")), "{v}");
+    let (st, v) = s.send(
+        "PUT",
+        "/api/v1/jobs/tokyo",
+        &json!({"command": "true", "schedule": "CRON_TZ=Asia/Tokyo 0 9 * * *", "timezone": "Europe/Paris"}).to_string(),
+    );
+    assert_eq!((st, v["error"]["field"].as_str()), (400, Some("schedule")), "{v}");
+    let (st, v) = s.send(
+        "POST",
+        "/api/v1/schedules/preview",
+        &json!({"schedule": "CRON_TZ=Asia/Tokyo 0 9 * * *", "after": "2026-12-31T23:00:00Z", "count": 1}).to_string(),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["next"][0], "2027-01-01T09:00:00+09:00", "{v}");
+    let o = s.cli(&["schedule", "next", "CRON_TZ=Asia/Tokyo 0 9 * * *", "--after", "2026-12-31T23:00:00Z", "--count", "1"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "2027-01-01T09:00:00+09:00\n");
 }

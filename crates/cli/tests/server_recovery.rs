@@ -316,3 +316,73 @@ fn a_draining_node_answers_the_api_and_is_not_ready() {
     assert_eq!(r["state"], "succeeded", "{r}");
     assert_eq!(s.get_text(&format!("/api/v1/runs/{id}/log")).1, "done\n");
 }
+
+/// `misfire: run_all` after downtime runs every missed occurrence, one after another and oldest
+/// first, under the default `concurrency: forbid` and under `queue` (they used to skip most of
+/// the backlog as overlapping).
+#[test]
+fn run_all_catches_up_one_after_another_whatever_the_overlap_policy() {
+    let mut s = Server::start(&[]);
+    for policy in ["forbid", "queue"] {
+        let ledger = s.scratch().join(format!("ledger-{policy}"));
+        s.put_job(
+            &format!("catch-{policy}"),
+            json!({
+                "command": format!(
+                    "echo \"start $TEMPORA_SCHEDULED_FOR $(date +%s%N)\" >> {l}; sleep 0.3; \
+                     echo \"end $TEMPORA_SCHEDULED_FOR $(date +%s%N)\" >> {l}",
+                    l = ledger.display()
+                ),
+                "schedule": "@every 4s",
+                "misfire": "run_all",
+                "concurrency": policy,
+            }),
+        );
+    }
+    // Stopped for 14 s: 3 or 4 occurrences of each job fall due while it is down.
+    std::thread::sleep(Duration::from_millis(500));
+    s.signal_and_wait(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
+    let stopped = jiff::Timestamp::now();
+    std::thread::sleep(Duration::from_secs(14));
+    let restarted = jiff::Timestamp::now();
+    s.spawn();
+    std::thread::sleep(Duration::from_secs(4));
+    for policy in ["forbid", "queue"] {
+        let job = format!("catch-{policy}");
+        let runs = s.runs(&job);
+        let missed: Vec<&serde_json::Value> = runs
+            .iter()
+            .filter(|r| {
+                let at = common::ts(&r["scheduled_for"]);
+                at > stopped && at < restarted
+            })
+            .collect();
+        assert!(missed.len() >= 3, "{policy}: {runs:?}");
+        assert!(
+            missed.iter().all(|r| r["state"] == "succeeded"),
+            "{policy}: every missed occurrence ran: {runs:?}"
+        );
+        // From the job's own ledger: never two at once, in the order of their occurrences.
+        let ledger = std::fs::read_to_string(s.scratch().join(format!("ledger-{policy}"))).unwrap();
+        let lines: Vec<(&str, &str)> = ledger
+            .lines()
+            .map(|l| {
+                let mut f = l.split(' ');
+                (f.next().unwrap(), f.next().unwrap())
+            })
+            .collect();
+        for pair in lines.chunks(2) {
+            assert!(
+                pair.len() == 2
+                    && pair[0].0 == "start"
+                    && pair[1].0 == "end"
+                    && pair[0].1 == pair[1].1,
+                "{policy}: runs overlapped: {ledger}"
+            );
+        }
+        let order: Vec<&str> = lines.iter().step_by(2).map(|(_, at)| *at).collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted, "{policy}: not oldest first: {ledger}");
+    }
+}

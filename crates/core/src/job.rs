@@ -362,6 +362,35 @@ impl JobSpec {
         }
     }
 
+    /// Move a `CRON_TZ=Zone ` prefix of the schedule into `timezone` (see
+    /// [`crate::schedule::split_zone_prefix`]), so the stored job says its zone in one place. A
+    /// prefix naming another zone than an explicit non-UTC `timezone` is an error.
+    pub fn take_zone_prefix(&mut self) -> Result<(), ValidationError> {
+        let Some(expr) = &self.schedule else {
+            return Ok(());
+        };
+        let (Some(zone), rest) = crate::schedule::split_zone_prefix(expr) else {
+            return Ok(());
+        };
+        crate::schedule::parse_timezone(zone)
+            .map_err(|e| ValidationError::new("schedule", "invalid_timezone", e.message))?;
+        if self.timezone != zone && self.timezone != "UTC" {
+            return Err(ValidationError::new(
+                "schedule",
+                "conflicting_timezone",
+                format!(
+                    "the schedule's CRON_TZ={zone} differs from the job's timezone `{}`: give the \
+                     zone in one of them",
+                    self.timezone
+                ),
+            ));
+        }
+        let (zone, rest) = (zone.to_owned(), rest.to_owned());
+        self.timezone = zone;
+        self.schedule = Some(rest);
+        Ok(())
+    }
+
     /// Validate every field. On success returns the parsed schedule (if any) and zone, which the
     /// caller uses to compute the first occurrence.
     pub fn validate(&self) -> Result<ValidatedJob, ValidationError> {

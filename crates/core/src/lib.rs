@@ -5,6 +5,7 @@
 //! - [`schedule`]: parsing of every schedule form (Unix cron, Quartz cron, macros, `@every`, `@at`,
 //!   ISO 8601 repeating intervals) and the next-fire-time math with DST rules;
 //! - [`chronos`]: the Chronos job JSON, task ids and zone ids, mapped to tempora's model;
+//! - [`crontab`]: a crontab's entries as job definitions (`tempora import crontab`);
 //! - [`dag`]: dependent jobs: cycle detection and readiness;
 //! - [`duration`]: the duration syntax shared by job fields and `@every`;
 //! - [`job`]: the job specification and its validation;
@@ -15,6 +16,7 @@
 
 pub mod auth;
 pub mod chronos;
+pub mod crontab;
 pub mod dag;
 pub mod duration;
 pub mod job;

@@ -160,6 +160,37 @@ pub fn overlap(concurrency: Concurrency, active: u64, held: u64, force: bool) ->
     }
 }
 
+/// How a new run meets the job's other runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Under the job's overlap policy.
+    Policy,
+    /// Regardless of it (a manual trigger with `force`).
+    Force,
+    /// Behind an earlier occurrence of the same catch-up (several missed occurrences run after
+    /// downtime, `misfire: run_all`), which was `admitted` (queued or held) or skipped.
+    Behind {
+        /// Whether the occurrence before this one was queued or held.
+        admitted: bool,
+    },
+}
+
+/// The overlap decision for a new run. The occurrences of a catch-up run one after another,
+/// oldest first, whatever the overlap policy: the oldest meets the job's other runs under the
+/// policy, each later one waits, held, behind it (released when the job has nothing active) —
+/// or is skipped with it. The policy is about a new occurrence meeting a running one, not about
+/// a backlog.
+pub fn admit(concurrency: Concurrency, active: u64, held: u64, how: Admission) -> OverlapAction {
+    match how {
+        Admission::Policy => overlap(concurrency, active, held, false),
+        Admission::Force => overlap(concurrency, active, held, true),
+        Admission::Behind { admitted: true } => OverlapAction::Hold,
+        Admission::Behind { admitted: false } => OverlapAction::Skip(
+            "missed: the catch-up occurrence before it was skipped (misfire: run_all)".to_owned(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,9 +103,11 @@ async fn write(
     mut spec: JobSpec,
     mode: PutMode,
 ) -> ApiResult<Response> {
+    spec.take_zone_prefix()?;
     tempora_core::chronos::tidy(&mut spec);
     spec.validate()?;
     check_run_as(&spec, caller)?;
+    check_fires_again(s, &spec).await?;
     seal_secrets(s, &mut spec).await?;
     let out = s.store.put_job(spec, mode, Timestamp::now()).await?;
     s.scheduler.job_changed(&out.record.spec.name);
@@ -118,6 +120,36 @@ async fn write(
     Ok(crate::auth::with_spec_note(
         (status, Json(job_view(&out.record, None))),
         &out.record.spec,
+    ))
+}
+
+/// A schedule with no occurrence left (an `@at`, or a finite ISO 8601 series, wholly in the
+/// past — further back than `epsilon`, within which a missed occurrence still starts) is refused
+/// when it is new: the job would be stored and never fire. The same schedule already stored (an
+/// exported job applied again after it fired) is kept as it is. (The Chronos API accepts such
+/// jobs, as Chronos does.)
+async fn check_fires_again(s: &AppState, spec: &JobSpec) -> ApiResult<()> {
+    let now = Timestamp::now();
+    if spec.schedule.is_none() || tempora_store::first_occurrence(spec, now, now)?.is_some() {
+        return Ok(());
+    }
+    let stored = s.store.get_job(&spec.name).await?;
+    if stored.is_some_and(|r| r.spec.schedule == spec.schedule && r.spec.timezone == spec.timezone)
+    {
+        return Ok(());
+    }
+    Err(ApiError::field(
+        "schedule_in_past",
+        "schedule",
+        format!(
+            "schedule `{}` has no occurrence left (it is {} UTC, the job's zone is {} and its \
+             epsilon {}): the job would never fire; give a future time, or run it now with \
+             `tempora job run`",
+            spec.schedule.as_deref().unwrap_or_default(),
+            now.strftime("%Y-%m-%dT%H:%M:%S"),
+            spec.timezone,
+            tempora_core::duration::format_duration(spec.epsilon),
+        ),
     ))
 }
 
@@ -346,9 +378,20 @@ pub fn parse_instant(field: &str, s: &str) -> ApiResult<Timestamp> {
 
 /// `POST /api/v1/schedules/preview` → `{"next": [RFC 3339, …]}` in the zone's offset.
 pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<Value>> {
-    let schedule = Schedule::parse(&req.schedule)
+    let (prefix_zone, expr) = tempora_core::schedule::split_zone_prefix(&req.schedule);
+    let schedule = Schedule::parse(expr)
         .map_err(|e| ApiError::field("invalid_schedule", "schedule", e.message))?;
-    let tz_name = req.timezone.as_deref().unwrap_or("UTC");
+    let tz_name = match (prefix_zone, req.timezone.as_deref()) {
+        (Some(p), Some(t)) if p != t && t != "UTC" => {
+            return Err(ApiError::field(
+                "conflicting_timezone",
+                "schedule",
+                format!("the schedule's CRON_TZ={p} differs from timezone `{t}`"),
+            ));
+        }
+        (Some(p), _) => p,
+        (None, t) => t.unwrap_or("UTC"),
+    };
     let tz = parse_timezone(tz_name)
         .map_err(|e| ApiError::field("invalid_timezone", "timezone", e.message))?;
     let now = Timestamp::now();

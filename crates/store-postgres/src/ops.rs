@@ -188,7 +188,7 @@ async fn report_to_children(c: &Conn, parent: &str, run_id: i64, now: Timestamp)
             now,
             &RunOverrides::default(),
             &by,
-            false,
+            policy::Admission::Policy,
             now,
             &mut counts,
         )
@@ -435,7 +435,7 @@ async fn admit_run(
     scheduled_for: Timestamp,
     overrides: &RunOverrides,
     triggered_by: &[i64],
-    force: bool,
+    how: policy::Admission,
     now: Timestamp,
     counts: &mut (u64, u64),
 ) -> TxResult<Option<(i64, bool)>> {
@@ -453,7 +453,7 @@ async fn admit_run(
         overrides,
         triggered_by,
     };
-    let action = policy::overlap(spec.concurrency, counts.0, counts.1, force);
+    let action = policy::admit(spec.concurrency, counts.0, counts.1, how);
     let id = match &action {
         OverlapAction::Start => insert_run(c, base(RunState::Queued, false, None)).await?,
         OverlapAction::Hold => insert_run(c, base(RunState::Queued, true, None)).await?,
@@ -514,6 +514,9 @@ pub async fn fire(
         let mut queued = Vec::new();
         let mut skipped = 0usize;
         let mut note = req.skipped_note.as_deref();
+        // The oldest occurrence to run meets the job's runs under its policy; the others of a
+        // catch-up wait behind it (policy::admit).
+        let mut how = policy::Admission::Policy;
         for occ in &req.occurrences {
             match &occ.disposition {
                 Disposition::Skip(reason) => {
@@ -547,14 +550,20 @@ pub async fn fire(
                         occ.at,
                         &no_overrides,
                         &[],
-                        false,
+                        how,
                         now,
                         &mut counts,
                     )
                     .await?
                     {
-                        Some((id, true)) => queued.push(id),
-                        Some((_, false)) => skipped += 1,
+                        Some((id, true)) => {
+                            queued.push(id);
+                            how = policy::Admission::Behind { admitted: true };
+                        }
+                        Some((_, false)) => {
+                            skipped += 1;
+                            how = policy::Admission::Behind { admitted: false };
+                        }
                         None => {}
                     }
                 }
@@ -593,7 +602,11 @@ pub async fn trigger_run(
         now,
         &overrides,
         &[],
-        force,
+        if force {
+            policy::Admission::Force
+        } else {
+            policy::Admission::Policy
+        },
         now,
         &mut counts,
     )
@@ -815,15 +828,19 @@ async fn after_finals(c: &Conn, ended: &[(&Ended, RunState)], now: Timestamp) ->
         let Some(rec) = lock_job(c, job).await? else {
             continue;
         };
-        // Counters, in the runs' order: errors since the last success of the batch.
+        // Counters, in the runs' order: errors since the last success of the batch. A failure
+        // that will be retried is not an error of the job yet (as in Chronos): only the last
+        // attempt's is.
         let (mut ok, mut errors, mut errors_after_ok) = (0i64, 0i64, 0i64);
-        for (_, state) in &runs {
+        for (e, state) in &runs {
             match state {
                 RunState::Succeeded => {
                     ok += 1;
                     errors_after_ok = 0;
                 }
-                RunState::Failed | RunState::TimedOut | RunState::Lost => {
+                RunState::Failed | RunState::TimedOut | RunState::Lost
+                    if !policy::should_retry(&rec.spec, *state, e.attempt) =>
+                {
                     errors += 1;
                     errors_after_ok += 1;
                 }

@@ -175,7 +175,7 @@ fn report_to_children(
             now,
             &RunOverrides::default(),
             &by,
-            false,
+            policy::Admission::Policy,
             now,
             &mut counts,
         )?;
@@ -422,7 +422,7 @@ fn admit_run(
     scheduled_for: Timestamp,
     overrides: &RunOverrides,
     triggered_by: &[i64],
-    force: bool,
+    how: policy::Admission,
     now: Timestamp,
     counts: &mut (u64, u64),
 ) -> StoreResult<Option<(i64, bool)>> {
@@ -440,7 +440,7 @@ fn admit_run(
         overrides,
         triggered_by,
     };
-    let action = policy::overlap(spec.concurrency, counts.0, counts.1, force);
+    let action = policy::admit(spec.concurrency, counts.0, counts.1, how);
     let id = match &action {
         OverlapAction::Start => insert_run(c, base(RunState::Queued, false, None))?,
         OverlapAction::Hold => insert_run(c, base(RunState::Queued, true, None))?,
@@ -499,6 +499,9 @@ pub fn fire(
         let mut queued = Vec::new();
         let mut skipped = 0usize;
         let mut note = req.skipped_note.as_deref();
+        // The oldest occurrence to run meets the job's runs under its policy; the others of a
+        // catch-up wait behind it (policy::admit).
+        let mut how = policy::Admission::Policy;
         for occ in &req.occurrences {
             match &occ.disposition {
                 Disposition::Skip(reason) => {
@@ -532,12 +535,18 @@ pub fn fire(
                         occ.at,
                         &no_overrides,
                         &[],
-                        false,
+                        how,
                         now,
                         &mut counts,
                     )? {
-                        Some((id, true)) => queued.push(id),
-                        Some((_, false)) => skipped += 1,
+                        Some((id, true)) => {
+                            queued.push(id);
+                            how = policy::Admission::Behind { admitted: true };
+                        }
+                        Some((_, false)) => {
+                            skipped += 1;
+                            how = policy::Admission::Behind { admitted: false };
+                        }
                         None => {}
                     }
                 }
@@ -574,7 +583,11 @@ pub fn trigger_run(
         now,
         &overrides,
         &[],
-        force,
+        if force {
+            policy::Admission::Force
+        } else {
+            policy::Admission::Policy
+        },
         now,
         &mut counts,
     )?
@@ -770,6 +783,7 @@ fn after_final(c: &Connection, e: &Ended, state: RunState, now: Timestamp) -> St
     let Some(rec) = load_job(c, &e.job)? else {
         return Ok(());
     };
+    let retrying = policy::should_retry(&rec.spec, state, e.attempt);
     match state {
         RunState::Succeeded => {
             c.prepare_cached(
@@ -780,7 +794,9 @@ fn after_final(c: &Connection, e: &Ended, state: RunState, now: Timestamp) -> St
             .execute(params![e.job, us(now)])
             .map_err(db)?;
         }
-        RunState::Failed | RunState::TimedOut | RunState::Lost => {
+        // A failure that will be retried is not an error of the job yet (as in Chronos): only
+        // the last attempt's is.
+        RunState::Failed | RunState::TimedOut | RunState::Lost if !retrying => {
             c.prepare_cached(
                 "UPDATE jobs SET error_count = error_count + 1, last_error_at = ?2, \
                  errors_since_success = errors_since_success + 1 WHERE name = ?1",
@@ -791,7 +807,6 @@ fn after_final(c: &Connection, e: &Ended, state: RunState, now: Timestamp) -> St
         }
         _ => {}
     }
-    let retrying = policy::should_retry(&rec.spec, state, e.attempt);
     let counts_for_children = state == RunState::Succeeded
         || (rec.spec.soft_error && state.is_retryable_failure() && !retrying);
     if counts_for_children {

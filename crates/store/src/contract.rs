@@ -34,7 +34,7 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@cases $factory;
             claim_respects_selectors, worker_registry_lists_and_counts,
             worker_runs_hands_out_held_runs_again, consecutive_skips_fold_into_one_row,
-            search_runs_filters_across_jobs
+            search_runs_filters_across_jobs, catch_up_runs_one_after_another_under_every_policy
         );
         $crate::store_contract_tests!(@cases $factory;
             prune_keep_runs_keeps_active_runs_and_counters, prune_keep_days_keeps_newest_and_active,
@@ -467,8 +467,10 @@ pub async fn claim_finish_counters_and_retry(s: Arc<dyn Store>) {
     assert!(retry.not_before > retry.queued_at);
     assert_eq!(runs[1].state, RunState::Failed);
     assert_eq!(runs[1].exit_code, Some(1));
+    // A failure that is retried is not counted yet (as in Chronos): only the last attempt's.
     let job = s.get_job("j").await.unwrap().unwrap();
-    assert_eq!((job.success_count, job.error_count), (0, 1));
+    assert_eq!((job.success_count, job.error_count), (0, 0));
+    assert!(job.last_error_at.is_none());
     // Not claimable before the backoff.
     assert!(
         s.claim_runs("w1", 10, Timestamp::now(), LEASE)
@@ -486,7 +488,7 @@ pub async fn claim_finish_counters_and_retry(s: Arc<dyn Store>) {
     let runs = s.list_runs("j", None, 10).await.unwrap();
     assert_eq!(runs.len(), 2);
     let job = s.get_job("j").await.unwrap().unwrap();
-    assert_eq!(job.error_count, 2);
+    assert_eq!((job.error_count, job.errors_since_success), (1, 1));
     assert!(job.last_error_at.is_some());
 }
 
@@ -521,7 +523,7 @@ pub async fn manual_retry_keeps_origin(s: Arc<dyn Store>) {
     .await
     .unwrap();
     let job = s.get_job("j").await.unwrap().unwrap();
-    assert_eq!((job.success_count, job.error_count), (1, 1));
+    assert_eq!((job.success_count, job.error_count), (1, 0));
 }
 
 /// `concurrency: forbid` records an overlapping occurrence as skipped; `force` bypasses it.
@@ -1138,9 +1140,9 @@ pub async fn async_runs_wait_for_completion(s: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(done.state, RunState::Failed);
+    // The failure is retried like any other (and so not counted as the job's error yet).
     let job = s.get_job("a").await.unwrap().unwrap();
-    assert_eq!((job.error_count, job.errors_since_success), (1, 1));
-    // The failure is retried like any other.
+    assert_eq!((job.error_count, job.errors_since_success), (0, 0));
     let runs = s.list_runs("a", None, 10).await.unwrap();
     assert_eq!((runs[0].trigger, runs[0].attempt), (Trigger::Retry, 2));
     let again = s.complete_run(run.id, RunState::Succeeded, None, now).await;
@@ -1160,7 +1162,7 @@ pub async fn async_runs_wait_for_completion(s: Arc<dyn Store>) {
     let job = s.get_job("a").await.unwrap().unwrap();
     assert_eq!(
         (job.success_count, job.error_count, job.errors_since_success),
-        (1, 1, 0)
+        (1, 0, 0)
     );
 }
 
@@ -1671,7 +1673,8 @@ pub async fn prune_keep_runs_keeps_active_runs_and_counters(s: Arc<dyn Store>) {
     assert_eq!(kept.data, format!("output of {}", finished[7]).into_bytes());
     let after = s.get_job("j").await.unwrap().unwrap();
     assert_eq!(counters(&after), counters(&before), "counters unchanged");
-    assert_eq!((after.success_count, after.error_count), (7, 1));
+    // (The failure is being retried: not the job's error yet.)
+    assert_eq!((after.success_count, after.error_count), (7, 0));
     // Nothing more to delete; no policy deletes nothing.
     assert_eq!(s.prune_runs(&keep_runs(3), t(100), 1000).await.unwrap(), 0);
     assert_eq!(
@@ -1803,4 +1806,72 @@ pub async fn prune_keeps_runs_in_dependency_progress(s: Arc<dyn Store>) {
     assert!(c[0].triggered_by.contains(&reported));
     assert_eq!(s.prune_runs(&keep_runs(1), t(100), 1000).await.unwrap(), 1);
     assert!(s.get_run(reported).await.unwrap().is_none());
+}
+
+/// A catch-up (several occurrences to run in one fire, `misfire: run_all`) runs every
+/// occurrence, one after another, oldest first, whatever the overlap policy: the oldest is queued,
+/// the others held and released one at a time as the one before ends.
+pub async fn catch_up_runs_one_after_another_under_every_policy(s: Arc<dyn Store>) {
+    for policy in ["forbid", "queue", "allow", "replace"] {
+        let name = format!("c-{policy}");
+        let rec = s
+            .put_job(
+                job(
+                    &name,
+                    &format!(
+                        r#""schedule":"@every 4s","misfire":"run_all","concurrency":"{policy}""#
+                    ),
+                ),
+                PutMode::Create,
+                t(0),
+            )
+            .await
+            .unwrap()
+            .record;
+        let c = rec.next_fire_at.unwrap();
+        let at = |k: u64| c + Duration::from_secs(4 * k);
+        let occurrences = (0..4)
+            .map(|k| PlannedOccurrence {
+                at: at(k),
+                disposition: Disposition::Run,
+            })
+            .collect();
+        s.fire(
+            vec![FireRequest {
+                job: name.clone(),
+                version: rec.version,
+                expected_cursor: at(0),
+                occurrences,
+                skipped_note: None,
+                next_cursor: Some(at(4)),
+            }],
+            at(3),
+            None,
+        )
+        .await
+        .unwrap();
+        // One claimable at a time, oldest first; each result releases the next.
+        let mut order = Vec::new();
+        loop {
+            let now = Timestamp::now();
+            let claimed = s.claim_runs("w", 10, now, LEASE).await.unwrap();
+            if claimed.is_empty() {
+                break;
+            }
+            assert_eq!(claimed.len(), 1, "{policy}: catch-up runs started together");
+            order.push(claimed[0].run.scheduled_for);
+            s.finish_runs(
+                "w",
+                vec![result(claimed[0].run.id, RunState::Succeeded, now)],
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!(order, (0..4).map(at).collect::<Vec<_>>(), "{policy}");
+        let runs = s.list_runs(&name, None, 10).await.unwrap();
+        assert!(
+            runs.iter().all(|r| r.state == RunState::Succeeded),
+            "{policy}: {runs:?}"
+        );
+    }
 }

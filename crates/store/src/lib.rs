@@ -700,13 +700,10 @@ pub fn compute_cursor(
     now: Timestamp,
     previous: Option<&JobRecord>,
 ) -> StoreResult<Option<Timestamp>> {
-    let valid = spec.validate()?;
-    if spec.paused {
+    spec.validate()?;
+    if spec.paused || spec.schedule.is_none() {
         return Ok(None);
     }
-    let Some(schedule) = valid.schedule else {
-        return Ok(None);
-    };
     if let Some(prev) = previous
         && !prev.spec.paused
         && prev.spec.schedule == spec.schedule
@@ -714,10 +711,24 @@ pub fn compute_cursor(
     {
         return Ok(prev.next_fire_at);
     }
-    // An ISO 8601 interval's occurrence that fell due within `epsilon` before the save still
-    // runs (an empty start means "now", so `R1//PT24H` runs at once, as in Chronos); other
-    // forms start with the first occurrence after the save.
-    let from = if schedule.kind() == "iso8601" {
+    first_occurrence(spec, created_at, now)
+}
+
+/// The first occurrence of a schedule saved at `now` (None: it has none left, or the job has no
+/// schedule). An ISO 8601 interval's or an `@at`'s occurrence that fell due within `epsilon`
+/// before the save still runs (an empty ISO start means "now", so `R1//PT24H` runs at once, as in
+/// Chronos); the other forms start with the first occurrence after the save. A cron expression
+/// that never fires is an error.
+pub fn first_occurrence(
+    spec: &JobSpec,
+    created_at: Timestamp,
+    now: Timestamp,
+) -> StoreResult<Option<Timestamp>> {
+    let valid = spec.validate()?;
+    let Some(schedule) = valid.schedule else {
+        return Ok(None);
+    };
+    let from = if matches!(schedule.kind(), "iso8601" | "at") {
         let eps =
             jiff::SignedDuration::try_from(spec.epsilon).unwrap_or(jiff::SignedDuration::ZERO);
         now.checked_sub(eps)

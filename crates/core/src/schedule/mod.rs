@@ -114,6 +114,20 @@ impl PartialEq for Schedule {
     }
 }
 
+/// Split a `CRON_TZ=Zone ` (or `TZ=Zone `) prefix off a schedule, as cronie, robfig/cron and
+/// Kubernetes write it: `CRON_TZ=Asia/Tokyo 0 9 * * *` is `0 9 * * *` in Asia/Tokyo. Returns the
+/// zone (not yet checked) and the rest; no prefix gives `(None, expr)`.
+pub fn split_zone_prefix(expr: &str) -> (Option<&str>, &str) {
+    let e = expr.trim_start();
+    for key in ["CRON_TZ=", "TZ="] {
+        if let Some(rest) = e.strip_prefix(key) {
+            let (zone, rest) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            return (Some(zone), rest.trim_start());
+        }
+    }
+    (None, expr)
+}
+
 /// Parse a zone name (IANA, e.g. `Europe/Berlin`, or `UTC`).
 pub fn parse_timezone(name: &str) -> Result<TimeZone, ScheduleError> {
     if name.trim().is_empty() {
