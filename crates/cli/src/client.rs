@@ -232,9 +232,17 @@ async fn wait_for_run(api: &Api, run: &Value, timeout: Option<std::time::Duratio
         .ok_or_else(|| fail(1, "the server's answer has no run id"))?;
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     let mut v = run.clone();
+    let mut told = String::new();
     loop {
         if !matches!(v["state"].as_str(), Some("queued" | "running")) {
             return Ok(v);
+        }
+        // Why it does not start, once per reason (no worker with the job's labels, …).
+        if let Some(why) = v["waiting"].as_str()
+            && why != told
+        {
+            eprintln!("run {id} waits: {why}");
+            told = why.to_owned();
         }
         if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             return Err(fail(
@@ -497,7 +505,10 @@ fn run_rows(runs: &[Value]) -> String {
                 s(&r["started_at"]),
                 s(&r["finished_at"]),
                 s(&r["exit_code"]),
-                s(&r["error"]),
+                match (&r["error"], r["waiting"].as_str()) {
+                    (Value::Null, Some(why)) => format!("waiting: {why}"),
+                    (e, _) => s(e),
+                },
             ]
         })
         .collect();

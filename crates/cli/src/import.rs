@@ -86,7 +86,11 @@ pub fn run(cmd: ImportCommand) -> Res<()> {
             format!(
                 "{} entr{} not imported (above); the others were",
                 out.skipped.len(),
-                if out.skipped.len() == 1 { "y was" } else { "ies were" }
+                if out.skipped.len() == 1 {
+                    "y was"
+                } else {
+                    "ies were"
+                }
             ),
         ))
     }
@@ -97,10 +101,11 @@ fn read(path: &std::path::Path) -> Res<String> {
     let mut text = String::new();
     let shown = path.display();
     let result = if path.as_os_str() == "-" {
-        std::io::stdin().take(MAX_CRONTAB + 1).read_to_string(&mut text)
+        std::io::stdin()
+            .take(MAX_CRONTAB + 1)
+            .read_to_string(&mut text)
     } else {
-        std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_CRONTAB + 1).read_to_string(&mut text))
+        std::fs::File::open(path).and_then(|f| f.take(MAX_CRONTAB + 1).read_to_string(&mut text))
     };
     result.map_err(|e| fail(2, format!("cannot read {shown}: {e}")))?;
     if text.len() as u64 > MAX_CRONTAB {

@@ -308,6 +308,10 @@ fn describe_metrics() {
     describe_gauge!("tempora_jobs", "Jobs stored");
     describe_gauge!("tempora_runs_queued", "Runs waiting for a worker slot");
     describe_gauge!(
+        "tempora_runs_waiting_for_worker",
+        "Queued runs, due now, that no connected worker may take (their job's selector matches no live worker's labels, or no worker is connected)"
+    );
+    describe_gauge!(
         "tempora_runs_running",
         "Runs claimed by a worker and not ended"
     );
@@ -495,6 +499,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     }
     let shutdown = CancellationToken::new();
     let work_ready = Arc::new(Notify::new());
+    let stops_requested = Arc::new(Notify::new());
     let (scheduler, handle) = Scheduler::new(
         store.clone(),
         SchedulerConfig::default(),
@@ -565,7 +570,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             inherited_env: tempora_worker::process::inherited_env(&args.pass_env),
             ..PoolConfig::default()
         };
-        let pool = WorkerPool::new(source, config, work_ready.clone());
+        let pool = WorkerPool::new(source, config, work_ready.clone())
+            .with_stop_signal(stops_requested.clone());
         Some(tokio::spawn(pool.run(shutdown.child_token())))
     } else {
         None
@@ -576,6 +582,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         secret_key: secret_key.clone(),
         scheduler: handle,
         work_ready,
+        stops_requested,
         prometheus: Some(prometheus),
         started: Instant::now(),
         started_at: Timestamp::now(),
@@ -639,14 +646,17 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let http_stop = CancellationToken::new();
     let http_shutdown = http_stop.clone();
     let http_task = match tls {
-        None => tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
-        }),
+        None => {
+            tokio::spawn(sighup_reloads_nothing("the server serves plain HTTP"));
+            tokio::spawn(async move {
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+                .await
+            })
+        }
         Some((files, config)) => {
             let rustls = axum_server::tls_rustls::RustlsConfig::from_config(config);
             tokio::spawn(reload_on_sighup(files, rustls.clone()));
@@ -690,6 +700,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(p) = pool_task {
         let _ = p.await;
     }
+    tempora_worker::contain::cleanup();
     http_stop.cancel();
     // Streaming clients (log follow) get a moment to finish, then are dropped.
     if tokio::time::timeout(Duration::from_secs(3), http_task)
@@ -810,6 +821,22 @@ async fn reload_on_sighup(
                 error = %format!("{e:#}")
             ),
         }
+    }
+}
+
+/// SIGHUP is caught and logged where there is nothing to reload: its default action would end
+/// the process without a word (`kill -HUP` from a log rotation, a closed terminal).
+pub async fn sighup_reloads_nothing(why: &'static str) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(message = "cannot listen for SIGHUP", error = %e);
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!(message = "SIGHUP received: nothing to reload", reason = why);
     }
 }
 

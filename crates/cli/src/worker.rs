@@ -475,6 +475,9 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
         tracing::warn!(message = "cannot start the process-group watchdog", error = %e);
     }
 
+    tokio::spawn(crate::server::sighup_reloads_nothing(
+        "a worker reads its certificates at start",
+    ));
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();
     tokio::spawn(async move {
@@ -523,6 +526,7 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
     };
     let pool = WorkerPool::new(source, config, Arc::new(Notify::new()));
     pool.run(shutdown).await;
+    tempora_worker::contain::cleanup();
     tracing::info!(message = "tempora worker stopped");
     Ok(())
 }

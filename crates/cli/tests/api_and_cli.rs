@@ -47,6 +47,13 @@ fn bad_input_is_refused_with_the_field_and_stores_nothing() {
         (
             "PUT",
             "/api/v1/jobs/a",
+            json!({"command": "x", "workdir": "relative/dir"}),
+            400,
+            "workdir",
+        ),
+        (
+            "PUT",
+            "/api/v1/jobs/a",
             json!({"command": "x", "retires": 3}),
             400,
             "retires",
@@ -719,4 +726,27 @@ fn a_schedule_wholly_in_the_past_is_refused_when_new() {
     let body = json!({"command": "true", "schedule": format!("@at {recent}"), "epsilon": "1s"});
     let (st, v) = s.send("PUT", "/api/v1/jobs/once", &body.to_string());
     assert_eq!((st, err_field(&v)), (400, "schedule"), "{v}");
+}
+
+/// SIGHUP (a log rotation's `kill -HUP`, a closed terminal) does not stop a server without TLS:
+/// it is logged, and the server goes on.
+#[test]
+fn sighup_is_logged_and_the_server_goes_on() {
+    let s = Server::start(&[]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.pid()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !s.log().contains("SIGHUP received") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line: {}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(s.get("/api/v1/status").0, 200);
+    assert!(common::alive(s.pid()));
 }

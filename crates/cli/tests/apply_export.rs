@@ -185,7 +185,10 @@ fn a_crontab_imports_into_jobs_that_apply_creates() {
     assert_eq!(echo["env"]["GREETING"], "hello");
     assert_eq!(echo["description"], "says hello");
     let (_, t) = s.get("/api/v1/jobs/cron-true");
-    assert_eq!((t["timezone"].as_str(), t["schedule"].as_str()), (Some("Asia/Tokyo"), Some("0 9 * * 1-5")));
+    assert_eq!(
+        (t["timezone"].as_str(), t["schedule"].as_str()),
+        (Some("Asia/Tokyo"), Some("0 9 * * 1-5"))
+    );
     // The imported command runs as cron would run it, `%` input included.
     let id = s.trigger("cron-echo")["id"].as_i64().unwrap();
     let r = s.wait_final(id, Duration::from_secs(20));
@@ -199,7 +202,10 @@ fn a_crontab_imports_into_jobs_that_apply_creates() {
         .output()
         .unwrap();
     let yaml = String::from_utf8_lossy(&o.stdout);
-    assert!(yaml.contains("name: x-echo") && yaml.contains("timezone: UTC"), "{yaml}");
+    assert!(
+        yaml.contains("name: x-echo") && yaml.contains("timezone: UTC"),
+        "{yaml}"
+    );
 
     // CRON_TZ= in a schedule, everywhere a schedule is read.
     let (st, v) = s.send(
@@ -208,13 +214,21 @@ fn a_crontab_imports_into_jobs_that_apply_creates() {
         &json!({"command": "true", "schedule": "CRON_TZ=Asia/Tokyo 0 9 * * *"}).to_string(),
     );
     assert_eq!(st, 201, "{v}");
-    assert_eq!((v["timezone"].as_str(), v["schedule"].as_str()), (Some("Asia/Tokyo"), Some("0 9 * * *")), "{v}");
+    assert_eq!(
+        (v["timezone"].as_str(), v["schedule"].as_str()),
+        (Some("Asia/Tokyo"), Some("0 9 * * *")),
+        "{v}"
+    );
     let (st, v) = s.send(
         "PUT",
         "/api/v1/jobs/tokyo",
         &json!({"command": "true", "schedule": "CRON_TZ=Asia/Tokyo 0 9 * * *", "timezone": "Europe/Paris"}).to_string(),
     );
-    assert_eq!((st, v["error"]["field"].as_str()), (400, Some("schedule")), "{v}");
+    assert_eq!(
+        (st, v["error"]["field"].as_str()),
+        (400, Some("schedule")),
+        "{v}"
+    );
     let (st, v) = s.send(
         "POST",
         "/api/v1/schedules/preview",
@@ -222,6 +236,17 @@ fn a_crontab_imports_into_jobs_that_apply_creates() {
     );
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["next"][0], "2027-01-01T09:00:00+09:00", "{v}");
-    let o = s.cli(&["schedule", "next", "CRON_TZ=Asia/Tokyo 0 9 * * *", "--after", "2026-12-31T23:00:00Z", "--count", "1"]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "2027-01-01T09:00:00+09:00\n");
+    let o = s.cli(&[
+        "schedule",
+        "next",
+        "CRON_TZ=Asia/Tokyo 0 9 * * *",
+        "--after",
+        "2026-12-31T23:00:00Z",
+        "--count",
+        "1",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "2027-01-01T09:00:00+09:00\n"
+    );
 }

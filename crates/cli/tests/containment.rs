@@ -130,7 +130,7 @@ fn cgroup_expected() -> bool {
 
 #[test]
 fn runs_are_contained_by_a_cgroup_where_the_machine_allows() {
-    let s = Server::start(&["--kill-grace", "1s"]);
+    let mut s = Server::start(&["--kill-grace", "1s"]);
     let want = if cgroup_expected() { "cgroup" } else { "sweep" };
     assert!(
         s.log().contains(&format!("containment=\"{want}\"")),
@@ -138,6 +138,20 @@ fn runs_are_contained_by_a_cgroup_where_the_machine_allows() {
         s.log()
     );
     check(&s, want);
+    if want == "cgroup" {
+        // A clean stop removes the server's directory of run cgroups.
+        let log = s.log();
+        let dir = log
+            .split("runs are contained by cgroup v2")
+            .nth(1)
+            .and_then(|rest| rest.split("dir=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(|d| d.trim_matches('"').to_owned())
+            .unwrap_or_else(|| panic!("no cgroup directory in the log:\n{log}"));
+        assert!(std::path::Path::new(&dir).is_dir(), "{dir}");
+        s.signal_and_wait(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
+        assert!(!std::path::Path::new(&dir).exists(), "{dir} left behind");
+    }
 }
 
 #[test]

@@ -509,3 +509,64 @@ fn worker_requests_are_bounded_and_a_held_claim_does_not_write() {
     assert_eq!(v["runs"][0]["run"]["id"], id, "{v}");
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
+
+/// A run that no worker may take says why — on the run, the job's status, the CLI — and
+/// `/metrics` counts it; once a worker with the labels connects, it runs and the count drops.
+#[test]
+fn a_run_no_worker_may_take_says_why() {
+    let s = server();
+    s.put_job(
+        "needs-gpu",
+        json!({"command": "true", "selector": {"gpu": "yes"}, "concurrency": "allow"}),
+    );
+    let run = s.trigger("needs-gpu");
+    assert_eq!(run["waiting"], "no worker is connected", "{run}");
+    let id = run["id"].as_i64().unwrap();
+    // A worker without the label connects.
+    let _cpu = Worker::start("w-cpu", &[s.url()], &["--labels", "zone=a"]);
+    wait_until(
+        Duration::from_secs(20),
+        "the waiting reason to name the labels",
+        || (s.run(id)["waiting"] == "no worker with labels gpu=yes").then_some(()),
+    );
+    let (_, job) = s.get("/api/v1/jobs/needs-gpu");
+    assert_eq!(
+        job["status"]["waiting"], "no worker with labels gpu=yes",
+        "{job}"
+    );
+    let metric = |s: &Server| {
+        let (_, text) = s.get_text("/metrics?format=prometheus");
+        text.lines()
+            .find_map(|l| l.strip_prefix("tempora_runs_waiting_for_worker "))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no waiting metric:\n{text}"))
+    };
+    assert_eq!(metric(&s), "1");
+    let o = s.cli(&["run", "ls", "needs-gpu"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("waiting: no worker with labels gpu=yes"),
+        "{out}"
+    );
+    let o = s.cli(&["job", "run", "needs-gpu", "--wait", "--timeout", "1s"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(124), "{err}");
+    assert!(
+        err.contains("waits: no worker with labels gpu=yes"),
+        "{err}"
+    );
+    // A worker with the label arrives: both runs run.
+    let _w = Worker::start("w-gpu", &[s.url()], &["--labels", "gpu=yes"]);
+    let r = s.wait_final(id, Duration::from_secs(20));
+    assert_eq!(r["state"], "succeeded", "{r}");
+    assert!(r.get("waiting").is_none(), "{r}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while metric(&s) != "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metric stays {}",
+            metric(&s)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

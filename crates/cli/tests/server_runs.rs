@@ -159,11 +159,22 @@ fn cancel_stops_a_running_run_and_a_queued_one() {
         (s.run(id)["state"] == "running" && read_pid(&pidfile).is_some()).then_some(())
     });
     let pid = read_pid(&pidfile).unwrap();
+    // Just after a heartbeat (every 2 s), so that waiting for the next one would show.
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = std::time::Instant::now();
     let (st, v) = s.send("POST", &format!("/api/v1/runs/{id}/cancel"), "");
     assert_eq!(st, 202, "{v}");
+    // The node's own pool stops it at once, not at its next heartbeat.
+    while alive(pid) {
+        assert!(
+            asked.elapsed() < Duration::from_millis(1000),
+            "the process still runs {:?} after the cancel",
+            asked.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let r = s.wait_final(id, Duration::from_secs(10));
     assert_eq!(r["state"], "cancelled");
-    assert!(!alive(pid));
     // Cancelling a finished run is a conflict; an unknown one is 404.
     assert_eq!(
         s.send("POST", &format!("/api/v1/runs/{id}/cancel"), "").0,

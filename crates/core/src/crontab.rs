@@ -129,7 +129,8 @@ pub fn import(text: &str, opts: &ImportOptions) -> Imported {
                     .map_err(|e| e.to_string())
                     .and_then(|mut spec| {
                         spec.take_zone_prefix().map_err(|e| e.message)?;
-                        spec.validate().map_err(|e| format!("{}: {}", e.field, e.message))
+                        spec.validate()
+                            .map_err(|e| format!("{}: {}", e.field, e.message))
                     });
                 match checked {
                     Ok(_) => out.jobs.push(Value::Object(doc)),
@@ -184,9 +185,11 @@ fn entry(line: &str, system: bool) -> Result<(String, Option<String>, String), S
     let first = take("the schedule")?;
     let schedule = if first.starts_with('@') {
         if first.eq_ignore_ascii_case("@reboot") {
-            return Err("@reboot has no equivalent in tempora (it schedules by time): not \
+            return Err(
+                "@reboot has no equivalent in tempora (it schedules by time): not \
                         imported; start it with the machine's init system"
-                .to_owned());
+                    .to_owned(),
+            );
         }
         first
     } else {
@@ -314,7 +317,11 @@ MAILTO=""
 0 3 * * * /usr/bin/true
 "#;
         let out = import(text, &opts());
-        let names: Vec<&str> = out.jobs.iter().map(|j| j["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = out
+            .jobs
+            .iter()
+            .map(|j| j["name"].as_str().unwrap())
+            .collect();
         assert_eq!(
             names,
             [
@@ -347,9 +354,21 @@ MAILTO=""
         assert!(out.jobs[5].get("owner").is_none(), "MAILTO=\"\" clears it");
         // @reboot, Feb 31 (never fires, in cronie either) and a bad minute are reported.
         assert_eq!(out.skipped.len(), 3, "{:?}", out.skipped);
-        assert!(out.skipped[0].starts_with("line 13: @reboot"), "{:?}", out.skipped);
-        assert!(out.skipped[1].starts_with("line 14: schedule `0 0 31 2 *` never fires"), "{:?}", out.skipped);
-        assert!(out.skipped[2].starts_with("line 18: schedule `61 * * * *`"), "{:?}", out.skipped);
+        assert!(
+            out.skipped[0].starts_with("line 13: @reboot"),
+            "{:?}",
+            out.skipped
+        );
+        assert!(
+            out.skipped[1].starts_with("line 14: schedule `0 0 31 2 *` never fires"),
+            "{:?}",
+            out.skipped
+        );
+        assert!(
+            out.skipped[2].starts_with("line 18: schedule `61 * * * *`"),
+            "{:?}",
+            out.skipped
+        );
     }
 
     #[test]
@@ -368,7 +387,10 @@ MAILTO=""
         assert_eq!(j["run_as"], "www-data");
         assert_eq!(j["command"], "/bin/bash");
         assert_eq!(j["shell"], false);
-        assert_eq!(j["arguments"], json!(["-c", "[[ -x /usr/bin/x ]] && /usr/bin/x"]));
+        assert_eq!(
+            j["arguments"],
+            json!(["-c", "[[ -x /usr/bin/x ]] && /usr/bin/x"])
+        );
         assert_eq!(out.jobs[0]["name"], "cron-cd");
         assert_eq!(out.skipped.len(), 1);
         assert!(out.skipped[0].contains("user column"), "{:?}", out.skipped);

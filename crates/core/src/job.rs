@@ -489,6 +489,16 @@ impl JobSpec {
                 ));
             }
             check_text("workdir", w, 4096)?;
+            if !w.starts_with('/') {
+                return Err(ValidationError::new(
+                    "workdir",
+                    "invalid_value",
+                    format!(
+                        "`{w}` is not an absolute path (a relative one would depend on where \
+                         the worker was started)"
+                    ),
+                ));
+            }
         }
         if self.timeout == Some(Duration::ZERO) {
             return Err(ValidationError::new(

@@ -415,6 +415,7 @@ async fn delete(
     if !s.store.delete_job(&name, false).await? {
         return Err(ChronosError::unknown_job(&name));
     }
+    s.stops_requested.notify_one();
     s.scheduler.job_changed(&name);
     tracing::info!(message = "job deleted (Chronos API)", job = %name, rewired = children.len());
     Ok(StatusCode::NO_CONTENT)
@@ -560,6 +561,7 @@ async fn kill(
             _ => break,
         }
     }
+    s.stops_requested.notify_one();
     tracing::info!(message = "tasks killed (Chronos API)", job = %name);
     Ok(StatusCode::NO_CONTENT)
 }

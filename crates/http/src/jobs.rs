@@ -278,7 +278,15 @@ pub async fn get(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("job `{name}` not found")))?;
     let last = s.store.list_runs(&name, None, 1).await?;
-    Ok(Json(job_view(&rec, last.first())))
+    let mut view = job_view(&rec, last.first());
+    // A job whose newest run waits says why.
+    let waiting = crate::runs::with_waiting(&s, &last).await?;
+    if let Some(why) = waiting.first().and_then(|r| r.get("waiting"))
+        && let Some(status) = view.get_mut("status").and_then(Value::as_object_mut)
+    {
+        status.insert("waiting".into(), why.clone());
+    }
+    Ok(Json(view))
 }
 
 /// Query of `DELETE /jobs/{name}`.
@@ -311,6 +319,7 @@ pub async fn delete(
         Vec::new()
     };
     if s.store.delete_job(&name, q.force).await? {
+        s.stops_requested.notify_one();
         for c in &children {
             s.scheduler.job_changed(c);
         }

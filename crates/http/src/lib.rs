@@ -42,6 +42,9 @@ pub struct AppState {
     pub scheduler: SchedulerHandle,
     /// Wakes the local worker pool when runs were queued.
     pub work_ready: Arc<Notify>,
+    /// Wakes the local worker pool's heartbeat when runs were asked to stop (cancel, kill,
+    /// delete), so a run of this node stops at once rather than at the next heartbeat.
+    pub stops_requested: Arc<Notify>,
     /// Renders `/metrics`.
     pub prometheus: Option<PrometheusHandle>,
     /// Process start.

@@ -74,6 +74,18 @@ pub async fn metrics(
         metrics::gauge!("tempora_runs_running").set(c.running as f64);
         metrics::gauge!("tempora_jobs").set(c.jobs as f64);
     }
+    let now = jiff::Timestamp::now();
+    if let (Ok(queued), Ok(workers)) = (
+        s.store.queued_by_selector(now).await,
+        s.store.list_workers(now).await,
+    ) {
+        let stuck: u64 = queued
+            .iter()
+            .filter(|(selector, _)| tempora_store::waiting::no_worker(selector, &workers).is_some())
+            .map(|(_, n)| n)
+            .sum();
+        metrics::gauge!("tempora_runs_waiting_for_worker").set(stuck as f64);
+    }
     let body = s
         .prometheus
         .as_ref()

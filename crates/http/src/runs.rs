@@ -119,6 +119,7 @@ pub async fn search(
     let next_before = (runs.len() as u32 == limit)
         .then(|| runs.last().map(|r| r.id))
         .flatten();
+    let runs = with_waiting(&s, &runs).await?;
     Ok(Json(json!({"runs": runs, "next_before": next_before})))
 }
 
@@ -137,6 +138,7 @@ pub async fn list(
     let next_before = (runs.len() as u32 == limit)
         .then(|| runs.last().map(|r| r.id))
         .flatten();
+    let runs = with_waiting(&s, &runs).await?;
     Ok(Json(json!({"runs": runs, "next_before": next_before})))
 }
 
@@ -228,17 +230,59 @@ pub async fn trigger(
         detail: (!overridden.is_empty()).then(|| overridden.join("; ")),
         ..AuditNote::default()
     };
-    Ok(note.attach((StatusCode::CREATED, Json(run))))
+    let view = with_waiting(&s, std::slice::from_ref(&run))
+        .await?
+        .pop()
+        .unwrap_or_default();
+    Ok(note.attach((StatusCode::CREATED, Json(view))))
 }
 
 /// `GET /api/v1/runs/{id}`.
-pub async fn get(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Run>> {
+pub async fn get(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = run_id(&id)?;
-    s.store
+    let run = s
+        .store
         .get_run(id)
         .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("run {id} not found")))
+        .ok_or_else(|| ApiError::not_found(format!("run {id} not found")))?;
+    let view = with_waiting(&s, &[run]).await?.pop().unwrap_or_default();
+    Ok(Json(view))
+}
+
+/// Runs as the API shows them: a queued run that is not about to start says why, in `waiting`
+/// (not due yet, no worker it may go to, every such worker busy).
+pub(crate) async fn with_waiting(s: &AppState, runs: &[Run]) -> ApiResult<Vec<Value>> {
+    use tempora_core::run::RunState;
+    let now = Timestamp::now();
+    let mut workers: Option<Vec<tempora_store::WorkerStatus>> = None;
+    let mut selectors: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut out = Vec::with_capacity(runs.len());
+    for r in runs {
+        let mut v = serde_json::to_value(r).unwrap_or_default();
+        if r.state == RunState::Queued {
+            if workers.is_none() {
+                workers = Some(s.store.list_workers(now).await?);
+            }
+            if !selectors.contains_key(&r.job) {
+                let selector = s
+                    .store
+                    .get_job(&r.job)
+                    .await?
+                    .map(|j| j.spec.selector)
+                    .unwrap_or_default();
+                selectors.insert(r.job.clone(), selector);
+            }
+            let selector = selectors.get(&r.job).cloned().unwrap_or_default();
+            let workers = workers.as_deref().unwrap_or_default();
+            if let Some(why) = tempora_store::waiting::waiting_reason(r, &selector, workers, now)
+                && let Some(obj) = v.as_object_mut()
+            {
+                obj.insert("waiting".into(), json!(why));
+            }
+        }
+        out.push(v);
+    }
+    Ok(out)
 }
 
 fn run_id(s: &str) -> ApiResult<i64> {
@@ -253,6 +297,7 @@ fn run_id(s: &str) -> ApiResult<i64> {
 pub async fn cancel(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = run_id(&id)?;
     let run = s.store.request_cancel(id, Timestamp::now()).await?;
+    s.stops_requested.notify_one();
     tracing::info!(message = "cancel requested", run_id = id, state = %run.state);
     let note = AuditNote {
         job: Some(run.job.clone()),

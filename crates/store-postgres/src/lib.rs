@@ -606,6 +606,33 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn queued_by_selector(
+        &self,
+        now: Timestamp,
+    ) -> StoreResult<Vec<(BTreeMap<String, String>, u64)>> {
+        self.read(move |c| {
+            Box::pin(async move {
+                let rows = c
+                    .query(
+                        "SELECT COALESCE(j.selector, '{}'::jsonb)::text, COUNT(*) \
+                         FROM runs r JOIN jobs j ON j.name = r.job \
+                         WHERE r.state = 'queued' AND NOT r.hold AND r.not_before <= $1 \
+                         GROUP BY 1",
+                        &[&crate::rows::us(now)],
+                    )
+                    .await?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let selector: String = row.try_get(0)?;
+                    let selector = serde_json::from_str(&selector).map_err(crate::rows::corrupt)?;
+                    out.push((selector, count(row.try_get(1)?)));
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
     async fn any_claimable(
         &self,
         labels: &BTreeMap<String, String>,

@@ -722,6 +722,36 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn queued_by_selector(
+        &self,
+        now: Timestamp,
+    ) -> StoreResult<Vec<(BTreeMap<String, String>, u64)>> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT COALESCE(json_extract(j.spec, '$.selector'), '{}'), COUNT(*) \
+                     FROM runs r JOIN jobs j ON j.name = r.job \
+                     WHERE r.state = 'queued' AND r.hold = 0 AND r.not_before <= ?1 \
+                     GROUP BY 1",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([crate::rows::us(now)], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (selector, n) = row.map_err(db)?;
+                let selector = serde_json::from_str(&selector)
+                    .map_err(|e| StoreError::Backend(format!("stored selector: {e}")))?;
+                out.push((selector, n.max(0) as u64));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn backup(&self) -> StoreResult<PathBuf> {
         let Ok(guard) = self.backup_running.clone().try_lock_owned() else {
             return Err(StoreError::Conflict(

@@ -2,6 +2,7 @@
 //! it with [`store_contract_tests!`](crate::store_contract_tests), giving a factory that returns a
 //! fresh, empty store.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +35,8 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@cases $factory;
             claim_respects_selectors, worker_registry_lists_and_counts,
             worker_runs_hands_out_held_runs_again, consecutive_skips_fold_into_one_row,
-            search_runs_filters_across_jobs, catch_up_runs_one_after_another_under_every_policy
+            search_runs_filters_across_jobs, catch_up_runs_one_after_another_under_every_policy,
+            queued_by_selector_counts_due_runs
         );
         $crate::store_contract_tests!(@cases $factory;
             prune_keep_runs_keeps_active_runs_and_counters, prune_keep_days_keeps_newest_and_active,
@@ -1874,4 +1876,40 @@ pub async fn catch_up_runs_one_after_another_under_every_policy(s: Arc<dyn Store
             "{policy}: {runs:?}"
         );
     }
+}
+
+/// `queued_by_selector`: queued runs that are due and not held, counted by their job's selector.
+pub async fn queued_by_selector_counts_due_runs(s: Arc<dyn Store>) {
+    s.put_job(
+        job("gpu", r#""selector":{"gpu":"yes"},"concurrency":"allow""#),
+        PutMode::Create,
+        t(0),
+    )
+    .await
+    .unwrap();
+    s.put_job(
+        job("any", r#""concurrency":"allow""#),
+        PutMode::Create,
+        t(0),
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        s.trigger_run("gpu", RunOverrides::default(), false, t(1))
+            .await
+            .unwrap();
+    }
+    s.trigger_run("any", RunOverrides::default(), false, t(1))
+        .await
+        .unwrap();
+    let mut got = s.queued_by_selector(t(2)).await.unwrap();
+    got.sort();
+    let gpu: BTreeMap<String, String> = [("gpu".to_owned(), "yes".to_owned())].into();
+    assert_eq!(got, vec![(BTreeMap::new(), 1), (gpu.clone(), 3)]);
+    // Running runs are not counted.
+    let c = s.claim_runs("w", 1, t(2), LEASE).await.unwrap();
+    assert_eq!(c.len(), 1);
+    let mut got = s.queued_by_selector(t(2)).await.unwrap();
+    got.sort();
+    assert_eq!(got, vec![(gpu, 3)]);
 }

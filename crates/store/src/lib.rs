@@ -22,6 +22,7 @@ pub mod auth;
 pub mod contract;
 #[cfg(feature = "contract-tests")]
 pub mod contract_auth;
+pub mod waiting;
 
 pub use auth::{AuditEntry, AuditQuery, NewAudit, NewToken, TokenRecord};
 
@@ -547,6 +548,12 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<Option<LogSlice>>;
     /// Counts for status and gauges.
     async fn counts(&self) -> StoreResult<StoreCounts>;
+    /// Queued runs a worker may claim now (not held, due), counted by their job's `selector`:
+    /// what waits for which labels.
+    async fn queued_by_selector(
+        &self,
+        now: Timestamp,
+    ) -> StoreResult<Vec<(BTreeMap<String, String>, u64)>>;
 
     // ---- backup ----
 

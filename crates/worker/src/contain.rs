@@ -119,6 +119,17 @@ fn cgroup_base() -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// At exit, once every run has ended: remove this process's directory of run cgroups (it stays,
+/// to be cleaned by a later start, if something is still in it).
+pub fn cleanup() {
+    if let Ok(mut free) = FREE.lock() {
+        free.clear();
+    }
+    if let Containment::Cgroup(dir) = current() {
+        remove_tree(dir);
+    }
+}
+
 /// Kill what is left in the directories of earlier processes that are gone (`tempora-<pid>`:
 /// a worker killed with its watchdog), then remove them.
 fn remove_stale(parent: &Path) {
@@ -178,8 +189,8 @@ pub struct RunCgroup {
     procs: OwnedFd,
     /// The directory, for a spawn straight into the cgroup (`CLONE_INTO_CGROUP`).
     dir_fd: OwnedFd,
-    /// `cgroup.kill` was written: the cgroup is not used again (see [`RunCgroup::release`]).
-    killed: std::sync::atomic::AtomicBool,
+    /// Not to be used again (see [`RunCgroup::release`]).
+    spoiled: std::sync::atomic::AtomicBool,
 }
 
 impl RunCgroup {
@@ -188,10 +199,13 @@ impl RunCgroup {
         let Containment::Cgroup(base) = current() else {
             return Ok(None);
         };
-        // An empty cgroup of an earlier run is used again: making and removing one per run
-        // costs the kernel more than the rest of a short run's bookkeeping.
-        if let Some(cg) = FREE.lock().ok().and_then(|mut f| f.pop()) {
-            return Ok(Some(cg));
+        // An empty cgroup of an earlier run is used again (making and removing one per run
+        // costs ~10 % of the drain rate), if it still exists (a job or an operator running as
+        // root may have removed it).
+        while let Some(cg) = FREE.lock().ok().and_then(|mut f| f.pop()) {
+            if cg.dir.join("cgroup.events").exists() {
+                return Ok(Some(cg));
+            }
         }
         let dir = base.join(format!("run-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
         std::fs::create_dir(&dir)?;
@@ -205,7 +219,7 @@ impl RunCgroup {
                 dir,
                 procs,
                 dir_fd,
-                killed: std::sync::atomic::AtomicBool::new(false),
+                spoiled: std::sync::atomic::AtomicBool::new(false),
             })),
             Err(e) => {
                 let _ = std::fs::remove_dir(&dir);
@@ -252,7 +266,7 @@ impl RunCgroup {
             .open(self.dir.join("cgroup.kill"))
         {
             Ok(mut f) => {
-                self.killed.store(true, Ordering::Relaxed);
+                self.spoil();
                 if let Err(e) = f.write_all(b"1") {
                     tracing::warn!(message = "cannot kill the run's cgroup", error = %e);
                 }
@@ -272,13 +286,19 @@ static FREE: std::sync::Mutex<Vec<RunCgroup>> = std::sync::Mutex::new(Vec::new()
 const FREE_MAX: usize = 1024;
 
 impl RunCgroup {
-    /// Done with the cgroup: kept for another run when it is empty and was never killed,
-    /// removed otherwise. (Linux 6.18 kills at once any process spawned with
-    /// `CLONE_INTO_CGROUP` into a cgroup that `cgroup.kill` was ever written to — it compares
-    /// the kill counts of the parent's cgroup and of the target — so a killed cgroup is not
-    /// reused.)
+    /// Never use this cgroup again: it was killed (`cgroup.kill`), or a process spawned into it
+    /// did not run. Linux 6.18 kills at once any process spawned with `CLONE_INTO_CGROUP` into
+    /// a cgroup that `cgroup.kill` was ever written to (it compares the kill counts of the
+    /// parent's cgroup and of the target) — by tempora, by a job running as root, or by an
+    /// operator.
+    pub fn spoil(&self) {
+        self.spoiled.store(true, Ordering::Relaxed);
+    }
+
+    /// Done with the cgroup: kept for another run when it is empty and not spoiled, removed
+    /// otherwise.
     pub fn release(self) {
-        if !self.killed.load(Ordering::Relaxed)
+        if !self.spoiled.load(Ordering::Relaxed)
             && !self.populated()
             && let Ok(mut free) = FREE.lock()
             && free.len() < FREE_MAX

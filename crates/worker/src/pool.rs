@@ -71,6 +71,7 @@ pub struct WorkerPool {
     source: Arc<dyn RunSource>,
     config: PoolConfig,
     wake: Arc<Notify>,
+    stops: Arc<Notify>,
 }
 
 impl WorkerPool {
@@ -80,7 +81,15 @@ impl WorkerPool {
             source,
             config,
             wake,
+            stops: Arc::new(Notify::new()),
         }
+    }
+
+    /// `stops` is notified when runs were asked to stop (on a server: cancel, kill, delete): the
+    /// heartbeat then asks the source at once which runs to stop, instead of at its next tick.
+    pub fn with_stop_signal(mut self, stops: Arc<Notify>) -> Self {
+        self.stops = stops;
+        self
     }
 
     /// Run until `shutdown` fires and every run has been reported.
@@ -95,6 +104,7 @@ impl WorkerPool {
             self.source.clone(),
             running.clone(),
             self.config.heartbeat_every,
+            self.stops.clone(),
             hb_stop.clone(),
         ));
         let mut tasks = JoinSet::new();
@@ -199,6 +209,7 @@ async fn heartbeat_loop(
     source: Arc<dyn RunSource>,
     running: Running,
     every: Duration,
+    stops: Arc<Notify>,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(every);
@@ -207,6 +218,7 @@ async fn heartbeat_loop(
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tick.tick() => {}
+            _ = stops.notified() => {}
         }
         let ids: Vec<i64> = running
             .lock()

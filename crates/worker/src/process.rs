@@ -124,20 +124,54 @@ pub fn inherited_env(extra: &[String]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Find `program` the way `execvp` would; None if it cannot be executed.
-pub(crate) fn resolve(program: &str) -> Option<PathBuf> {
+/// Find `program` the way `execvp` would in the job's process: a path with a `/` from the job's
+/// working directory (`workdir`), a bare name in the job's `PATH` (`path`; the worker's when the
+/// job has none). The error says what is wrong with it.
+pub(crate) fn resolve(
+    program: &str,
+    workdir: Option<&std::path::Path>,
+    path: Option<&str>,
+) -> Result<PathBuf, String> {
     use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &std::path::Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    let check = |p: &std::path::Path| -> Result<(), String> {
+        let m = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        if m.is_dir() {
+            return Err(format!("{} is a directory", p.display()));
+        }
+        if !m.is_file() || m.permissions().mode() & 0o111 == 0 {
+            return Err(format!("{} is not an executable file", p.display()));
+        }
+        Ok(())
     };
     if program.contains('/') {
-        let p = PathBuf::from(program);
-        return executable(&p).then_some(p);
+        let p = match workdir {
+            Some(w) if !program.starts_with('/') => w.join(program),
+            _ => PathBuf::from(program),
+        };
+        check(&p)?;
+        return Ok(p);
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| executable(p))
+    let path = path
+        .map(std::ffi::OsString::from)
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut found_unusable = None;
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(program);
+        if !candidate.exists() {
+            continue;
+        }
+        match check(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) => found_unusable = found_unusable.or(Some(e)),
+        }
+    }
+    Err(found_unusable.unwrap_or_else(|| {
+        format!(
+            "no executable `{program}` in PATH ({})",
+            path.to_string_lossy()
+        )
+    }))
 }
 
 /// Why the process ended.
@@ -191,18 +225,32 @@ pub async fn run_process(
         end: EndReason::Exited,
         spawn_error: Some(e),
     };
-    let cgroup = match crate::contain::RunCgroup::create() {
+    let new_cgroup = || match crate::contain::RunCgroup::create() {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(message = "cannot make the run's cgroup; containing it by the sweep", error = %e);
             None
         }
     };
+    let mut cgroup = new_cgroup();
     let plan = match crate::start::plan(spec) {
         Ok(p) => p,
         Err(e) => return fail(format!("{}: {e}", spec.command)),
     };
-    let spawned = crate::start::start(&plan, cgroup.as_ref()).await;
+    // A cgroup that cannot take the job (killed or removed by someone else while it waited for
+    // reuse) is dropped, and the job started once more in a new one.
+    let mut spawned = crate::start::start(&plan, cgroup.as_ref()).await;
+    if let Err(crate::start::StartError::Cgroup(e)) = &spawned {
+        tracing::warn!(message = "the run's cgroup cannot take processes; trying a new one", error = %e);
+        if let Some(c) = &cgroup {
+            c.spoil();
+        }
+        cgroup = new_cgroup();
+        spawned = crate::start::start(&plan, cgroup.as_ref()).await;
+    }
+    let spawned = spawned.map_err(|e| match e {
+        crate::start::StartError::Cgroup(e) | crate::start::StartError::Failed(e) => e,
+    });
     let (mut child, reader) = match spawned {
         Ok(c) => c,
         Err(e) => {

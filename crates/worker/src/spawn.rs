@@ -70,6 +70,9 @@ pub enum SpawnError {
     Clone(i32),
     /// The child could not get to `execve`, or `execve` failed.
     Child(std::io::Error),
+    /// The child was killed before it ran anything: its cgroup had been killed once (see
+    /// [`crate::contain::RunCgroup::spoil`]).
+    KilledAtStart,
 }
 
 /// The steps of the child, for the error a failing one reports.
@@ -102,6 +105,8 @@ struct ChildArgs {
     pdeathsig: bool,
     /// Written by a failing child: step number << 16 | errno.
     failed: std::sync::atomic::AtomicI32,
+    /// Set by the child first thing: it ran.
+    started: AtomicBool,
 }
 
 /// The kernel's `struct clone_args` (version 2, with `cgroup`).
@@ -125,6 +130,89 @@ const CLONE_VM: u64 = 0x100;
 const CLONE_VFORK: u64 = 0x4000;
 const CLONE_PIDFD: u64 = 0x1000;
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+const CLONE_PARENT_SETTID: u64 = 0x0010_0000;
+
+/// A child that has not exec'd this long after the spawn is killed: the spawning thread is
+/// suspended until it does, and a run's timeout starts only once it has.
+pub const SPAWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One spawning thread's spawn in flight, watched by the deadline thread.
+#[derive(Default)]
+struct InFlight {
+    /// The child's pid, written by the kernel (`CLONE_PARENT_SETTID`) before the child runs;
+    /// 0 when no spawn is in flight.
+    pid: std::sync::atomic::AtomicI32,
+    /// When the spawn started (milliseconds on [`epoch_ms`]'s clock).
+    since_ms: std::sync::atomic::AtomicU64,
+    /// The deadline thread killed the child.
+    killed: AtomicBool,
+}
+
+/// Every spawning thread's slot.
+static IN_FLIGHT: std::sync::Mutex<Vec<std::sync::Arc<InFlight>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Milliseconds since the first call (a monotonic clock shared by the spawners and the
+/// deadline thread).
+fn epoch_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// This thread's slot (registered, and the deadline thread started, on first use).
+fn in_flight() -> std::sync::Arc<InFlight> {
+    thread_local! {
+        static SLOT: std::sync::Arc<InFlight> = {
+            let slot = std::sync::Arc::new(InFlight::default());
+            if let Ok(mut all) = IN_FLIGHT.lock() {
+                all.push(slot.clone());
+            }
+            static WATCHER: std::sync::Once = std::sync::Once::new();
+            WATCHER.call_once(|| {
+                let started = std::thread::Builder::new()
+                    .name("spawn-deadline".into())
+                    .spawn(watch_deadlines);
+                if let Err(e) = started {
+                    tracing::warn!(message = "cannot start the spawn deadline thread", error = %e);
+                }
+            });
+            slot
+        };
+    }
+    SLOT.with(|s| s.clone())
+}
+
+/// Kill every child that has been starting for longer than [`SPAWN_DEADLINE`].
+fn watch_deadlines() {
+    let deadline = u64::try_from(SPAWN_DEADLINE.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let slots: Vec<_> = match IN_FLIGHT.lock() {
+            Ok(all) => all.clone(),
+            Err(_) => return,
+        };
+        let now = epoch_ms();
+        for slot in slots {
+            let pid = slot.pid.load(Ordering::Acquire);
+            let since = slot.since_ms.load(Ordering::Acquire);
+            if pid > 0
+                && now.saturating_sub(since) > deadline
+                && !slot.killed.load(Ordering::Acquire)
+            {
+                slot.killed.store(true, Ordering::Release);
+                // SAFETY: kill(2) of a child that cannot have been reaped yet: its spawning
+                // thread is still suspended in clone3, so the pid is still this child's.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                tracing::warn!(
+                    message = "a job's process did not start within the spawn deadline; killed",
+                    pid,
+                    deadline_secs = SPAWN_DEADLINE.as_secs()
+                );
+            }
+        }
+    }
+}
 
 /// Bytes of the child's stack; it runs one small function with no allocation.
 const STACK_WORDS: usize = 4096; // 64 KiB of u128 (16-byte aligned, as the ABI wants)
@@ -200,6 +288,7 @@ fn spawn_x86_64(
         ngroups: groups.len(),
         pdeathsig: launch.pdeathsig,
         failed: std::sync::atomic::AtomicI32::new(0),
+        started: AtomicBool::new(false),
     };
     STACK.with(|stack| {
         let mut stack = stack.borrow_mut();
@@ -207,9 +296,14 @@ fn spawn_x86_64(
             stack.resize(STACK_WORDS, 0);
         }
         let mut pidfd: i32 = -1;
+        let slot = in_flight();
+        slot.pid.store(0, Ordering::Release);
+        slot.killed.store(false, Ordering::Release);
+        slot.since_ms.store(epoch_ms(), Ordering::Release);
         let mut cl = CloneArgs {
-            flags: CLONE_VM | CLONE_VFORK | CLONE_PIDFD,
+            flags: CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_PARENT_SETTID,
             pidfd: (&raw mut pidfd) as u64,
+            parent_tid: slot.pid.as_ptr() as u64,
             exit_signal: libc::SIGCHLD as u64,
             stack: stack.as_mut_ptr() as u64,
             stack_size: (stack.len() * std::mem::size_of::<u128>()) as u64,
@@ -240,6 +334,7 @@ fn spawn_x86_64(
                 (&raw const args).cast_mut().cast(),
             )
         };
+        slot.pid.store(0, Ordering::Release);
         // SAFETY: restores the mask saved above.
         unsafe {
             libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
@@ -251,6 +346,26 @@ fn spawn_x86_64(
         // SAFETY: the kernel wrote a new descriptor (close-on-exec) for the child into `pidfd`.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
         let failed = args.failed.load(Ordering::Acquire);
+        if slot.killed.load(Ordering::Acquire) {
+            // SAFETY: reaping our own child, which was killed.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            return Err(SpawnError::Child(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the process did not start within {} s (stuck before exec: a frozen cgroup, a \
+                     hung file system?) and was killed",
+                    SPAWN_DEADLINE.as_secs()
+                ),
+            )));
+        }
+        if !args.started.load(Ordering::Acquire) {
+            // Killed before its first instruction (the kernel does that to a process spawned
+            // into a cgroup that was killed once).
+            let mut status = 0;
+            // SAFETY: waitpid on our own child, which has exited.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            return Err(SpawnError::KilledAtStart);
+        }
         if failed != 0 {
             // The child has exited: reap it.
             let mut status = 0;
@@ -354,13 +469,15 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> i32 {
     // below is a system call on values prepared by the parent.
     unsafe {
         let a = &*(arg as *const ChildArgs);
+        a.started.store(true, Ordering::Release);
         let fail = |step: i32, ret: i64| {
             a.failed
                 .store((step << 16) | (-ret as i32 & 0xffff), Ordering::Release);
             127
         };
-        // Handlers go back to the default (they belong to the parent); ignored signals stay
-        // ignored, as with `Command`, except SIGPIPE.
+        // Every signal goes back to its default action: handlers belong to the parent, and a
+        // signal the server was started with ignored (`nohup`: SIGHUP; a shell's background job:
+        // SIGINT, SIGQUIT; Rust: SIGPIPE) is not the job's business.
         for sig in 1..=64u64 {
             if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
                 continue;
@@ -374,8 +491,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> i32 {
             if sys(libc::SYS_rt_sigaction, sig, 0, (&raw mut old) as u64, 8) < 0 {
                 continue;
             }
-            let ignored = old.handler == libc::SIG_IGN && sig != libc::SIGPIPE as u64;
-            if old.handler != libc::SIG_DFL && !ignored {
+            if old.handler != libc::SIG_DFL {
                 let dfl = KernelSigaction {
                     handler: libc::SIG_DFL,
                     flags: 0,
@@ -395,6 +511,11 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> i32 {
                 return fail(2, r);
             }
         }
+        // Nothing else of the worker's: its descriptors are close-on-exec, but a child stuck
+        // before `execve` (a frozen cgroup, a hung file system) would hold them — the data
+        // directory's lock, the watchdog's pipe — and a descriptor the worker inherited without
+        // close-on-exec would reach the job. (Linux 5.9+; older kernels leave exec to it.)
+        sys(libc::SYS_close_range, 3, u64::from(u32::MAX), 0, 0);
         if a.switch {
             let r = sys(libc::SYS_setgroups, a.ngroups as u64, a.groups as u64, 0, 0);
             if r < 0 {
@@ -466,6 +587,11 @@ pub fn probe(cgroup: BorrowedFd<'_>) -> std::io::Result<()> {
         Ok(c) => c,
         Err(SpawnError::Clone(errno)) => return Err(std::io::Error::from_raw_os_error(errno)),
         Err(SpawnError::Child(e)) => return Err(e),
+        Err(SpawnError::KilledAtStart) => {
+            return Err(std::io::Error::other(
+                "the probe process was killed at its start",
+            ));
+        }
     };
     let mut status = 0;
     // SAFETY: a blocking waitpid on our own child.

@@ -151,12 +151,28 @@ async fn spawn_off_runtime(start: Start) -> Result<Spawned, crate::spawn::SpawnE
 pub(crate) async fn start(
     plan: &Plan,
     cgroup: Option<&crate::contain::RunCgroup>,
-) -> std::io::Result<(JobChild, OwnedFd)> {
+) -> Result<(JobChild, OwnedFd), StartError> {
     match start_job(plan, cgroup).await? {
         (Started::Command(c), reader) => Ok((JobChild::Command(c), reader)),
         (Started::Raw(c), reader) => {
-            crate::spawn::ChildWaiter::new(c).map(|c| (JobChild::Raw(c), reader))
+            let c = crate::spawn::ChildWaiter::new(c).map_err(StartError::Failed)?;
+            Ok((JobChild::Raw(c), reader))
         }
+    }
+}
+
+/// Why a job did not start.
+#[derive(Debug)]
+pub(crate) enum StartError {
+    /// The run's cgroup cannot take processes (killed once, or removed): a new one may.
+    Cgroup(std::io::Error),
+    /// Anything else (no such program, a user that cannot be switched to, …).
+    Failed(std::io::Error),
+}
+
+impl From<std::io::Error> for StartError {
+    fn from(e: std::io::Error) -> Self {
+        StartError::Failed(e)
     }
 }
 
@@ -165,14 +181,27 @@ pub(crate) async fn start(
 async fn start_job(
     plan: &Plan,
     cgroup: Option<&crate::contain::RunCgroup>,
-) -> std::io::Result<Spawned> {
+) -> Result<Spawned, StartError> {
     use crate::spawn::SpawnError;
     if crate::spawn::available() {
         let launch = plan.launch()?;
-        let dir = cgroup.map(|c| c.dir_fd()).transpose()?;
+        let dir = cgroup
+            .map(|c| c.dir_fd())
+            .transpose()
+            .map_err(StartError::Cgroup)?;
         match spawn_off_runtime(Start::Raw(launch, dir)).await {
             Ok(s) => return Ok(s),
-            Err(SpawnError::Child(e)) => return Err(e),
+            Err(SpawnError::Child(e)) => return Err(StartError::Failed(e)),
+            Err(SpawnError::KilledAtStart) => {
+                return Err(StartError::Cgroup(std::io::Error::other(
+                    "the process was killed at its start (its cgroup had been killed)",
+                )));
+            }
+            Err(SpawnError::Clone(libc::ENOENT | libc::ENODEV)) if cgroup.is_some() => {
+                return Err(StartError::Cgroup(std::io::Error::other(
+                    "the run's cgroup is gone",
+                )));
+            }
             Err(SpawnError::Clone(errno)) => {
                 let e = std::io::Error::from_raw_os_error(errno);
                 // Refused by the kernel or a seccomp filter for good; anything else (out of
@@ -198,8 +227,13 @@ async fn start_job(
     spawn_off_runtime(Start::Command(cmd))
         .await
         .map_err(|e| match e {
-            SpawnError::Child(e) => e,
-            SpawnError::Clone(errno) => std::io::Error::from_raw_os_error(errno),
+            SpawnError::Child(e) => StartError::Failed(e),
+            SpawnError::Clone(errno) => {
+                StartError::Failed(std::io::Error::from_raw_os_error(errno))
+            }
+            SpawnError::KilledAtStart => {
+                StartError::Failed(std::io::Error::other("the process was killed at its start"))
+            }
         })
 }
 
@@ -263,9 +297,14 @@ pub(crate) fn plan(spec: &ProcessSpec) -> std::io::Result<Plan> {
             "sh".into(),
         ]);
     } else {
-        let program = resolve(&spec.command).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such executable program")
-        })?;
+        let job_path = spec
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str());
+        let program = resolve(&spec.command, spec.workdir.as_deref(), job_path)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e))?;
         argv.push(program.into_os_string());
     }
     argv.extend(spec.arguments.iter().map(Into::into));

@@ -281,6 +281,47 @@ async fn starts_inside_the_run_cgroup() {
     }
 }
 
+/// Run cgroups are reused when empty — unless something else killed or removed them: a job
+/// that writes its own `cgroup.kill`, an operator who kills every run of the worker at once
+/// or removes an empty run cgroup. The runs after that start normally.
+async fn cgroups_killed_or_removed_by_others_are_not_reused() {
+    if !cgroups_here() {
+        eprintln!("skipped: needs root and cgroup v2");
+        return;
+    }
+    let base = match tempora_worker::contain::init(tempora_worker::contain::Mode::Cgroup).unwrap() {
+        tempora_worker::contain::Containment::Cgroup(dir) => dir.clone(),
+        other => panic!("{other:?}"),
+    };
+    let ok = |what: &'static str| async move {
+        for _ in 0..4 {
+            let (o, out) = run(sh("echo ok")).await;
+            assert_eq!(
+                (o.exit_code, o.signal, out.as_str()),
+                (Some(0), None, "ok\n"),
+                "after {what}: {o:?}"
+            );
+        }
+    };
+    ok("nothing").await;
+    // A job that kills its own cgroup (it runs as root here).
+    let (o, _) = run(sh(
+        "cg=$(sed -n 's/^0:://p' /proc/self/cgroup); m=$(awk '$9 == \"cgroup2\" {print $5}' /proc/self/mountinfo | head -1); echo 1 > $m$cg/cgroup.kill; sleep 5",
+    ))
+    .await;
+    assert_eq!(o.signal, Some(9), "{o:?}");
+    ok("a job killed its own cgroup").await;
+    // An operator kills every run of the worker, and removes the empty run cgroups.
+    std::fs::write(base.join("cgroup.kill"), "1").unwrap();
+    ok("the worker's cgroups were killed").await;
+    for e in std::fs::read_dir(&base).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with("run-") {
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+    ok("the run cgroups were removed").await;
+}
+
 /// `run_as`: the job has the user's uid, gid and groups, and its `HOME`; a directory it may not
 /// enter fails the spawn with the reason.
 async fn runs_as_another_user() {
@@ -323,6 +364,117 @@ async fn runs_as_another_user() {
     );
 }
 
+/// A program is found as the job's process would find it: a relative path from the job's
+/// working directory, a bare name in the job's `PATH`; what is wrong with it is said.
+async fn programs_resolve_from_the_jobs_directory_and_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let script = bin.join("hello.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hello from $0\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let plain = bin.join("plain.txt");
+    std::fs::write(&plain, "x").unwrap();
+    let program = |command: &str| ProcessSpec {
+        command: command.into(),
+        shell: false,
+        ..sh("")
+    };
+    let mut spec = program("bin/hello.sh");
+    spec.workdir = Some(dir.path().to_owned());
+    let (o, out) = run(spec).await;
+    assert_eq!(o.exit_code, Some(0), "{o:?}");
+    assert!(out.starts_with("hello from"), "{out}");
+    let mut spec = program("hello.sh");
+    spec.env = vec![("PATH".into(), bin.display().to_string())];
+    let (o, _) = run(spec).await;
+    assert_eq!(o.exit_code, Some(0), "{o:?}");
+    for (command, says) in [
+        (bin.display().to_string(), "is a directory"),
+        (plain.display().to_string(), "is not an executable file"),
+        ("hello.sh".to_owned(), "no executable `hello.sh` in PATH"),
+    ] {
+        let (o, _) = run(program(&command)).await;
+        let e = o.spawn_error.unwrap_or_default();
+        assert!(e.contains(says), "{command}: {e}");
+    }
+}
+
+/// The job starts with every signal at its default action (even one the worker was started
+/// with ignored) and none of the worker's descriptors (even one without close-on-exec).
+async fn signals_and_descriptors_start_clean() {
+    // SAFETY: ignoring SIGHUP in this test process installs no handler.
+    unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGHUP,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+        .unwrap();
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    // SAFETY: dup(2) of an open descriptor; the copy (without close-on-exec) is left open.
+    let leaked = unsafe { libc::dup(std::os::fd::AsRawFd::as_raw_fd(file.as_file())) };
+    assert!(leaked > 2);
+    let (o, out) = run(sh(
+        "grep -E '^Sig(Ign|Blk)' /proc/self/status; ls -l /proc/self/fd",
+    ))
+    .await;
+    assert_eq!(o.exit_code, Some(0), "{o:?}");
+    assert!(
+        out.contains("SigIgn:\t0000000000000000") && out.contains("SigBlk:\t0000000000000000"),
+        "{out}"
+    );
+    let name = file.path().display().to_string();
+    assert!(
+        !out.contains(&name),
+        "the worker's descriptor reached the job: {out}"
+    );
+}
+
+/// A child that cannot get to `execve` (here: its cgroup is frozen) is killed after the spawn
+/// deadline, and the run fails saying so, instead of holding a spawner thread for ever.
+async fn a_child_stuck_before_exec_is_killed_at_the_deadline() {
+    if !cgroups_here() {
+        eprintln!("skipped: needs root and cgroup v2");
+        return;
+    }
+    let base = match tempora_worker::contain::init(tempora_worker::contain::Mode::Cgroup).unwrap() {
+        tempora_worker::contain::Containment::Cgroup(dir) => dir.clone(),
+        other => panic!("{other:?}"),
+    };
+    std::fs::write(base.join("cgroup.freeze"), "1").unwrap();
+    let started = Instant::now();
+    let (o, _) = run(sh("echo never")).await;
+    std::fs::write(base.join("cgroup.freeze"), "0").unwrap();
+    let took = started.elapsed();
+    let e = o.spawn_error.clone().unwrap_or_default();
+    assert!(e.contains("did not start within"), "{e} ({o:?})");
+    assert!(
+        took >= tempora_worker::spawn::SPAWN_DEADLINE
+            && took < tempora_worker::spawn::SPAWN_DEADLINE + Duration::from_secs(5),
+        "{took:?}"
+    );
+    let (o, out) = run(sh("echo after")).await;
+    assert_eq!((o.exit_code, out.as_str()), (Some(0), "after\n"));
+}
+
+/// Only spawned by `clone3` (`Command` keeps what `posix_spawn` keeps, and cannot be stopped
+/// before `exec`).
+mod clone3_only {
+    #[tokio::test]
+    async fn signals_and_descriptors_start_clean() {
+        assert!(tempora_worker::spawn::available());
+        super::signals_and_descriptors_start_clean().await
+    }
+
+    #[tokio::test]
+    async fn a_child_stuck_before_exec_is_killed_at_the_deadline() {
+        assert!(tempora_worker::spawn::available());
+        super::a_child_stuck_before_exec_is_killed_at_the_deadline().await
+    }
+}
+
 macro_rules! on_both_spawn_paths {
     ($($case:ident),* $(,)?) => {
         /// Spawned by `clone3`, straight into the run's cgroup (where the kernel allows it).
@@ -357,4 +509,6 @@ on_both_spawn_paths!(
     no_descendant_survives_timeout_cancel_or_normal_exit,
     starts_inside_the_run_cgroup,
     runs_as_another_user,
+    programs_resolve_from_the_jobs_directory_and_path,
+    cgroups_killed_or_removed_by_others_are_not_reused,
 );
