@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::client::{Api, Res, encode, finish, print_json, runtime, s, table};
+use crate::client::{Api, Res, encode, finish, print_json, runtime, s};
+use crate::view::table;
 use crate::{ClientOpts, OutputFormat};
 
 /// `tempora token …`

@@ -349,6 +349,7 @@ pub async fn apply(args: ApplyArgs, opts: ClientOpts) -> Res<()> {
                         spec.name,
                         f.message
                     ),
+                    detail: f.detail,
                 })?;
         }
         report

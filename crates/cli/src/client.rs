@@ -115,7 +115,12 @@ pub enum RunCommand {
 pub(crate) struct Failure {
     pub(crate) code: u8,
     pub(crate) message: String,
+    /// The server's error object (`code`, `field`, …), when the server refused.
+    pub(crate) detail: Option<Value>,
 }
+
+/// `-o json` was asked for: errors are printed as JSON too.
+static JSON_ERRORS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 pub(crate) type Res<T> = Result<T, Failure>;
 
@@ -123,6 +128,7 @@ pub(crate) fn fail(code: u8, message: impl Into<String>) -> Failure {
     Failure {
         code,
         message: message.into(),
+        detail: None,
     }
 }
 
@@ -133,6 +139,10 @@ pub(crate) struct Api {
 
 impl Api {
     pub(crate) fn new(opts: &ClientOpts) -> Res<Api> {
+        JSON_ERRORS.store(
+            opts.output == OutputFormat::Json,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = client_token(opts) {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
@@ -171,9 +181,13 @@ impl Api {
         }
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
-        let msg = serde_json::from_str::<Value>(&body)
+        let detail = serde_json::from_str::<Value>(&body)
             .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .map(|v| v["error"].clone())
+            .filter(Value::is_object);
+        let msg = detail
+            .as_ref()
+            .and_then(|e| e["message"].as_str().map(str::to_owned))
             .unwrap_or(body);
         let code = if status == reqwest::StatusCode::NOT_FOUND {
             3
@@ -187,10 +201,12 @@ impl Api {
         } else {
             ""
         };
-        Err(fail(
-            code,
-            format!("{msg} (HTTP {}){hint}", status.as_u16()),
-        ))
+        let mut failure = fail(code, format!("{msg} (HTTP {}){hint}", status.as_u16()));
+        failure.detail = detail.map(|mut d| {
+            d["status"] = json!(status.as_u16());
+            d
+        });
+        Err(failure)
     }
 
     pub(crate) async fn json(&self, req: reqwest::RequestBuilder) -> Res<Value> {
@@ -417,7 +433,16 @@ pub(crate) fn finish(r: Res<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            if JSON_ERRORS.load(std::sync::atomic::Ordering::Relaxed) {
+                // The server's error fields (`code`, `field`, `status`), the message and the
+                // exit status, as one JSON object on standard error.
+                let mut e = f.detail.unwrap_or_else(|| json!({}));
+                e["message"] = json!(f.message);
+                e["exit_code"] = json!(f.code);
+                eprintln!("{}", json!({ "error": e }));
+            } else {
+                eprintln!("error: {}", f.message);
+            }
             ExitCode::from(f.code)
         }
     }
@@ -429,32 +454,6 @@ pub(crate) fn s(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
-}
-
-pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let line = |cells: Vec<String>, out: &mut String| {
-        let n = cells.len();
-        for (i, c) in cells.into_iter().enumerate() {
-            if i + 1 == n {
-                out.push_str(&c);
-            } else {
-                out.push_str(&format!("{c:<w$}  ", w = widths[i]));
-            }
-        }
-        out.push('\n');
-    };
-    line(headers.iter().map(|h| (*h).to_owned()).collect(), &mut out);
-    for r in rows {
-        line(r, &mut out);
-    }
-    out
 }
 
 pub(crate) fn print_json(v: &Value) {
@@ -491,42 +490,34 @@ fn show_job(v: &Value, fmt: OutputFormat) {
     print_kv(&flat);
 }
 
-fn run_rows(runs: &[Value]) -> String {
-    let rows = runs
-        .iter()
-        .map(|r| {
-            vec![
-                s(&r["id"]),
-                s(&r["job"]),
-                s(&r["trigger"]),
-                s(&r["attempt"]),
-                s(&r["state"]),
-                s(&r["scheduled_for"]),
-                s(&r["started_at"]),
-                s(&r["finished_at"]),
-                s(&r["exit_code"]),
-                match (&r["error"], r["waiting"].as_str()) {
-                    (Value::Null, Some(why)) => format!("waiting: {why}"),
-                    (e, _) => s(e),
-                },
-            ]
-        })
-        .collect();
-    table(
-        &[
-            "ID",
-            "JOB",
-            "TRIGGER",
-            "ATTEMPT",
-            "STATE",
-            "SCHEDULED_FOR",
-            "STARTED_AT",
-            "FINISHED_AT",
-            "EXIT",
-            "ERROR",
-        ],
-        rows,
-    )
+/// `zone` (a job's `timezone`), or UTC with `--utc` or when it is unknown.
+fn zone(zone: Option<&str>, utc: bool) -> jiff::tz::TimeZone {
+    zone.filter(|_| !utc)
+        .and_then(|z| jiff::tz::TimeZone::get(z).ok())
+        .unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
+/// The zones to show `runs` in: each job's own (read from the server once per job), or UTC.
+async fn zones_for(api: &Api, runs: &[Value], utc: bool) -> crate::view::Zones {
+    let mut zones = crate::view::Zones::new(utc);
+    for r in runs {
+        let Some(job) = r["job"].as_str() else {
+            continue;
+        };
+        if zones.missing(job)
+            && let Ok(j) = api.json(api.http.get(api.url(&job_path(job)))).await
+            && let Some(tz) = j["timezone"].as_str()
+        {
+            zones.learn(job, tz);
+        }
+    }
+    zones
+}
+
+/// Runs as a table, in their jobs' zones (or UTC).
+async fn run_table(api: &Api, runs: &[Value], utc: bool) -> String {
+    let zones = zones_for(api, runs, utc).await;
+    crate::view::runs(runs, &zones)
 }
 
 pub(crate) fn job_path(name: &str) -> String {
@@ -554,6 +545,7 @@ pub fn run_job(cmd: JobCommand, opts: ClientOpts) -> ExitCode {
 async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
     let api = Api::new(&opts)?;
     let fmt = opts.output;
+    let opts_utc = opts.utc;
     match cmd {
         JobCommand::Ls => {
             let all = crate::apply::all_jobs(&api).await?;
@@ -573,7 +565,10 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
                                 "no"
                             }
                             .to_owned(),
-                            s(&j["status"]["next_fire_at"]),
+                            crate::view::when(
+                                &j["status"]["next_fire_at"],
+                                &zone(j["timezone"].as_str(), opts_utc),
+                            ),
                             s(&j["status"]["success_count"]),
                             s(&j["status"]["error_count"]),
                         ]
@@ -581,15 +576,9 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
                     .collect();
                 print!(
                     "{}",
-                    table(
+                    crate::view::table(
                         &[
-                            "NAME",
-                            "SCHEDULE",
-                            "TIMEZONE",
-                            "PAUSED",
-                            "NEXT_FIRE_AT",
-                            "OK",
-                            "ERRORS"
+                            "NAME", "SCHEDULE", "TIMEZONE", "PAUSED", "NEXT", "OK", "ERRORS"
                         ],
                         rows
                     )
@@ -610,8 +599,9 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
                 std::fs::read_to_string(&file)
                     .map_err(|e| fail(2, format!("cannot read {file}: {e}")))?
             };
-            let body: Value = serde_json::from_str(&text)
-                .map_err(|e| fail(2, format!("{file} is not valid JSON: {e}")))?;
+            // YAML, as `apply` reads (JSON is YAML too).
+            let body: Value = serde_yaml_ng::from_str(&text)
+                .map_err(|e| fail(2, format!("{file} is not valid YAML or JSON: {e}")))?;
             let name = body["name"]
                 .as_str()
                 .ok_or_else(|| fail(2, format!("{file}: the job needs a \"name\"")))?
@@ -665,7 +655,10 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
             if fmt == OutputFormat::Json {
                 print_json(&v);
             } else {
-                print!("{}", run_rows(std::slice::from_ref(&v)));
+                print!(
+                    "{}",
+                    run_table(&api, std::slice::from_ref(&v), opts_utc).await
+                );
             }
             if wait {
                 succeeded(&v)?;
@@ -678,7 +671,10 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
                         .post(api.url(&format!("{}/pause", job_path(&name)))),
                 )
                 .await?;
-            show_job(&v, fmt);
+            match fmt {
+                OutputFormat::Json => print_json(&v),
+                OutputFormat::Table => println!("paused job {name}"),
+            }
         }
         JobCommand::Resume { name } => {
             let v = api
@@ -687,7 +683,19 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
                         .post(api.url(&format!("{}/resume", job_path(&name)))),
                 )
                 .await?;
-            show_job(&v, fmt);
+            match fmt {
+                OutputFormat::Json => print_json(&v),
+                OutputFormat::Table => {
+                    let next = &v["status"]["next_fire_at"];
+                    match next {
+                        Value::Null => println!("resumed job {name}"),
+                        _ => println!(
+                            "resumed job {name}; next run {}",
+                            crate::view::when(next, &zone(v["timezone"].as_str(), opts_utc))
+                        ),
+                    }
+                }
+            }
         }
     }
     Ok(())
@@ -701,6 +709,7 @@ pub fn run_run(cmd: RunCommand, opts: ClientOpts) -> ExitCode {
 async fn run(cmd: RunCommand, opts: ClientOpts) -> Res<()> {
     let api = Api::new(&opts)?;
     let fmt = opts.output;
+    let opts_utc = opts.utc;
     match cmd {
         RunCommand::Ls {
             job,
@@ -732,10 +741,8 @@ async fn run(cmd: RunCommand, opts: ClientOpts) -> Res<()> {
             if fmt == OutputFormat::Json {
                 print_json(&v);
             } else {
-                print!(
-                    "{}",
-                    run_rows(v["runs"].as_array().map(Vec::as_slice).unwrap_or(&[]))
-                );
+                let runs = v["runs"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+                print!("{}", run_table(&api, runs, opts_utc).await);
             }
         }
         RunCommand::Get { id } => {

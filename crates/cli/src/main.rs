@@ -14,6 +14,7 @@ mod config;
 mod import;
 mod server;
 mod tls;
+mod view;
 mod worker;
 
 use std::process::ExitCode;
@@ -58,6 +59,9 @@ pub struct ClientOpts {
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// Show instants in UTC (tables show them in each job's zone).
+    #[arg(long, global = true)]
+    pub utc: bool,
 }
 
 #[derive(Debug, Subcommand)]

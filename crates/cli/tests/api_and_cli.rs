@@ -750,3 +750,80 @@ fn sighup_is_logged_and_the_server_goes_on() {
     assert_eq!(s.get("/api/v1/status").0, 200);
     assert!(common::alive(s.pid()));
 }
+
+/// The CLI for scripts and for people: `job put -` reads YAML, `-o json` errors are JSON with
+/// the server's fields, `pause`/`resume` print one line, run tables fit 120 columns and show
+/// instants to the second in the job's zone (or UTC with `--utc`).
+#[test]
+fn cli_output_for_people_and_scripts() {
+    let s = Server::start(&[]);
+    let mut put = std::process::Command::new(common::bin())
+        .args(["job", "put", "-"])
+        .env("TEMPORA_SERVER", s.url())
+        .env("TEMPORA_TOKEN", common::admin_token())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        put.stdin.as_mut().unwrap(),
+        b"name: tokyo\ncommand: echo hi\nschedule: \"0 9 * * *\"\ntimezone: Asia/Tokyo\n",
+    )
+    .unwrap();
+    let o = put.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(s.get("/api/v1/jobs/tokyo").1["timezone"], "Asia/Tokyo");
+
+    // Errors as JSON with -o json.
+    let o = s.cli(&["job", "get", "nope", "-o", "json"]);
+    assert_eq!(o.status.code(), Some(3));
+    let err: Value = serde_json::from_slice(&o.stderr).unwrap();
+    assert_eq!(err["error"]["status"], 404, "{err}");
+    assert_eq!(err["error"]["exit_code"], 3, "{err}");
+    let dir = s.scratch().join("cli-out");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "name: bad\ncommand: x\nretries: many\n").unwrap();
+    let o = s.cli(&["job", "put", bad.to_str().unwrap(), "-o", "json"]);
+    let err: Value = serde_json::from_slice(&o.stderr).unwrap();
+    assert_eq!(err["error"]["field"], "retries", "{err}");
+
+    // One line each.
+    let o = s.cli(&["job", "pause", "tokyo"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "paused job tokyo\n");
+    let o = s.cli(&["job", "resume", "tokyo"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with("resumed job tokyo; next run ") && out.ends_with(" 09:00:00 JST\n"),
+        "{out}"
+    );
+
+    // Tables: the job's zone, to the second, within 120 columns.
+    let id = s.trigger("tokyo")["id"].as_i64().unwrap();
+    s.wait_final(id, Duration::from_secs(10));
+    let o = s.cli(&["run", "ls", "tokyo"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.lines().all(|l| l.chars().count() <= 120), "{out}");
+    assert!(out.contains(" JST") && !out.contains("Z "), "{out}");
+    let micros = regex_like_micros(&out);
+    assert!(!micros, "instants with fractions of a second: {out}");
+    let o = s.cli(&["run", "ls", "tokyo", "--utc"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(" UTC") && !out.contains(" JST"), "{out}");
+    let o = s.cli(&["job", "ls"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("09:00:00 JST"), "{out}");
+}
+
+/// Whether `text` has an instant with a fraction of a second (`12:34:56.`).
+fn regex_like_micros(text: &str) -> bool {
+    let b = text.as_bytes();
+    (8..b.len()).any(|i| {
+        b[i] == b'.'
+            && b[i - 3] == b':'
+            && b[i - 6] == b':'
+            && b[i - 1].is_ascii_digit()
+            && b[i - 8].is_ascii_digit()
+    })
+}
