@@ -113,6 +113,10 @@ pub struct ServerArgs {
     /// keeps them. With `--keep-runs` too, a run goes when either limit says so.
     #[arg(long, env = "TEMPORA_KEEP_DAYS", value_name = "D", default_value = "30", allow_hyphen_values = true, value_parser = parse_keep)]
     pub keep_days: u32,
+    /// Most jobs with their own series on `/metrics` (`tempora_job_*`): jobs labelled
+    /// `metrics: "true"`, by name; 0 turns the series off.
+    #[arg(long, env = "TEMPORA_JOB_METRICS_MAX", value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub job_metrics_max: u32,
     /// Pause between two retention passes (with `--keep-runs` or `--keep-days`).
     #[arg(long, env = "TEMPORA_RETENTION_EVERY", default_value = "60s", value_parser = parse_duration)]
     pub retention_every: Duration,
@@ -583,6 +587,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         scheduler: handle,
         work_ready,
         stops_requested,
+        job_metrics_max: args.job_metrics_max,
         prometheus: Some(prometheus),
         started: Instant::now(),
         started_at: Timestamp::now(),

@@ -827,3 +827,37 @@ fn regex_like_micros(text: &str) -> bool {
             && b[i - 8].is_ascii_digit()
     })
 }
+
+/// Per-job series on `/metrics` for the jobs labelled `metrics: "true"` — what an alert on a
+/// failing job needs — and none for the others.
+#[test]
+fn jobs_labelled_for_metrics_get_their_own_series() {
+    let s = Server::start(&[]);
+    s.put_job(
+        "watched",
+        json!({"command": "exit ${FAIL:-0}", "labels": {"metrics": "true"}}),
+    );
+    s.put_job("unwatched", json!({"command": "true"}));
+    for (job, fail) in [("watched", "0"), ("watched", "3"), ("unwatched", "0")] {
+        let (_, run) = s.send(
+            "POST",
+            &format!("/api/v1/jobs/{job}/runs"),
+            &json!({"env": {"FAIL": fail}}).to_string(),
+        );
+        s.wait_final(run["id"].as_i64().unwrap(), Duration::from_secs(10));
+    }
+    let (_, text) = s.get_text("/metrics?format=prometheus");
+    for line in [
+        "tempora_job_runs_total{job=\"watched\",state=\"succeeded\"} 1",
+        "tempora_job_runs_total{job=\"watched\",state=\"failed\"} 1",
+        "tempora_job_last_run_state{job=\"watched\",state=\"failed\"} 1",
+        "# TYPE tempora_job_runs_total counter",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    assert!(
+        text.contains("tempora_job_last_success_timestamp_seconds{job=\"watched\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("job=\"unwatched\""), "{text}");
+}

@@ -45,6 +45,8 @@ pub struct AppState {
     /// Wakes the local worker pool's heartbeat when runs were asked to stop (cancel, kill,
     /// delete), so a run of this node stops at once rather than at the next heartbeat.
     pub stops_requested: Arc<Notify>,
+    /// Most jobs (labelled `metrics: "true"`) with their own series on `/metrics`.
+    pub job_metrics_max: u32,
     /// Renders `/metrics`.
     pub prometheus: Option<PrometheusHandle>,
     /// Process start.

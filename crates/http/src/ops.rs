@@ -86,12 +86,73 @@ pub async fn metrics(
             .sum();
         metrics::gauge!("tempora_runs_waiting_for_worker").set(stuck as f64);
     }
-    let body = s
+    let mut body = s
         .prometheus
         .as_ref()
         .map(|p| p.render())
         .unwrap_or_default();
+    if s.job_metrics_max > 0 {
+        match s.store.job_metrics(s.job_metrics_max).await {
+            Ok(jobs) => body.push_str(&job_series(&jobs)),
+            Err(e) => tracing::warn!(message = "per-job metrics not rendered", error = %e),
+        }
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+/// The per-job series of the jobs labelled `metrics: "true"`, from the store (so every node of
+/// a cluster shows the same values: aggregate them with `max by (job)`). Rendered here rather
+/// than kept in the registry, so a deleted job or a changed state leaves no stale series.
+fn job_series(jobs: &[tempora_store::JobMetrics]) -> String {
+    use std::fmt::Write;
+    if jobs.is_empty() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP tempora_job_last_success_timestamp_seconds When a run of the job last succeeded (jobs labelled metrics: \"true\")\n\
+         # TYPE tempora_job_last_success_timestamp_seconds gauge"
+    );
+    for j in jobs {
+        if let Some(t) = j.last_success_at {
+            let secs = t.as_millisecond() as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "tempora_job_last_success_timestamp_seconds{{job=\"{}\"}} {secs}",
+                j.job
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tempora_job_last_run_state The state of the job's newest run that ended (1; skipped runs aside)\n\
+         # TYPE tempora_job_last_run_state gauge"
+    );
+    for j in jobs {
+        if let Some(state) = j.last_state {
+            let _ = writeln!(
+                out,
+                "tempora_job_last_run_state{{job=\"{}\",state=\"{state}\"}} 1",
+                j.job
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tempora_job_runs_total Occurrences of the job that ended, by outcome (failed: failed, timed out or lost once its retries were spent)\n\
+         # TYPE tempora_job_runs_total counter"
+    );
+    for j in jobs {
+        for (state, n) in [("succeeded", j.succeeded), ("failed", j.failed)] {
+            let _ = writeln!(
+                out,
+                "tempora_job_runs_total{{job=\"{}\",state=\"{state}\"}} {n}",
+                j.job
+            );
+        }
+    }
+    out
 }
 
 /// `GET /api/v1/status`: version, node, uptime, counts.

@@ -606,6 +606,37 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn job_metrics(&self, limit: u32) -> StoreResult<Vec<tempora_store::JobMetrics>> {
+        self.read(move |c| {
+            Box::pin(async move {
+                let rows = c
+                    .query(
+                        "SELECT j.name, j.success_count, j.error_count, j.last_success_at, \
+                         (SELECT r.state FROM runs r WHERE r.job = j.name AND r.state IN \
+                          ('succeeded', 'failed', 'timed_out', 'cancelled', 'lost') \
+                          ORDER BY r.id DESC LIMIT 1) \
+                         FROM jobs j WHERE (j.spec::jsonb -> 'labels' ->> 'metrics') = 'true' \
+                         ORDER BY j.name LIMIT $1",
+                        &[&i64::from(limit)],
+                    )
+                    .await?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let state: Option<String> = row.try_get(4)?;
+                    out.push(tempora_store::JobMetrics {
+                        job: row.try_get(0)?,
+                        succeeded: count(row.try_get(1)?),
+                        failed: count(row.try_get(2)?),
+                        last_success_at: row.try_get::<_, Option<i64>>(3)?.map(crate::rows::ts),
+                        last_state: state.and_then(|s| s.parse().ok()),
+                    });
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
     async fn queued_by_selector(
         &self,
         now: Timestamp,

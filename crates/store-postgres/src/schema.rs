@@ -157,6 +157,10 @@ CREATE INDEX audit_by_time ON audit (at);
 ALTER TABLE runs ADD COLUMN occurrences bigint NOT NULL DEFAULT 1;
 ALTER TABLE runs ADD COLUMN last_scheduled_for bigint;
 "#,
+    // 7: the jobs with per-job metric series (label `metrics: "true"`), found without a scan.
+    r#"
+CREATE INDEX jobs_metrics ON jobs (name) WHERE (spec::jsonb -> 'labels' ->> 'metrics') = 'true';
+"#,
 ];
 
 /// Apply the migrations not yet applied, all in one transaction under an advisory lock.

@@ -722,6 +722,45 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn job_metrics(&self, limit: u32) -> StoreResult<Vec<tempora_store::JobMetrics>> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT j.name, j.success_count, j.error_count, j.last_success_at, \
+                     (SELECT r.state FROM runs r WHERE r.job = j.name AND r.state IN \
+                      ('succeeded', 'failed', 'timed_out', 'cancelled', 'lost') \
+                      ORDER BY r.id DESC LIMIT 1) \
+                     FROM jobs j WHERE json_extract(j.spec, '$.labels.metrics') = 'true' \
+                     ORDER BY j.name LIMIT ?1",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([i64::from(limit)], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (job, ok, failed, last_ok, state) = row.map_err(db)?;
+                out.push(tempora_store::JobMetrics {
+                    job,
+                    succeeded: ok.max(0) as u64,
+                    failed: failed.max(0) as u64,
+                    last_success_at: last_ok.map(crate::rows::ts),
+                    last_state: state.and_then(|s| s.parse().ok()),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn queued_by_selector(
         &self,
         now: Timestamp,

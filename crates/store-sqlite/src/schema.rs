@@ -176,6 +176,10 @@ CREATE INDEX audit_by_time ON audit (at);
 ALTER TABLE runs ADD COLUMN occurrences INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE runs ADD COLUMN last_scheduled_for INTEGER;
 "#,
+    // 10: the jobs with per-job metric series (label `metrics: "true"`), found without a scan.
+    r#"
+CREATE INDEX jobs_metrics ON jobs (name) WHERE json_extract(spec, '$.labels.metrics') = 'true';
+"#,
 ];
 
 /// Apply the migrations not yet applied, each in its own transaction.

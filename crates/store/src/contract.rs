@@ -36,7 +36,7 @@ macro_rules! store_contract_tests {
             claim_respects_selectors, worker_registry_lists_and_counts,
             worker_runs_hands_out_held_runs_again, consecutive_skips_fold_into_one_row,
             search_runs_filters_across_jobs, catch_up_runs_one_after_another_under_every_policy,
-            queued_by_selector_counts_due_runs
+            queued_by_selector_counts_due_runs, job_metrics_lists_labelled_jobs
         );
         $crate::store_contract_tests!(@cases $factory;
             prune_keep_runs_keeps_active_runs_and_counters, prune_keep_days_keeps_newest_and_active,
@@ -1912,4 +1912,34 @@ pub async fn queued_by_selector_counts_due_runs(s: Arc<dyn Store>) {
     let mut got = s.queued_by_selector(t(2)).await.unwrap();
     got.sort();
     assert_eq!(got, vec![(gpu, 3)]);
+}
+
+/// `job_metrics`: only jobs labelled `metrics: "true"`, by name, with their counters, last
+/// success and newest ended run.
+pub async fn job_metrics_lists_labelled_jobs(s: Arc<dyn Store>) {
+    for (name, labels) in [
+        ("b-watched", r#""labels":{"metrics":"true"}"#),
+        ("a-watched", r#""labels":{"metrics":"true","team":"x"}"#),
+        ("plain", r#""labels":{"metrics":"false"}"#),
+    ] {
+        s.put_job(
+            job(name, &format!(r#"{labels},"concurrency":"allow""#)),
+            PutMode::Create,
+            t(0),
+        )
+        .await
+        .unwrap();
+    }
+    run_once(&s, "a-watched", t(10), RunState::Succeeded).await;
+    run_once(&s, "a-watched", t(20), RunState::Failed).await;
+    let got = s.job_metrics(10).await.unwrap();
+    let names: Vec<&str> = got.iter().map(|j| j.job.as_str()).collect();
+    assert_eq!(names, ["a-watched", "b-watched"]);
+    let a = &got[0];
+    assert_eq!((a.succeeded, a.failed), (1, 1));
+    assert!(a.last_success_at.is_some());
+    assert_eq!(a.last_state, Some(RunState::Failed));
+    let b = &got[1];
+    assert_eq!((b.succeeded, b.failed, b.last_state), (0, 0, None));
+    assert_eq!(s.job_metrics(1).await.unwrap().len(), 1);
 }

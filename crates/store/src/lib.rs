@@ -324,6 +324,24 @@ pub struct LogSlice {
     pub state: RunState,
 }
 
+/// What a job's own metric series show (jobs labelled `metrics: "true"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobMetrics {
+    /// The job.
+    pub job: String,
+    /// Occurrences that succeeded (`success_count`).
+    pub succeeded: u64,
+    /// Occurrences that failed after their retries (`error_count`).
+    pub failed: u64,
+    /// When a run of it last succeeded.
+    pub last_success_at: Option<Timestamp>,
+    /// The state of its newest run that ended (skipped ones aside).
+    pub last_state: Option<RunState>,
+}
+
+/// Label that gives a job its own metric series.
+pub const METRICS_LABEL: (&str, &str) = ("metrics", "true");
+
 /// Counts for `/api/v1/status` and the gauges.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StoreCounts {
@@ -548,6 +566,9 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<Option<LogSlice>>;
     /// Counts for status and gauges.
     async fn counts(&self) -> StoreResult<StoreCounts>;
+    /// The jobs labelled `metrics: "true"` ([`METRICS_LABEL`]), by name, at most `limit`, with
+    /// their counters and newest ended run.
+    async fn job_metrics(&self, limit: u32) -> StoreResult<Vec<JobMetrics>>;
     /// Queued runs a worker may claim now (not held, due), counted by their job's `selector`:
     /// what waits for which labels.
     async fn queued_by_selector(
