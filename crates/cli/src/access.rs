@@ -6,7 +6,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::client::{Api, Res, encode, finish, print_json, runtime, s};
-use crate::view::table;
+use crate::view::{table, when};
 use crate::{ClientOpts, OutputFormat};
 
 /// `tempora token …`
@@ -62,6 +62,7 @@ pub fn run_audit(cmd: AuditCommand, opts: ClientOpts) -> ExitCode {
 }
 
 fn token_rows(tokens: &[Value]) -> String {
+    let utc = jiff::tz::TimeZone::UTC;
     let rows = tokens
         .iter()
         .map(|t| {
@@ -77,9 +78,9 @@ fn token_rows(tokens: &[Value]) -> String {
                 s(&t["name"]),
                 s(&t["role"]),
                 state.to_owned(),
-                s(&t["created_at"]),
-                s(&t["expires_at"]),
-                s(&t["last_used_at"]),
+                when(&t["created_at"], &utc),
+                when(&t["expires_at"], &utc),
+                when(&t["last_used_at"], &utc),
             ]
         })
         .collect();
@@ -168,6 +169,7 @@ async fn audit(cmd: AuditCommand, opts: ClientOpts) -> Res<()> {
         print_json(&v);
         return Ok(());
     }
+    let utc = jiff::tz::TimeZone::UTC;
     let rows = v["entries"]
         .as_array()
         .cloned()
@@ -176,24 +178,22 @@ async fn audit(cmd: AuditCommand, opts: ClientOpts) -> Res<()> {
         .map(|e| {
             vec![
                 s(&e["id"]),
-                s(&e["at"]),
+                when(&e["at"], &utc),
                 s(&e["token_name"]),
                 s(&e["role"]),
-                s(&e["remote"]),
                 s(&e["action"]),
                 s(&e["job"]),
-                s(&e["target"]),
-                s(&e["detail"]),
                 s(&e["status"]),
+                s(&e["detail"]),
             ]
         })
         .collect();
     print!(
         "{}",
         table(
+            // (REMOTE and TARGET: with -o json.)
             &[
-                "ID", "AT", "TOKEN", "ROLE", "REMOTE", "ACTION", "JOB", "TARGET", "DETAIL",
-                "STATUS"
+                "ID", "AT", "TOKEN", "ROLE", "ACTION", "JOB", "STATUS", "DETAIL"
             ],
             rows
         )

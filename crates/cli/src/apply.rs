@@ -2,10 +2,13 @@
 //!
 //! A file (YAML or JSON) holds one job or a list of jobs, with the API's fields. `apply` reads
 //! every file first and validates every job; if anything is wrong it reports each problem with
-//! the file, the job and the field, and applies nothing. Otherwise it creates or updates the jobs
-//! (parents before children), leaves identical ones alone, and with `--prune` deletes the jobs it
-//! manages that are no longer in the files. Jobs written by `apply` carry the label
-//! `managed-by: tempora-apply`; `--prune` never touches jobs without it.
+//! the file, the job and the field, and applies nothing. Otherwise the server checks the set as a
+//! whole (parents, cycles with its other jobs, jobs not made by `apply` — taken over only with
+//! `--adopt`), plans it (`tempora_core::apply`) and applies it in one transaction: it creates or
+//! updates the jobs (parents before children), leaves identical ones alone, keeps an operator's
+//! pause unless the file says `paused`, and with `--prune` deletes the jobs it manages that are
+//! no longer in the files. Jobs written by `apply` carry the label `managed-by: tempora-apply`;
+//! `--prune` never touches jobs without it.
 //!
 //! Chronos job JSON is accepted too (a `chronos-sync` directory of one job per `.json` file
 //! migrates as is): a document with Chronos-only fields (`scheduleTimeZone`, `epsilon`,
@@ -19,13 +22,10 @@ use serde_json::{Value, json};
 use tempora_core::chronos;
 use tempora_core::job::JobSpec;
 
-use crate::client::{Api, Failure, Res, fail, job_path};
+use crate::client::{Api, Res, fail};
 use crate::{ClientOpts, OutputFormat};
 
-/// Label key that marks jobs managed by `apply`.
-pub const MANAGED_KEY: &str = "managed-by";
-/// Its value.
-pub const MANAGED_VALUE: &str = "tempora-apply";
+pub use tempora_core::apply::{MANAGED_KEY, MANAGED_VALUE};
 
 /// Flags of `tempora apply`.
 #[derive(Debug, clap::Args)]
@@ -40,6 +40,10 @@ pub struct ApplyArgs {
     /// Delete jobs managed by `apply` that are not in the files.
     #[arg(long)]
     pub prune: bool,
+    /// Take over jobs that exist on the server but were not made by `apply` (they then carry
+    /// its label; without this flag such a job in the files is an error).
+    #[arg(long)]
+    pub adopt: bool,
 }
 
 /// Flags of `tempora export`.
@@ -154,7 +158,13 @@ fn to_spec(doc: Value) -> Result<JobSpec, (String, String)> {
 
 /// Load and check every job of the files, or every problem found.
 /// Jobs of the files, and the names of those whose Chronos schedule has an empty start.
-type Loaded = (Vec<(PathBuf, JobSpec)>, BTreeSet<String>);
+struct Loaded {
+    jobs: Vec<(PathBuf, JobSpec)>,
+    /// Jobs whose Chronos schedule has an empty start.
+    loose_starts: BTreeSet<String>,
+    /// Jobs whose file says `paused` (or Chronos `disabled`) explicitly.
+    paused_given: BTreeSet<String>,
+}
 
 fn load(paths: &[PathBuf]) -> Result<Loaded, Vec<String>> {
     let mut files = Vec::new();
@@ -167,6 +177,7 @@ fn load(paths: &[PathBuf]) -> Result<Loaded, Vec<String>> {
     let mut jobs: Vec<(PathBuf, JobSpec)> = Vec::new();
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut loose = BTreeSet::new();
+    let mut paused_given = BTreeSet::new();
     for f in files {
         let docs = match read_file(&f) {
             Ok(d) => d,
@@ -178,6 +189,7 @@ fn load(paths: &[PathBuf]) -> Result<Loaded, Vec<String>> {
         for (i, doc) in docs.into_iter().enumerate() {
             let empty_start = doc.as_object().is_some_and(chronos::looks_like_chronos)
                 && chronos_start_is_empty(&doc);
+            let says_paused = doc.get("paused").is_some() || doc.get("disabled").is_some();
             match to_spec(doc) {
                 Ok(mut spec) => {
                     if let Some(other) = seen.insert(spec.name.clone(), f.clone()) {
@@ -194,6 +206,9 @@ fn load(paths: &[PathBuf]) -> Result<Loaded, Vec<String>> {
                     if empty_start {
                         loose.insert(spec.name.clone());
                     }
+                    if says_paused {
+                        paused_given.insert(spec.name.clone());
+                    }
                     jobs.push((f.clone(), spec));
                 }
                 Err((name, msg)) => {
@@ -208,36 +223,14 @@ fn load(paths: &[PathBuf]) -> Result<Loaded, Vec<String>> {
         }
     }
     if problems.is_empty() {
-        Ok((jobs, loose))
+        Ok(Loaded {
+            jobs,
+            loose_starts: loose,
+            paused_given,
+        })
     } else {
         Err(problems)
     }
-}
-
-/// Parents before children (within the files); the rest keeps file order.
-fn order(jobs: Vec<(PathBuf, JobSpec)>) -> Vec<(PathBuf, JobSpec)> {
-    let names: BTreeSet<String> = jobs.iter().map(|(_, j)| j.name.clone()).collect();
-    let mut done: BTreeSet<String> = BTreeSet::new();
-    let mut rest = jobs;
-    let mut out = Vec::with_capacity(rest.len());
-    while !rest.is_empty() {
-        let before = rest.len();
-        let (ready, wait): (Vec<_>, Vec<_>) = rest.into_iter().partition(|(_, j)| {
-            j.parents
-                .iter()
-                .all(|p| !names.contains(p) || done.contains(p))
-        });
-        for (f, j) in ready {
-            done.insert(j.name.clone());
-            out.push((f, j));
-        }
-        rest = wait;
-        if rest.len() == before {
-            // A cycle: the server will refuse it with a clear error.
-            out.append(&mut rest);
-        }
-    }
-    out
 }
 
 fn strip_status(mut v: Value) -> Value {
@@ -268,9 +261,11 @@ pub(crate) async fn all_jobs(api: &Api) -> Res<Vec<Value>> {
     Ok(all)
 }
 
-/// Run `tempora apply`.
+/// Run `tempora apply`: the files are read and checked here (each problem with its file), then
+/// the server plans the whole set and applies it in one transaction (`POST /api/v1/apply`), or
+/// only plans it (`--dry-run`: `POST /api/v1/apply/plan`).
 pub async fn apply(args: ApplyArgs, opts: ClientOpts) -> Res<()> {
-    let (jobs, loose_starts) = load(&args.files).map_err(|problems| {
+    let loaded = load(&args.files).map_err(|problems| {
         let mut msg = format!(
             "nothing applied: {} problem(s) in the job files",
             problems.len()
@@ -282,124 +277,100 @@ pub async fn apply(args: ApplyArgs, opts: ClientOpts) -> Res<()> {
         fail(2, msg)
     })?;
     let api = Api::new(&opts)?;
-    let existing: BTreeMap<String, Value> = all_jobs(&api)
-        .await?
-        .into_iter()
-        .filter_map(|j| Some((j["name"].as_str()?.to_owned(), strip_status(j))))
-        .collect();
-    let verb = |v: &str| {
-        if args.dry_run {
-            format!("would {v}")
-        } else {
-            format!("{v}d")
-        }
+    // A Chronos schedule with an empty start keeps the start stored when it was created.
+    let existing: BTreeMap<String, Value> = if loaded.loose_starts.is_empty() {
+        BTreeMap::new()
+    } else {
+        all_jobs(&api)
+            .await?
+            .into_iter()
+            .filter_map(|j| Some((j["name"].as_str()?.to_owned(), strip_status(j))))
+            .collect()
     };
-    let mut report: Vec<Value> = Vec::new();
-    let in_files: BTreeSet<String> = jobs.iter().map(|(_, j)| j.name.clone()).collect();
-    // Parents must be in the files or on the server; checked before anything is applied.
-    let missing: Vec<String> = jobs
-        .iter()
-        .flat_map(|(file, j)| {
-            j.parents
-                .iter()
-                .filter(|p| !in_files.contains(*p) && !existing.contains_key(*p))
-                .map(move |p| {
-                    format!(
-                        "{}: job `{}`: parents: unknown parent job `{p}` (neither in the files nor on the server)",
-                        file.display(),
-                        j.name
-                    )
-                })
-        })
-        .collect();
-    if !missing.is_empty() {
-        let mut msg = format!(
-            "nothing applied: {} problem(s) in the job files",
-            missing.len()
-        );
-        for p in missing {
-            msg.push_str("\n  ");
-            msg.push_str(&p);
-        }
-        return Err(fail(2, msg));
-    }
-    for (file, mut spec) in order(jobs) {
-        if loose_starts.contains(&spec.name)
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
+    let mut jobs = Vec::with_capacity(loaded.jobs.len());
+    for (file, mut spec) in loaded.jobs {
+        if loaded.loose_starts.contains(&spec.name)
             && let Some(kept) = existing
                 .get(&spec.name)
                 .and_then(|cur| kept_schedule(&spec, cur))
         {
             spec.schedule = Some(kept);
         }
-        let desired = serde_json::to_value(&spec)
-            .map_err(|e| fail(1, format!("cannot encode job `{}`: {e}", spec.name)))?;
-        let action = match existing.get(&spec.name) {
-            Some(cur) if *cur == desired => "unchanged".to_owned(),
-            Some(_) => verb("update"),
-            None => verb("create"),
-        };
-        if !args.dry_run && action != "unchanged" {
-            api.json(api.http.put(api.url(&job_path(&spec.name))).json(&desired))
-                .await
-                .map_err(|f| Failure {
-                    code: f.code,
-                    message: format!(
-                        "{}: job `{}`: {} (jobs listed before it were applied)",
-                        file.display(),
-                        spec.name,
-                        f.message
-                    ),
-                    detail: f.detail,
-                })?;
-        }
-        report
-            .push(json!({"job": spec.name, "action": action, "file": file.display().to_string()}));
+        files.insert(spec.name.clone(), file.display().to_string());
+        jobs.push(spec);
     }
-    if args.prune {
-        for (name, cur) in &existing {
-            let managed = cur["labels"][MANAGED_KEY].as_str() == Some(MANAGED_VALUE);
-            if managed && !in_files.contains(name) {
-                if !args.dry_run {
-                    api.json(
-                        api.http
-                            .delete(api.url(&job_path(name)))
-                            .query(&[("force", "true")]),
-                    )
-                    .await?;
-                }
-                report.push(json!({"job": name, "action": verb("delete"), "file": null}));
-            }
-        }
-    }
+    let body = json!({
+        "jobs": jobs,
+        "paused_given": loaded.paused_given,
+        "prune": args.prune,
+        "adopt": args.adopt,
+    });
+    let path = if args.dry_run {
+        "/api/v1/apply/plan"
+    } else {
+        "/api/v1/apply"
+    };
+    let plan = api.json(api.http.post(api.url(path)).json(&body)).await?;
+    let verb = |v: &str| match (v, args.dry_run) {
+        ("unchanged", _) => "unchanged".to_owned(),
+        (v, true) => format!("would {v}"),
+        (v, false) => format!("{v}d"),
+    };
+    let changes: Vec<Value> = plan["changes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut c| {
+            let action = verb(c["action"].as_str().unwrap_or_default());
+            let file = c["job"].as_str().and_then(|j| files.get(j)).cloned();
+            c["action"] = json!(action);
+            c["file"] = json!(file);
+            c
+        })
+        .collect();
     if opts.output == OutputFormat::Json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"dry_run": args.dry_run, "changes": report}))
+            serde_json::to_string_pretty(&json!({"dry_run": args.dry_run, "changes": changes}))
                 .unwrap_or_default()
         );
-    } else {
-        for r in &report {
+        return Ok(());
+    }
+    for c in &changes {
+        println!(
+            "{:<14} {}",
+            c["action"].as_str().unwrap_or(""),
+            c["job"].as_str().unwrap_or("")
+        );
+        for f in c["fields"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+            let show = |v: &Value| match v {
+                Value::Null => "(not set)".to_owned(),
+                other => other.to_string(),
+            };
             println!(
-                "{:<12} {}",
-                r["action"].as_str().unwrap_or(""),
-                r["job"].as_str().unwrap_or("")
+                "    {}: {} → {}",
+                f["field"].as_str().unwrap_or(""),
+                show(&f["from"]),
+                show(&f["to"])
             );
         }
-        let count = |a: &str| {
-            report
-                .iter()
-                .filter(|r| r["action"].as_str().is_some_and(|x| x.ends_with(a)))
-                .count()
-        };
-        println!(
-            "{}: {} created, {} updated, {} unchanged, {} deleted",
-            if args.dry_run { "plan" } else { "applied" },
-            count("create") + count("created"),
-            count("update") + count("updated"),
-            count("unchanged"),
-            count("delete") + count("deleted"),
-        );
     }
+    let count = |a: &str| {
+        changes
+            .iter()
+            .filter(|c| c["action"].as_str().is_some_and(|x| x.contains(a)))
+            .count()
+    };
+    println!(
+        "{}: {} created, {} updated, {} unchanged, {} deleted",
+        if args.dry_run { "plan" } else { "applied" },
+        count("create"),
+        count("update"),
+        count("unchanged"),
+        count("delete"),
+    );
     Ok(())
 }
 

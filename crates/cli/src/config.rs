@@ -5,7 +5,7 @@
 //! for `-` (`data_dir`, `listen`, `local_slots`, `local_labels`, `node_id`, `log_format`, `shutdown_grace`,
 //! `kill_grace`, `lease_ttl`, `max_log_bytes`, `sqlite_cache_mib`, `sqlite_synchronous`, `database_url`, `leader_lease_ttl`,
 //! `leader_renew_every`, `no_leader`, `claim_poll_every`, `database_pool_size`,
-//! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`, `admin_token_file`, `secret_key_file`,
+//! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`, `job_metrics_max`, `admin_token_file`, `secret_key_file`,
 //! `cors_origin`, `allowed_host`, `metrics_public`, `pass_env`, `containment`, `tls_cert`, `tls_key`,
 //! `client_ca`). The file's values are exported as the matching
 //! `TEMPORA_*` variables where those are not already set, before the command line is parsed, so
@@ -14,7 +14,7 @@
 use std::ffi::OsString;
 
 /// Keys the file may hold, with their environment variables.
-const KEYS: [(&str, &str); 32] = [
+const KEYS: [(&str, &str); 33] = [
     ("data_dir", "TEMPORA_DATA_DIR"),
     ("listen", "TEMPORA_LISTEN"),
     ("local_slots", "TEMPORA_LOCAL_SLOTS"),
@@ -34,6 +34,7 @@ const KEYS: [(&str, &str); 32] = [
     ("claim_poll_every", "TEMPORA_CLAIM_POLL_EVERY"),
     ("database_pool_size", "TEMPORA_DATABASE_POOL_SIZE"),
     ("keep_runs", "TEMPORA_KEEP_RUNS"),
+    ("job_metrics_max", "TEMPORA_JOB_METRICS_MAX"),
     ("keep_days", "TEMPORA_KEEP_DAYS"),
     ("retention_every", "TEMPORA_RETENTION_EVERY"),
     ("retention_batch", "TEMPORA_RETENTION_BATCH"),

@@ -128,9 +128,24 @@ fn apply_is_idempotent_reports_errors_and_prunes_only_managed_jobs() {
     assert!(o.status.success(), "{}", out(&o));
     assert!(exported.join("extract.yaml").exists());
     let before = s.get("/api/v1/jobs").1;
+    // by-hand was not made by apply: taken over only with --adopt.
     let o = s.cli(&["apply", "-f", exported.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(
-        out(&o).contains("0 created, 1 updated, 5 unchanged"),
+        out(&o).contains("job `by-hand`") && out(&o).contains("--adopt"),
+        "{}",
+        out(&o)
+    );
+    let o = s.cli(&[
+        "apply",
+        "-f",
+        exported.to_str().unwrap(),
+        "--dry-run",
+        "--adopt",
+    ]);
+    assert!(
+        out(&o).contains("0 created, 1 updated, 5 unchanged")
+            && out(&o).contains("labels.managed-by: (not set) → \"tempora-apply\""),
         "only by-hand gains the managed label: {}",
         out(&o)
     );
@@ -249,4 +264,87 @@ fn a_crontab_imports_into_jobs_that_apply_creates() {
         String::from_utf8_lossy(&o.stdout),
         "2027-01-01T09:00:00+09:00\n"
     );
+}
+
+/// `apply` checks the whole set before anything is written, and writes it in one transaction:
+/// a cycle through the server's jobs, or one bad job among good ones, applies nothing — in the
+/// dry run too. The dry run shows each changed field; an operator's pause survives a re-apply
+/// unless the file says `paused`.
+#[test]
+fn apply_is_atomic_shows_field_changes_and_keeps_a_pause() {
+    let s = Server::start(&[]);
+    let dir = s.scratch().join("atomic");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_str().unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    write(
+        "a.yaml",
+        "name: upstream\ncommand: echo up\nschedule: '@hourly'\n",
+    );
+    let o = s.cli(&["apply", "-f", d]);
+    assert!(o.status.success(), "{}", out(&o));
+
+    // A cycle through a job that is only on the server (upstream ← loop ← upstream).
+    write(
+        "a.yaml",
+        "name: upstream\ncommand: echo up\nparents: [loop]\n",
+    );
+    write(
+        "b.yaml",
+        "name: loop\ncommand: echo loop\nparents: [upstream]\n",
+    );
+    for dry in [true, false] {
+        let mut args = vec!["apply", "-f", d];
+        if dry {
+            args.push("--dry-run");
+        }
+        let o = s.cli(&args);
+        assert_eq!(o.status.code(), Some(1), "dry run {dry}: {}", out(&o));
+        assert!(out(&o).contains("cycle"), "{}", out(&o));
+    }
+    assert_eq!(s.get("/api/v1/jobs/loop").0, 404, "nothing applied");
+    assert_eq!(s.get("/api/v1/jobs/upstream").1["schedule"], "@hourly");
+
+    // One bad job among good ones (an `@at` long past): nothing of the set is written.
+    write(
+        "a.yaml",
+        "name: upstream\ncommand: echo changed\nschedule: '@hourly'\n",
+    );
+    write(
+        "b.yaml",
+        "- name: fine\n  command: 'true'\n- name: stale\n  command: 'true'\n  schedule: '@at 2020-01-01T00:00:00Z'\n",
+    );
+    let o = s.cli(&["apply", "-f", d]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("job `stale`"), "{}", out(&o));
+    assert_eq!(s.get("/api/v1/jobs/fine").0, 404, "nothing applied");
+    assert_eq!(s.get("/api/v1/jobs/upstream").1["command"], "echo up");
+
+    // The dry run shows each changed field.
+    std::fs::remove_file(dir.join("b.yaml")).unwrap();
+    let o = s.cli(&["apply", "-f", d, "--dry-run"]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o).contains("would update")
+            && out(&o).contains("command: \"echo up\" → \"echo changed\""),
+        "{}",
+        out(&o)
+    );
+    let o = s.cli(&["apply", "-f", d]);
+    assert!(o.status.success(), "{}", out(&o));
+
+    // An operator pauses it; re-applying the same file keeps the pause; `paused: false` ends it.
+    assert!(s.cli(&["job", "pause", "upstream"]).status.success());
+    let o = s.cli(&["apply", "-f", d]);
+    assert!(out(&o).contains("1 unchanged"), "{}", out(&o));
+    assert_eq!(s.get("/api/v1/jobs/upstream").1["paused"], true);
+    write(
+        "a.yaml",
+        "name: upstream\ncommand: echo changed\nschedule: '@hourly'\npaused: false\n",
+    );
+    let o = s.cli(&["apply", "-f", d, "--dry-run"]);
+    assert!(out(&o).contains("paused: true → false"), "{}", out(&o));
+    let o = s.cli(&["apply", "-f", d]);
+    assert!(o.status.success(), "{}", out(&o));
+    assert_ne!(s.get("/api/v1/jobs/upstream").1["paused"], true);
 }

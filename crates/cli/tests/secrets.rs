@@ -131,7 +131,8 @@ fn secrets_are_sealed_masked_and_round_trip_through_export_and_apply() {
         "{text}"
     );
     assert!(!text.contains(VALUE));
-    let o = s.cli(&["apply", "-f", out_dir.to_str().unwrap()]);
+    // (Made through the API, not by apply: taken over with --adopt.)
+    let o = s.cli(&["apply", "-f", out_dir.to_str().unwrap(), "--adopt"]);
     assert!(o.status.success(), "{o:?}");
     assert_eq!(run(&s, "uses-secret").1, KEPT);
 

@@ -89,6 +89,9 @@ fn concrete(method: &str, template: &str, fx: &Fixtures) -> (String, Option<Valu
     let worker = json!({"id": "sec-w", "labels": {"pool": "sec"}, "slots": 1, "version": "test"});
     let body = match (method, template) {
         ("POST", "/api/v1/jobs") => Some(json!({"name": "sec-created", "command": "true"})),
+        ("POST", "/api/v1/apply" | "/api/v1/apply/plan") => {
+            Some(json!({"jobs": [{"name": "sec-applied", "command": "true"}]}))
+        }
         ("PUT", "/api/v1/jobs/{name}") => Some(json!({"command": "true", "paused": true})),
         ("POST", "/api/v1/jobs/{name}/runs") => Some(json!({})),
         ("POST", "/api/v1/schedules/preview") => Some(json!({"schedule": "@hourly"})),

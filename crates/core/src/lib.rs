@@ -1,6 +1,8 @@
 //! `tempora-core`: the pure domain model of tempora.
 //!
 //! Nothing in this crate performs I/O. It holds:
+//! - [`apply`]: the plan of `tempora apply` (creates, updates with their field changes, prunes,
+//!   and every reason a set of job files cannot be applied);
 //! - [`auth`]: roles, what each allows, token names and hashes;
 //! - [`schedule`]: parsing of every schedule form (Unix cron, Quartz cron, macros, `@every`, `@at`,
 //!   ISO 8601 repeating intervals) and the next-fire-time math with DST rules;
@@ -14,6 +16,7 @@
 //! - [`secret`]: job secrets sealed at rest (AEAD) and masked in output;
 //! - [`time`]: time formatting shared by the API and the CLI.
 
+pub mod apply;
 pub mod auth;
 pub mod chronos;
 pub mod crontab;

@@ -128,7 +128,7 @@ async fn write(
 /// when it is new: the job would be stored and never fire. The same schedule already stored (an
 /// exported job applied again after it fired) is kept as it is. (The Chronos API accepts such
 /// jobs, as Chronos does.)
-async fn check_fires_again(s: &AppState, spec: &JobSpec) -> ApiResult<()> {
+pub(crate) async fn check_fires_again(s: &AppState, spec: &JobSpec) -> ApiResult<()> {
     let now = Timestamp::now();
     if spec.schedule.is_none() || tempora_store::first_occurrence(spec, now, now)?.is_some() {
         return Ok(());

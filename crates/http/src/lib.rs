@@ -7,6 +7,7 @@
 //! management and the audit log, [`extract`] strict JSON bodies. Every request passes
 //! [`auth::authenticate`], which asks for the role the route has in [`auth::table`].
 
+pub mod apply;
 pub mod auth;
 pub mod chronos;
 pub mod error;
@@ -81,6 +82,14 @@ pub struct AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/jobs", get(jobs::list).post(jobs::create))
+        .route(
+            "/apply",
+            post(apply::apply).layer(DefaultBodyLimit::max(apply::MAX_APPLY_BODY)),
+        )
+        .route(
+            "/apply/plan",
+            post(apply::plan).layer(DefaultBodyLimit::max(apply::MAX_APPLY_BODY)),
+        )
         .route(
             "/jobs/{name}",
             get(jobs::get).put(jobs::put).delete(jobs::delete),

@@ -208,6 +208,31 @@ impl Store for PostgresStore {
             .await
     }
 
+    async fn apply_jobs(
+        &self,
+        puts: Vec<JobSpec>,
+        deletes: Vec<String>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<PutOutcome>> {
+        for spec in &puts {
+            spec.validate()?;
+        }
+        self.write(|c| {
+            let (puts, deletes) = (puts.clone(), deletes.clone());
+            Box::pin(async move {
+                let mut out = Vec::with_capacity(puts.len());
+                for spec in puts {
+                    out.push(ops::put_job(c, spec, PutMode::Upsert, now).await?);
+                }
+                for name in &deletes {
+                    ops::delete_job(c, name, true, now).await?;
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
     async fn get_job(&self, name: &str) -> StoreResult<Option<JobRecord>> {
         self.read(|c| {
             let name = name.to_owned();

@@ -372,6 +372,30 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn apply_jobs(
+        &self,
+        puts: Vec<JobSpec>,
+        deletes: Vec<String>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<PutOutcome>> {
+        for spec in &puts {
+            spec.validate()?;
+        }
+        // One writer operation: its savepoint is rolled back whole if any step fails.
+        self.writer
+            .write(move |c| {
+                let mut out = Vec::with_capacity(puts.len());
+                for spec in puts {
+                    out.push(ops::put_job(c, spec, PutMode::Upsert, now)?);
+                }
+                for name in &deletes {
+                    ops::delete_job(c, name, true, now)?;
+                }
+                Ok(out)
+            })
+            .await
+    }
+
     async fn get_job(&self, name: &str) -> StoreResult<Option<JobRecord>> {
         let name = name.to_owned();
         self.read(move |c| load_job(c, &name)).await

@@ -36,7 +36,8 @@ macro_rules! store_contract_tests {
             claim_respects_selectors, worker_registry_lists_and_counts,
             worker_runs_hands_out_held_runs_again, consecutive_skips_fold_into_one_row,
             search_runs_filters_across_jobs, catch_up_runs_one_after_another_under_every_policy,
-            queued_by_selector_counts_due_runs, job_metrics_lists_labelled_jobs
+            queued_by_selector_counts_due_runs, job_metrics_lists_labelled_jobs,
+            apply_jobs_is_all_or_nothing
         );
         $crate::store_contract_tests!(@cases $factory;
             prune_keep_runs_keeps_active_runs_and_counters, prune_keep_days_keeps_newest_and_active,
@@ -1942,4 +1943,40 @@ pub async fn job_metrics_lists_labelled_jobs(s: Arc<dyn Store>) {
     let b = &got[1];
     assert_eq!((b.succeeded, b.failed, b.last_state), (0, 0, None));
     assert_eq!(s.job_metrics(1).await.unwrap().len(), 1);
+}
+
+/// `apply_jobs`: every put and delete in one transaction; a failing one leaves nothing written.
+pub async fn apply_jobs_is_all_or_nothing(s: Arc<dyn Store>) {
+    s.put_job(job("old", ""), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let bad = s
+        .apply_jobs(
+            vec![
+                job("p", ""),
+                job("c", r#""parents":["p"]"#),
+                job("orphan", r#""parents":["nowhere"]"#),
+            ],
+            vec!["old".into()],
+            t(1),
+        )
+        .await;
+    assert!(bad.is_err(), "{bad:?}");
+    for name in ["p", "c", "orphan"] {
+        assert!(s.get_job(name).await.unwrap().is_none(), "{name} written");
+    }
+    assert!(s.get_job("old").await.unwrap().is_some(), "old deleted");
+    let done = s
+        .apply_jobs(
+            vec![job("p", ""), job("c", r#""parents":["p"]"#)],
+            vec!["old".into()],
+            t(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 2);
+    assert!(done.iter().all(|o| o.created));
+    assert!(s.get_job("old").await.unwrap().is_none());
+    let edges = s.dependency_edges().await.unwrap();
+    assert_eq!(edges, vec![("p".to_owned(), "c".to_owned())]);
 }

@@ -566,6 +566,15 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<Option<LogSlice>>;
     /// Counts for status and gauges.
     async fn counts(&self) -> StoreResult<StoreCounts>;
+    /// Create or replace every job of `puts` (in that order: parents first) and delete every job
+    /// of `deletes` (as `delete_job` with `force`), all in one transaction: either all of it is
+    /// stored or, on any error, none of it.
+    async fn apply_jobs(
+        &self,
+        puts: Vec<JobSpec>,
+        deletes: Vec<String>,
+        now: Timestamp,
+    ) -> StoreResult<Vec<PutOutcome>>;
     /// The jobs labelled `metrics: "true"` ([`METRICS_LABEL`]), by name, at most `limit`, with
     /// their counters and newest ended run.
     async fn job_metrics(&self, limit: u32) -> StoreResult<Vec<JobMetrics>>;

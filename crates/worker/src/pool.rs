@@ -416,10 +416,13 @@ async fn execute(
     let tail = pump.await.unwrap_or_default();
     let (state, error) = classify(&outcome, spec.timeout, shutting_down.load(Ordering::SeqCst));
     let finished_at = Timestamp::now();
-    let lag_ms = outcome
-        .started_at
-        .duration_since(c.run.scheduled_for)
-        .as_millis() as i64;
+    // A retry is late from when it was due (its backoff's end), not from its occurrence.
+    let due = if c.run.trigger == tempora_core::run::Trigger::Retry {
+        c.run.not_before
+    } else {
+        c.run.scheduled_for
+    };
+    let lag_ms = outcome.started_at.duration_since(due).as_millis() as i64;
     // A run that did not succeed is worth a WARN line with its reason: that is what an
     // operator greps the logs for.
     if state == RunState::Succeeded {

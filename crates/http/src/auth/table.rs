@@ -80,6 +80,8 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/metrics", Metrics, None, NoBody),
     r("GET", "/api/v1/jobs", VIEWER, None, NoBody),
     r("POST", "/api/v1/jobs", EDITOR, Some("job.create"), Json),
+    r("POST", "/api/v1/apply", EDITOR, Some("jobs.apply"), Json),
+    r("POST", "/api/v1/apply/plan", EDITOR, None, Json),
     r("GET", "/api/v1/jobs/{name}", VIEWER, None, NoBody),
     r("PUT", "/api/v1/jobs/{name}", EDITOR, Some("job.put"), Json),
     r(
