@@ -311,7 +311,13 @@ pub async fn apply(args: ApplyArgs, opts: ClientOpts) -> Res<()> {
     } else {
         "/api/v1/apply"
     };
-    let plan = api.json(api.http.post(api.url(path)).json(&body)).await?;
+    let plan = api
+        .json(api.http.post(api.url(path)).json(&body))
+        .await
+        .map_err(|mut f| {
+            f.message = with_files(&f.message, &files, args.dry_run);
+            f
+        })?;
     let verb = |v: &str| match (v, args.dry_run) {
         ("unchanged", _) => "unchanged".to_owned(),
         (v, true) => format!("would {v}"),
@@ -372,6 +378,30 @@ pub async fn apply(args: ApplyArgs, opts: ClientOpts) -> Res<()> {
         count("delete"),
     );
     Ok(())
+}
+
+/// The server's list of problems, each job's line with its file, as the CLI's own are.
+fn with_files(message: &str, files: &BTreeMap<String, String>, dry_run: bool) -> String {
+    let message = if dry_run {
+        message.replacen("nothing applied", "the plan fails", 1)
+    } else {
+        message.to_owned()
+    };
+    message
+        .lines()
+        .map(|line| {
+            let file = line
+                .trim_start()
+                .strip_prefix("job `")
+                .and_then(|rest| rest.split_once('`'))
+                .and_then(|(job, _)| files.get(job));
+            match file {
+                Some(f) => format!("  {f}: {}", line.trim_start()),
+                None => line.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Run `tempora export`.

@@ -266,8 +266,17 @@ fn main() -> ExitCode {
                     count,
                 },
         } => schedule_next(&expr, &tz, after.as_deref(), count),
-        Command::Server(args) => server::main(*args),
-        Command::Worker(args) => worker::main(args),
+        Command::Server(args) => {
+            let code = server::main(*args);
+            // Whatever ended it (a refused start too): no directory of run cgroups is left.
+            tempora_worker::contain::cleanup();
+            code
+        }
+        Command::Worker(args) => {
+            let code = worker::main(args);
+            tempora_worker::contain::cleanup();
+            code
+        }
         Command::Job { command, opts } => client::run_job(command, opts),
         Command::Run { command, opts } => client::run_run(command, opts),
         Command::Token { command, opts } => access::run_token(command, opts),

@@ -65,6 +65,19 @@ fn clock(t: Timestamp, tz: &TimeZone) -> String {
     t.to_zoned(tz.clone()).strftime("%H:%M:%S").to_string()
 }
 
+/// Widest JOB column of a run table (longer names are cut, so the other columns stay).
+const JOB_WIDTH: usize = 28;
+
+/// `text`, cut to `max` characters with `…`.
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
 /// A duration as people write it: `850ms`, `12.3s`, `4m05s`, `2h03m`, `3d04h`.
 pub fn duration(d: std::time::Duration) -> String {
     let ms = d.as_millis();
@@ -146,13 +159,13 @@ pub fn runs(runs: &[Value], zones: &Zones) -> String {
             let note = match (&r["error"], r["waiting"].as_str()) {
                 // (A retry's "not before" is in STARTED already.)
                 (Value::Null, Some(why)) if why.starts_with("not before") => String::new(),
-                (Value::Null, Some(why)) => format!("waiting: {why}"),
+                (Value::Null, Some(why)) => why.to_owned(),
                 (Value::Null, None) => String::new(),
                 (e, _) => s(e),
             };
             vec![
                 s(&r["id"]),
-                s(&r["job"]),
+                cut(&s(&r["job"]), JOB_WIDTH),
                 trigger,
                 s(&r["state"]),
                 when(&r["scheduled_for"], &tz),

@@ -146,10 +146,11 @@ impl HttpSource {
         token: &str,
         tls: &crate::tls::ClientTls,
     ) -> Result<Self, String> {
+        // `host:port` alone means `http://host:port`, as for the client commands.
         let servers: Vec<String> = servers
             .into_iter()
-            .map(|s| s.trim().trim_end_matches('/').to_owned())
-            .filter(|s| !s.is_empty())
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| crate::client::server_base(&s))
             .collect();
         if servers.is_empty() {
             return Err("at least one --server is needed".into());

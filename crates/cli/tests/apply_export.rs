@@ -316,7 +316,11 @@ fn apply_is_atomic_shows_field_changes_and_keeps_a_pause() {
     );
     let o = s.cli(&["apply", "-f", d]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
-    assert!(out(&o).contains("job `stale`"), "{}", out(&o));
+    assert!(
+        out(&o).contains("b.yaml: job `stale`: schedule:"),
+        "{}",
+        out(&o)
+    );
     assert_eq!(s.get("/api/v1/jobs/fine").0, 404, "nothing applied");
     assert_eq!(s.get("/api/v1/jobs/upstream").1["command"], "echo up");
 

@@ -545,7 +545,7 @@ fn a_run_no_worker_may_take_says_why() {
     let o = s.cli(&["run", "ls", "needs-gpu"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains("waiting: no worker with labels gpu=yes"),
+        out.contains("queued") && out.contains("no worker with labels gpu=yes"),
         "{out}"
     );
     let o = s.cli(&["job", "run", "needs-gpu", "--wait", "--timeout", "1s"]);
@@ -556,7 +556,9 @@ fn a_run_no_worker_may_take_says_why() {
         "{err}"
     );
     // A worker with the label arrives: both runs run.
-    let _w = Worker::start("w-gpu", &[s.url()], &["--labels", "gpu=yes"]);
+    // (Given as host:port, without the scheme, as the client commands take it.)
+    let bare = s.url().trim_start_matches("http://").to_owned();
+    let _w = Worker::start("w-gpu", &[bare], &["--labels", "gpu=yes"]);
     let r = s.wait_final(id, Duration::from_secs(20));
     assert_eq!(r["state"], "succeeded", "{r}");
     assert!(r.get("waiting").is_none(), "{r}");

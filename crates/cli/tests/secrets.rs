@@ -135,6 +135,31 @@ fn secrets_are_sealed_masked_and_round_trip_through_export_and_apply() {
     let o = s.cli(&["apply", "-f", out_dir.to_str().unwrap(), "--adopt"]);
     assert!(o.status.success(), "{o:?}");
     assert_eq!(run(&s, "uses-secret").1, KEPT);
+    // A file with the secret's value itself: the same value is no change; another is one,
+    // shown without the value.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let masked = if text.contains("DB_PASSWORD: '***'") {
+        "DB_PASSWORD: '***'"
+    } else {
+        "DB_PASSWORD: \"***\""
+    };
+    std::fs::write(
+        &file,
+        text.replace(masked, &format!("DB_PASSWORD: '{VALUE}'")),
+    )
+    .unwrap();
+    let o = s.cli(&["apply", "-f", out_dir.to_str().unwrap(), "--dry-run"]);
+    let shown = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(shown.contains("0 updated, 1 unchanged"), "{shown}");
+    std::fs::write(&file, text.replace(masked, "DB_PASSWORD: 'another-value'")).unwrap();
+    let o = s.cli(&["apply", "-f", out_dir.to_str().unwrap(), "--dry-run"]);
+    let shown = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        shown.contains("secrets.DB_PASSWORD: \"***\" → \"*** (a new value)\"")
+            && !shown.contains("another-value"),
+        "{shown}"
+    );
+    std::fs::write(&file, text).unwrap();
 
     // Chronos: an environmentVariables entry with `"secret": true` is a secret.
     let (st, v) = s.send(

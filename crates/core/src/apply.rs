@@ -236,8 +236,8 @@ pub fn diff(have: &JobSpec, want: &JobSpec) -> Vec<FieldChange> {
                 for n in names {
                     let change = match (have.secrets.get(n), want.secrets.get(n)) {
                         (Some(_), Some(v)) if v == crate::secret::MASK => None,
-                        (Some(_), Some(_)) => Some((Some("***"), Some("changed"))),
-                        (None, Some(_)) => Some((None, Some("added"))),
+                        (Some(_), Some(_)) => Some((Some("***"), Some("*** (a new value)"))),
+                        (None, Some(_)) => Some((None, Some("***"))),
                         (Some(_), None) => Some((Some("***"), None)),
                         (None, None) => None,
                     };

@@ -93,6 +93,26 @@ async fn prepare(s: &AppState, caller: &Caller, req: ApplyRequest) -> ApiResult<
             break;
         }
     }
+    // A secret whose value is the one stored is no change: it becomes `***` (keep), so that
+    // re-applying the same files is "unchanged". Every job's schedule is checked now too, so
+    // that its problem is listed with those of the set.
+    for spec in &mut jobs {
+        if let Some(have) = current.get(&spec.name) {
+            for (name, value) in spec.secrets.iter_mut() {
+                let same = have
+                    .secrets
+                    .get(name)
+                    .and_then(|sealed| s.secret_key.open(&spec.name, name, sealed).ok())
+                    .is_some_and(|stored| stored == *value);
+                if same {
+                    *value = tempora_core::secret::MASK.to_owned();
+                }
+            }
+        }
+        if let Err(e) = crate::jobs::check_fires_again(s, spec).await {
+            problems.push(described(&spec.name, &e));
+        }
+    }
     let desired = Desired {
         jobs,
         paused_given: req.paused_given,
@@ -108,17 +128,22 @@ async fn prepare(s: &AppState, caller: &Caller, req: ApplyRequest) -> ApiResult<
         }
     };
     for spec in &mut plan.puts {
-        if let Err(e) = crate::jobs::check_fires_again(s, spec).await {
-            problems.push(format!("job `{}`: {}", spec.name, e.message));
-        }
         if let Err(e) = crate::jobs::seal_secrets(s, spec).await {
-            problems.push(format!("job `{}`: {}", spec.name, e.message));
+            problems.push(described(&spec.name, &e));
         }
     }
     if !problems.is_empty() {
         return Err(refused(problems));
     }
     Ok(plan)
+}
+
+/// A job's problem as listed: `job `x`: field: message`.
+fn described(job: &str, e: &ApiError) -> String {
+    match &e.field {
+        Some(f) => format!("job `{job}`: {f}: {}", e.message),
+        None => format!("job `{job}`: {}", e.message),
+    }
 }
 
 /// 400 listing every problem.

@@ -212,16 +212,24 @@ fn cgroups_here() -> bool {
     possible
 }
 
+/// Containment by cgroup set up in this (test) process: the directory of its run cgroups
+/// (None, after saying so, where the machine has none; under CI it must).
+fn cgroup_base() -> Option<std::path::PathBuf> {
+    if !cgroups_here() {
+        eprintln!("skipped: needs root and cgroup v2");
+        return None;
+    }
+    match tempora_worker::contain::init(tempora_worker::contain::Mode::Cgroup).unwrap() {
+        tempora_worker::contain::Containment::Cgroup(dir) => Some(dir.clone()),
+        other => panic!("{other:?}"),
+    }
+}
+
 /// The job's first process is in the run's cgroup before it runs anything — a program as well
 /// as a shell line — and what it leaves behind (`setsid`) is killed with the run.
 async fn starts_inside_the_run_cgroup() {
-    if !cgroups_here() {
-        eprintln!("skipped: needs root and cgroup v2");
+    let Some(base) = cgroup_base() else {
         return;
-    }
-    let base = match tempora_worker::contain::init(tempora_worker::contain::Mode::Cgroup).unwrap() {
-        tempora_worker::contain::Containment::Cgroup(dir) => dir.clone(),
-        other => panic!("{other:?}"),
     };
     let base_name = base.file_name().unwrap().to_string_lossy().into_owned();
     let spec = ProcessSpec {
@@ -285,13 +293,8 @@ async fn starts_inside_the_run_cgroup() {
 /// that writes its own `cgroup.kill`, an operator who kills every run of the worker at once
 /// or removes an empty run cgroup. The runs after that start normally.
 async fn cgroups_killed_or_removed_by_others_are_not_reused() {
-    if !cgroups_here() {
-        eprintln!("skipped: needs root and cgroup v2");
+    let Some(base) = cgroup_base() else {
         return;
-    }
-    let base = match tempora_worker::contain::init(tempora_worker::contain::Mode::Cgroup).unwrap() {
-        tempora_worker::contain::Containment::Cgroup(dir) => dir.clone(),
-        other => panic!("{other:?}"),
     };
     let ok = |what: &'static str| async move {
         for _ in 0..4 {
@@ -435,13 +438,8 @@ async fn signals_and_descriptors_start_clean() {
 /// A child that cannot get to `execve` (here: its cgroup is frozen) is killed after the spawn
 /// deadline, and the run fails saying so, instead of holding a spawner thread for ever.
 async fn a_child_stuck_before_exec_is_killed_at_the_deadline() {
-    if !cgroups_here() {
-        eprintln!("skipped: needs root and cgroup v2");
+    let Some(base) = cgroup_base() else {
         return;
-    }
-    let base = match tempora_worker::contain::init(tempora_worker::contain::Mode::Cgroup).unwrap() {
-        tempora_worker::contain::Containment::Cgroup(dir) => dir.clone(),
-        other => panic!("{other:?}"),
     };
     std::fs::write(base.join("cgroup.freeze"), "1").unwrap();
     let started = Instant::now();
