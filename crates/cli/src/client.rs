@@ -460,11 +460,15 @@ pub(crate) fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-fn print_kv(v: &Value) {
+/// Fields as `key  value` lines; instants (`…_at`, `…_for`, `not_before`) in `tz`, to the
+/// second.
+fn print_kv(v: &Value, tz: &jiff::tz::TimeZone) {
     if let Some(obj) = v.as_object() {
         let w = obj.keys().map(|k| k.len()).max().unwrap_or(0);
         for (k, val) in obj {
+            let instant = k.ends_with("_at") || k.ends_with("_for") || k == "not_before";
             let text = match val {
+                Value::String(_) if instant => crate::view::when(val, tz),
                 Value::Object(_) | Value::Array(_) => val.to_string(),
                 other => s(other),
             };
@@ -475,7 +479,7 @@ fn print_kv(v: &Value) {
     }
 }
 
-fn show_job(v: &Value, fmt: OutputFormat) {
+fn show_job(v: &Value, fmt: OutputFormat, utc: bool) {
     if fmt == OutputFormat::Json {
         return print_json(v);
     }
@@ -484,10 +488,17 @@ fn show_job(v: &Value, fmt: OutputFormat) {
         && let Some(Value::Object(status)) = obj.remove("status")
     {
         for (k, val) in status {
+            // The newest run in one line: `#12 succeeded`.
+            let val = match (k.as_str(), &val) {
+                ("last_run", Value::Object(r)) => {
+                    json!(format!("#{} {}", s(&r["id"]), s(&r["state"])))
+                }
+                _ => val,
+            };
             obj.insert(k, val);
         }
     }
-    print_kv(&flat);
+    print_kv(&flat, &zone(v["timezone"].as_str(), utc));
 }
 
 /// `zone` (a job's `timezone`), or UTC with `--utc` or when it is unknown.
@@ -587,7 +598,7 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
         }
         JobCommand::Get { name } => {
             let v = api.json(api.http.get(api.url(&job_path(&name)))).await?;
-            show_job(&v, fmt);
+            show_job(&v, fmt, opts_utc);
         }
         JobCommand::Put { file } => {
             let text = if file == "-" {
@@ -609,7 +620,7 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
             let v = api
                 .json(api.http.put(api.url(&job_path(&name))).json(&body))
                 .await?;
-            show_job(&v, fmt);
+            show_job(&v, fmt, opts_utc);
         }
         JobCommand::Rm { name, force } => {
             let mut req = api.http.delete(api.url(&job_path(&name)));
@@ -752,7 +763,8 @@ async fn run(cmd: RunCommand, opts: ClientOpts) -> Res<()> {
             if fmt == OutputFormat::Json {
                 print_json(&v);
             } else {
-                print_kv(&v);
+                let zones = zones_for(&api, std::slice::from_ref(&v), opts_utc).await;
+                print_kv(&v, &zones.of(v["job"].as_str().unwrap_or_default()));
             }
         }
         RunCommand::Logs { id, follow } => {

@@ -814,6 +814,17 @@ fn cli_output_for_people_and_scripts() {
     let o = s.cli(&["job", "ls"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("09:00:00 JST"), "{out}");
+    // Key-value views too: the job's zone, to the second; the newest run in one line.
+    let o = s.cli(&["job", "get", "tokyo"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("09:00:00 JST") && !regex_like_micros(&out),
+        "{out}"
+    );
+    assert!(out.contains(&format!("#{id} succeeded")), "{out}");
+    let o = s.cli(&["run", "get", &id.to_string()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(" JST") && !regex_like_micros(&out), "{out}");
 }
 
 /// Whether `text` has an instant with a fraction of a second (`12:34:56.`).
