@@ -1,0 +1,257 @@
+//! Transaction bodies of the write operations, one file per topic with the same names as the
+//! SQLite store's (`jobs`, `fire`, `claim`, `results`, `cluster`, `workers`, `retention`); the
+//! shared steps of creating a run (overlap policy, held runs, folded skips) are here. Each
+//! function runs inside one transaction opened by the caller; any error rolls the whole
+//! operation back.
+//!
+//! Concurrency between nodes: job definitions (and so the dependency graph) change under one
+//! advisory lock; every change of a job's runs that depends on its other runs (overlap policy,
+//! counters, retries, release of held runs, dependency progress) first locks the job's row;
+//! claims skip rows locked by other claimers; a scheduled occurrence is unique per attempt.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tempora_core::dag::{self, find_cycle};
+use tempora_core::job::{JobSpec, ValidationError};
+use tempora_core::policy::{self, Disposition, OverlapAction};
+use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
+use tempora_store::{
+    ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange, JobRecord, Lease,
+    NodeInfo, PutMode, PutOutcome, Retention, RunResult, StoreError, WORKER_FORGET_AFTER,
+    WORKER_STALE_AFTER, WorkerInfo, WorkerStatus, compute_cursor,
+};
+use tokio_postgres::Row;
+
+use crate::pool::{Conn, TxResult};
+use crate::rows::{
+    RUN_COL_COUNT, RUN_COLS, load_job, load_run, lock_job, parse_spec, run_from_row, ts, us,
+};
+
+mod claim;
+mod cluster;
+mod fire;
+mod jobs;
+mod results;
+mod retention;
+mod workers;
+
+pub use claim::*;
+pub use cluster::*;
+pub use fire::*;
+pub use jobs::*;
+pub use results::*;
+pub use retention::*;
+pub use workers::*;
+
+/// Advisory lock key serializing job definition changes (the dependency graph check).
+pub(super) const JOBS_LOCK: i64 = 0x7465_6d70_6f72_6102;
+
+pub(super) fn add(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(d).unwrap_or(t)
+}
+
+pub(super) fn json<T: serde::Serialize + ?Sized>(v: &T) -> TxResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(e.to_string()).into())
+}
+
+pub(super) async fn lock_jobs(c: &Conn) -> TxResult<()> {
+    c.execute("SELECT pg_advisory_xact_lock($1)", &[&JOBS_LOCK])
+        .await?;
+    Ok(())
+}
+
+/// A run row to insert.
+pub(super) struct NewRun<'a> {
+    job: &'a str,
+    trigger: Trigger,
+    origin: Trigger,
+    scheduled_for: Timestamp,
+    attempt: u32,
+    state: RunState,
+    hold: bool,
+    now: Timestamp,
+    not_before: Timestamp,
+    error: Option<&'a str>,
+    overrides: &'a RunOverrides,
+    triggered_by: &'a [i64],
+}
+
+/// Insert a run; None when the occurrence already exists (exactly once).
+pub(super) async fn insert_run(c: &Conn, r: NewRun<'_>) -> TxResult<Option<i64>> {
+    if let Some(id) = fold_skipped(c, &r).await? {
+        return Ok(Some(id));
+    }
+    let overrides = if r.overrides.is_empty() {
+        None
+    } else {
+        Some(json(r.overrides)?)
+    };
+    let finished = r.state.is_final().then_some(us(r.now));
+    let triggered_by = if r.triggered_by.is_empty() {
+        None
+    } else {
+        Some(json(r.triggered_by)?)
+    };
+    let row = c
+        .query_opt(
+            "INSERT INTO runs (job, trigger, origin, scheduled_for, attempt, state, hold, \
+             queued_at, not_before, finished_at, error, overrides, triggered_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (job, scheduled_for, attempt) WHERE origin = 'schedule' DO NOTHING \
+             RETURNING id",
+            &[
+                &r.job,
+                &r.trigger.as_str(),
+                &r.origin.as_str(),
+                &us(r.scheduled_for),
+                &i64::from(r.attempt),
+                &r.state.as_str(),
+                &r.hold,
+                &us(r.now),
+                &us(r.not_before),
+                &finished,
+                &r.error,
+                &overrides,
+                &triggered_by,
+            ],
+        )
+        .await?;
+    Ok(match row {
+        Some(row) => Some(row.try_get(0)?),
+        None => None,
+    })
+}
+
+/// A skipped scheduled occurrence right after another one of the same job (no run of the job
+/// in between) folds into that row: its count goes up and `last_scheduled_for` moves on (the
+/// row keeps the first occurrence's reason). Returns the row's id when folded.
+pub(super) async fn fold_skipped(c: &Conn, r: &NewRun<'_>) -> TxResult<Option<i64>> {
+    if !(r.state == RunState::Skipped && r.origin == Trigger::Schedule && r.attempt == 1) {
+        return Ok(None);
+    }
+    let newest = c
+        .query_opt(
+            "SELECT id, state, origin, attempt, COALESCE(last_scheduled_for, scheduled_for) \
+             FROM runs WHERE job = $1 ORDER BY id DESC LIMIT 1",
+            &[&r.job],
+        )
+        .await?;
+    let Some(row) = newest else {
+        return Ok(None);
+    };
+    let (id, state, origin, attempt, last): (i64, String, String, i64, i64) = (
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+    );
+    if !tempora_store::folds_into(
+        (r.state, r.origin, r.attempt, r.scheduled_for),
+        (&state, &origin, attempt, ts(last)),
+    ) {
+        return Ok(None);
+    }
+    c.execute(
+        "UPDATE runs SET occurrences = occurrences + 1, last_scheduled_for = $2, finished_at = $3 \
+         WHERE id = $1",
+        &[&id, &us(r.scheduled_for), &us(r.now)],
+    )
+    .await?;
+    Ok(Some(id))
+}
+
+/// (active, held) run counts of a job: active = running or claimable queued.
+///
+/// Each is 0 or 1 (whether there is one), not a count: the overlap policies only compare them
+/// with zero, and counting would read every queued run of the job — quadratic when thousands
+/// are queued.
+pub(super) async fn active_counts(c: &Conn, job: &str) -> TxResult<(u64, u64)> {
+    let row = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE job = $1 AND state IN ('queued', 'running') \
+                            AND NOT hold), \
+                    EXISTS (SELECT 1 FROM runs WHERE job = $1 AND state = 'queued' AND hold)",
+            &[&job],
+        )
+        .await?;
+    let active: bool = row.try_get(0)?;
+    let held: bool = row.try_get(1)?;
+    Ok((u64::from(active), u64::from(held)))
+}
+
+/// Ask the job's running runs to stop and cancel its queued ones (`concurrency: replace`).
+pub(super) async fn replace_active(c: &Conn, job: &str, now: Timestamp) -> TxResult<()> {
+    c.execute(
+        "UPDATE runs SET cancel_requested = true WHERE job = $1 AND state = 'running'",
+        &[&job],
+    )
+    .await?;
+    c.execute(
+        "UPDATE runs SET state = 'cancelled', finished_at = $2, \
+         error = 'replaced by a newer run (concurrency: replace)' \
+         WHERE job = $1 AND state = 'queued'",
+        &[&job, &us(now)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Create the run of a new occurrence or trigger under the job's overlap policy (the caller
+/// holds the job's row lock). Returns the id and whether it was queued (false: skipped).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn admit_run(
+    c: &Conn,
+    spec: &JobSpec,
+    trigger: Trigger,
+    scheduled_for: Timestamp,
+    overrides: &RunOverrides,
+    triggered_by: &[i64],
+    how: policy::Admission,
+    now: Timestamp,
+    counts: &mut (u64, u64),
+) -> TxResult<Option<(i64, bool)>> {
+    let base = |state, hold, error| NewRun {
+        job: &spec.name,
+        trigger,
+        origin: trigger,
+        scheduled_for,
+        attempt: 1,
+        state,
+        hold,
+        now,
+        not_before: now,
+        error,
+        overrides,
+        triggered_by,
+    };
+    let action = policy::admit(spec.concurrency, counts.0, counts.1, how);
+    let id = match &action {
+        OverlapAction::Start => insert_run(c, base(RunState::Queued, false, None)).await?,
+        OverlapAction::Hold => insert_run(c, base(RunState::Queued, true, None)).await?,
+        OverlapAction::ReplaceThenStart => {
+            replace_active(c, &spec.name, now).await?;
+            insert_run(c, base(RunState::Queued, false, None)).await?
+        }
+        OverlapAction::Skip(reason) => {
+            insert_run(c, base(RunState::Skipped, false, Some(reason.as_str()))).await?
+        }
+    };
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let queued = match action {
+        OverlapAction::Start | OverlapAction::ReplaceThenStart => {
+            counts.0 += 1;
+            true
+        }
+        OverlapAction::Hold => {
+            counts.1 += 1;
+            true
+        }
+        OverlapAction::Skip(_) => false,
+    };
+    Ok(Some((id, queued)))
+}

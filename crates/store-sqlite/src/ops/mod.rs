@@ -1,0 +1,247 @@
+//! Transaction bodies of the write operations, one file per topic with the same names as the
+//! PostgreSQL store's (`jobs`, `fire`, `claim`, `results`, `cluster`, `workers`, `retention`);
+//! the shared steps of creating a run (overlap policy, held runs, folded skips) are here. Each
+//! function runs inside the writer's transaction (and its own savepoint); any error rolls the
+//! operation back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeMap;
+
+use tempora_core::dag::{self, find_cycle};
+use tempora_core::job::{JobSpec, ValidationError};
+use tempora_core::policy::{self, Disposition, OverlapAction};
+use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
+use tempora_store::{
+    ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange, JobRecord, Lease,
+    NodeInfo, PutMode, PutOutcome, Retention, RunResult, StoreError, StoreResult,
+    WORKER_FORGET_AFTER, WORKER_STALE_AFTER, WorkerInfo, WorkerStatus, compute_cursor,
+};
+
+use crate::rows::{
+    RUN_COL_COUNT, RUN_COLS, db, load_job, load_run, parse_spec, run_from_row, ts, us,
+};
+
+mod claim;
+mod cluster;
+mod fire;
+mod jobs;
+mod results;
+mod retention;
+mod workers;
+
+pub use claim::*;
+pub use cluster::*;
+pub use fire::*;
+pub use jobs::*;
+pub use results::*;
+pub use retention::*;
+pub use workers::*;
+
+pub(super) fn add(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(d).unwrap_or(t)
+}
+
+/// A run row to insert.
+pub(super) struct NewRun<'a> {
+    job: &'a str,
+    trigger: Trigger,
+    origin: Trigger,
+    scheduled_for: Timestamp,
+    attempt: u32,
+    state: RunState,
+    hold: bool,
+    now: Timestamp,
+    not_before: Timestamp,
+    error: Option<&'a str>,
+    overrides: &'a RunOverrides,
+    triggered_by: &'a [i64],
+}
+
+/// Insert a run; None when the occurrence already exists (exactly once).
+pub(super) fn insert_run(c: &Connection, r: NewRun<'_>) -> StoreResult<Option<i64>> {
+    if let Some(id) = fold_skipped(c, &r)? {
+        return Ok(Some(id));
+    }
+    let overrides = if r.overrides.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(r.overrides).map_err(|e| StoreError::Backend(e.to_string()))?)
+    };
+    let finished = r.state.is_final().then_some(us(r.now));
+    let triggered_by = if r.triggered_by.is_empty() {
+        None
+    } else {
+        Some(
+            serde_json::to_string(r.triggered_by)
+                .map_err(|e| StoreError::Backend(e.to_string()))?,
+        )
+    };
+    c.prepare_cached(
+        "INSERT OR IGNORE INTO runs (job, trigger, origin, scheduled_for, attempt, state, hold, \
+         queued_at, not_before, finished_at, error, overrides, triggered_by) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
+    )
+    .map_err(db)?
+    .query_row(
+        params![
+            r.job,
+            r.trigger.as_str(),
+            r.origin.as_str(),
+            us(r.scheduled_for),
+            r.attempt,
+            r.state.as_str(),
+            r.hold,
+            us(r.now),
+            us(r.not_before),
+            finished,
+            r.error,
+            overrides,
+            triggered_by
+        ],
+        |row| row.get(0),
+    )
+    .optional()
+    .map_err(db)
+}
+
+/// A skipped scheduled occurrence right after another one of the same job (no run of the job
+/// in between) folds into that row: its count goes up and `last_scheduled_for` moves on (the
+/// row keeps the first occurrence's reason). Returns the row's id when folded.
+pub(super) fn fold_skipped(c: &Connection, r: &NewRun<'_>) -> StoreResult<Option<i64>> {
+    if !(r.state == RunState::Skipped && r.origin == Trigger::Schedule && r.attempt == 1) {
+        return Ok(None);
+    }
+    let newest: Option<(i64, String, String, i64, i64)> = c
+        .prepare_cached(
+            "SELECT id, state, origin, attempt, COALESCE(last_scheduled_for, scheduled_for) \
+             FROM runs WHERE job = ?1 ORDER BY id DESC LIMIT 1",
+        )
+        .map_err(db)?
+        .query_row([r.job], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
+        })
+        .optional()
+        .map_err(db)?;
+    let Some((id, state, origin, attempt, last)) = newest else {
+        return Ok(None);
+    };
+    if !tempora_store::folds_into(
+        (r.state, r.origin, r.attempt, r.scheduled_for),
+        (&state, &origin, attempt, ts(last)),
+    ) {
+        return Ok(None);
+    }
+    c.prepare_cached(
+        "UPDATE runs SET occurrences = occurrences + 1, last_scheduled_for = ?2, finished_at = ?3 \
+         WHERE id = ?1",
+    )
+    .map_err(db)?
+    .execute(params![id, us(r.scheduled_for), us(r.now)])
+    .map_err(db)?;
+    Ok(Some(id))
+}
+
+/// (active, held) run counts of a job: active = running or claimable queued.
+///
+/// Each is 0 or 1 (whether there is one), not a count: the overlap policies only compare them
+/// with zero, and counting would read every queued run of the job — quadratic when thousands
+/// are queued. Both lookups stop at the first index entry.
+pub(super) fn active_counts(c: &Connection, job: &str) -> StoreResult<(u64, u64)> {
+    c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM runs WHERE job = ?1 AND state IN ('queued', 'running') \
+                        AND hold = 0), \
+                EXISTS (SELECT 1 FROM runs WHERE job = ?1 AND state = 'queued' AND hold = 1)",
+    )
+    .map_err(db)?
+    .query_row([job], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+    .map(|(a, h)| (a.max(0) as u64, h.max(0) as u64))
+    .map_err(db)
+}
+
+/// Ask the job's running runs to stop and cancel its queued ones (`concurrency: replace`).
+pub(super) fn replace_active(c: &Connection, job: &str, now: Timestamp) -> StoreResult<()> {
+    c.prepare_cached("UPDATE runs SET cancel_requested = 1 WHERE job = ?1 AND state = 'running'")
+        .map_err(db)?
+        .execute([job])
+        .map_err(db)?;
+    c.prepare_cached(
+        "UPDATE runs SET state = 'cancelled', finished_at = ?2, \
+         error = 'replaced by a newer run (concurrency: replace)' \
+         WHERE job = ?1 AND state = 'queued'",
+    )
+    .map_err(db)?
+    .execute(params![job, us(now)])
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Create the run of a new occurrence or trigger under the job's overlap policy.
+/// Returns the id and whether it was queued (false: skipped).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn admit_run(
+    c: &Connection,
+    spec: &JobSpec,
+    trigger: Trigger,
+    scheduled_for: Timestamp,
+    overrides: &RunOverrides,
+    triggered_by: &[i64],
+    how: policy::Admission,
+    now: Timestamp,
+    counts: &mut (u64, u64),
+) -> StoreResult<Option<(i64, bool)>> {
+    let base = |state, hold, error| NewRun {
+        job: &spec.name,
+        trigger,
+        origin: trigger,
+        scheduled_for,
+        attempt: 1,
+        state,
+        hold,
+        now,
+        not_before: now,
+        error,
+        overrides,
+        triggered_by,
+    };
+    let action = policy::admit(spec.concurrency, counts.0, counts.1, how);
+    let id = match &action {
+        OverlapAction::Start => insert_run(c, base(RunState::Queued, false, None))?,
+        OverlapAction::Hold => insert_run(c, base(RunState::Queued, true, None))?,
+        OverlapAction::ReplaceThenStart => {
+            replace_active(c, &spec.name, now)?;
+            insert_run(c, base(RunState::Queued, false, None))?
+        }
+        OverlapAction::Skip(reason) => {
+            insert_run(c, base(RunState::Skipped, false, Some(reason.as_str())))?
+        }
+    };
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let queued = match action {
+        OverlapAction::Start | OverlapAction::ReplaceThenStart => {
+            counts.0 += 1;
+            true
+        }
+        OverlapAction::Hold => {
+            counts.1 += 1;
+            true
+        }
+        OverlapAction::Skip(_) => false,
+    };
+    Ok(Some((id, queued)))
+}
+
+/// SQL condition: the selector of job `j` is contained in the labels given as JSON in `?5`.
+pub(super) const SELECTOR_MATCHES: &str = "NOT EXISTS (SELECT 1 FROM json_each(j.spec, '$.selector') s \
+     WHERE NOT EXISTS (SELECT 1 FROM json_each(?5) l WHERE l.key = s.key AND l.value = s.value))";
