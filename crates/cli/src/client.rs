@@ -498,14 +498,7 @@ fn show_job(v: &Value, fmt: OutputFormat, utc: bool) {
             obj.insert(k, val);
         }
     }
-    print_kv(&flat, &zone(v["timezone"].as_str(), utc));
-}
-
-/// `zone` (a job's `timezone`), or UTC with `--utc` or when it is unknown.
-fn zone(zone: Option<&str>, utc: bool) -> jiff::tz::TimeZone {
-    zone.filter(|_| !utc)
-        .and_then(|z| jiff::tz::TimeZone::get(z).ok())
-        .unwrap_or(jiff::tz::TimeZone::UTC)
+    print_kv(&flat, &crate::view::zone(v["timezone"].as_str(), utc));
 }
 
 /// The zones to show `runs` in: each job's own (read from the server once per job), or UTC.
@@ -578,7 +571,7 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
                             .to_owned(),
                             crate::view::when(
                                 &j["status"]["next_fire_at"],
-                                &zone(j["timezone"].as_str(), opts_utc),
+                                &crate::view::zone(j["timezone"].as_str(), opts_utc),
                             ),
                             s(&j["status"]["success_count"]),
                             s(&j["status"]["error_count"]),
@@ -702,7 +695,10 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
                         Value::Null => println!("resumed job {name}"),
                         _ => println!(
                             "resumed job {name}; next run {}",
-                            crate::view::when(next, &zone(v["timezone"].as_str(), opts_utc))
+                            crate::view::when(
+                                next,
+                                &crate::view::zone(v["timezone"].as_str(), opts_utc)
+                            )
                         ),
                     }
                 }

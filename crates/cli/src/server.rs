@@ -705,7 +705,6 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(p) = pool_task {
         let _ = p.await;
     }
-    tempora_worker::contain::cleanup();
     http_stop.cancel();
     // Streaming clients (log follow) get a moment to finish, then are dropped.
     if tokio::time::timeout(Duration::from_secs(3), http_task)

@@ -32,13 +32,7 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
                 text.push_str(&format!("{c:<w$}  ", w = widths[i]));
             }
         }
-        let text = text.trim_end();
-        if text.chars().count() > MAX_WIDTH {
-            out.extend(text.chars().take(MAX_WIDTH - 1));
-            out.push('…');
-        } else {
-            out.push_str(text);
-        }
+        out.push_str(&cut(text.trim_end(), MAX_WIDTH));
         out.push('\n');
     };
     line(headers.iter().map(|h| (*h).to_owned()).collect(), &mut out);
@@ -91,6 +85,13 @@ pub fn duration(d: std::time::Duration) -> String {
     }
 }
 
+/// `zone` (a job's `timezone`), or UTC with `--utc` or when it is unknown.
+pub fn zone(zone: Option<&str>, utc: bool) -> TimeZone {
+    zone.filter(|_| !utc)
+        .and_then(|z| TimeZone::get(z).ok())
+        .unwrap_or(TimeZone::UTC)
+}
+
 /// Zones of jobs, for showing their runs' instants: `--utc`, or each job's own `timezone`.
 pub struct Zones {
     utc: bool,
@@ -107,10 +108,8 @@ impl Zones {
     }
 
     /// Remember `job`'s zone (its `timezone` field).
-    pub fn learn(&mut self, job: &str, zone: &str) {
-        if let Ok(tz) = TimeZone::get(zone) {
-            self.by_job.insert(job.to_owned(), tz);
-        }
+    pub fn learn(&mut self, job: &str, tz: &str) {
+        self.by_job.insert(job.to_owned(), zone(Some(tz), false));
     }
 
     /// Whether `job`'s zone is still unknown (and wanted).
@@ -120,10 +119,10 @@ impl Zones {
 
     /// The zone to show `job`'s instants in.
     pub fn of(&self, job: &str) -> TimeZone {
-        if self.utc {
-            return TimeZone::UTC;
+        match self.by_job.get(job) {
+            Some(tz) if !self.utc => tz.clone(),
+            _ => TimeZone::UTC,
         }
-        self.by_job.get(job).cloned().unwrap_or(TimeZone::UTC)
     }
 }
 

@@ -527,7 +527,6 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
     };
     let pool = WorkerPool::new(source, config, Arc::new(Notify::new()));
     pool.run(shutdown).await;
-    tempora_worker::contain::cleanup();
     tracing::info!(message = "tempora worker stopped");
     Ok(())
 }

@@ -109,7 +109,7 @@ async fn prepare(s: &AppState, caller: &Caller, req: ApplyRequest) -> ApiResult<
                 }
             }
         }
-        if let Err(e) = crate::jobs::check_fires_again(s, spec).await {
+        if let Err(e) = crate::jobs::check_fires_again(spec, current.get(&spec.name)) {
             problems.push(described(&spec.name, &e));
         }
     }
@@ -128,7 +128,7 @@ async fn prepare(s: &AppState, caller: &Caller, req: ApplyRequest) -> ApiResult<
         }
     };
     for spec in &mut plan.puts {
-        if let Err(e) = crate::jobs::seal_secrets(s, spec).await {
+        if let Err(e) = crate::jobs::seal_secrets(s, spec, current.get(&spec.name)) {
             problems.push(described(&spec.name, &e));
         }
     }

@@ -107,8 +107,9 @@ async fn write(
     tempora_core::chronos::tidy(&mut spec);
     spec.validate()?;
     check_run_as(&spec, caller)?;
-    check_fires_again(s, &spec).await?;
-    seal_secrets(s, &mut spec).await?;
+    let stored = stored_if_needed(s, &spec).await?;
+    check_fires_again(&spec, stored.as_ref())?;
+    seal_secrets(s, &mut spec, stored.as_ref())?;
     let out = s.store.put_job(spec, mode, Timestamp::now()).await?;
     s.scheduler.job_changed(&out.record.spec.name);
     tracing::info!(message = "job saved", job = %out.record.spec.name, created = out.created);
@@ -123,19 +124,32 @@ async fn write(
     ))
 }
 
+/// The stored job of the same name, read only when the checks below need it: a secret sent as
+/// `***` (keep the stored value), or a schedule with no occurrence left (kept if unchanged).
+pub(crate) async fn stored_if_needed(s: &AppState, spec: &JobSpec) -> ApiResult<Option<JobSpec>> {
+    let now = Timestamp::now();
+    let keeps_secret = spec.secrets.values().any(|v| v == MASK);
+    let no_occurrence = spec.schedule.is_some()
+        && tempora_store::first_occurrence(spec, now, now)
+            .map(|o| o.is_none())
+            .unwrap_or(false);
+    if !keeps_secret && !no_occurrence {
+        return Ok(None);
+    }
+    Ok(s.store.get_job(&spec.name).await?.map(|r| r.spec))
+}
+
 /// A schedule with no occurrence left (an `@at`, or a finite ISO 8601 series, wholly in the
 /// past — further back than `epsilon`, within which a missed occurrence still starts) is refused
 /// when it is new: the job would be stored and never fire. The same schedule already stored (an
 /// exported job applied again after it fired) is kept as it is. (The Chronos API accepts such
 /// jobs, as Chronos does.)
-pub(crate) async fn check_fires_again(s: &AppState, spec: &JobSpec) -> ApiResult<()> {
+pub(crate) fn check_fires_again(spec: &JobSpec, stored: Option<&JobSpec>) -> ApiResult<()> {
     let now = Timestamp::now();
     if spec.schedule.is_none() || tempora_store::first_occurrence(spec, now, now)?.is_some() {
         return Ok(());
     }
-    let stored = s.store.get_job(&spec.name).await?;
-    if stored.is_some_and(|r| r.spec.schedule == spec.schedule && r.spec.timezone == spec.timezone)
-    {
+    if stored.is_some_and(|r| r.schedule == spec.schedule && r.timezone == spec.timezone) {
         return Ok(());
     }
     Err(ApiError::field(
@@ -167,19 +181,13 @@ pub fn masked(spec: &JobSpec) -> std::borrow::Cow<'_, JobSpec> {
 
 /// Seal the secret values of `spec` for the store: a new value is sealed; `***` keeps the
 /// stored value of that name (so that an export applies back unchanged).
-pub(crate) async fn seal_secrets(s: &AppState, spec: &mut JobSpec) -> ApiResult<()> {
-    if spec.secrets.is_empty() {
-        return Ok(());
-    }
-    let stored = if spec.secrets.values().any(|v| v == MASK) {
-        s.store
-            .get_job(&spec.name)
-            .await?
-            .map(|r| r.spec.secrets)
-            .unwrap_or_default()
-    } else {
-        Default::default()
-    };
+pub(crate) fn seal_secrets(
+    s: &AppState,
+    spec: &mut JobSpec,
+    stored: Option<&JobSpec>,
+) -> ApiResult<()> {
+    let none = Default::default();
+    let stored = stored.map_or(&none, |j| &j.secrets);
     let job = spec.name.clone();
     for (name, value) in spec.secrets.iter_mut() {
         if value == MASK {

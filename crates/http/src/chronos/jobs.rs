@@ -267,7 +267,8 @@ pub(super) async fn save(
     let now = Timestamp::now();
     let mut spec = chronos::to_spec(&doc, existing.as_ref().map(|e| &e.spec), now, endpoint)?;
     crate::jobs::check_run_as(&spec, caller)?;
-    crate::jobs::seal_secrets(s, &mut spec).await?;
+    let stored = existing.as_ref().map(|r| &r.spec);
+    crate::jobs::seal_secrets(s, &mut spec, stored)?;
     let out = s.store.put_job(spec, PutMode::Upsert, now).await?;
     s.scheduler.job_changed(&out.record.spec.name);
     tracing::info!(message = "job saved (Chronos API)", job = %out.record.spec.name, created = out.created);
