@@ -4,7 +4,7 @@
 //! `--config FILE` (or `TEMPORA_CONFIG`) names the file. Each key is the flag's name with `_`
 //! for `-` (`data_dir`, `listen`, `local_slots`, `local_labels`, `node_id`, `log_format`, `shutdown_grace`,
 //! `kill_grace`, `lease_ttl`, `max_log_bytes`, `sqlite_cache_mib`, `sqlite_synchronous`, `database_url`, `leader_lease_ttl`,
-//! `leader_renew_every`, `no_leader`, `claim_poll_every`, `database_pool_size`,
+//! `leader_renew_every`, `no_leader`, `max_clock_offset`, `claim_poll_every`, `database_pool_size`,
 //! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`, `job_metrics_max`, `admin_token_file`, `secret_key_file`,
 //! `cors_origin`, `allowed_host`, `metrics_public`, `pass_env`, `containment`, `tls_cert`, `tls_key`,
 //! `client_ca`). The file's values are exported as the matching
@@ -14,7 +14,7 @@
 use std::ffi::OsString;
 
 /// Keys the file may hold, with their environment variables.
-const KEYS: [(&str, &str); 33] = [
+const KEYS: [(&str, &str); 34] = [
     ("data_dir", "TEMPORA_DATA_DIR"),
     ("listen", "TEMPORA_LISTEN"),
     ("local_slots", "TEMPORA_LOCAL_SLOTS"),
@@ -31,6 +31,7 @@ const KEYS: [(&str, &str); 33] = [
     ("leader_lease_ttl", "TEMPORA_LEADER_LEASE_TTL"),
     ("leader_renew_every", "TEMPORA_LEADER_RENEW_EVERY"),
     ("no_leader", "TEMPORA_NO_LEADER"),
+    ("max_clock_offset", "TEMPORA_MAX_CLOCK_OFFSET"),
     ("claim_poll_every", "TEMPORA_CLAIM_POLL_EVERY"),
     ("database_pool_size", "TEMPORA_DATABASE_POOL_SIZE"),
     ("keep_runs", "TEMPORA_KEEP_RUNS"),

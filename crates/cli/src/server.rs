@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use jiff::Timestamp;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tempora_scheduler::leader::{LeaderConfig, run_elector};
 use tempora_scheduler::retention::{RetentionConfig, run_retention};
@@ -100,6 +99,12 @@ pub struct ServerArgs {
     /// How often the leader renews its lease, and other nodes try to take it.
     #[arg(long, env = "TEMPORA_LEADER_RENEW_EVERY", default_value = "1s", value_parser = parse_duration)]
     pub leader_renew_every: Duration,
+    /// Cluster: the largest offset of this node's clock to the database's at which it may
+    /// lead. Every node runs on the database's clock whatever its own says (measured at each
+    /// renewal); a node further off, or whose offset cannot be measured, does not take the
+    /// lease, and a leader drifting past it steps down. A WARN is logged past half of it.
+    #[arg(long, env = "TEMPORA_MAX_CLOCK_OFFSET", default_value = "2s", value_parser = parse_duration)]
+    pub max_clock_offset: Duration,
     /// Labels of the local worker pool, `k=v,k2=v2` (default none): a job with a `selector`
     /// runs locally only if these labels satisfy it.
     #[arg(long, env = "TEMPORA_LOCAL_LABELS", default_value = "", value_parser = parse_labels)]
@@ -309,6 +314,10 @@ fn describe_metrics() {
         "Times this node became the leader"
     );
     describe_gauge!("tempora_is_leader", "1 while this node is the leader");
+    describe_gauge!(
+        "tempora_clock_offset_seconds",
+        "This node's clock offset to the database's (database minus node; cluster only)"
+    );
     describe_gauge!("tempora_jobs", "Jobs stored");
     describe_gauge!("tempora_runs_queued", "Runs waiting for a worker slot");
     describe_gauge!(
@@ -421,6 +430,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             args.leader_lease_ttl
         );
     }
+    if args.max_clock_offset.is_zero() {
+        anyhow::bail!("--max-clock-offset must be above zero (default 2s)");
+    }
     let options = StoreOptions {
         max_log_bytes: args.max_log_bytes,
     };
@@ -448,6 +460,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             "sqlite",
         ),
     };
+    // On the database's clock before anything is written or scheduled.
+    if let Some(offset) = tempora_scheduler::leader::sync_clock(store.as_ref()).await {
+        tracing::info!(
+            message = "following the database's clock",
+            offset_ms = tempora_store::clock::millis(offset)
+        );
+    }
     let token_file = args
         .admin_token_file
         .clone()
@@ -486,7 +505,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .recover_worker(
             &local_worker,
             "lost: the server stopped while the run was going",
-            Timestamp::now(),
+            tempora_store::clock::now(),
         )
         .await
         .context("cannot recover runs of the previous start")?;
@@ -520,6 +539,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             ttl: args.leader_lease_ttl,
             renew_every: args.leader_renew_every,
             eligible: !args.no_leader,
+            max_clock_offset: args.max_clock_offset,
+            clock: tempora_store::clock::system(),
         },
         leader_tx,
         elector_stop.clone(),
@@ -530,6 +551,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         Duration::from_secs(5).min(args.lease_ttl),
         args.lease_ttl,
         work_ready.clone(),
+        tempora_store::clock::system(),
         leadership.clone(),
         shutdown.child_token(),
     ));
@@ -563,6 +585,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                     slots: u32::try_from(args.local_slots).unwrap_or(u32::MAX),
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     address: Some(advertise.clone()),
+                    clock_offset: None,
                 }),
         );
         let config = PoolConfig {
@@ -590,7 +613,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         job_metrics_max: args.job_metrics_max,
         prometheus: Some(prometheus),
         started: Instant::now(),
-        started_at: Timestamp::now(),
+        started_at: tempora_store::clock::now(),
         node_id: node_id.clone(),
         advertise,
         leadership,

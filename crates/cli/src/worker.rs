@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tempora_http::workers::{
     ClaimRequest, ClaimResponse, FinishRequest, HeartbeatRequest, HeartbeatResponse,
-    RegisterResponse,
+    RegisterResponse, TIME_HEADER,
 };
 use tempora_store::{ClaimedRun, RunResult, WorkerInfo};
 use tempora_worker::pool::{PoolConfig, WorkerPool};
@@ -207,6 +207,9 @@ impl HttpSource {
             };
             let sent = std::time::Instant::now();
             let answer = req.send().await;
+            if let Ok(resp) = &answer {
+                follow_server_clock(resp, sent);
+            }
             // Every request and its outcome, for post-mortems of a worker that stalls.
             tracing::debug!(
                 message = "worker request",
@@ -266,7 +269,7 @@ impl HttpSource {
     /// Register with a server; returns its answer (lease TTL, heartbeat interval). `Err(true,
     /// …)`: refused for good (the token is not accepted, or the id is another token's).
     pub async fn register(&self) -> Result<RegisterResponse, (bool, String)> {
-        let body = serde_json::to_vec(&self.info).map_err(|e| (true, e.to_string()))?;
+        let body = serde_json::to_vec(&self.info()).map_err(|e| (true, e.to_string()))?;
         match self
             .post("/register", Body::Json(body), REQUEST_TIMEOUT)
             .await
@@ -284,9 +287,45 @@ impl HttpSource {
         }
     }
 
+    /// What this worker reports of itself, with its clock's offset to the servers' now.
+    fn info(&self) -> WorkerInfo {
+        WorkerInfo {
+            clock_offset: tempora_store::clock::offset(),
+            ..self.info.clone()
+        }
+    }
+
     fn path_id(&self) -> String {
         encode_segment(&self.info.id)
     }
+}
+
+/// Longest request whose answer is taken as a reading of the server's clock. A held claim
+/// (long poll) is stamped when it ends, up to 30 s after it was sent: the middle of that
+/// window says nothing useful, so such answers are passed over (a claim answered at once
+/// counts).
+const MAX_CLOCK_SAMPLE_ROUND_TRIP: Duration = Duration::from_millis(500);
+
+/// Take the server's time in an answer ([`TIME_HEADER`]) as a reading of the reference clock:
+/// the runs' times this worker reports follow the cluster's clock, not its own.
+fn follow_server_clock(resp: &reqwest::Response, sent: std::time::Instant) {
+    let received = std::time::Instant::now();
+    if received.duration_since(sent) > MAX_CLOCK_SAMPLE_ROUND_TRIP {
+        return;
+    }
+    let Some(reference) = resp
+        .headers()
+        .get(TIME_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<jiff::Timestamp>().ok())
+    else {
+        return;
+    };
+    tempora_store::clock::observe(tempora_core::clock::Sample {
+        sent,
+        received,
+        reference,
+    });
 }
 
 enum Body<'a> {
@@ -327,7 +366,7 @@ impl RunSource for HttpSource {
             .map(|h| h.iter().copied().collect())
             .unwrap_or_default();
         let req = ClaimRequest {
-            worker: self.info.clone(),
+            worker: self.info(),
             max,
             wait_ms: CLAIM_WAIT.as_millis() as u64,
             held,
@@ -347,7 +386,7 @@ impl RunSource for HttpSource {
 
     async fn heartbeat(&self, run_ids: &[i64]) -> Result<Vec<i64>, SourceError> {
         let req = HeartbeatRequest {
-            worker: self.info.clone(),
+            worker: self.info(),
             runs: run_ids.to_vec(),
         };
         let resp: HeartbeatResponse = self
@@ -461,6 +500,7 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
         slots: u32::try_from(slots).unwrap_or(u32::MAX),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         address: Some(hostname()),
+        clock_offset: None,
     };
     let token = worker_token(&args)?;
     let source = Arc::new(HttpSource::new(

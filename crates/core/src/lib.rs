@@ -4,6 +4,7 @@
 //! - [`apply`]: the plan of `tempora apply` (creates, updates with their field changes, prunes,
 //!   and every reason a set of job files cannot be applied);
 //! - [`auth`]: roles, what each allows, token names and hashes;
+//! - [`clock`]: estimating a reference clock (the database's) from timed readings;
 //! - [`schedule`]: parsing of every schedule form (Unix cron, Quartz cron, macros, `@every`, `@at`,
 //!   ISO 8601 repeating intervals) and the next-fire-time math with DST rules;
 //! - [`chronos`]: the Chronos job JSON, task ids and zone ids, mapped to tempora's model;
@@ -19,6 +20,7 @@
 pub mod apply;
 pub mod auth;
 pub mod chronos;
+pub mod clock;
 pub mod crontab;
 pub mod dag;
 pub mod duration;

@@ -13,7 +13,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
 use axum::{Extension, Json};
-use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tempora_core::apply::{Action, Desired, Plan};
@@ -178,7 +177,11 @@ pub async fn apply(
 ) -> ApiResult<Response> {
     let plan = prepare(&s, &caller, parse(&body)?).await?;
     s.store
-        .apply_jobs(plan.puts.clone(), plan.deletes.clone(), Timestamp::now())
+        .apply_jobs(
+            plan.puts.clone(),
+            plan.deletes.clone(),
+            tempora_store::clock::now(),
+        )
         .await?;
     for spec in &plan.puts {
         s.scheduler.job_changed(&spec.name);

@@ -110,7 +110,10 @@ async fn write(
     let stored = stored_if_needed(s, &spec).await?;
     check_fires_again(&spec, stored.as_ref())?;
     seal_secrets(s, &mut spec, stored.as_ref())?;
-    let out = s.store.put_job(spec, mode, Timestamp::now()).await?;
+    let out = s
+        .store
+        .put_job(spec, mode, tempora_store::clock::now())
+        .await?;
     s.scheduler.job_changed(&out.record.spec.name);
     tracing::info!(message = "job saved", job = %out.record.spec.name, created = out.created);
     let status = if out.created {
@@ -127,7 +130,7 @@ async fn write(
 /// The stored job of the same name, read only when the checks below need it: a secret sent as
 /// `***` (keep the stored value), or a schedule with no occurrence left (kept if unchanged).
 pub(crate) async fn stored_if_needed(s: &AppState, spec: &JobSpec) -> ApiResult<Option<JobSpec>> {
-    let now = Timestamp::now();
+    let now = tempora_store::clock::now();
     let keeps_secret = spec.secrets.values().any(|v| v == MASK);
     let no_occurrence = spec.schedule.is_some()
         && tempora_store::first_occurrence(spec, now, now)
@@ -145,7 +148,7 @@ pub(crate) async fn stored_if_needed(s: &AppState, spec: &JobSpec) -> ApiResult<
 /// exported job applied again after it fired) is kept as it is. (The Chronos API accepts such
 /// jobs, as Chronos does.)
 pub(crate) fn check_fires_again(spec: &JobSpec, stored: Option<&JobSpec>) -> ApiResult<()> {
-    let now = Timestamp::now();
+    let now = tempora_store::clock::now();
     if spec.schedule.is_none() || tempora_store::first_occurrence(spec, now, now)?.is_some() {
         return Ok(());
     }
@@ -341,7 +344,10 @@ pub async fn delete(
 
 async fn set_paused(s: &AppState, name: &str, paused: bool) -> ApiResult<Json<Value>> {
     path_name(name)?;
-    let rec = s.store.set_paused(name, paused, Timestamp::now()).await?;
+    let rec = s
+        .store
+        .set_paused(name, paused, tempora_store::clock::now())
+        .await?;
     s.scheduler.job_changed(name);
     tracing::info!(message = if paused { "job paused" } else { "job resumed" }, job = %name);
     // The same view as GET: with the job's last run.
@@ -411,7 +417,7 @@ pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<
     };
     let tz = parse_timezone(tz_name)
         .map_err(|e| ApiError::field("invalid_timezone", "timezone", e.message))?;
-    let now = Timestamp::now();
+    let now = tempora_store::clock::now();
     let after = match &req.after {
         Some(a) => parse_instant("after", a)?,
         None => now,

@@ -140,6 +140,7 @@ fn worker_routes() -> Router<Arc<AppState>> {
         .route("/{id}/runs/{run}/log", post(workers::append_log))
         .route("/{id}/finish", post(workers::finish))
         .layer(DefaultBodyLimit::max(workers::MAX_WORKER_BODY))
+        .layer(middleware::map_response(workers::stamp_time))
 }
 
 async fn not_found(req: Request) -> ApiError {

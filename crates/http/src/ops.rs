@@ -74,7 +74,7 @@ pub async fn metrics(
         metrics::gauge!("tempora_runs_running").set(c.running as f64);
         metrics::gauge!("tempora_jobs").set(c.jobs as f64);
     }
-    let now = jiff::Timestamp::now();
+    let now = tempora_store::clock::now();
     if let (Ok(queued), Ok(workers)) = (
         s.store.queued_by_selector(now).await,
         s.store.list_workers(now).await,
@@ -155,7 +155,8 @@ fn job_series(jobs: &[tempora_store::JobMetrics]) -> String {
     out
 }
 
-/// `GET /api/v1/status`: version, node, uptime, counts.
+/// `GET /api/v1/status`: version, node, uptime, leadership, this node's clock offset to the
+/// database's (`null` without one), counts.
 pub async fn status(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
     let counts = s.store.counts().await?;
     Ok(Json(json!({
@@ -165,6 +166,7 @@ pub async fn status(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
         "uptime_seconds": s.started.elapsed().as_secs(),
         "store": s.store_kind,
         "leader": s.leadership.borrow().is_some(),
+        "clock_offset_ms": tempora_store::clock::offset().map(tempora_store::clock::millis),
         "counts": counts,
     })))
 }
@@ -172,7 +174,7 @@ pub async fn status(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
 /// `GET /api/v1/cluster`: this node, the leader (lease holder, epoch, lease expiry), every
 /// node seen (with whether it is alive) and every worker (labels, slots, running runs).
 pub async fn cluster(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    let view = s.store.cluster_view(jiff::Timestamp::now()).await?;
+    let view = s.store.cluster_view(tempora_store::clock::now()).await?;
     let timeout = jiff::SignedDuration::try_from(s.node_timeout).unwrap_or_default();
     let leader = view.lease.as_ref().filter(|l| l.expires_at > view.now);
     let nodes: Vec<Value> = view
@@ -183,6 +185,7 @@ pub async fn cluster(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
                 "id": n.id,
                 "address": n.address,
                 "last_seen": n.last_seen,
+                "clock_offset_ms": n.clock_offset.map(tempora_store::clock::millis),
                 "alive": view.now.duration_since(n.last_seen) <= timeout,
                 "leader": leader.is_some_and(|l| l.node == n.id),
             })
@@ -197,7 +200,7 @@ pub async fn cluster(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
         })),
         "epoch": view.lease.as_ref().map(|l| l.epoch),
         "nodes": nodes,
-        "workers": s.store.list_workers(jiff::Timestamp::now()).await?,
+        "workers": s.store.list_workers(tempora_store::clock::now()).await?,
     })))
 }
 

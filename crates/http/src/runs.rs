@@ -222,7 +222,7 @@ pub async fn trigger(
     };
     let run = s
         .store
-        .trigger_run(&name, overrides, body.force, Timestamp::now())
+        .trigger_run(&name, overrides, body.force, tempora_store::clock::now())
         .await?;
     s.work_ready.notify_one();
     tracing::info!(message = "run triggered", job = %name, run_id = run.id, state = %run.state);
@@ -253,7 +253,7 @@ pub async fn get(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> ApiR
 /// (not due yet, no worker it may go to, every such worker busy).
 pub(crate) async fn with_waiting(s: &AppState, runs: &[Run]) -> ApiResult<Vec<Value>> {
     use tempora_core::run::RunState;
-    let now = Timestamp::now();
+    let now = tempora_store::clock::now();
     let mut workers: Option<Vec<tempora_store::WorkerStatus>> = None;
     let mut selectors: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut out = Vec::with_capacity(runs.len());
@@ -296,7 +296,10 @@ fn run_id(s: &str) -> ApiResult<i64> {
 /// `POST /api/v1/runs/{id}/cancel`.
 pub async fn cancel(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = run_id(&id)?;
-    let run = s.store.request_cancel(id, Timestamp::now()).await?;
+    let run = s
+        .store
+        .request_cancel(id, tempora_store::clock::now())
+        .await?;
     s.stops_requested.notify_one();
     tracing::info!(message = "cancel requested", run_id = id, state = %run.state);
     let note = AuditNote {

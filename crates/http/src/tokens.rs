@@ -72,7 +72,7 @@ fn expiry(text: &str, now: Timestamp) -> ApiResult<Timestamp> {
 
 /// `GET /api/v1/tokens`: every token (revoked ones too), never a secret or a hash.
 pub async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
-    let now = Timestamp::now();
+    let now = tempora_store::clock::now();
     let tokens: Vec<Value> = state
         .store
         .list_tokens()
@@ -101,7 +101,7 @@ pub async fn create(
         .map_err(|e: tempora_core::auth::UnknownRole| {
             ApiError::field("invalid_value", "role", e.to_string())
         })?;
-    let now = Timestamp::now();
+    let now = tempora_store::clock::now();
     let expires_at = req.expires.as_deref().map(|e| expiry(e, now)).transpose()?;
     let active = state
         .store
@@ -171,7 +171,10 @@ pub async fn revoke(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
 ) -> ApiResult<Response> {
-    let record = state.store.revoke_token(&key, Timestamp::now()).await;
+    let record = state
+        .store
+        .revoke_token(&key, tempora_store::clock::now())
+        .await;
     // Emptied whatever the outcome: nothing stale survives a revocation attempt.
     state.auth_cache.tokens_changed();
     let record = record?;

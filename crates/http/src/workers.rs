@@ -48,6 +48,19 @@ pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(30);
 /// How often a held claim looks for work when not woken.
 const CLAIM_POLL: Duration = Duration::from_millis(50);
 
+/// The header every worker-protocol answer carries: the server's time (RFC 3339, on the
+/// database's clock in a cluster). A worker follows it, so the times it reports are the
+/// cluster's whatever its own clock says.
+pub const TIME_HEADER: &str = "tempora-time";
+
+/// Stamp an answer with [`TIME_HEADER`], as late as possible.
+pub async fn stamp_time(mut resp: Response) -> Response {
+    if let Ok(v) = axum::http::HeaderValue::from_str(&tempora_store::clock::now().to_string()) {
+        resp.headers_mut().insert(TIME_HEADER, v);
+    }
+    resp
+}
+
 /// Answer to a registration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RegisterResponse {
@@ -220,7 +233,10 @@ pub struct WorkerList {
 /// `GET /api/v1/workers`: the registered workers, their labels, slots, last contact and running
 /// counts.
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<WorkerList>, ApiError> {
-    let workers = state.store.list_workers(Timestamp::now()).await?;
+    let workers = state
+        .store
+        .list_workers(tempora_store::clock::now())
+        .await?;
     Ok(Json(WorkerList { workers }))
 }
 
@@ -233,7 +249,7 @@ pub async fn register(
 ) -> Result<Json<RegisterResponse>, ApiError> {
     let id = info.id.clone();
     check_worker(&id, &info)?;
-    let now = Timestamp::now();
+    let now = tempora_store::clock::now();
     // `<node>/local` is a server's own pool: no token may act as it.
     if id.to_ascii_lowercase().ends_with("/local") {
         return Err(ApiError::new(
@@ -298,7 +314,7 @@ pub async fn claim(
     let labels: BTreeMap<String, String> = req.worker.labels.clone();
     state
         .store
-        .upsert_worker(req.worker, Timestamp::now())
+        .upsert_worker(req.worker, tempora_store::clock::now())
         .await?;
     // Claimed for this worker before, but the answer never reached it.
     let lost: Vec<ClaimedRun> = state
@@ -324,7 +340,7 @@ pub async fn claim(
     loop {
         // A node shutting down hands out no more work. While the request is held, a read
         // looks for work first: an idle worker's poll does not write to the store.
-        let now = Timestamp::now();
+        let now = tempora_store::clock::now();
         let runs = if max == 0 || state.shutdown.is_cancelled() {
             Vec::new()
         } else if first || state.store.any_claimable(&labels, now).await? {
@@ -369,7 +385,7 @@ pub async fn heartbeat(
     check_worker(&id, &req.worker)?;
     check_listed("runs", req.runs.len())?;
     check_worker_binding(&state, &caller, &id).await?;
-    let now = Timestamp::now();
+    let now = tempora_store::clock::now();
     state.store.upsert_worker(req.worker, now).await?;
     let stop = state
         .store

@@ -21,6 +21,7 @@ use jiff::tz::TimeZone;
 use tempora_core::job::Misfire;
 use tempora_core::policy::{Disposition, plan_misfire};
 use tempora_core::schedule::{Schedule, parse_timezone};
+use tempora_store::clock::Clock;
 use tempora_store::{Fence, FireOutcome, FireRequest, ScheduleEntry, Store, StoreError};
 
 use crate::leader::{Leadership, is_unfenced};
@@ -46,6 +47,8 @@ pub struct SchedulerConfig {
     pub error_backoff: Duration,
     /// How often the leader looks for jobs changed through other nodes.
     pub poll_changes_every: Duration,
+    /// What "now" is (the process clock; tests pass one they control).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for SchedulerConfig {
@@ -54,6 +57,7 @@ impl Default for SchedulerConfig {
             batch_max: 2000,
             error_backoff: Duration::from_secs(1),
             poll_changes_every: Duration::from_secs(1),
+            clock: tempora_store::clock::system(),
         }
     }
 }
@@ -118,6 +122,7 @@ impl Scheduler {
         work_ready: Arc<Notify>,
     ) -> (Scheduler, SchedulerHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let loaded_from = config.clock.now();
         (
             Scheduler {
                 store,
@@ -128,7 +133,7 @@ impl Scheduler {
                 heap: BinaryHeap::new(),
                 zones: HashMap::new(),
                 generation: 0,
-                loaded_from: Timestamp::now(),
+                loaded_from,
             },
             SchedulerHandle { changes: tx },
         )
@@ -188,7 +193,7 @@ impl Scheduler {
     /// page so the specs read never all sit in memory at once.
     pub async fn load(&mut self) -> Result<(), SchedulerError> {
         let started = std::time::Instant::now();
-        self.loaded_from = Timestamp::now();
+        self.loaded_from = self.config.clock.now();
         self.entries.clear();
         self.heap.clear();
         // The next page is read (on the store's threads) while this one is inserted.
@@ -314,7 +319,7 @@ impl Scheduler {
             }
             if tokio::time::Instant::now() >= next_poll {
                 next_poll = tokio::time::Instant::now() + self.config.poll_changes_every;
-                let poll_started = Timestamp::now();
+                let poll_started = self.config.clock.now();
                 match self.store.changed_jobs(polled_from - overlap).await {
                     Ok(changes) => {
                         for c in changes {
@@ -328,7 +333,7 @@ impl Scheduler {
                     Err(e) => tracing::warn!(message = "cannot poll job changes", error = %e),
                 }
             }
-            let now = Timestamp::now();
+            let now = self.config.clock.now();
             let due = self.pop_due(now);
             if !due.is_empty() {
                 if self.fire(due, now, fence_arg, shutdown).await {
@@ -338,7 +343,7 @@ impl Scheduler {
             }
             let sleep_for = match self.heap.peek() {
                 Some(Reverse((at, _, _))) => {
-                    Duration::try_from(at.duration_since(Timestamp::now()))
+                    Duration::try_from(at.duration_since(self.config.clock.now()))
                         .unwrap_or(Duration::ZERO)
                 }
                 None => Duration::from_secs(3600),

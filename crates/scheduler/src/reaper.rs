@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
+use tempora_store::clock::Clock;
 use tempora_store::{Fence, Store};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -24,6 +24,7 @@ pub async fn run_reaper(
     every: Duration,
     grace: Duration,
     work_ready: Arc<Notify>,
+    clock: Arc<dyn Clock>,
     leadership: Leadership,
     shutdown: CancellationToken,
 ) {
@@ -56,7 +57,7 @@ pub async fn run_reaper(
             continue;
         }
         let fence = (!is_unfenced(&fence)).then_some(fence);
-        match store.reap_expired(Timestamp::now(), fence.as_ref()).await {
+        match store.reap_expired(clock.now(), fence.as_ref()).await {
             Ok(ids) if !ids.is_empty() => {
                 tracing::warn!(message = "runs lost: their worker stopped renewing its lease", runs = ?ids);
                 metrics::counter!("tempora_runs_reaped_total").increment(ids.len() as u64);

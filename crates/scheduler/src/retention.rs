@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
+use tempora_store::clock::Clock;
 use tempora_store::{Retention, Store};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,8 @@ pub struct RetentionConfig {
     /// The pause after a batch is also at least this many times as long as the batch took, so
     /// deleting takes at most about `1 / (1 + pause_factor)` of the store's time.
     pub pause_factor: u32,
+    /// What "now" is (the process clock; tests pass one they control).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl RetentionConfig {
@@ -40,6 +42,7 @@ impl RetentionConfig {
             every: Duration::from_secs(60),
             min_pause: Duration::from_millis(10),
             pause_factor: 3,
+            clock: tempora_store::clock::system(),
         }
     }
 }
@@ -93,7 +96,7 @@ async fn prune_pass(
     loop {
         let t = Instant::now();
         let n = match store
-            .prune_runs(&config.policy, Timestamp::now(), config.batch)
+            .prune_runs(&config.policy, config.clock.now(), config.batch)
             .await
         {
             Ok(n) => n,
@@ -124,7 +127,7 @@ async fn prune_pass(
         }
     }
     // The audit log follows the age limit (not the per-job count).
-    if let Some(before) = config.policy.cutoff(Timestamp::now()) {
+    if let Some(before) = config.policy.cutoff(config.clock.now()) {
         loop {
             match store.prune_audit(before, config.batch).await {
                 Ok(n) if n == u64::from(config.batch) && !shutdown.is_cancelled() => {}

@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState};
 use tempora_store::{
@@ -475,12 +475,23 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn node_heartbeat(&self, node: &str, address: &str, _now: Timestamp) -> StoreResult<()> {
+    async fn node_heartbeat(
+        &self,
+        node: &str,
+        address: &str,
+        clock_offset: Option<SignedDuration>,
+        _now: Timestamp,
+    ) -> StoreResult<()> {
         self.write(|c| {
             let (node, address) = (node.to_owned(), address.to_owned());
-            Box::pin(async move { ops::node_heartbeat(c, &node, &address).await })
+            Box::pin(async move { ops::node_heartbeat(c, &node, &address, clock_offset).await })
         })
         .await
+    }
+
+    async fn reference_time(&self) -> StoreResult<Option<Timestamp>> {
+        self.read(|c| Box::pin(async move { ops::reference_time(c).await.map(Some) }))
+            .await
     }
 
     async fn cluster_view(&self, _now: Timestamp) -> StoreResult<ClusterView> {

@@ -161,6 +161,11 @@ ALTER TABLE runs ADD COLUMN last_scheduled_for bigint;
     r#"
 CREATE INDEX jobs_metrics ON jobs (name) WHERE (spec::jsonb -> 'labels' ->> 'metrics') = 'true';
 "#,
+    // 8: each node's and each worker's clock offset to the database's clock (microseconds).
+    r#"
+ALTER TABLE nodes ADD COLUMN clock_offset_us bigint;
+ALTER TABLE workers ADD COLUMN clock_offset_us bigint;
+"#,
 ];
 
 /// Apply the migrations not yet applied, all in one transaction under an advisory lock.

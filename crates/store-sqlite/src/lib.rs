@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState};
@@ -344,11 +344,22 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn node_heartbeat(&self, node: &str, address: &str, now: Timestamp) -> StoreResult<()> {
+    async fn node_heartbeat(
+        &self,
+        node: &str,
+        address: &str,
+        clock_offset: Option<SignedDuration>,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let (node, address) = (node.to_owned(), address.to_owned());
         self.writer
-            .write(move |c| ops::node_heartbeat(c, &node, &address, now))
+            .write(move |c| ops::node_heartbeat(c, &node, &address, clock_offset, now))
             .await
+    }
+
+    async fn reference_time(&self) -> StoreResult<Option<Timestamp>> {
+        // One process owns the file: there is no clock to agree with.
+        Ok(None)
     }
 
     async fn cluster_view(&self, now: Timestamp) -> StoreResult<ClusterView> {
@@ -424,7 +435,7 @@ impl Store for SqliteStore {
 
     async fn delete_job(&self, name: &str, force: bool) -> StoreResult<bool> {
         let name = name.to_owned();
-        let now = Timestamp::now();
+        let now = tempora_store::clock::now();
         self.writer
             .write(move |c| ops::delete_job(c, &name, force, now))
             .await
@@ -551,7 +562,7 @@ impl Store for SqliteStore {
         }
         let worker = worker.to_owned();
         let max = self.options.max_log_bytes;
-        let now = Timestamp::now();
+        let now = tempora_store::clock::now();
         self.writer
             .write(move |c| ops::finish_runs(c, &worker, results, max, now))
             .await
@@ -830,7 +841,7 @@ impl Store for SqliteStore {
         let dest = dir.join(format!(
             "backup-{}-{}.db",
             std::process::id(),
-            Timestamp::now().as_microsecond()
+            tempora_store::clock::now().as_microsecond()
         ));
         let target = dest.clone();
         // VACUUM INTO on a reader: one read transaction, so the copy is one consistent

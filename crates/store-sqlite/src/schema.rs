@@ -180,6 +180,11 @@ ALTER TABLE runs ADD COLUMN last_scheduled_for INTEGER;
     r#"
 CREATE INDEX jobs_metrics ON jobs (name) WHERE json_extract(spec, '$.labels.metrics') = 'true';
 "#,
+    // 11: each node's and each worker's clock offset to the reference clock (microseconds).
+    r#"
+ALTER TABLE nodes ADD COLUMN clock_offset_us INTEGER;
+ALTER TABLE workers ADD COLUMN clock_offset_us INTEGER;
+"#,
 ];
 
 /// Apply the migrations not yet applied, each in its own transaction.

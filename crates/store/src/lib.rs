@@ -11,13 +11,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use tempora_core::job::{JobSpec, TimerSpec, ValidationError};
 use tempora_core::policy::PlannedOccurrence;
 use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
 
 pub mod auth;
+pub mod clock;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
 #[cfg(feature = "contract-tests")]
@@ -92,6 +93,8 @@ pub struct NodeInfo {
     pub address: String,
     /// Last heartbeat (store clock).
     pub last_seen: Timestamp,
+    /// Its clock's offset to the store's at that heartbeat (`None`: not measured).
+    pub clock_offset: Option<SignedDuration>,
 }
 
 /// The leader lease and the known nodes.
@@ -431,8 +434,18 @@ pub trait Store: Send + Sync + 'static {
     /// Give the lease up if `node` holds it with `epoch` (clean shutdown: another node can take
     /// over at once).
     async fn release_leadership(&self, node: &str, epoch: u64) -> StoreResult<()>;
-    /// Record that `node`, serving the API at `address`, is alive.
-    async fn node_heartbeat(&self, node: &str, address: &str, now: Timestamp) -> StoreResult<()>;
+    /// Record that `node`, serving the API at `address`, is alive, and its clock's offset to
+    /// the store's (`None`: not measured).
+    async fn node_heartbeat(
+        &self,
+        node: &str,
+        address: &str,
+        clock_offset: Option<SignedDuration>,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// The store's own clock where every node shares it (PostgreSQL's `clock_timestamp()`):
+    /// the reference [`clock::now`] follows. `None` for a store one process owns (SQLite).
+    async fn reference_time(&self) -> StoreResult<Option<Timestamp>>;
     /// The lease and the nodes seen.
     async fn cluster_view(&self, now: Timestamp) -> StoreResult<ClusterView>;
     /// Jobs written (created, replaced, paused, resumed) after `since`: how the leader learns of
@@ -703,6 +716,9 @@ pub struct WorkerInfo {
     /// Where it can be reached, if anywhere (informational).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// Its clock's offset to the server's, as it measured it (`None`: not measured yet).
+    #[serde(default, rename = "clock_offset_ms", with = "clock::offset_ms")]
+    pub clock_offset: Option<SignedDuration>,
 }
 
 /// A registered worker as listed by [`Store::list_workers`].

@@ -73,6 +73,7 @@ mod tests {
                 slots,
                 version: "0".into(),
                 address: None,
+                clock_offset: None,
             },
             registered_at: t,
             last_seen: t,

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use jiff::Timestamp;
 use tempora_core::run::RunState;
 use tempora_store::{ClaimedRun, RunResult, run_environment};
 use tokio::sync::{Notify, mpsc};
@@ -46,6 +45,9 @@ pub struct PoolConfig {
     /// [`crate::process::inherited_env`]); the job's `env`, the trigger's and tempora's own
     /// variables are added to it.
     pub inherited_env: Vec<(String, String)>,
+    /// What a run's `started_at`/`finished_at` are read from (the process clock; tests pass
+    /// one they control).
+    pub clock: Arc<dyn tempora_store::clock::Clock>,
 }
 
 impl Default for PoolConfig {
@@ -60,6 +62,7 @@ impl Default for PoolConfig {
             log_chunk_max: 64 * 1024,
             log_buffer_max: 512 * 1024,
             inherited_env: crate::process::inherited_env(&[]),
+            clock: tempora_store::clock::system(),
         }
     }
 }
@@ -263,7 +266,7 @@ async fn report_results(source: Arc<dyn RunSource>, mut rx: mpsc::UnboundedRecei
                 metrics::histogram!("tempora_result_batch_size").record(n as f64);
                 // From the process's end to the source's acknowledgement: how long a result
                 // waited to be recorded (seconds under a server or database outage).
-                let now = Timestamp::now();
+                let now = tempora_store::clock::now();
                 let mut slowest = 0.0f64;
                 for r in &batch {
                     let waited = now.duration_since(r.finished_at).as_secs_f64().max(0.0);
@@ -376,7 +379,7 @@ async fn execute(
     let run_id = c.run.id;
     if let Some(image) = tempora_core::chronos::container_image(&c.spec) {
         // Running the command on the host instead would be a surprise; refuse in words.
-        let now = Timestamp::now();
+        let now = cfg.clock.now();
         let _ = results.send(RunResult {
             run_id,
             state: RunState::Failed,
@@ -412,10 +415,10 @@ async fn execute(
         cfg.log_buffer_max,
     ));
     tracing::debug!(message = "run starting", run_id, job = %c.run.job, attempt = c.run.attempt);
-    let outcome = run_process(&spec, out_tx, token).await;
+    let outcome = run_process(&spec, out_tx, token, cfg.clock.as_ref()).await;
     let tail = pump.await.unwrap_or_default();
     let (state, error) = classify(&outcome, spec.timeout, shutting_down.load(Ordering::SeqCst));
-    let finished_at = Timestamp::now();
+    let finished_at = cfg.clock.now();
     // A retry is late from when it was due (its backoff's end), not from its occurrence.
     let due = if c.run.trigger == tempora_core::run::Trigger::Retry {
         c.run.not_before

@@ -211,13 +211,15 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Run the process to its end, sending output chunks to `output`.
+/// Run the process to its end, sending output chunks to `output`; its start is read from
+/// `clock`.
 pub async fn run_process(
     spec: &ProcessSpec,
     output: mpsc::Sender<Bytes>,
     cancel: CancellationToken,
+    clock: &dyn tempora_store::clock::Clock,
 ) -> ProcessOutcome {
-    let attempt = Timestamp::now();
+    let attempt = clock.now();
     let fail = |e: String| ProcessOutcome {
         started_at: attempt,
         exit_code: None,
@@ -262,7 +264,7 @@ pub async fn run_process(
             return fail(format!("{what}: {e}"));
         }
     };
-    let started_at = Timestamp::now();
+    let started_at = clock.now();
     let pgid = child.id().map(|p| p as i32);
     if let Some(g) = pgid {
         watchdog_note('+', g);

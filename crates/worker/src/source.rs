@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use jiff::Timestamp;
 use tempora_core::secret::SecretKey;
 use tempora_store::{ClaimedRun, RunResult, Store, StoreError, WorkerInfo};
 
@@ -80,7 +79,7 @@ pub fn open_secrets(
                     run_id: c.run.id,
                     state: tempora_core::run::RunState::Failed,
                     started_at: None,
-                    finished_at: Timestamp::now(),
+                    finished_at: tempora_store::clock::now(),
                     exit_code: None,
                     signal: None,
                     error: Some(error),
@@ -134,9 +133,14 @@ impl StoreSource {
         if !due {
             return;
         }
+        // The pool runs on this node's clock: its offset is the node's.
+        let info = WorkerInfo {
+            clock_offset: tempora_store::clock::offset(),
+            ..info.clone()
+        };
         match self
             .store
-            .upsert_worker(info.clone(), Timestamp::now())
+            .upsert_worker(info, tempora_store::clock::now())
             .await
         {
             Ok(()) => {
@@ -170,7 +174,7 @@ impl RunSource for StoreSource {
                 &self.worker_id,
                 &self.labels,
                 max,
-                Timestamp::now(),
+                tempora_store::clock::now(),
                 self.lease,
             )
             .await?;
@@ -184,7 +188,12 @@ impl RunSource for StoreSource {
     async fn heartbeat(&self, run_ids: &[i64]) -> Result<Vec<i64>, SourceError> {
         Ok(self
             .store
-            .heartbeat(&self.worker_id, run_ids, Timestamp::now(), self.lease)
+            .heartbeat(
+                &self.worker_id,
+                run_ids,
+                tempora_store::clock::now(),
+                self.lease,
+            )
             .await?)
     }
 

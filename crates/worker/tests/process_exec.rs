@@ -36,7 +36,7 @@ async fn run_with(spec: ProcessSpec, cancel: CancellationToken) -> (ProcessOutco
         }
         String::from_utf8_lossy(&out).to_string()
     });
-    let o = run_process(&spec, tx, cancel).await;
+    let o = run_process(&spec, tx, cancel, &tempora_store::clock::SystemClock).await;
     (o, collect.await.unwrap())
 }
 
@@ -119,6 +119,7 @@ async fn large_output_arrives_whole_and_streams_while_running() {
             &sh("echo first; sleep 2; echo second"),
             tx,
             CancellationToken::new(),
+            &tempora_store::clock::SystemClock,
         )
         .await
     });

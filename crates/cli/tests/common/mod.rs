@@ -60,6 +60,33 @@ fn token_setup() -> &'static (String, PathBuf) {
     })
 }
 
+/// The environment that runs a process under libfaketime (Debian's `faketime`) with its wall
+/// clock moved by `spec` (`+20s`, `-7s`), or — with `spec` = `file:PATH` — by the offset
+/// written in PATH, re-read every second (to step the clock while the process runs). The
+/// monotonic clock is left alone, as a real clock step leaves it.
+pub fn faketime_env(spec: &str) -> Vec<(&'static str, String)> {
+    let lib = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("libfaketime is missing: install Debian's `faketime` package (.ci/run does)");
+    let mut env = vec![
+        ("LD_PRELOAD", lib.to_owned()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+    ];
+    match spec.strip_prefix("file:") {
+        Some(path) => {
+            env.push(("FAKETIME_TIMESTAMP_FILE", path.to_owned()));
+            env.push(("FAKETIME_CACHE_DURATION", "1".to_owned()));
+        }
+        None => env.push(("FAKETIME", spec.to_owned())),
+    }
+    env
+}
+
 /// A running server process.
 pub struct Server {
     pub child: Option<Child>,
@@ -436,6 +463,16 @@ pub struct Worker {
 impl Worker {
     /// Start `tempora worker --worker-id id --server …` with extra flags.
     pub fn start(id: &str, servers: &[String], extra: &[&str]) -> Worker {
+        Self::start_env(id, servers, extra, &[])
+    }
+
+    /// Like [`Worker::start`], with these environment variables in the worker's environment.
+    pub fn start_env(
+        id: &str,
+        servers: &[String],
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Worker {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("worker.log");
         let file = std::fs::File::create(&log).expect("log file");
@@ -458,6 +495,7 @@ impl Worker {
             .env("RUST_LOG", "info,tempora::worker=debug")
             .env_remove("TEMPORA_SERVER")
             .env_remove("TEMPORA_TOKEN")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("clone"))
             .stderr(file)

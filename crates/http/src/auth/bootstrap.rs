@@ -16,7 +16,6 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use jiff::Timestamp;
 use tempora_core::auth::{Role, TOKEN_BYTES, token_from_bytes, token_hash};
 use tempora_store::{NewToken, Store, StoreError};
 
@@ -128,7 +127,7 @@ fn admin_token(secret: &str) -> Result<NewToken, BootstrapError> {
         name: ADMIN_TOKEN_NAME.to_owned(),
         role: Role::Admin,
         hash: token_hash(secret),
-        created_at: Timestamp::now(),
+        created_at: tempora_store::clock::now(),
         expires_at: None,
         created_by: None,
     })

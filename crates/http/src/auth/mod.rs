@@ -28,7 +28,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use jiff::Timestamp;
 use tempora_core::auth::{Role, token_hash};
 use tempora_store::{NewAudit, StoreResult, TokenRecord};
 
@@ -363,7 +362,7 @@ async fn check(
         }
         Err(why) => return Err(unauthorized(path, format!("malformed credential: {why}"))),
     };
-    let now = Timestamp::now();
+    let now = tempora_store::clock::now();
     let record = match state.auth_cache.token(state, &token_hash(&token)).await {
         Ok(Some(r)) if r.active(now) => r,
         Ok(_) => {
@@ -495,7 +494,7 @@ pub async fn authenticate(
                 .map(|(_, v)| v.to_owned())
         });
         let entry = NewAudit {
-            at: Timestamp::now(),
+            at: tempora_store::clock::now(),
             token_id: caller.token_id,
             token_name: caller.name,
             role: caller.role,

@@ -156,7 +156,7 @@ pub(super) async fn start(
     };
     let run = s
         .store
-        .trigger_run(&name, overrides, false, Timestamp::now())
+        .trigger_run(&name, overrides, false, tempora_store::clock::now())
         .await?;
     s.work_ready.notify_one();
     tracing::info!(message = "run triggered (Chronos API)", job = %name, run_id = run.id, state = %run.state);
@@ -179,7 +179,7 @@ pub(super) async fn delete(
         .filter(|(p, _)| *p == name)
         .map(|(_, c)| c)
         .collect();
-    let now = Timestamp::now();
+    let now = tempora_store::clock::now();
     for child in &children {
         let Some(c) = s.store.get_job(child).await? else {
             continue;
@@ -264,7 +264,7 @@ pub(super) async fn save(
     } else {
         None
     };
-    let now = Timestamp::now();
+    let now = tempora_store::clock::now();
     let mut spec = chronos::to_spec(&doc, existing.as_ref().map(|e| &e.spec), now, endpoint)?;
     crate::jobs::check_run_as(&spec, caller)?;
     let stored = existing.as_ref().map(|r| &r.spec);
@@ -344,7 +344,7 @@ pub(super) async fn graph_csv(State(s): State<Arc<AppState>>) -> ChronosResult<R
 /// `GET /scheduler/leader`: the node holding the leader lease (this node when the lease is
 /// free or unknown: any node answers every call).
 pub(super) async fn leader(State(s): State<Arc<AppState>>) -> ChronosResult<Response> {
-    let view = s.store.cluster_view(Timestamp::now()).await?;
+    let view = s.store.cluster_view(tempora_store::clock::now()).await?;
     let leader = view
         .lease
         .filter(|l| l.expires_at > view.now)

@@ -8,7 +8,11 @@ pub(super) async fn mark_success(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> ChronosResult<Response> {
-    let ok = match s.store.mark_success(&name, Timestamp::now()).await {
+    let ok = match s
+        .store
+        .mark_success(&name, tempora_store::clock::now())
+        .await
+    {
         Ok(run) => {
             s.work_ready.notify_one();
             tracing::info!(message = "job marked successful", job = %name, run_id = run.id);
@@ -58,7 +62,7 @@ pub(super) async fn complete_task(
     };
     let run = s
         .store
-        .complete_run(run.id, state, error, Timestamp::now())
+        .complete_run(run.id, state, error, tempora_store::clock::now())
         .await
         .map_err(|e| match e {
             StoreError::Conflict(m) => ChronosError::bad(format!("taskId: {m}")),
@@ -97,7 +101,7 @@ pub(super) async fn kill(
     Path(name): Path<String>,
 ) -> ChronosResult<StatusCode> {
     job_or_400(s.store.as_ref(), &name).await?;
-    let now = Timestamp::now();
+    let now = tempora_store::clock::now();
     let mut before = None;
     loop {
         let page = s.store.list_runs(&name, before, 500).await?;

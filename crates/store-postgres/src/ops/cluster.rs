@@ -73,6 +73,12 @@ pub async fn acquire_leadership(
     Ok(lease_from(&r))
 }
 
+/// The database's clock.
+pub async fn reference_time(c: &Conn) -> TxResult<Timestamp> {
+    let now: i64 = c.query_one(&format!("SELECT {DB_NOW}"), &[]).await?.get(0);
+    Ok(ts(now))
+}
+
 /// Give the lease up.
 pub async fn release_leadership(c: &Conn, node: &str, epoch: u64) -> TxResult<()> {
     let epoch = epoch as i64;
@@ -85,13 +91,20 @@ pub async fn release_leadership(c: &Conn, node: &str, epoch: u64) -> TxResult<()
 }
 
 /// Record a node's heartbeat (database clock).
-pub async fn node_heartbeat(c: &Conn, node: &str, address: &str) -> TxResult<()> {
+pub async fn node_heartbeat(
+    c: &Conn,
+    node: &str,
+    address: &str,
+    clock_offset: Option<SignedDuration>,
+) -> TxResult<()> {
+    let offset = clock_offset.map(|d| d.as_micros() as i64);
     c.execute(
         &format!(
-            "INSERT INTO nodes (id, address, last_seen) VALUES ($1, $2, {DB_NOW}) \
-             ON CONFLICT (id) DO UPDATE SET address = $2, last_seen = {DB_NOW}"
+            "INSERT INTO nodes (id, address, last_seen, clock_offset_us) \
+             VALUES ($1, $2, {DB_NOW}, $3) \
+             ON CONFLICT (id) DO UPDATE SET address = $2, last_seen = {DB_NOW}, clock_offset_us = $3"
         ),
-        &[&node, &address],
+        &[&node, &address, &offset],
     )
     .await?;
     Ok(())
@@ -107,13 +120,17 @@ pub async fn cluster_view(c: &Conn) -> TxResult<ClusterView> {
         .await?
         .map(|r| lease_from(&r));
     let nodes = c
-        .query("SELECT id, address, last_seen FROM nodes ORDER BY id", &[])
+        .query(
+            "SELECT id, address, last_seen, clock_offset_us FROM nodes ORDER BY id",
+            &[],
+        )
         .await?
         .iter()
         .map(|r| NodeInfo {
             id: r.get(0),
             address: r.get(1),
             last_seen: ts(r.get(2)),
+            clock_offset: r.get::<_, Option<i64>>(3).map(SignedDuration::from_micros),
         })
         .collect();
     let now: i64 = c.query_one(&format!("SELECT {DB_NOW}"), &[]).await?.get(0);

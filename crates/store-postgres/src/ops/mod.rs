@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use tempora_core::dag::{self, find_cycle};
 use tempora_core::job::{JobSpec, ValidationError};
 use tempora_core::policy::{self, Disposition, OverlapAction};

@@ -6,11 +6,12 @@ use super::*;
 pub async fn upsert_worker(c: &Conn, info: &WorkerInfo, now: Timestamp) -> TxResult<()> {
     let labels = json(&info.labels)?;
     c.execute(
-        "INSERT INTO workers (id, labels, slots, version, address, registered_at, last_seen) \
-         VALUES ($1, CAST($2::text AS jsonb), $3, $4, $5, $6, $6) \
+        "INSERT INTO workers (id, labels, slots, version, address, registered_at, last_seen, \
+         clock_offset_us) VALUES ($1, CAST($2::text AS jsonb), $3, $4, $5, $6, $6, $7) \
          ON CONFLICT (id) DO UPDATE SET labels = excluded.labels, slots = excluded.slots, \
          version = excluded.version, address = excluded.address, \
-         last_seen = GREATEST(workers.last_seen, excluded.last_seen)",
+         last_seen = GREATEST(workers.last_seen, excluded.last_seen), \
+         clock_offset_us = excluded.clock_offset_us",
         &[
             &info.id,
             &labels,
@@ -18,6 +19,7 @@ pub async fn upsert_worker(c: &Conn, info: &WorkerInfo, now: Timestamp) -> TxRes
             &info.version,
             &info.address,
             &us(now),
+            &info.clock_offset.map(|d| d.as_micros() as i64),
         ],
     )
     .await?;
@@ -41,8 +43,8 @@ pub async fn list_workers(c: &Conn, now: Timestamp) -> TxResult<Vec<WorkerStatus
     let rows = c
         .query(
             "SELECT id, labels::text, slots, version, address, registered_at, last_seen, \
-             (SELECT COUNT(*) FROM runs WHERE runs.state = 'running' AND runs.worker = workers.id) \
-             FROM workers ORDER BY id",
+             (SELECT COUNT(*) FROM runs WHERE runs.state = 'running' AND runs.worker = workers.id), \
+             clock_offset_us FROM workers ORDER BY id",
             &[],
         )
         .await?;
@@ -61,6 +63,9 @@ pub async fn list_workers(c: &Conn, now: Timestamp) -> TxResult<Vec<WorkerStatus
                 slots: u32::try_from(slots).unwrap_or(0),
                 version: r.try_get(3)?,
                 address: r.try_get(4)?,
+                clock_offset: r
+                    .try_get::<_, Option<i64>>(8)?
+                    .map(SignedDuration::from_micros),
             },
             registered_at: ts(r.try_get(5)?),
             last_seen,

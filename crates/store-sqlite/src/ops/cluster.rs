@@ -78,14 +78,20 @@ pub fn node_heartbeat(
     c: &Connection,
     node: &str,
     address: &str,
+    clock_offset: Option<SignedDuration>,
     now: Timestamp,
 ) -> StoreResult<()> {
     c.prepare_cached(
-        "INSERT INTO nodes (id, address, last_seen) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (id) DO UPDATE SET address = ?2, last_seen = ?3",
+        "INSERT INTO nodes (id, address, last_seen, clock_offset_us) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (id) DO UPDATE SET address = ?2, last_seen = ?3, clock_offset_us = ?4",
     )
     .map_err(db)?
-    .execute(params![node, address, us(now)])
+    .execute(params![
+        node,
+        address,
+        us(now),
+        clock_offset.map(|d| d.as_micros() as i64)
+    ])
     .map_err(db)?;
     Ok(())
 }
@@ -99,13 +105,14 @@ pub fn cluster_view(c: &Connection, now: Timestamp) -> StoreResult<ClusterView> 
         .optional()
         .map_err(db)?;
     let nodes = c
-        .prepare_cached("SELECT id, address, last_seen FROM nodes ORDER BY id")
+        .prepare_cached("SELECT id, address, last_seen, clock_offset_us FROM nodes ORDER BY id")
         .map_err(db)?
         .query_map([], |r| {
             Ok(NodeInfo {
                 id: r.get(0)?,
                 address: r.get(1)?,
                 last_seen: ts(r.get(2)?),
+                clock_offset: r.get::<_, Option<i64>>(3)?.map(SignedDuration::from_micros),
             })
         })
         .map_err(db)?

@@ -7,11 +7,11 @@ pub fn upsert_worker(c: &Connection, info: &WorkerInfo, now: Timestamp) -> Store
     let labels =
         serde_json::to_string(&info.labels).map_err(|e| StoreError::Backend(e.to_string()))?;
     c.prepare_cached(
-        "INSERT INTO workers (id, labels, slots, version, address, registered_at, last_seen) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) \
+        "INSERT INTO workers (id, labels, slots, version, address, registered_at, last_seen, \
+         clock_offset_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) \
          ON CONFLICT (id) DO UPDATE SET labels = excluded.labels, slots = excluded.slots, \
          version = excluded.version, address = excluded.address, \
-         last_seen = MAX(last_seen, excluded.last_seen)",
+         last_seen = MAX(last_seen, excluded.last_seen), clock_offset_us = excluded.clock_offset_us",
     )
     .map_err(db)?
     .execute(params![
@@ -20,7 +20,8 @@ pub fn upsert_worker(c: &Connection, info: &WorkerInfo, now: Timestamp) -> Store
         i64::from(info.slots),
         info.version,
         info.address,
-        us(now)
+        us(now),
+        info.clock_offset.map(|d| d.as_micros() as i64)
     ])
     .map_err(db)?;
     let forget_before = us(now
@@ -44,8 +45,8 @@ pub fn list_workers(c: &Connection, now: Timestamp) -> StoreResult<Vec<WorkerSta
     let mut stmt = c
         .prepare_cached(
             "SELECT id, labels, slots, version, address, registered_at, last_seen, \
-             (SELECT COUNT(*) FROM runs WHERE runs.state = 'running' AND runs.worker = workers.id) \
-             FROM workers ORDER BY id",
+             (SELECT COUNT(*) FROM runs WHERE runs.state = 'running' AND runs.worker = workers.id), \
+             clock_offset_us FROM workers ORDER BY id",
         )
         .map_err(db)?;
     let rows = stmt
@@ -59,13 +60,14 @@ pub fn list_workers(c: &Connection, now: Timestamp) -> StoreResult<Vec<WorkerSta
                 r.get::<_, i64>(5)?,
                 r.get::<_, i64>(6)?,
                 r.get::<_, i64>(7)?,
+                r.get::<_, Option<i64>>(8)?,
             ))
         })
         .map_err(db)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(db)?;
     let mut out = Vec::with_capacity(rows.len());
-    for (id, labels, slots, version, address, registered_at, last_seen, running) in rows {
+    for (id, labels, slots, version, address, registered_at, last_seen, running, offset) in rows {
         let labels: BTreeMap<String, String> =
             serde_json::from_str(&labels).map_err(|e| StoreError::Backend(e.to_string()))?;
         let last_seen = ts(last_seen);
@@ -76,6 +78,7 @@ pub fn list_workers(c: &Connection, now: Timestamp) -> StoreResult<Vec<WorkerSta
                 slots: u32::try_from(slots).unwrap_or(0),
                 version,
                 address,
+                clock_offset: offset.map(SignedDuration::from_micros),
             },
             registered_at: ts(registered_at),
             last_seen,

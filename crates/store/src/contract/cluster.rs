@@ -68,20 +68,45 @@ pub async fn leadership_lease_and_fencing(s: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!((a.node.as_str(), a.epoch), ("a", 3));
-    s.node_heartbeat("a", "a:1", Timestamp::now())
+    let skew = SignedDuration::from_micros(-20_000_125);
+    s.node_heartbeat("a", "a:1", Some(skew), Timestamp::now())
         .await
         .unwrap();
-    s.node_heartbeat("b", "b:2", Timestamp::now())
+    s.node_heartbeat("b", "b:2", None, Timestamp::now())
         .await
         .unwrap();
     let view = s.cluster_view(Timestamp::now()).await.unwrap();
     assert_eq!(view.lease.map(|l| l.epoch), Some(3));
-    let nodes: Vec<(String, String)> = view.nodes.into_iter().map(|n| (n.id, n.address)).collect();
+    let nodes: Vec<(String, String, Option<SignedDuration>)> = view
+        .nodes
+        .into_iter()
+        .map(|n| (n.id, n.address, n.clock_offset))
+        .collect();
     assert_eq!(
         nodes,
         [
-            ("a".to_owned(), "a:1".to_owned()),
-            ("b".to_owned(), "b:2".to_owned())
+            ("a".to_owned(), "a:1".to_owned(), Some(skew)),
+            ("b".to_owned(), "b:2".to_owned(), None)
         ]
     );
+    // The next heartbeat replaces the offset.
+    s.node_heartbeat("a", "a:1", None, Timestamp::now())
+        .await
+        .unwrap();
+    let view = s.cluster_view(Timestamp::now()).await.unwrap();
+    assert_eq!(view.nodes[0].clock_offset, None);
+}
+
+/// The store's own clock, where it has one, is the time now (it is what every node follows).
+pub async fn reference_clock_is_now(s: Arc<dyn Store>) {
+    let before = Timestamp::now();
+    let reading = s.reference_time().await.unwrap();
+    let after = Timestamp::now();
+    if let Some(t) = reading {
+        let slack = SignedDuration::from_secs(1);
+        assert!(
+            t >= before - slack && t <= after + slack,
+            "{before} ≤ {t} ≤ {after}"
+        );
+    }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use tempora_core::job::JobSpec;
 use tempora_core::policy::{Disposition, PlannedOccurrence};
 use tempora_core::run::{RunOverrides, RunState, Trigger};
@@ -49,7 +49,7 @@ macro_rules! store_contract_tests {
             dependency_checks_refuse_unknown_parents_and_cycles, delete_parent_needs_force,
             async_runs_wait_for_completion, completion_before_exit_is_applied_at_exit,
             mark_success_counts_and_triggers_children, leadership_lease_and_fencing,
-            changed_jobs_lists_definition_writes
+            changed_jobs_lists_definition_writes, reference_clock_is_now
         );
         $crate::store_contract_tests!(@cases $factory;
             claim_respects_selectors, worker_registry_lists_and_counts,

@@ -142,6 +142,7 @@ pub async fn worker_registry_lists_and_counts(s: Arc<dyn Store>) {
         slots: 4,
         version: "1.0".into(),
         address: None,
+        clock_offset: None,
     };
     let b = WorkerInfo {
         id: "b".into(),
@@ -149,12 +150,15 @@ pub async fn worker_registry_lists_and_counts(s: Arc<dyn Store>) {
         slots: 2,
         version: "1.0".into(),
         address: Some("10.0.0.2".into()),
+        clock_offset: Some(jiff::SignedDuration::from_micros(7_000_250)),
     };
     s.upsert_worker(a.clone(), t(0)).await.unwrap();
     s.upsert_worker(b.clone(), t(0)).await.unwrap();
-    // A refresh updates what it advertises and when it was seen, not when it registered.
+    // A refresh updates what it advertises (its clock's offset too) and when it was seen,
+    // not when it registered.
     let a2 = WorkerInfo {
         slots: 8,
+        clock_offset: Some(jiff::SignedDuration::from_millis(-3)),
         ..a.clone()
     };
     s.upsert_worker(a2.clone(), t(50)).await.unwrap();
