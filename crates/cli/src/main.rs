@@ -12,6 +12,7 @@ mod backup;
 mod client;
 mod config;
 mod import;
+mod node;
 mod server;
 mod tls;
 mod view;

@@ -1,26 +1,17 @@
-//! `tempora server`: wires the store, the scheduler, the reaper, the local worker pool and the
-//! HTTP API, and shuts them down gracefully on SIGTERM/SIGINT.
+//! `tempora server`: its flags, logging and metrics set-up; the node it runs (store, scheduler,
+//! reaper, retention, local worker pool, HTTP API) is started and stopped by [`crate::node`],
+//! gracefully on SIGTERM/SIGINT.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tempora_scheduler::leader::{LeaderConfig, run_elector};
-use tempora_scheduler::retention::{RetentionConfig, run_retention};
-use tempora_scheduler::{Scheduler, SchedulerConfig};
-use tempora_store::{Retention, Store, StoreOptions};
-use tempora_store_postgres::PostgresStore;
-use tempora_store_sqlite::SqliteStore;
-use tempora_worker::pool::{PoolConfig, WorkerPool};
-use tempora_worker::source::StoreSource;
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
+use tempora_store::Store;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -407,6 +398,7 @@ pub fn main(args: ServerArgs) -> ExitCode {
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let checked = crate::node::check(&args)?;
     let prometheus = install_metrics()?;
     // The recorder keeps every histogram sample until it is folded into the histograms; without
     // this upkeep that happens only when `/metrics` is scraped, so an unscraped server's memory
@@ -419,352 +411,22 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             upkeep.run_upkeep();
         }
     });
-    let node_id = args
-        .node_id
-        .clone()
-        .unwrap_or_else(|| format!("{}:{}", hostname(), args.listen.port()));
-    if args.leader_renew_every.is_zero() || args.leader_renew_every >= args.leader_lease_ttl {
-        anyhow::bail!(
-            "--leader-renew-every ({:?}) must be shorter than --leader-lease-ttl ({:?})",
-            args.leader_renew_every,
-            args.leader_lease_ttl
-        );
-    }
-    if args.max_clock_offset.is_zero() {
-        anyhow::bail!("--max-clock-offset must be above zero (default 2s)");
-    }
-    let options = StoreOptions {
-        max_log_bytes: args.max_log_bytes,
-    };
-    let (store, store_kind): (Arc<dyn Store>, &'static str) = match &args.database_url {
-        Some(url) => (
-            Arc::new(
-                PostgresStore::connect_with_pool_size(url, options, args.database_pool_size.max(2))
-                    .await
-                    .context("cannot connect to PostgreSQL (--database-url)")?,
-            ),
-            "postgres",
-        ),
-        None => (
-            Arc::new(
-                SqliteStore::open_tuned(
-                    &args.data_dir,
-                    options,
-                    tempora_store_sqlite::SqliteTuning {
-                        cache_mib: args.sqlite_cache_mib,
-                        synchronous: args.sqlite_synchronous,
-                    },
-                )
-                .context("cannot open the store")?,
-            ),
-            "sqlite",
-        ),
-    };
-    // On the database's clock before anything is written or scheduled.
-    if let Some(offset) = tempora_scheduler::leader::sync_clock(store.as_ref()).await {
-        tracing::info!(
-            message = "following the database's clock",
-            offset_ms = tempora_store::clock::millis(offset)
-        );
-    }
-    let token_file = args
-        .admin_token_file
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("admin.token"));
-    bootstrap_admin(store.as_ref(), &token_file).await?;
-    let secret_key = Arc::new(load_secret_key(
-        &args
-            .secret_key_file
-            .clone()
-            .unwrap_or_else(|| args.data_dir.join("secret.key")),
-    )?);
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            let files = crate::tls::ServerTls {
-                cert: cert.clone(),
-                key: key.clone(),
-                client_ca: args.client_ca.clone(),
-            };
-            let config = files.config()?;
-            Some((files, config))
-        }
-        _ => None,
-    };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let bound = listener.local_addr().unwrap_or(args.listen);
-    let advertise = if bound.ip().is_unspecified() {
-        format!("{}:{}", hostname(), bound.port())
-    } else {
-        bound.to_string()
-    };
-    let local_worker = format!("{node_id}/local");
-    // Runs the previous incarnation of this node's local pool left `running` died with it.
-    let lost = store
-        .recover_worker(
-            &local_worker,
-            "lost: the server stopped while the run was going",
-            tempora_store::clock::now(),
-        )
-        .await
-        .context("cannot recover runs of the previous start")?;
-    if !lost.is_empty() {
-        tracing::warn!(message = "runs of the previous start marked lost", runs = ?lost);
-    }
-
-    if args.local_slots > 0 {
-        tempora_worker::contain::init(args.containment)
-            .context("--containment cgroup: no usable cgroup v2")?;
-        if let Err(e) = tempora_worker::process::start_group_watchdog() {
-            tracing::warn!(message = "cannot start the process-group watchdog", error = %e);
-        }
-    }
-    let shutdown = CancellationToken::new();
-    let work_ready = Arc::new(Notify::new());
-    let stops_requested = Arc::new(Notify::new());
-    let (scheduler, handle) = Scheduler::new(
-        store.clone(),
-        SchedulerConfig::default(),
-        work_ready.clone(),
-    );
-    // Leader election: every node runs the elector; the leader schedules and reaps.
-    let (leader_tx, leadership) = tokio::sync::watch::channel(None);
-    let elector_stop = CancellationToken::new();
-    let elector_task = tokio::spawn(run_elector(
-        store.clone(),
-        LeaderConfig {
-            node: node_id.clone(),
-            address: advertise.clone(),
-            ttl: args.leader_lease_ttl,
-            renew_every: args.leader_renew_every,
-            eligible: !args.no_leader,
-            max_clock_offset: args.max_clock_offset,
-            clock: tempora_store::clock::system(),
-        },
-        leader_tx,
-        elector_stop.clone(),
-    ));
-    let sched_task = tokio::spawn(scheduler.run(leadership.clone(), shutdown.child_token()));
-    let reaper_task = tokio::spawn(tempora_scheduler::reaper::run_reaper(
-        store.clone(),
-        Duration::from_secs(5).min(args.lease_ttl),
-        args.lease_ttl,
-        work_ready.clone(),
-        tempora_store::clock::system(),
-        leadership.clone(),
-        shutdown.child_token(),
-    ));
-    let retention = Retention {
-        keep_runs: (args.keep_runs > 0).then_some(args.keep_runs),
-        keep_days: (args.keep_days > 0).then_some(args.keep_days),
-    };
-    if args.retention_every.is_zero() {
-        anyhow::bail!("--retention-every must be longer than 0s");
-    }
-    let retention_task = retention.is_enabled().then(|| {
-        tokio::spawn(run_retention(
-            store.clone(),
-            RetentionConfig {
-                every: args.retention_every,
-                batch: args.retention_batch,
-                ..RetentionConfig::new(retention)
-            },
-            leadership.clone(),
-            shutdown.child_token(),
-        ))
-    });
-    let pool_task = if args.local_slots > 0 {
-        let source = Arc::new(
-            StoreSource::new(store.clone(), local_worker.clone(), args.lease_ttl)
-                .with_labels(args.local_labels.clone())
-                .with_secret_key(secret_key.clone())
-                .with_registration(tempora_store::WorkerInfo {
-                    id: local_worker.clone(),
-                    labels: args.local_labels.clone(),
-                    slots: u32::try_from(args.local_slots).unwrap_or(u32::MAX),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                    address: Some(advertise.clone()),
-                    clock_offset: None,
-                }),
-        );
-        let config = PoolConfig {
-            slots: args.local_slots,
-            kill_grace: args.kill_grace,
-            shutdown_grace: args.shutdown_grace,
-            heartbeat_every: (args.lease_ttl / 3).min(Duration::from_secs(2)),
-            poll_every: args.claim_poll_every,
-            inherited_env: tempora_worker::process::inherited_env(&args.pass_env),
-            ..PoolConfig::default()
-        };
-        let pool = WorkerPool::new(source, config, work_ready.clone())
-            .with_stop_signal(stops_requested.clone());
-        Some(tokio::spawn(pool.run(shutdown.child_token())))
-    } else {
-        None
-    };
-
-    let state = Arc::new(tempora_http::AppState {
-        store: store.clone(),
-        secret_key: secret_key.clone(),
-        scheduler: handle,
-        work_ready,
-        stops_requested,
-        job_metrics_max: args.job_metrics_max,
-        prometheus: Some(prometheus),
-        started: Instant::now(),
-        started_at: tempora_store::clock::now(),
-        node_id: node_id.clone(),
-        advertise,
-        leadership,
-        store_kind,
-        node_timeout: args.leader_lease_ttl * 2,
-        worker_lease: args.lease_ttl,
-        shutdown: shutdown.clone(),
-        auth: tempora_http::auth::AuthConfig {
-            cors_origins: args
-                .cors_origins
-                .iter()
-                .map(|o| o.trim().trim_end_matches('/').to_owned())
-                .filter(|o| !o.is_empty())
-                .collect(),
-            allowed_hosts: args
-                .allowed_hosts
-                .iter()
-                .map(|h| h.trim().to_owned())
-                .filter(|h| !h.is_empty())
-                .collect(),
-            metrics_public: args.metrics_public,
-        },
-        auth_cache: tempora_http::auth::AuthCache::default(),
-    });
-    let app = tempora_http::router(state);
-    tracing::info!(
-        message = "tempora server started",
-        listen = %args.listen,
-        tls = match (&args.tls_cert, &args.client_ca) {
-            (None, _) => "off",
-            (Some(_), None) => "on",
-            (Some(_), Some(_)) => "mutual",
-        },
-        node = %node_id,
-        store = store_kind,
-        data_dir = %if store_kind == "sqlite" {
-            args.data_dir.display().to_string()
-        } else {
-            "-".to_owned()
-        },
-        local_slots = args.local_slots,
-        keep_runs = args.keep_runs,
-        keep_days = args.keep_days,
-        containment = match (args.local_slots, tempora_worker::contain::current()) {
-            (0, _) => "-",
-            (_, tempora_worker::contain::Containment::Cgroup(_)) => "cgroup",
-            (_, tempora_worker::contain::Containment::Sweep) => "sweep",
-        },
-        sqlite_synchronous = match (store_kind, args.sqlite_synchronous) {
-            ("sqlite", tempora_store_sqlite::Synchronous::Full) => "full",
-            ("sqlite", tempora_store_sqlite::Synchronous::Normal) => "normal",
-            _ => "-",
-        },
-        version = env!("CARGO_PKG_VERSION"),
-    );
-    // The API keeps answering while running runs drain (`/ready` says 503 then); it stops
-    // once the local pool has.
-    let http_stop = CancellationToken::new();
-    let http_shutdown = http_stop.clone();
-    let http_task = match tls {
-        None => {
-            tokio::spawn(sighup_reloads_nothing("the server serves plain HTTP"));
-            tokio::spawn(async move {
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-                .await
-            })
-        }
-        Some((files, config)) => {
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(config);
-            tokio::spawn(reload_on_sighup(files, rustls.clone()));
-            let handle = axum_server::Handle::new();
-            let on_shutdown = handle.clone();
-            tokio::spawn(async move {
-                http_shutdown.cancelled().await;
-                on_shutdown.graceful_shutdown(Some(Duration::from_secs(3)));
-            });
-            let std_listener = listener
-                .into_std()
-                .context("cannot hand the listener to the TLS server")?;
-            tokio::spawn(async move {
-                axum_server::from_tcp_rustls(std_listener, rustls)
-                    .handle(handle)
-                    .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-                    .await
-            })
-        }
-    };
-
+    let node = crate::node::Node::start(&args, checked, prometheus).await?;
     wait_for_signal().await;
-    tracing::info!(message = "shutting down: no new runs are claimed");
-    shutdown.cancel();
-    exit_if_shutdown_hangs(args.shutdown_grace + args.kill_grace + SHUTDOWN_SLACK);
     tokio::spawn(async {
         wait_for_signal().await;
         tracing::warn!(message = "second signal: exiting at once");
         std::process::exit(130);
     });
-    if let Err(e) = sched_task.await {
-        tracing::warn!(message = "scheduler task failed", error = %e);
-    }
-    let _ = reaper_task.await;
-    if let Some(t) = retention_task {
-        let _ = t.await;
-    }
-    // The scheduler has stopped: give the lease up so another node takes over at once.
-    elector_stop.cancel();
-    let _ = elector_task.await;
-    if let Some(p) = pool_task {
-        let _ = p.await;
-    }
-    http_stop.cancel();
-    // Streaming clients (log follow) get a moment to finish, then are dropped.
-    if tokio::time::timeout(Duration::from_secs(3), http_task)
-        .await
-        .is_err()
-    {
-        tracing::warn!(message = "HTTP connections still open at exit; closing them");
-    }
-    tracing::info!(message = "tempora server stopped");
+    node.stop().await;
     Ok(())
-}
-
-/// Time beyond the shutdown and kill graces a stopping server may take (closing connections,
-/// giving up the lease) before it exits anyway.
-const SHUTDOWN_SLACK: Duration = Duration::from_secs(5);
-
-/// Exit the process if shutdown has not finished within `limit`. A plain thread, not a task:
-/// it works even if every runtime thread is stuck.
-fn exit_if_shutdown_hangs(limit: Duration) {
-    let spawned = std::thread::Builder::new()
-        .name("shutdown-watchdog".into())
-        .spawn(move || {
-            std::thread::sleep(limit);
-            tracing::error!(
-                message = "shutdown did not finish in time; exiting",
-                limit_ms = limit.as_millis() as u64
-            );
-            std::process::exit(1);
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(message = "cannot start the shutdown watchdog", error = %e);
-    }
 }
 
 /// Read the secret key file, or make it (32 random bytes as hex, mode 0600) when it does not
 /// exist. The log names the file and the key's id, never the key.
-fn load_secret_key(path: &std::path::Path) -> anyhow::Result<tempora_core::secret::SecretKey> {
+pub(crate) fn load_secret_key(
+    path: &std::path::Path,
+) -> anyhow::Result<tempora_core::secret::SecretKey> {
     use tempora_core::secret::SecretKey;
     use tempora_http::auth::bootstrap::{read_token_file, write_token_file};
     if !path.exists() {
@@ -799,7 +461,10 @@ fn load_secret_key(path: &std::path::Path) -> anyhow::Result<tempora_core::secre
 
 /// Make sure the admin token of `file` is in the store, or make the first one (see
 /// `tempora_http::auth::bootstrap`). The log names the file, never the token.
-async fn bootstrap_admin(store: &dyn Store, file: &std::path::Path) -> anyhow::Result<()> {
+pub(crate) async fn bootstrap_admin(
+    store: &dyn Store,
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
     use tempora_http::auth::bootstrap::{Bootstrapped, bootstrap};
     let outcome = bootstrap(store, file)
         .await
@@ -825,7 +490,7 @@ async fn bootstrap_admin(store: &dyn Store, file: &std::path::Path) -> anyhow::R
 
 /// Read the certificate files again on every SIGHUP; a pair that does not load is logged and
 /// the certificate in use is kept.
-async fn reload_on_sighup(
+pub(crate) async fn reload_on_sighup(
     files: crate::tls::ServerTls,
     rustls: axum_server::tls_rustls::RustlsConfig,
 ) {

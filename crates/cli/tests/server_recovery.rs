@@ -386,3 +386,50 @@ fn run_all_catches_up_one_after_another_whatever_the_overlap_policy() {
         assert_eq!(order, sorted, "{policy}: not oldest first: {ledger}");
     }
 }
+
+/// Flags are checked before anything starts: a wrong one ends the server with an error naming
+/// it, and no store is made (the data directory does not appear) and no port bound.
+#[test]
+fn bad_flags_are_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let missing = dir.path().join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (&["--retention-every", "0s"], "--retention-every"),
+        (&["--max-clock-offset", "0s"], "--max-clock-offset"),
+        (
+            &["--leader-renew-every", "20s", "--leader-lease-ttl", "10s"],
+            "--leader-renew-every",
+        ),
+        (&["--lease-ttl", "0s"], "--lease-ttl"),
+        (&["--claim-poll-every", "0s"], "--claim-poll-every"),
+        (&["--tls-cert", missing, "--tls-key", missing], "--tls-cert"),
+    ];
+    for (flags, named) in cases {
+        let out = std::process::Command::new(common::bin())
+            .args([
+                "server",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--listen",
+                &listen,
+            ])
+            .args(flags)
+            .env_remove("TEMPORA_CONFIG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flags:?} accepted");
+        assert!(stderr.contains(named), "{flags:?}: {stderr}");
+        assert!(!data.exists(), "{flags:?}: the store was opened");
+        // The port is free: nothing was bound.
+        std::net::TcpListener::bind(&listen).unwrap();
+    }
+}

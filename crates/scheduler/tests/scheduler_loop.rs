@@ -14,6 +14,7 @@ use tempora_core::job::JobSpec;
 use tempora_core::run::RunState;
 use tempora_scheduler::{Scheduler, SchedulerConfig};
 use tempora_store::clock::{Clock, TokioClock};
+use tempora_store::faults::{Fault, Faulty, Write};
 use tempora_store::{PutMode, Store, StoreOptions};
 use tempora_store_sqlite::SqliteStore;
 use tokio::sync::Notify;
@@ -339,6 +340,52 @@ async fn edits_without_notification_are_found_by_the_change_poll() {
     }
     stop.cancel();
     task.await.unwrap().unwrap();
+}
+
+/// Fire writes that fail before writing, fail after their commit, or hang for 5 s (a stalled
+/// database): the loop retries, catches up, and the job's ledger has every occurrence exactly
+/// once.
+#[tokio::test(start_paused = true)]
+async fn fires_exactly_once_through_store_failures() {
+    let (inner, _dir) = store().await;
+    let (store, points) = Faulty::wrap(inner);
+    let _frozen = freeze();
+    let clock: Arc<dyn Clock> = TokioClock::starting_at(t("2026-06-01T12:00:00Z"));
+    let created = clock.now();
+    let job = spec(
+        "j",
+        r#""schedule":"@every 1s","misfire":"run_all","concurrency":"allow","epsilon":"1m""#,
+    );
+    store
+        .put_job(job.clone(), PutMode::Create, created)
+        .await
+        .unwrap();
+    points.inject(Write::Fire, 2, Fault::FailAfter);
+    points.inject(Write::Fire, 4, Fault::FailBefore);
+    points.inject(Write::Fire, 6, Fault::Hang(Duration::from_secs(5)));
+    points.inject(Write::Fire, 8, Fault::FailAfter);
+    points.inject(Write::Fire, 9, Fault::FailAfter);
+    let config = SchedulerConfig {
+        poll_changes_every: Duration::from_secs(3600),
+        clock: clock.clone(),
+        ..SchedulerConfig::default()
+    };
+    let (_handle, stop, task) = start_leading(&store, config, Arc::new(Notify::new()));
+    step(Duration::from_secs(30), Duration::from_millis(100)).await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let settled = clock.now() - Duration::from_secs(3);
+    let expected = occurrences(&job, created, created, settled);
+    let mut runs = store.list_runs("j", None, 1000).await.unwrap();
+    runs.sort_by_key(|r| r.scheduled_for);
+    let fired: Vec<Timestamp> = runs
+        .iter()
+        .map(|r| r.scheduled_for)
+        .filter(|at| *at <= settled)
+        .collect();
+    assert_eq!(fired, expected, "every occurrence, each once");
+    assert!(runs.iter().all(|r| r.state == RunState::Queued));
+    assert!(points.count(Write::Fire) > 9, "every failure point was met");
 }
 
 /// Run one job through `days` of test time from `start` and check that the loop fired

@@ -23,6 +23,8 @@ pub mod clock;
 pub mod contract;
 #[cfg(feature = "contract-tests")]
 pub mod contract_auth;
+#[cfg(feature = "faults")]
+pub mod faults;
 pub mod waiting;
 
 pub use auth::{AuditEntry, AuditQuery, NewAudit, NewToken, TokenRecord};

@@ -2,8 +2,8 @@
 //! it with [`store_contract_tests!`](crate::store_contract_tests), giving a factory that returns a
 //! fresh, empty store. One file per topic: `jobs`, `fire` (occurrences, misfire, overlap,
 //! catch-up), `runs` (claim, finish, retry, cancel, leases, logs), `dependencies`, `cluster`
-//! (leadership), `workers` (selectors, registry), `retention`; access control in
-//! `contract_auth`.
+//! (leadership), `workers` (selectors, registry), `retention`, `faults` (exactly-once through
+//! failure points on the write path); access control in `contract_auth`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use crate::{Fence, FireOutcome, FireRequest, PutMode, Retention, RunResult, Stor
 
 mod cluster;
 mod dependencies;
+mod faults;
 mod fire;
 mod jobs;
 mod retention;
@@ -26,6 +27,7 @@ mod workers;
 
 pub use cluster::*;
 pub use dependencies::*;
+pub use faults::*;
 pub use fire::*;
 pub use jobs::*;
 pub use retention::*;
@@ -61,6 +63,11 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@cases $factory;
             prune_keep_runs_keeps_active_runs_and_counters, prune_keep_days_keeps_newest_and_active,
             prune_max_rows_bounds_each_call, prune_keeps_runs_in_dependency_progress
+        );
+        $crate::store_contract_tests!(@cases $factory;
+            fire_is_exactly_once_through_failures,
+            claim_and_finish_are_exactly_once_through_failures,
+            a_fire_stalled_past_the_lease_is_fenced
         );
         $crate::store_contract_tests!(@module contract_auth; $factory;
             tokens_create_find_revoke, token_bootstrap_and_ensure,
