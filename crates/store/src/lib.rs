@@ -25,6 +25,7 @@ pub mod contract;
 pub mod contract_auth;
 #[cfg(feature = "faults")]
 pub mod faults;
+pub mod txn;
 pub mod waiting;
 
 pub use auth::{AuditEntry, AuditQuery, NewAudit, NewToken, TokenRecord};

@@ -144,8 +144,8 @@ pub(super) async fn report_to_children(
             .filter_map(|p| reported.get(p).copied())
             .collect();
         let mut counts = active_counts(c, &child).await?;
-        admit_run(
-            c,
+        txn::admit_run(
+            &PgTx(c),
             &rec.spec,
             Trigger::Dependency,
             now,

@@ -15,8 +15,9 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use tempora_core::dag::{self, find_cycle};
 use tempora_core::job::{JobSpec, ValidationError};
-use tempora_core::policy::{self, Disposition, OverlapAction};
+use tempora_core::policy;
 use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
+use tempora_store::txn::{self, FireRow, NewRun};
 use tempora_store::{
     ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange, JobRecord, Lease,
     NodeInfo, PutMode, PutOutcome, Retention, RunResult, StoreError, WORKER_FORGET_AFTER,
@@ -48,6 +49,62 @@ pub use workers::*;
 /// Advisory lock key serializing job definition changes (the dependency graph check).
 pub(super) const JOBS_LOCK: i64 = 0x7465_6d70_6f72_6102;
 
+/// The transaction's connection, as the shared scripts' [`txn::Tx`].
+pub(super) struct PgTx<'a>(pub &'a Conn);
+
+impl txn::Tx for PgTx<'_> {
+    type Error = crate::pool::TxError;
+
+    async fn fire_row(&self, job: &str) -> TxResult<Option<FireRow>> {
+        let row = self
+            .0
+            .query_opt(
+                "SELECT version, next_fire_at, paused, spec FROM jobs WHERE name = $1 FOR UPDATE",
+                &[&job],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        Ok(Some(FireRow {
+            version: row.try_get(0)?,
+            cursor_us: row.try_get(1)?,
+            paused: row.try_get(2)?,
+            spec: row.try_get(3)?,
+        }))
+    }
+
+    async fn job_for_update(&self, job: &str) -> TxResult<Option<JobRecord>> {
+        lock_job(self.0, job).await
+    }
+
+    async fn run(&self, id: i64) -> TxResult<Option<Run>> {
+        load_run(self.0, id).await
+    }
+
+    async fn active_counts(&self, job: &str) -> TxResult<(u64, u64)> {
+        active_counts(self.0, job).await
+    }
+
+    async fn insert_run(&self, run: &NewRun<'_>) -> TxResult<Option<i64>> {
+        insert_run(self.0, run).await
+    }
+
+    async fn replace_active(&self, job: &str, now: Timestamp) -> TxResult<()> {
+        replace_active(self.0, job, now).await
+    }
+
+    async fn set_cursor(&self, job: &str, next: Option<Timestamp>) -> TxResult<()> {
+        self.0
+            .execute(
+                "UPDATE jobs SET next_fire_at = $2 WHERE name = $1",
+                &[&job, &next.map(us)],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
 pub(super) fn add(t: Timestamp, d: Duration) -> Timestamp {
     t.checked_add(d).unwrap_or(t)
 }
@@ -62,25 +119,9 @@ pub(super) async fn lock_jobs(c: &Conn) -> TxResult<()> {
     Ok(())
 }
 
-/// A run row to insert.
-pub(super) struct NewRun<'a> {
-    job: &'a str,
-    trigger: Trigger,
-    origin: Trigger,
-    scheduled_for: Timestamp,
-    attempt: u32,
-    state: RunState,
-    hold: bool,
-    now: Timestamp,
-    not_before: Timestamp,
-    error: Option<&'a str>,
-    overrides: &'a RunOverrides,
-    triggered_by: &'a [i64],
-}
-
 /// Insert a run; None when the occurrence already exists (exactly once).
-pub(super) async fn insert_run(c: &Conn, r: NewRun<'_>) -> TxResult<Option<i64>> {
-    if let Some(id) = fold_skipped(c, &r).await? {
+pub(super) async fn insert_run(c: &Conn, r: &NewRun<'_>) -> TxResult<Option<i64>> {
+    if let Some(id) = fold_skipped(c, r).await? {
         return Ok(Some(id));
     }
     let overrides = if r.overrides.is_empty() {
@@ -199,59 +240,3 @@ pub(super) async fn replace_active(c: &Conn, job: &str, now: Timestamp) -> TxRes
     Ok(())
 }
 
-/// Create the run of a new occurrence or trigger under the job's overlap policy (the caller
-/// holds the job's row lock). Returns the id and whether it was queued (false: skipped).
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn admit_run(
-    c: &Conn,
-    spec: &JobSpec,
-    trigger: Trigger,
-    scheduled_for: Timestamp,
-    overrides: &RunOverrides,
-    triggered_by: &[i64],
-    how: policy::Admission,
-    now: Timestamp,
-    counts: &mut (u64, u64),
-) -> TxResult<Option<(i64, bool)>> {
-    let base = |state, hold, error| NewRun {
-        job: &spec.name,
-        trigger,
-        origin: trigger,
-        scheduled_for,
-        attempt: 1,
-        state,
-        hold,
-        now,
-        not_before: now,
-        error,
-        overrides,
-        triggered_by,
-    };
-    let action = policy::admit(spec.concurrency, counts.0, counts.1, how);
-    let id = match &action {
-        OverlapAction::Start => insert_run(c, base(RunState::Queued, false, None)).await?,
-        OverlapAction::Hold => insert_run(c, base(RunState::Queued, true, None)).await?,
-        OverlapAction::ReplaceThenStart => {
-            replace_active(c, &spec.name, now).await?;
-            insert_run(c, base(RunState::Queued, false, None)).await?
-        }
-        OverlapAction::Skip(reason) => {
-            insert_run(c, base(RunState::Skipped, false, Some(reason.as_str()))).await?
-        }
-    };
-    let Some(id) = id else {
-        return Ok(None);
-    };
-    let queued = match action {
-        OverlapAction::Start | OverlapAction::ReplaceThenStart => {
-            counts.0 += 1;
-            true
-        }
-        OverlapAction::Hold => {
-            counts.1 += 1;
-            true
-        }
-        OverlapAction::Skip(_) => false,
-    };
-    Ok(Some((id, queued)))
-}

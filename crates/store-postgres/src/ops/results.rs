@@ -114,7 +114,7 @@ pub(super) async fn after_finals(
                 let origin = e.origin.parse::<Trigger>().unwrap_or(Trigger::Schedule);
                 insert_run(
                     c,
-                    NewRun {
+                    &NewRun {
                         job,
                         trigger: Trigger::Retry,
                         origin,
@@ -298,7 +298,7 @@ pub async fn mark_success(c: &Conn, job: &str, now: Timestamp) -> TxResult<Run> 
     }
     let id = insert_run(
         c,
-        NewRun {
+        &NewRun {
             job,
             trigger: Trigger::Manual,
             origin: Trigger::Manual,

@@ -144,8 +144,8 @@ pub(super) fn report_to_children(
             .filter_map(|p| reported.get(p).copied())
             .collect();
         let mut counts = active_counts(c, &child)?;
-        admit_run(
-            c,
+        sync(txn::admit_run(
+            &SqliteTx(c),
             &rec.spec,
             Trigger::Dependency,
             now,
@@ -154,7 +154,7 @@ pub(super) fn report_to_children(
             policy::Admission::Policy,
             now,
             &mut counts,
-        )?;
+        ))?;
     }
     Ok(())
 }

@@ -5,6 +5,8 @@
 //! operation back.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -13,8 +15,9 @@ use std::collections::BTreeMap;
 
 use tempora_core::dag::{self, find_cycle};
 use tempora_core::job::{JobSpec, ValidationError};
-use tempora_core::policy::{self, Disposition, OverlapAction};
+use tempora_core::policy;
 use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
+use tempora_store::txn::{self, FireRow, NewRun};
 use tempora_store::{
     ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange, JobRecord, Lease,
     NodeInfo, PutMode, PutOutcome, Retention, RunResult, StoreError, StoreResult,
@@ -41,29 +44,82 @@ pub use results::*;
 pub use retention::*;
 pub use workers::*;
 
+/// Run a shared transaction script ([`txn`]) on this connection. SQLite's steps never wait
+/// (they are plain calls on the writer thread), so the script completes on its first poll; a
+/// script that did not would be a bug, reported as an error rather than a hang.
+pub(super) fn sync<T>(script: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    let mut script = std::pin::pin!(script);
+    match script
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(r) => r,
+        Poll::Pending => Err(StoreError::Backend(
+            "a SQLite transaction step waited; it never should".into(),
+        )),
+    }
+}
+
+/// The writer's connection inside a transaction, as the shared scripts' [`txn::Tx`].
+pub(super) struct SqliteTx<'a>(pub &'a Connection);
+
+impl txn::Tx for SqliteTx<'_> {
+    type Error = StoreError;
+
+    async fn fire_row(&self, job: &str) -> StoreResult<Option<FireRow>> {
+        self.0
+            .prepare_cached("SELECT version, next_fire_at, paused, spec FROM jobs WHERE name = ?1")
+            .map_err(db)?
+            .query_row([job], |r| {
+                Ok(FireRow {
+                    version: r.get(0)?,
+                    cursor_us: r.get(1)?,
+                    paused: r.get(2)?,
+                    spec: r.get(3)?,
+                })
+            })
+            .optional()
+            .map_err(db)
+    }
+
+    async fn job_for_update(&self, job: &str) -> StoreResult<Option<JobRecord>> {
+        load_job(self.0, job)
+    }
+
+    async fn run(&self, id: i64) -> StoreResult<Option<Run>> {
+        load_run(self.0, id)
+    }
+
+    async fn active_counts(&self, job: &str) -> StoreResult<(u64, u64)> {
+        active_counts(self.0, job)
+    }
+
+    async fn insert_run(&self, run: &NewRun<'_>) -> StoreResult<Option<i64>> {
+        insert_run(self.0, run)
+    }
+
+    async fn replace_active(&self, job: &str, now: Timestamp) -> StoreResult<()> {
+        replace_active(self.0, job, now)
+    }
+
+    async fn set_cursor(&self, job: &str, next: Option<Timestamp>) -> StoreResult<()> {
+        // Scheduled runs become claimable at their occurrence time (they are due now).
+        self.0
+            .prepare_cached("UPDATE jobs SET next_fire_at = ?2 WHERE name = ?1")
+            .map_err(db)?
+            .execute(params![job, next.map(us)])
+            .map_err(db)?;
+        Ok(())
+    }
+}
+
 pub(super) fn add(t: Timestamp, d: Duration) -> Timestamp {
     t.checked_add(d).unwrap_or(t)
 }
 
-/// A run row to insert.
-pub(super) struct NewRun<'a> {
-    job: &'a str,
-    trigger: Trigger,
-    origin: Trigger,
-    scheduled_for: Timestamp,
-    attempt: u32,
-    state: RunState,
-    hold: bool,
-    now: Timestamp,
-    not_before: Timestamp,
-    error: Option<&'a str>,
-    overrides: &'a RunOverrides,
-    triggered_by: &'a [i64],
-}
-
 /// Insert a run; None when the occurrence already exists (exactly once).
-pub(super) fn insert_run(c: &Connection, r: NewRun<'_>) -> StoreResult<Option<i64>> {
-    if let Some(id) = fold_skipped(c, &r)? {
+pub(super) fn insert_run(c: &Connection, r: &NewRun<'_>) -> StoreResult<Option<i64>> {
+    if let Some(id) = fold_skipped(c, r)? {
         return Ok(Some(id));
     }
     let overrides = if r.overrides.is_empty() {
@@ -183,63 +239,6 @@ pub(super) fn replace_active(c: &Connection, job: &str, now: Timestamp) -> Store
     .execute(params![job, us(now)])
     .map_err(db)?;
     Ok(())
-}
-
-/// Create the run of a new occurrence or trigger under the job's overlap policy.
-/// Returns the id and whether it was queued (false: skipped).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn admit_run(
-    c: &Connection,
-    spec: &JobSpec,
-    trigger: Trigger,
-    scheduled_for: Timestamp,
-    overrides: &RunOverrides,
-    triggered_by: &[i64],
-    how: policy::Admission,
-    now: Timestamp,
-    counts: &mut (u64, u64),
-) -> StoreResult<Option<(i64, bool)>> {
-    let base = |state, hold, error| NewRun {
-        job: &spec.name,
-        trigger,
-        origin: trigger,
-        scheduled_for,
-        attempt: 1,
-        state,
-        hold,
-        now,
-        not_before: now,
-        error,
-        overrides,
-        triggered_by,
-    };
-    let action = policy::admit(spec.concurrency, counts.0, counts.1, how);
-    let id = match &action {
-        OverlapAction::Start => insert_run(c, base(RunState::Queued, false, None))?,
-        OverlapAction::Hold => insert_run(c, base(RunState::Queued, true, None))?,
-        OverlapAction::ReplaceThenStart => {
-            replace_active(c, &spec.name, now)?;
-            insert_run(c, base(RunState::Queued, false, None))?
-        }
-        OverlapAction::Skip(reason) => {
-            insert_run(c, base(RunState::Skipped, false, Some(reason.as_str())))?
-        }
-    };
-    let Some(id) = id else {
-        return Ok(None);
-    };
-    let queued = match action {
-        OverlapAction::Start | OverlapAction::ReplaceThenStart => {
-            counts.0 += 1;
-            true
-        }
-        OverlapAction::Hold => {
-            counts.1 += 1;
-            true
-        }
-        OverlapAction::Skip(_) => false,
-    };
-    Ok(Some((id, queued)))
 }
 
 /// SQL condition: the selector of job `j` is contained in the labels given as JSON in `?5`.

@@ -73,7 +73,7 @@ pub(super) fn after_final(
         let origin = e.origin.parse::<Trigger>().unwrap_or(Trigger::Schedule);
         insert_run(
             c,
-            NewRun {
+            &NewRun {
                 job: &e.job,
                 trigger: Trigger::Retry,
                 origin,
@@ -249,7 +249,7 @@ pub fn mark_success(c: &Connection, job: &str, now: Timestamp) -> StoreResult<Ru
     }
     let id = insert_run(
         c,
-        NewRun {
+        &NewRun {
             job,
             trigger: Trigger::Manual,
             origin: Trigger::Manual,
