@@ -13,11 +13,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use tempora_core::dag::{self, find_cycle};
+use tempora_core::dag::find_cycle;
 use tempora_core::job::{JobSpec, ValidationError};
-use tempora_core::policy;
 use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
-use tempora_store::txn::{self, FireRow, NewRun};
+use tempora_store::txn::{self, Counted, Ended, FireRow, NewRun};
 use tempora_store::{
     ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange, JobRecord, Lease,
     NodeInfo, PutMode, PutOutcome, Retention, RunResult, StoreError, WORKER_FORGET_AFTER,
@@ -99,6 +98,74 @@ impl txn::Tx for PgTx<'_> {
             .execute(
                 "UPDATE jobs SET next_fire_at = $2 WHERE name = $1",
                 &[&job, &next.map(us)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn add_counters(&self, job: &str, n: Counted, now: Timestamp) -> TxResult<()> {
+        self.0
+            .execute(
+                "UPDATE jobs SET success_count = success_count + $2, \
+                 error_count = error_count + $3, \
+                 last_success_at = CASE WHEN $2 > 0 THEN $4 ELSE last_success_at END, \
+                 last_error_at = CASE WHEN $3 > 0 THEN $4 ELSE last_error_at END, \
+                 errors_since_success = CASE WHEN $2 > 0 THEN $5 \
+                                        ELSE errors_since_success + $3 END \
+                 WHERE name = $1",
+                &[&job, &n.ok, &n.errors, &us(now), &n.errors_after_ok],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn release_held(&self, job: &str, now: Timestamp) -> TxResult<()> {
+        self.0
+            .execute(
+                "UPDATE runs SET hold = false, not_before = $2 WHERE id = \
+                 (SELECT id FROM runs WHERE job = $1 AND state = 'queued' AND hold \
+                  ORDER BY id LIMIT 1)",
+                &[&job, &us(now)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn children_of(&self, parent: &str) -> TxResult<Vec<String>> {
+        children_of(self.0, parent).await
+    }
+
+    async fn record_progress(&self, child: &str, parent: &str, run_id: i64) -> TxResult<()> {
+        self.0
+            .execute(
+                "INSERT INTO dependency_progress (child, parent, run_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT (child, parent) DO UPDATE SET run_id = EXCLUDED.run_id",
+                &[&child, &parent, &run_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn progress(&self, child: &str) -> TxResult<BTreeMap<String, i64>> {
+        let mut reported = BTreeMap::new();
+        for r in self
+            .0
+            .query(
+                "SELECT parent, run_id FROM dependency_progress WHERE child = $1",
+                &[&child],
+            )
+            .await?
+        {
+            reported.insert(r.try_get(0)?, r.try_get(1)?);
+        }
+        Ok(reported)
+    }
+
+    async fn clear_progress(&self, child: &str) -> TxResult<()> {
+        self.0
+            .execute(
+                "DELETE FROM dependency_progress WHERE child = $1",
+                &[&child],
             )
             .await?;
         Ok(())
@@ -239,4 +306,3 @@ pub(super) async fn replace_active(c: &Conn, job: &str, now: Timestamp) -> TxRes
     .await?;
     Ok(())
 }
-

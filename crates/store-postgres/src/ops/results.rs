@@ -2,16 +2,6 @@
 
 use super::*;
 
-/// What a run that just ended needs for its follow-up.
-pub(super) struct Ended {
-    id: i64,
-    job: String,
-    origin: String,
-    scheduled_for: i64,
-    attempt: u32,
-    overrides: Option<String>,
-}
-
 pub(super) const ENDED_COLS: &str = "id, job, origin, scheduled_for, attempt, overrides";
 
 pub(super) fn ended_from_row(r: &Row) -> TxResult<Ended> {
@@ -26,124 +16,23 @@ pub(super) fn ended_from_row(r: &Row) -> TxResult<Ended> {
     })
 }
 
-/// After a run reached a final state: counters, retry, release of a held run.
+/// After a run reached a final state: the shared follow-up ([`txn::after_final`]).
 pub(super) async fn after_final(
     c: &Conn,
     e: &Ended,
     state: RunState,
     now: Timestamp,
 ) -> TxResult<()> {
-    after_finals(c, &[(e, state)], now).await
+    txn::after_final(&PgTx(c), e, state, now).await
 }
 
-/// The follow-ups of runs that reached a final state, job by job: each job is locked and its
-/// counters updated once for all its runs (not once per run: a batch of results is then a few
-/// round trips per job rather than five per run), then retries and dependency reports per run,
-/// then the release of a run held under `concurrency: queue`.
+/// The follow-ups of a batch of ended runs ([`txn::after_finals`]).
 pub(super) async fn after_finals(
     c: &Conn,
     ended: &[(&Ended, RunState)],
     now: Timestamp,
 ) -> TxResult<()> {
-    // Runs grouped by job, each group in the runs' order; the map's order (by name) is the one
-    // lock order of every transaction, so two batches cannot deadlock.
-    let mut by_job: BTreeMap<&str, Vec<(&Ended, RunState)>> = BTreeMap::new();
-    for (e, state) in ended {
-        by_job.entry(&e.job).or_default().push((*e, *state));
-    }
-    for (job, runs) in by_job {
-        let Some(rec) = lock_job(c, job).await? else {
-            continue;
-        };
-        // Counters, in the runs' order: errors since the last success of the batch. A failure
-        // that will be retried is not an error of the job yet (as in Chronos): only the last
-        // attempt's is.
-        let (mut ok, mut errors, mut errors_after_ok) = (0i64, 0i64, 0i64);
-        for (e, state) in &runs {
-            match state {
-                RunState::Succeeded => {
-                    ok += 1;
-                    errors_after_ok = 0;
-                }
-                RunState::Failed | RunState::TimedOut | RunState::Lost
-                    if !policy::should_retry(&rec.spec, *state, e.attempt) =>
-                {
-                    errors += 1;
-                    errors_after_ok += 1;
-                }
-                _ => {}
-            }
-        }
-        if ok + errors > 0 {
-            c.execute(
-                "UPDATE jobs SET success_count = success_count + $2, \
-                 error_count = error_count + $3, \
-                 last_success_at = CASE WHEN $2 > 0 THEN $4 ELSE last_success_at END, \
-                 last_error_at = CASE WHEN $3 > 0 THEN $4 ELSE last_error_at END, \
-                 errors_since_success = CASE WHEN $2 > 0 THEN $5 \
-                                        ELSE errors_since_success + $3 END \
-                 WHERE name = $1",
-                &[&job, &ok, &errors, &us(now), &errors_after_ok],
-            )
-            .await?;
-        }
-        let mut has_children: Option<bool> = None;
-        for (e, state) in runs {
-            let retrying = policy::should_retry(&rec.spec, state, e.attempt);
-            let counts_for_children = state == RunState::Succeeded
-                || (rec.spec.soft_error && state.is_retryable_failure() && !retrying);
-            if counts_for_children {
-                let any = match has_children {
-                    Some(v) => v,
-                    None => {
-                        let v = !children_of(c, job).await?.is_empty();
-                        has_children = Some(v);
-                        v
-                    }
-                };
-                if any {
-                    report_to_children(c, job, e.id, now).await?;
-                }
-            }
-            if retrying {
-                let delay = policy::retry_delay(&rec.spec, e.attempt);
-                let overrides: RunOverrides = match &e.overrides {
-                    Some(s) => serde_json::from_str(s).unwrap_or_default(),
-                    None => RunOverrides::default(),
-                };
-                let origin = e.origin.parse::<Trigger>().unwrap_or(Trigger::Schedule);
-                insert_run(
-                    c,
-                    &NewRun {
-                        job,
-                        trigger: Trigger::Retry,
-                        origin,
-                        scheduled_for: ts(e.scheduled_for),
-                        attempt: e.attempt + 1,
-                        state: RunState::Queued,
-                        hold: false,
-                        now,
-                        not_before: add(now, delay),
-                        error: None,
-                        overrides: &overrides,
-                        triggered_by: &[],
-                    },
-                )
-                .await?;
-            }
-        }
-        // Release a run waiting under `concurrency: queue` once nothing else is active.
-        let (active, held) = active_counts(c, job).await?;
-        if active == 0 && held > 0 {
-            c.execute(
-                "UPDATE runs SET hold = false, not_before = $2 WHERE id = \
-                 (SELECT id FROM runs WHERE job = $1 AND state = 'queued' AND hold ORDER BY id LIMIT 1)",
-                &[&job, &us(now)],
-            )
-            .await?;
-        }
-    }
-    Ok(())
+    txn::after_finals(&PgTx(c), ended, now).await
 }
 
 /// Record worker results.

@@ -99,66 +99,6 @@ pub(super) fn children_of(c: &Connection, parent: &str) -> StoreResult<Vec<Strin
         .map_err(db)
 }
 
-/// A parent's run ended in a way that counts for its children (succeeded, or failed with
-/// `soft_error` and no retry left): record it, and trigger every child whose parents have all
-/// reported since its last dependency run.
-pub(super) fn report_to_children(
-    c: &Connection,
-    parent: &str,
-    run_id: i64,
-    now: Timestamp,
-) -> StoreResult<()> {
-    for child in children_of(c, parent)? {
-        c.prepare_cached(
-            "INSERT OR REPLACE INTO dependency_progress (child, parent, run_id) VALUES (?1, ?2, ?3)",
-        )
-        .map_err(db)?
-        .execute(params![child, parent, run_id])
-        .map_err(db)?;
-        let Some(rec) = load_job(c, &child)? else {
-            continue;
-        };
-        let reported: BTreeMap<String, i64> = c
-            .prepare_cached("SELECT parent, run_id FROM dependency_progress WHERE child = ?1")
-            .map_err(db)?
-            .query_map([&child], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(db)?
-            .collect::<Result<_, _>>()
-            .map_err(db)?;
-        let names = reported.keys().cloned().collect();
-        if !dag::ready(&rec.spec.parents, &names) {
-            continue;
-        }
-        c.prepare_cached("DELETE FROM dependency_progress WHERE child = ?1")
-            .map_err(db)?
-            .execute([&child])
-            .map_err(db)?;
-        if rec.spec.paused {
-            tracing::info!(message = "dependency trigger ignored: the job is paused", job = %child);
-            continue;
-        }
-        let by: Vec<i64> = rec
-            .spec
-            .parents
-            .iter()
-            .filter_map(|p| reported.get(p).copied())
-            .collect();
-        let mut counts = active_counts(c, &child)?;
-        sync(txn::admit_run(
-            &SqliteTx(c),
-            &rec.spec,
-            Trigger::Dependency,
-            now,
-            &RunOverrides::default(),
-            &by,
-            policy::Admission::Policy,
-            now,
-            &mut counts,
-        ))?;
-    }
-    Ok(())
-}
-
 /// Insert (`new`) or update a job's row: spec, pause state and cursor; an update bumps `version`.
 pub(super) fn write_job_row(
     c: &Connection,

@@ -13,11 +13,10 @@ use jiff::{SignedDuration, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
 
-use tempora_core::dag::{self, find_cycle};
+use tempora_core::dag::find_cycle;
 use tempora_core::job::{JobSpec, ValidationError};
-use tempora_core::policy;
 use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
-use tempora_store::txn::{self, FireRow, NewRun};
+use tempora_store::txn::{self, Counted, Ended, FireRow, NewRun};
 use tempora_store::{
     ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange, JobRecord, Lease,
     NodeInfo, PutMode, PutOutcome, Retention, RunResult, StoreError, StoreResult,
@@ -108,6 +107,71 @@ impl txn::Tx for SqliteTx<'_> {
             .prepare_cached("UPDATE jobs SET next_fire_at = ?2 WHERE name = ?1")
             .map_err(db)?
             .execute(params![job, next.map(us)])
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn add_counters(&self, job: &str, n: Counted, now: Timestamp) -> StoreResult<()> {
+        self.0
+            .prepare_cached(
+                "UPDATE jobs SET success_count = success_count + ?2, \
+                 error_count = error_count + ?3, \
+                 last_success_at = CASE WHEN ?2 > 0 THEN ?4 ELSE last_success_at END, \
+                 last_error_at = CASE WHEN ?3 > 0 THEN ?4 ELSE last_error_at END, \
+                 errors_since_success = CASE WHEN ?2 > 0 THEN ?5 \
+                                        ELSE errors_since_success + ?3 END \
+                 WHERE name = ?1",
+            )
+            .map_err(db)?
+            .execute(params![job, n.ok, n.errors, us(now), n.errors_after_ok])
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn release_held(&self, job: &str, now: Timestamp) -> StoreResult<()> {
+        self.0
+            .prepare_cached(
+                "UPDATE runs SET hold = 0, not_before = ?2 WHERE id = \
+                 (SELECT id FROM runs WHERE job = ?1 AND state = 'queued' AND hold = 1 \
+                  ORDER BY id LIMIT 1)",
+            )
+            .map_err(db)?
+            .execute(params![job, us(now)])
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn children_of(&self, parent: &str) -> StoreResult<Vec<String>> {
+        children_of(self.0, parent)
+    }
+
+    async fn record_progress(&self, child: &str, parent: &str, run_id: i64) -> StoreResult<()> {
+        self.0
+            .prepare_cached(
+                "INSERT OR REPLACE INTO dependency_progress (child, parent, run_id) \
+                 VALUES (?1, ?2, ?3)",
+            )
+            .map_err(db)?
+            .execute(params![child, parent, run_id])
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn progress(&self, child: &str) -> StoreResult<BTreeMap<String, i64>> {
+        self.0
+            .prepare_cached("SELECT parent, run_id FROM dependency_progress WHERE child = ?1")
+            .map_err(db)?
+            .query_map([child], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)
+    }
+
+    async fn clear_progress(&self, child: &str) -> StoreResult<()> {
+        self.0
+            .prepare_cached("DELETE FROM dependency_progress WHERE child = ?1")
+            .map_err(db)?
+            .execute([child])
             .map_err(db)?;
         Ok(())
     }

@@ -2,16 +2,6 @@
 
 use super::*;
 
-/// What a run that just ended needs for its follow-up.
-pub(super) struct Ended {
-    id: i64,
-    job: String,
-    origin: String,
-    scheduled_for: i64,
-    attempt: u32,
-    overrides: Option<String>,
-}
-
 pub(super) const ENDED_COLS: &str = "id, job, origin, scheduled_for, attempt, overrides";
 
 pub(super) fn ended_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Ended> {
@@ -25,82 +15,14 @@ pub(super) fn ended_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Ended> {
     })
 }
 
-/// After a run reached a final state: counters, retry, release of a held run.
+/// After a run reached a final state: the shared follow-up ([`txn::after_final`]).
 pub(super) fn after_final(
     c: &Connection,
     e: &Ended,
     state: RunState,
     now: Timestamp,
 ) -> StoreResult<()> {
-    let Some(rec) = load_job(c, &e.job)? else {
-        return Ok(());
-    };
-    let retrying = policy::should_retry(&rec.spec, state, e.attempt);
-    match state {
-        RunState::Succeeded => {
-            c.prepare_cached(
-                "UPDATE jobs SET success_count = success_count + 1, last_success_at = ?2, \
-                 errors_since_success = 0 WHERE name = ?1",
-            )
-            .map_err(db)?
-            .execute(params![e.job, us(now)])
-            .map_err(db)?;
-        }
-        // A failure that will be retried is not an error of the job yet (as in Chronos): only
-        // the last attempt's is.
-        RunState::Failed | RunState::TimedOut | RunState::Lost if !retrying => {
-            c.prepare_cached(
-                "UPDATE jobs SET error_count = error_count + 1, last_error_at = ?2, \
-                 errors_since_success = errors_since_success + 1 WHERE name = ?1",
-            )
-            .map_err(db)?
-            .execute(params![e.job, us(now)])
-            .map_err(db)?;
-        }
-        _ => {}
-    }
-    let counts_for_children = state == RunState::Succeeded
-        || (rec.spec.soft_error && state.is_retryable_failure() && !retrying);
-    if counts_for_children {
-        report_to_children(c, &e.job, e.id, now)?;
-    }
-    if retrying {
-        let delay = policy::retry_delay(&rec.spec, e.attempt);
-        let overrides: RunOverrides = match &e.overrides {
-            Some(s) => serde_json::from_str(s).unwrap_or_default(),
-            None => RunOverrides::default(),
-        };
-        let origin = e.origin.parse::<Trigger>().unwrap_or(Trigger::Schedule);
-        insert_run(
-            c,
-            &NewRun {
-                job: &e.job,
-                trigger: Trigger::Retry,
-                origin,
-                scheduled_for: ts(e.scheduled_for),
-                attempt: e.attempt + 1,
-                state: RunState::Queued,
-                hold: false,
-                now,
-                not_before: add(now, delay),
-                error: None,
-                overrides: &overrides,
-                triggered_by: &[],
-            },
-        )?;
-    }
-    // Release a run waiting under `concurrency: queue` once nothing else is active.
-    let (active, held) = active_counts(c, &e.job)?;
-    if active == 0 && held > 0 {
-        c.prepare_cached(
-            "UPDATE runs SET hold = 0, not_before = ?2 WHERE id = \
-             (SELECT id FROM runs WHERE job = ?1 AND state = 'queued' AND hold = 1 ORDER BY id LIMIT 1)",
-        )
-        .map_err(db)?
-        .execute(params![e.job, us(now)])
-        .map_err(db)?;
-    }
-    Ok(())
+    sync(txn::after_final(&SqliteTx(c), e, state, now))
 }
 
 /// Record worker results.

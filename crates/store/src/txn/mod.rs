@@ -1,5 +1,6 @@
 //! Transaction scripts written once for every backend: what happens when occurrences fire, when
-//! a run is triggered, and how a new run meets the job's overlap policy. Each script makes its
+//! a run is triggered, how a new run meets the job's overlap policy, and what follows the end of
+//! a run (counters, retry, children's progress, release of a held run). Each script makes its
 //! decisions (with the pure rules of `tempora_core::policy`) and reads and writes rows only
 //! through [`Tx`], the row-level steps a backend provides inside one of its transactions; the
 //! backends keep only their SQL.
@@ -7,6 +8,8 @@
 //! SQLite's steps are synchronous (its writer thread runs a script to completion in one poll,
 //! see `tempora_store_sqlite::ops::sync`); PostgreSQL's are async queries on the transaction's
 //! connection.
+
+use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use tempora_core::job::JobSpec;
@@ -16,8 +19,10 @@ use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
 use crate::{JobRecord, StoreError};
 
 mod fire;
+mod results;
 
 pub use fire::{fire, trigger_run};
+pub use results::{Counted, Ended, after_final, after_finals, report_to_children};
 
 /// A job's row as a fire reads it (locked where the backend locks rows).
 #[derive(Debug, Clone)]
@@ -84,6 +89,28 @@ pub trait Tx {
     async fn replace_active(&self, job: &str, now: Timestamp) -> Result<(), Self::Error>;
     /// Move the job's cursor.
     async fn set_cursor(&self, job: &str, next: Option<Timestamp>) -> Result<(), Self::Error>;
+    /// Add a batch's successes and errors to the job's counters, stamped `now`.
+    async fn add_counters(
+        &self,
+        job: &str,
+        counted: Counted,
+        now: Timestamp,
+    ) -> Result<(), Self::Error>;
+    /// Release the oldest run of the job held under `concurrency: queue` (claimable from `now`).
+    async fn release_held(&self, job: &str, now: Timestamp) -> Result<(), Self::Error>;
+    /// The jobs that name `parent` among their parents, by name.
+    async fn children_of(&self, parent: &str) -> Result<Vec<String>, Self::Error>;
+    /// Record that `parent`'s run `run_id` counts for `child`'s next dependency run.
+    async fn record_progress(
+        &self,
+        child: &str,
+        parent: &str,
+        run_id: i64,
+    ) -> Result<(), Self::Error>;
+    /// The parents that reported for `child` since its last dependency run, with their runs.
+    async fn progress(&self, child: &str) -> Result<BTreeMap<String, i64>, Self::Error>;
+    /// Forget `child`'s reported parents (its dependency run is being made).
+    async fn clear_progress(&self, child: &str) -> Result<(), Self::Error>;
 }
 
 /// Create the run of a new occurrence or trigger under the job's overlap policy (`counts` as
