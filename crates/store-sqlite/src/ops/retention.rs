@@ -1,9 +1,7 @@
 //! History retention: which finished runs may go, and deleting them.
 
 use super::*;
-
-/// Jobs read per query while looking for runs to prune.
-pub(super) const PRUNE_JOB_PAGE: u32 = 128;
+use tempora_store::txn::retention as prune;
 
 /// The condition of a finished run (the only runs pruning deletes). Every pruning query walks
 /// `runs_by_job (job, id)` and reads the state from the row.
@@ -20,52 +18,78 @@ pub fn prune_candidates(
     max: u32,
     start: Option<&str>,
 ) -> StoreResult<(Vec<i64>, Option<String>)> {
-    let max = max as usize;
-    let mut ids = Vec::new();
-    if max == 0 || !policy.is_enabled() {
-        return Ok((ids, start.map(str::to_owned)));
+    sync(prune::prune_candidates(
+        &SqliteTx(c),
+        policy,
+        now,
+        max,
+        start,
+    ))
+}
+
+impl prune::PruneRead for SqliteTx<'_> {
+    type Error = StoreError;
+
+    async fn job_names(
+        &self,
+        from: &str,
+        after: bool,
+        until: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        let op = if after { ">" } else { ">=" };
+        self.0
+            .prepare_cached(&format!(
+                "SELECT name FROM jobs WHERE name {op} ?1 AND (?2 IS NULL OR name < ?2) \
+                 ORDER BY name LIMIT ?3"
+            ))
+            .map_err(db)?
+            .query_map(params![from, until, limit], |r| r.get(0))
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)
     }
-    let pinned = pinned_runs(c)?;
-    let start = start.unwrap_or("");
-    // First the jobs from `start` on, then (wrapping) those before it.
-    let passes: [(&str, Option<&str>); 2] = [(start, None), ("", Some(start))];
-    for (from, until) in passes {
-        if until == Some("") {
-            break;
-        }
-        let mut after: Option<String> = None;
-        loop {
-            let names: Vec<String> = {
-                let lo = after.as_deref().unwrap_or(from);
-                let op = if after.is_some() { ">" } else { ">=" };
-                let sql = format!(
-                    "SELECT name FROM jobs WHERE name {op} ?1 AND (?2 IS NULL OR name < ?2) \
-                     ORDER BY name LIMIT ?3"
-                );
-                c.prepare_cached(&sql)
-                    .map_err(db)?
-                    .query_map(params![lo, until, PRUNE_JOB_PAGE], |r| r.get(0))
-                    .map_err(db)?
-                    .collect::<Result<_, _>>()
-                    .map_err(db)?
-            };
-            let Some(last) = names.last().cloned() else {
-                break;
-            };
-            for name in names {
-                let budget = max - ids.len();
-                job_prune_candidates(c, &name, policy, now, &pinned, budget, &mut ids)?;
-                if ids.len() >= max {
-                    // This job may have more: the next call starts with it.
-                    warm_pages(c, &ids)?;
-                    return Ok((ids, Some(name)));
-                }
-            }
-            after = Some(last);
-        }
+
+    async fn pinned_runs(&self) -> StoreResult<std::collections::HashSet<i64>> {
+        pinned_runs(self.0)
     }
-    warm_pages(c, &ids)?;
-    Ok((ids, None))
+
+    async fn nth_newest_finished(&self, job: &str, k: u32) -> StoreResult<Option<i64>> {
+        // OFFSET k-1, walking `runs_by_job` backwards.
+        self.0
+            .prepare_cached(&format!(
+                "SELECT id FROM runs WHERE job = ?1 AND {FINISHED} ORDER BY id DESC LIMIT 1 OFFSET ?2"
+            ))
+            .map_err(db)?
+            .query_row(params![job, k.saturating_sub(1)], |r| r.get(0))
+            .optional()
+            .map_err(db)
+    }
+
+    async fn finished_below(
+        &self,
+        job: &str,
+        below: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<prune::FinishedRow>> {
+        self.0
+            .prepare_cached(&format!(
+                "SELECT id, queued_at, finished_at FROM runs \
+                 WHERE job = ?1 AND id < ?2 AND {FINISHED} ORDER BY id LIMIT ?3"
+            ))
+            .map_err(db)?
+            .query_map(
+                params![job, below, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(db)?
+            .collect::<Result<_, _>>()
+            .map_err(db)
+    }
+
+    async fn chosen(&self, ids: &[i64]) -> StoreResult<()> {
+        warm_pages(self.0, ids)
+    }
 }
 
 /// Read the pages the deletion of `ids` will change (each run's row, its entry in the
@@ -110,80 +134,6 @@ pub(super) fn pinned_runs(c: &Connection) -> StoreResult<std::collections::HashS
         .map_err(db)?
         .collect::<Result<_, _>>()
         .map_err(db)
-}
-
-/// Add to `out` up to `budget` runs of `job` that `policy` lets go, oldest first.
-pub(super) fn job_prune_candidates(
-    c: &Connection,
-    job: &str,
-    policy: &Retention,
-    now: Timestamp,
-    pinned: &std::collections::HashSet<i64>,
-    budget: usize,
-    out: &mut Vec<i64>,
-) -> StoreResult<()> {
-    // The k-th newest finished run (OFFSET k-1), walking `runs_by_job` backwards.
-    let nth_newest = |k: u32| -> StoreResult<Option<i64>> {
-        c.prepare_cached(&format!(
-            "SELECT id FROM runs WHERE job = ?1 AND {FINISHED} ORDER BY id DESC LIMIT 1 OFFSET ?2"
-        ))
-        .map_err(db)?
-        .query_row(params![job, k.saturating_sub(1)], |r| r.get(0))
-        .optional()
-        .map_err(db)
-    };
-    // The newest finished run is always kept.
-    let Some(newest) = nth_newest(1)? else {
-        return Ok(());
-    };
-    // Runs with an id below `cut` are beyond the newest `keep_runs` finished ones.
-    let cut = match policy.keep_runs {
-        Some(_) => nth_newest(policy.keep_newest())?.unwrap_or(0),
-        None => 0,
-    };
-    let cutoff = policy.cutoff(now).map(us);
-    if cut == 0 && cutoff.is_none() {
-        return Ok(());
-    }
-    let mut stmt = c
-        .prepare_cached(&format!(
-            "SELECT id, queued_at, finished_at FROM runs \
-             WHERE job = ?1 AND id < ?2 AND {FINISHED} ORDER BY id"
-        ))
-        .map_err(db)?;
-    let mut rows = stmt.query(params![job, newest]).map_err(db)?;
-    let mut taken = 0;
-    while taken < budget {
-        let Some(r) = rows.next().map_err(db)? else {
-            break;
-        };
-        let id: i64 = r.get(0).map_err(db)?;
-        if pinned.contains(&id) {
-            continue;
-        }
-        let take = if id < cut {
-            true
-        } else if let Some(cutoff) = cutoff {
-            let queued_at: i64 = r.get(1).map_err(db)?;
-            let finished_at: Option<i64> = r.get(2).map_err(db)?;
-            if finished_at.is_some_and(|f| f < cutoff) {
-                true
-            } else if queued_at >= cutoff {
-                // Queued after the cutoff, so finished after it too; so are the later runs.
-                break;
-            } else {
-                false
-            }
-        } else {
-            // Within the newest `keep_runs`, and no age limit: nothing further to delete.
-            break;
-        };
-        if take {
-            out.push(id);
-            taken += 1;
-        }
-    }
-    Ok(())
 }
 
 /// Delete the runs `ids` (chosen by [`prune_candidates`]) and their output, checking again that
