@@ -577,7 +577,7 @@ impl Store for PostgresStore {
         offset: u64,
         max: usize,
     ) -> StoreResult<Option<LogSlice>> {
-        self.read(|c| Box::pin(read_log(c, run_id, offset, max)))
+        self.read(|c| Box::pin(ops::read_log(c, run_id, offset, max)))
             .await
     }
 
@@ -839,56 +839,4 @@ impl Store for PostgresStore {
         self.write(|c| Box::pin(auth::prune_audit(c, before, max_rows)))
             .await
     }
-}
-
-/// Output of a run from `offset`, at most `max` bytes (one snapshot).
-async fn read_log(c: &Conn, run_id: i64, offset: u64, max: usize) -> TxResult<Option<LogSlice>> {
-    let Some(row) = c
-        .query_opt(
-            "SELECT state, log_size, log_dropped FROM runs WHERE id = $1",
-            &[&run_id],
-        )
-        .await?
-    else {
-        return Ok(None);
-    };
-    let state: String = row.try_get(0)?;
-    let size: i64 = row.try_get(1)?;
-    let dropped: i64 = row.try_get(2)?;
-    let state: RunState = state.parse().map_err(rows::corrupt)?;
-    let req = i64::try_from(offset).unwrap_or(i64::MAX);
-    let start = req.max(dropped).min(size);
-    let end = start.saturating_add(i64::try_from(max).unwrap_or(i64::MAX));
-    let mut data = Vec::new();
-    let chunks = c
-        .query(
-            "SELECT pos, data FROM run_logs WHERE run_id = $1 AND pos >= \
-             COALESCE((SELECT MAX(pos) FROM run_logs WHERE run_id = $1 AND pos <= $2), 0) \
-             AND pos < $3 ORDER BY pos",
-            &[&run_id, &start, &end],
-        )
-        .await?;
-    for r in &chunks {
-        let off: i64 = r.try_get(0)?;
-        let bytes: &[u8] = r.try_get(1)?;
-        let chunk_end = off + bytes.len() as i64;
-        if chunk_end <= start {
-            continue;
-        }
-        let from = (start - off).max(0) as usize;
-        let room = max.saturating_sub(data.len());
-        let take = (bytes.len() - from).min(room);
-        data.extend_from_slice(&bytes[from..from + take]);
-        if data.len() >= max {
-            break;
-        }
-    }
-    let start_u = u64::try_from(start).unwrap_or(0);
-    Ok(Some(LogSlice {
-        next_offset: start_u + data.len() as u64,
-        data,
-        offset: start_u,
-        dropped_before: u64::try_from(dropped).unwrap_or(0).saturating_sub(offset),
-        state,
-    }))
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, params};
 use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState};
 use tempora_store::{
@@ -679,55 +679,8 @@ impl Store for SqliteStore {
         offset: u64,
         max: usize,
     ) -> StoreResult<Option<LogSlice>> {
-        self.read(move |c| {
-            let row: Option<(String, i64, i64)> = c
-                .prepare_cached("SELECT state, log_size, log_dropped FROM runs WHERE id = ?1")
-                .map_err(db)?
-                .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()
-                .map_err(db)?;
-            let Some((state, size, dropped)) = row else {
-                return Ok(None);
-            };
-            let state: RunState = state
-                .parse()
-                .map_err(|e: tempora_core::run::UnknownName| StoreError::Backend(e.to_string()))?;
-            let req = i64::try_from(offset).unwrap_or(i64::MAX);
-            let start = req.max(dropped).min(size);
-            let mut data = Vec::new();
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT offset, data FROM run_logs WHERE run_id = ?1 AND offset >= \
-                     COALESCE((SELECT MAX(offset) FROM run_logs WHERE run_id = ?1 AND offset <= ?2), 0) \
-                     ORDER BY offset",
-                )
-                .map_err(db)?;
-            let mut rows = stmt.query(params![run_id, start]).map_err(db)?;
-            while let Some(r) = rows.next().map_err(db)? {
-                let off: i64 = r.get(0).map_err(db)?;
-                let bytes: Vec<u8> = r.get(1).map_err(db)?;
-                let end = off + bytes.len() as i64;
-                if end <= start {
-                    continue;
-                }
-                let from = (start - off).max(0) as usize;
-                let room = max.saturating_sub(data.len());
-                let take = (bytes.len() - from).min(room);
-                data.extend_from_slice(&bytes[from..from + take]);
-                if data.len() >= max {
-                    break;
-                }
-            }
-            let start_u = u64::try_from(start).unwrap_or(0);
-            Ok(Some(LogSlice {
-                next_offset: start_u + data.len() as u64,
-                data,
-                offset: start_u,
-                dropped_before: u64::try_from(dropped).unwrap_or(0).saturating_sub(offset),
-                state,
-            }))
-        })
-        .await
+        self.read(move |c| ops::read_log(c, run_id, offset, max))
+            .await
     }
 
     async fn counts(&self) -> StoreResult<StoreCounts> {

@@ -1,7 +1,7 @@
 //! Transaction scripts written once for every backend: what happens when occurrences fire, when
 //! a run is triggered, how a new run meets the job's overlap policy, and what follows the end of
 //! a run (counters, retry, children's progress, release of a held run), and which finished runs
-//! retention may delete ([`retention`]). Each script makes its
+//! retention may delete ([`retention`]); a run's output under its bound ([`logs`]). Each script makes its
 //! decisions (with the pure rules of `tempora_core::policy`) and reads and writes rows only
 //! through [`Tx`], the row-level steps a backend provides inside one of its transactions; the
 //! backends keep only their SQL.
@@ -20,6 +20,7 @@ use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
 use crate::{JobRecord, StoreError};
 
 mod fire;
+pub mod logs;
 mod results;
 pub mod retention;
 
