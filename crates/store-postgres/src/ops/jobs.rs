@@ -2,85 +2,14 @@
 
 use super::*;
 
-/// Create or replace a job.
+/// Create or replace a job ([`txn::jobs::put_job`]).
 pub async fn put_job(
     c: &Conn,
     spec: JobSpec,
     mode: PutMode,
     now: Timestamp,
 ) -> TxResult<PutOutcome> {
-    lock_jobs(c).await?;
-    let prev = lock_job(c, &spec.name).await?;
-    if mode == PutMode::Create && prev.is_some() {
-        return Err(StoreError::JobExists(spec.name).into());
-    }
-    let created_at = prev.as_ref().map_or(now, |p| p.created_at);
-    let cursor = compute_cursor(&spec, created_at, now, prev.as_ref())?;
-    write_parents(c, &spec).await?;
-    write_job_row(c, &spec, now, cursor, prev.is_none()).await?;
-    let record = load_job(c, &spec.name)
-        .await?
-        .ok_or_else(|| StoreError::Backend("job vanished after write".into()))?;
-    Ok(PutOutcome {
-        record,
-        created: prev.is_none(),
-    })
-}
-
-/// Check a job's parents (they exist, no cycle) and store its edges; progress towards parents it
-/// no longer has is dropped.
-pub(super) async fn write_parents(c: &Conn, spec: &JobSpec) -> TxResult<()> {
-    let mut missing = Vec::new();
-    for p in &spec.parents {
-        if c.query_opt("SELECT 1 FROM jobs WHERE name = $1", &[p])
-            .await?
-            .is_none()
-        {
-            missing.push(format!("`{p}`"));
-        }
-    }
-    if !missing.is_empty() {
-        return Err(ValidationError::new(
-            "parents",
-            "unknown_parent",
-            format!("unknown parent job(s): {}", missing.join(", ")),
-        )
-        .into());
-    }
-    let mut graph: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for row in c
-        .query("SELECT child, parent FROM job_parents", &[])
-        .await?
-    {
-        let child: String = row.try_get(0)?;
-        let parent: String = row.try_get(1)?;
-        graph.entry(child).or_default().push(parent);
-    }
-    graph.insert(spec.name.clone(), spec.parents.clone());
-    if let Some(cycle) = find_cycle(&graph) {
-        return Err(ValidationError::new(
-            "parents",
-            "cycle",
-            format!("dependency cycle: {}", cycle.join(" → ")),
-        )
-        .into());
-    }
-    c.execute("DELETE FROM job_parents WHERE child = $1", &[&spec.name])
-        .await?;
-    for p in &spec.parents {
-        c.execute(
-            "INSERT INTO job_parents (child, parent) VALUES ($1, $2)",
-            &[&spec.name, p],
-        )
-        .await?;
-    }
-    c.execute(
-        "DELETE FROM dependency_progress WHERE child = $1 AND parent NOT IN \
-         (SELECT parent FROM job_parents WHERE child = $1)",
-        &[&spec.name],
-    )
-    .await?;
-    Ok(())
+    txn::jobs::put_job(&PgTx(c), spec, mode, now).await
 }
 
 pub(super) async fn children_of(c: &Conn, parent: &str) -> TxResult<Vec<String>> {
@@ -124,65 +53,86 @@ pub(super) async fn write_job_row(
     Ok(())
 }
 
-/// Delete a job, its runs and their output (refused while other jobs depend on it, unless `force`).
+/// Delete a job, its runs and their output ([`txn::jobs::delete_job`]).
 pub async fn delete_job(c: &Conn, name: &str, force: bool, now: Timestamp) -> TxResult<bool> {
-    lock_jobs(c).await?;
-    let children = children_of(c, name).await?;
-    if !children.is_empty() && lock_job(c, name).await?.is_some() {
-        if !force {
-            return Err(StoreError::Conflict(format!(
-                "job `{name}` has dependent jobs: {}; delete them first, or delete with force=true to remove `{name}` from their parents",
-                children.join(", ")
-            ))
-            .into());
-        }
-        for child in &children {
-            if let Some(mut rec) = lock_job(c, child).await? {
-                rec.spec.parents.retain(|p| p != name);
-                write_job_row(c, &rec.spec, now, rec.next_fire_at, false).await?;
-            }
-        }
-    }
-    c.execute(
-        "DELETE FROM job_parents WHERE parent = $1 OR child = $1",
-        &[&name],
-    )
-    .await?;
-    c.execute(
-        "DELETE FROM dependency_progress WHERE parent = $1 OR child = $1",
-        &[&name],
-    )
-    .await?;
-    c.execute(
-        "DELETE FROM run_logs WHERE run_id IN (SELECT id FROM runs WHERE job = $1)",
-        &[&name],
-    )
-    .await?;
-    c.execute("DELETE FROM runs WHERE job = $1", &[&name])
-        .await?;
-    let n = c
-        .execute("DELETE FROM jobs WHERE name = $1", &[&name])
-        .await?;
-    Ok(n > 0)
+    txn::jobs::delete_job(&PgTx(c), name, force, now).await
 }
 
-/// Pause or resume a job.
+/// Pause or resume a job ([`txn::jobs::set_paused`]).
 pub async fn set_paused(c: &Conn, name: &str, paused: bool, now: Timestamp) -> TxResult<JobRecord> {
-    lock_jobs(c).await?;
-    let prev = lock_job(c, name)
-        .await?
-        .ok_or_else(|| StoreError::JobNotFound(name.to_owned()))?;
-    if prev.spec.paused == paused {
-        return Ok(prev);
+    txn::jobs::set_paused(&PgTx(c), name, paused, now).await
+}
+
+impl txn::jobs::JobSteps for PgTx<'_> {
+    async fn lock_definitions(&self) -> TxResult<()> {
+        lock_jobs(self.0).await
     }
-    let mut spec = prev.spec.clone();
-    spec.paused = paused;
-    // Resuming starts from now: the paused period is not backfilled.
-    let cursor = compute_cursor(&spec, prev.created_at, now, None)?;
-    write_job_row(c, &spec, now, cursor, false).await?;
-    Ok(load_job(c, name)
-        .await?
-        .ok_or_else(|| StoreError::JobNotFound(name.to_owned()))?)
+
+    async fn job_exists(&self, name: &str) -> TxResult<bool> {
+        Ok(self
+            .0
+            .query_opt("SELECT 1 FROM jobs WHERE name = $1", &[&name])
+            .await?
+            .is_some())
+    }
+
+    async fn parent_edges(&self) -> TxResult<Vec<(String, String)>> {
+        let rows = self
+            .0
+            .query("SELECT child, parent FROM job_parents", &[])
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push((r.try_get(0)?, r.try_get(1)?));
+        }
+        Ok(out)
+    }
+
+    async fn set_parents(&self, child: &str, parents: &[String]) -> TxResult<()> {
+        let c = self.0;
+        c.execute("DELETE FROM job_parents WHERE child = $1", &[&child])
+            .await?;
+        for p in parents {
+            c.execute(
+                "INSERT INTO job_parents (child, parent) VALUES ($1, $2)",
+                &[&child, p],
+            )
+            .await?;
+        }
+        c.execute(
+            "DELETE FROM dependency_progress WHERE child = $1 AND parent NOT IN \
+             (SELECT parent FROM job_parents WHERE child = $1)",
+            &[&child],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn write_job_row(
+        &self,
+        spec: &JobSpec,
+        now: Timestamp,
+        cursor: Option<Timestamp>,
+        new: bool,
+    ) -> TxResult<()> {
+        write_job_row(self.0, spec, now, cursor, new).await
+    }
+
+    async fn delete_job_rows(&self, name: &str) -> TxResult<bool> {
+        let c = self.0;
+        for sql in [
+            "DELETE FROM job_parents WHERE parent = $1 OR child = $1",
+            "DELETE FROM dependency_progress WHERE parent = $1 OR child = $1",
+            "DELETE FROM run_logs WHERE run_id IN (SELECT id FROM runs WHERE job = $1)",
+            "DELETE FROM runs WHERE job = $1",
+        ] {
+            c.execute(sql, &[&name]).await?;
+        }
+        let n = c
+            .execute("DELETE FROM jobs WHERE name = $1", &[&name])
+            .await?;
+        Ok(n > 0)
+    }
 }
 
 /// Jobs written after `since`.

@@ -13,21 +13,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use tempora_core::dag::find_cycle;
-use tempora_core::job::{JobSpec, ValidationError};
+use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
 use tempora_store::txn::{self, Counted, Ended, FireRow, NewRun};
 use tempora_store::{
     ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange, JobRecord, Lease,
     NodeInfo, PutMode, PutOutcome, Retention, RunResult, StoreError, WORKER_FORGET_AFTER,
-    WORKER_STALE_AFTER, WorkerInfo, WorkerStatus, compute_cursor,
+    WORKER_STALE_AFTER, WorkerInfo, WorkerStatus,
 };
 use tokio_postgres::Row;
 
 use crate::pool::{Conn, TxResult};
-use crate::rows::{
-    RUN_COL_COUNT, RUN_COLS, load_job, load_run, lock_job, parse_spec, run_from_row, ts, us,
-};
+use crate::rows::{RUN_COL_COUNT, RUN_COLS, load_run, lock_job, parse_spec, run_from_row, ts, us};
 
 mod claim;
 mod cluster;

@@ -13,14 +13,13 @@ use jiff::{SignedDuration, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeMap;
 
-use tempora_core::dag::find_cycle;
-use tempora_core::job::{JobSpec, ValidationError};
+use tempora_core::job::JobSpec;
 use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
 use tempora_store::txn::{self, Counted, Ended, FireRow, NewRun};
 use tempora_store::{
     ClaimedRun, ClusterView, Fence, FireOutcome, FireRequest, JobChange, JobRecord, Lease,
     NodeInfo, PutMode, PutOutcome, Retention, RunResult, StoreError, StoreResult,
-    WORKER_FORGET_AFTER, WORKER_STALE_AFTER, WorkerInfo, WorkerStatus, compute_cursor,
+    WORKER_FORGET_AFTER, WORKER_STALE_AFTER, WorkerInfo, WorkerStatus,
 };
 
 use crate::rows::{

@@ -20,6 +20,7 @@ use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
 use crate::{JobRecord, StoreError};
 
 mod fire;
+pub mod jobs;
 pub mod logs;
 mod results;
 pub mod retention;
