@@ -530,15 +530,7 @@ pub(crate) fn job_path(name: &str) -> String {
 
 /// Percent-encode a path segment (job names are `[A-Za-z0-9._-]` but users may type anything).
 pub(crate) fn encode(seg: &str) -> String {
-    let mut out = String::new();
-    for b in seg.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    tempora_client::encode_segment(seg)
 }
 
 /// Run a `tempora job …` command.

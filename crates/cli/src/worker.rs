@@ -15,7 +15,7 @@ use clap::Args;
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tempora_http::workers::{
+use tempora_client::wire::{
     ClaimRequest, ClaimResponse, FinishRequest, HeartbeatRequest, HeartbeatResponse,
     RegisterResponse, TIME_HEADER,
 };
@@ -296,7 +296,7 @@ impl HttpSource {
     }
 
     fn path_id(&self) -> String {
-        encode_segment(&self.info.id)
+        tempora_client::encode_segment(&self.info.id)
     }
 }
 
@@ -338,19 +338,6 @@ fn attempt_error(a: Attempt) -> SourceError {
         Attempt::Unreachable(m) => SourceError::Transport(format!("no server reachable: {m}")),
         Attempt::Refused(s, m) => SourceError::Transport(format!("server refused ({s}): {m}")),
     }
-}
-
-/// Percent-encode one URL path segment.
-fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[async_trait]

@@ -139,7 +139,7 @@ fn worker_routes() -> Router<Arc<AppState>> {
         .route("/{id}/heartbeat", post(workers::heartbeat))
         .route("/{id}/runs/{run}/log", post(workers::append_log))
         .route("/{id}/finish", post(workers::finish))
-        .layer(DefaultBodyLimit::max(workers::MAX_WORKER_BODY))
+        .layer(DefaultBodyLimit::max(tempora_client::wire::MAX_WORKER_BODY))
         .layer(middleware::map_response(workers::stamp_time))
 }
 

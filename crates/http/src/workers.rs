@@ -1,4 +1,5 @@
-//! The remote worker protocol under `/api/v1/workers`: `tempora worker`
+//! The remote worker protocol under `/api/v1/workers` (its wire types and limits are
+//! `tempora_client::wire`, shared with the worker): `tempora worker`
 //! agents register, claim runs with a long poll, renew their leases by heartbeat, ship output
 //! while a run goes and report results. The server keeps no per-worker session: every request
 //! names its worker, so a worker may fail over to any node at any time.
@@ -17,41 +18,23 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
-use tempora_core::job::JobSpec;
-use tempora_core::run::{Run, RunState};
-use tempora_store::{ClaimedRun, RunResult, WorkerInfo, WorkerStatus};
+use tempora_client::wire::*;
+use tempora_core::run::RunState;
+use tempora_store::{ClaimedRun, RunResult, WorkerInfo};
 
 use crate::AppState;
 use crate::auth::{Caller, check_worker_binding};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, parse_json};
 
-/// Largest body of a worker request. Output goes in chunks of at most this; a result carries
-/// at most [`MAX_LOG_TAIL`] of output (base64), and a worker splits a batch of results into
-/// requests below this.
-pub const MAX_WORKER_BODY: usize = 1024 * 1024;
-/// Most output one result may carry (the worker keeps at most 512 KiB of unshipped output).
-pub const MAX_LOG_TAIL: usize = 640 * 1024;
-/// Most runs named in one claim (`held`), heartbeat or finish request: far more than a
-/// worker's slots, far fewer than would make the request costly.
-pub const MAX_LISTED_RUNS: usize = 10_000;
 /// Longest `version` and `address` a worker may report.
 const MAX_INFO_TEXT: usize = 200;
 /// Longest error text of a result.
 const MAX_ERROR_TEXT: usize = 8 * 1024;
 /// Most slots a worker may report.
 const MAX_SLOTS: u32 = 100_000;
-/// Longest a claim request is held waiting for work.
-pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(30);
 /// How often a held claim looks for work when not woken.
 const CLAIM_POLL: Duration = Duration::from_millis(50);
-
-/// The header every worker-protocol answer carries: the server's time (RFC 3339, on the
-/// database's clock in a cluster). A worker follows it, so the times it reports are the
-/// cluster's whatever its own clock says.
-pub const TIME_HEADER: &str = "tempora-time";
 
 /// Stamp an answer with [`TIME_HEADER`], as late as possible.
 pub async fn stamp_time(mut resp: Response) -> Response {
@@ -59,97 +42,6 @@ pub async fn stamp_time(mut resp: Response) -> Response {
         resp.headers_mut().insert(TIME_HEADER, v);
     }
     resp
-}
-
-/// Answer to a registration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RegisterResponse {
-    /// The worker id, as recorded.
-    pub worker: String,
-    /// The node that answered.
-    pub node: String,
-    /// Lease of a claimed run: heartbeat well within it (milliseconds).
-    pub lease_ttl_ms: u64,
-    /// Suggested heartbeat interval (milliseconds).
-    pub heartbeat_ms: u64,
-}
-
-/// A claim request: who claims (refreshes the registry too), how many runs, how long to wait.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClaimRequest {
-    /// The claiming worker.
-    pub worker: WorkerInfo,
-    /// Most runs to hand out.
-    pub max: usize,
-    /// Hold the request up to this long while no run is available (milliseconds, capped).
-    #[serde(default)]
-    pub wait_ms: u64,
-    /// Runs the worker holds (executing, or with a result not yet accepted). Runs the store
-    /// has on this worker that are not listed here were claimed by a request whose answer was
-    /// lost: they are handed out again.
-    #[serde(default)]
-    pub held: Vec<i64>,
-}
-
-/// A claimed run on the wire.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WireClaim {
-    /// The run (state `running`, on this worker).
-    pub run: Run,
-    /// The job spec it runs under.
-    pub spec: JobSpec,
-    /// Lease expiry.
-    pub lease_expires_at: Timestamp,
-}
-
-impl From<ClaimedRun> for WireClaim {
-    fn from(c: ClaimedRun) -> Self {
-        Self {
-            run: c.run,
-            spec: c.spec,
-            lease_expires_at: c.lease_expires_at,
-        }
-    }
-}
-
-impl From<WireClaim> for ClaimedRun {
-    fn from(c: WireClaim) -> Self {
-        Self {
-            run: c.run,
-            spec: c.spec,
-            lease_expires_at: c.lease_expires_at,
-        }
-    }
-}
-
-/// Answer to a claim.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClaimResponse {
-    /// Claimed runs, oldest first (empty when the wait ran out).
-    pub runs: Vec<WireClaim>,
-}
-
-/// A heartbeat: the runs the worker is executing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HeartbeatRequest {
-    /// The worker (refreshes the registry).
-    pub worker: WorkerInfo,
-    /// Run ids whose leases to renew.
-    pub runs: Vec<i64>,
-}
-
-/// Answer to a heartbeat.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HeartbeatResponse {
-    /// Runs that must stop (cancelled, deleted, or not this worker's).
-    pub stop: Vec<i64>,
-}
-
-/// A batch of results.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FinishRequest {
-    /// The results.
-    pub results: Vec<RunResult>,
 }
 
 fn check_worker(path_id: &str, info: &WorkerInfo) -> Result<(), ApiError> {
@@ -221,13 +113,6 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 
 fn lease(state: &AppState) -> Duration {
     state.worker_lease
-}
-
-/// Answer of `GET /api/v1/workers`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WorkerList {
-    /// Registered workers by id (stale ones included, marked `stale`).
-    pub workers: Vec<WorkerStatus>,
 }
 
 /// `GET /api/v1/workers`: the registered workers, their labels, slots, last contact and running
