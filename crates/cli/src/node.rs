@@ -31,6 +31,11 @@ use crate::server::{
 /// giving up the lease) before it exits anyway.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(5);
 
+/// The smallest `--max-clock-offset`: below it, the uncertainty of a reading (half a round trip
+/// to the database, commonly a fraction of a millisecond, far more under load) would keep
+/// every node from leading.
+const MIN_CLOCK_OFFSET_LIMIT: Duration = Duration::from_millis(10);
+
 /// What [`check`] found valid: the flags, and what had to be read to validate them.
 pub struct Checked {
     tls: Option<(crate::tls::ServerTls, Arc<rustls::ServerConfig>)>,
@@ -47,8 +52,12 @@ pub fn check(args: &ServerArgs) -> anyhow::Result<Checked> {
             args.leader_lease_ttl
         );
     }
-    if args.max_clock_offset.is_zero() {
-        anyhow::bail!("--max-clock-offset must be above zero (default 2s)");
+    if args.max_clock_offset < MIN_CLOCK_OFFSET_LIMIT {
+        anyhow::bail!(
+            "--max-clock-offset must be at least 10ms (default 2s): a node measures its offset \
+             only to within half a round trip to the database, so a smaller limit would keep \
+             every node from leading"
+        );
     }
     if args.retention_every.is_zero() {
         anyhow::bail!("--retention-every must be longer than 0s");

@@ -287,10 +287,13 @@ impl HttpSource {
         }
     }
 
-    /// What this worker reports of itself, with its clock's offset to the servers' now.
+    /// What this worker reports of itself, with its clock's offset to the servers' now
+    /// (capped at the ±366 days the servers accept: a machine that booted without a real-time
+    /// clock, say in 1970, still registers, runs, and shows the cap).
     fn info(&self) -> WorkerInfo {
+        let max = tempora_store::clock::MAX_REPORTED_OFFSET;
         WorkerInfo {
-            clock_offset: tempora_store::clock::offset(),
+            clock_offset: tempora_store::clock::offset().map(|o| o.clamp(-max, max)),
             ..self.info.clone()
         }
     }

@@ -4,8 +4,6 @@
 //! never sees the server's environment), so the ledger they write is on the true clock.
 
 mod common;
-#[path = "../../store-postgres/tests/support/mod.rs"]
-mod pg;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{Server, Worker, faketime_env};
 use serde_json::{Value, json};
+use tempora_testkit::pg;
 
 fn database() -> String {
     tokio::runtime::Builder::new_current_thread()

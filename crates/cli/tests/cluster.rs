@@ -3,8 +3,6 @@
 //! and a ledger written by the job itself showing every occurrence ran exactly once.
 
 mod common;
-#[path = "../../store-postgres/tests/support/mod.rs"]
-mod pg;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -13,6 +11,7 @@ use common::Server;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
+use tempora_testkit::pg;
 
 fn database() -> String {
     tokio::runtime::Builder::new_current_thread()

@@ -6,8 +6,6 @@
 //! cluster, the bootstrap file, and the audit log of a session.
 
 mod common;
-#[path = "../../store-postgres/tests/support/mod.rs"]
-mod pg;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -17,6 +15,7 @@ use common::{Server, request};
 use serde_json::{Value, json};
 use tempora_core::auth::Role;
 use tempora_http::auth::table::{Access, BodyKind, all_routes};
+use tempora_testkit::pg;
 
 /// A request with a bearer token (or none), a JSON body when given; → (status, head, JSON).
 fn call(

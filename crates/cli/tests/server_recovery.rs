@@ -401,9 +401,10 @@ fn bad_flags_are_refused_before_anything_starts() {
     let listen = format!("127.0.0.1:{port}");
     let missing = dir.path().join("missing.pem");
     let missing = missing.to_str().unwrap();
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--retention-every", "0s"], "--retention-every"),
         (&["--max-clock-offset", "0s"], "--max-clock-offset"),
+        (&["--max-clock-offset", "1ms"], "--max-clock-offset"),
         (
             &["--leader-renew-every", "20s", "--leader-lease-ttl", "10s"],
             "--leader-renew-every",

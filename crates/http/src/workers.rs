@@ -316,7 +316,15 @@ pub async fn finish(
     check_id(&id)?;
     check_worker_binding(&state, &caller, &id).await?;
     let req: FinishRequest = parse_json(&body)?;
-    let results: Vec<RunResult> = req.results;
+    let mut results: Vec<RunResult> = req.results;
+    // A run cannot have ended after now, nor started after it ended: times a worker reports
+    // past those bounds (a broken clock, or a forged result) are held to them. The store holds
+    // them to the run's queue time from below.
+    let now = tempora_store::clock::now();
+    for r in &mut results {
+        r.finished_at = r.finished_at.min(now);
+        r.started_at = r.started_at.map(|s| s.min(r.finished_at));
+    }
     check_listed("results", results.len())?;
     for (i, r) in results.iter().enumerate() {
         if !r.state.is_final() || r.state == RunState::Skipped {

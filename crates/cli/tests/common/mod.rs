@@ -2,7 +2,9 @@
 //! directory, and talks to it over HTTP and through the CLI.
 #![allow(dead_code)]
 
-pub mod postgres;
+/// Throwaway PostgreSQL servers (`tempora_testkit::pg`), e.g. `common::postgres::Postgres`.
+#[allow(unused_imports)]
+pub use tempora_testkit::pg as postgres;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

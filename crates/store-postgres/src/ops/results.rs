@@ -52,8 +52,10 @@ pub async fn finish_runs(
         let ended = c
             .query_opt(
                 &format!(
-                    "UPDATE runs SET state = $3, finished_at = $4, \
-                     started_at = COALESCE($5, started_at), exit_code = $6, signal = $7, \
+                    "UPDATE runs SET state = $3, finished_at = GREATEST($4, queued_at), \
+                     started_at = CASE WHEN $5::bigint IS NULL THEN started_at \
+                                  ELSE GREATEST($5, queued_at) END, \
+                     exit_code = $6, signal = $7, \
                      error = $8, lease_expires_at = NULL \
                      WHERE id = $1 AND state = 'running' AND coalesce(worker, '') = $2 RETURNING {ENDED_COLS}"
                 ),

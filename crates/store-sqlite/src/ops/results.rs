@@ -40,8 +40,9 @@ pub fn finish_runs(
         }
         let ended: Option<Ended> = c
             .prepare_cached(&format!(
-                "UPDATE runs SET state = ?3, finished_at = ?4, started_at = COALESCE(?5, started_at), \
-                 exit_code = ?6, signal = ?7, error = ?8, lease_expires_at = NULL \
+                "UPDATE runs SET state = ?3, finished_at = MAX(?4, queued_at), \
+                 started_at = COALESCE(MAX(?5, queued_at), started_at), exit_code = ?6, \
+                 signal = ?7, error = ?8, lease_expires_at = NULL \
                  WHERE id = ?1 AND state = 'running' AND worker = ?2 RETURNING {ENDED_COLS}"
             ))
             .map_err(db)?

@@ -414,3 +414,25 @@ pub async fn claim_respects_not_before_and_limit(s: Arc<dyn Store>) {
     let counts = s.counts().await.unwrap();
     assert_eq!((counts.queued, counts.running), (3, 2));
 }
+
+/// A result whose times are before the run was queued (a worker's broken clock, or a forged
+/// result) is held to the queue time: no run finishes before it was queued.
+pub async fn finish_times_are_held_to_the_queue_time(s: Arc<dyn Store>) {
+    s.put_job(job("j", ""), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let queued = t(100);
+    let run = s
+        .trigger_run("j", RunOverrides::default(), false, queued)
+        .await
+        .unwrap();
+    assert_eq!(run.queued_at, queued);
+    s.claim_runs("w", 1, Timestamp::now(), LEASE).await.unwrap();
+    let mut r = result(run.id, RunState::Succeeded, t(-86_400));
+    r.started_at = Some(t(-2 * 86_400));
+    s.finish_runs("w", vec![r]).await.unwrap();
+    let done = s.get_run(run.id).await.unwrap().unwrap();
+    assert_eq!(done.state, RunState::Succeeded);
+    assert_eq!(done.finished_at, Some(queued), "{done:?}");
+    assert_eq!(done.started_at, Some(queued), "{done:?}");
+}
