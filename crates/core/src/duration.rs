@@ -25,6 +25,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     if t.is_empty() {
         return Err(err(s, "empty"));
     }
+    if t.starts_with('-') {
+        return Err(err(s, "a duration cannot be negative"));
+    }
     if t.starts_with(['P', 'p']) {
         parse_iso(s, t)
     } else {
@@ -291,6 +294,8 @@ mod tests {
         ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+        let negative = parse_duration("-1s").unwrap_err().to_string();
+        assert!(negative.contains("cannot be negative"), "{negative}");
     }
 
     #[test]

@@ -98,7 +98,9 @@ pub(super) async fn finish_async(
 ) -> TxResult<()> {
     let waiting = c
         .execute(
-            "UPDATE runs SET awaiting_completion = true, started_at = COALESCE($3, started_at), \
+            "UPDATE runs SET awaiting_completion = true, \
+             started_at = CASE WHEN $3::bigint IS NULL THEN started_at \
+                          ELSE GREATEST($3, queued_at) END, \
              exit_code = $4, lease_expires_at = NULL, \
              error = 'waiting for the completion call PUT /scheduler/task/{taskId} (async job)' \
              WHERE id = $1 AND state = 'running' AND coalesce(worker, '') = $2 AND completion IS NULL",
@@ -109,8 +111,10 @@ pub(super) async fn finish_async(
         let ended = c
             .query_opt(
                 &format!(
-                    "UPDATE runs SET state = completion, finished_at = $3, \
-                     started_at = COALESCE($4, started_at), exit_code = $5, \
+                    "UPDATE runs SET state = completion, finished_at = GREATEST($3, queued_at), \
+                     started_at = CASE WHEN $4::bigint IS NULL THEN started_at \
+                                  ELSE GREATEST($4, queued_at) END, \
+                     exit_code = $5, \
                      lease_expires_at = NULL, \
                      error = CASE completion WHEN 'failed' THEN 'the job reported failure' END \
                      WHERE id = $1 AND state = 'running' AND coalesce(worker, '') = $2 \

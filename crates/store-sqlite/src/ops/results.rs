@@ -86,8 +86,8 @@ pub(super) fn finish_async(
 ) -> StoreResult<()> {
     let waiting = c
         .prepare_cached(
-            "UPDATE runs SET awaiting_completion = 1, started_at = COALESCE(?3, started_at), \
-             exit_code = ?4, lease_expires_at = NULL, \
+            "UPDATE runs SET awaiting_completion = 1, \
+             started_at = COALESCE(MAX(?3, queued_at), started_at), exit_code = ?4, lease_expires_at = NULL, \
              error = 'waiting for the completion call PUT /scheduler/task/{taskId} (async job)' \
              WHERE id = ?1 AND state = 'running' AND worker = ?2 AND completion IS NULL",
         )
@@ -97,8 +97,9 @@ pub(super) fn finish_async(
     if waiting == 0 {
         let ended: Option<(Ended, String)> = c
             .prepare_cached(&format!(
-                "UPDATE runs SET state = completion, finished_at = ?3, \
-                 started_at = COALESCE(?4, started_at), exit_code = ?5, lease_expires_at = NULL, \
+                "UPDATE runs SET state = completion, finished_at = MAX(?3, queued_at), \
+                 started_at = COALESCE(MAX(?4, queued_at), started_at), exit_code = ?5, \
+                 lease_expires_at = NULL, \
                  error = CASE completion WHEN 'failed' THEN 'the job reported failure' END \
                  WHERE id = ?1 AND state = 'running' AND worker = ?2 AND completion IS NOT NULL \
                  RETURNING {ENDED_COLS}, state"
