@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::client::{Api, Res, encode, finish, print_json, runtime, s};
+use crate::client::{Api, Res, finish, print_json, runtime, s};
 use crate::view::{table, when};
 use crate::{ClientOpts, OutputFormat};
 
@@ -140,7 +140,7 @@ async fn token(cmd: TokenCommand, opts: ClientOpts) -> Res<()> {
                     "name the token to revoke (its name or id)",
                 ));
             }
-            let path = format!("/api/v1/tokens/{}", encode(&which));
+            let path = format!("/api/v1/tokens/{}", tempora_client::encode_segment(&which));
             let v = api.json(api.http.delete(api.url(&path))).await?;
             if fmt == OutputFormat::Json {
                 print_json(&v);

@@ -525,12 +525,7 @@ async fn run_table(api: &Api, runs: &[Value], utc: bool) -> String {
 }
 
 pub(crate) fn job_path(name: &str) -> String {
-    format!("/api/v1/jobs/{}", encode(name))
-}
-
-/// Percent-encode a path segment (job names are `[A-Za-z0-9._-]` but users may type anything).
-pub(crate) fn encode(seg: &str) -> String {
-    tempora_client::encode_segment(seg)
+    format!("/api/v1/jobs/{}", tempora_client::encode_segment(name))
 }
 
 /// Run a `tempora job …` command.

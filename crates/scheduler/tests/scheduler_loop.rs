@@ -160,6 +160,16 @@ async fn step_through(
     due
 }
 
+/// A scheduler config on `clock` whose change poll stays out of the way (job changes come
+/// through the handle in these tests; the poll would only read the store).
+fn quiet(clock: &Arc<dyn Clock>) -> SchedulerConfig {
+    SchedulerConfig {
+        poll_changes_every: Duration::from_secs(3600),
+        clock: clock.clone(),
+        ..SchedulerConfig::default()
+    }
+}
+
 async fn store() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
@@ -365,11 +375,7 @@ async fn fires_exactly_once_through_store_failures() {
     points.inject(Write::Fire, 6, Fault::Hang(Duration::from_secs(5)));
     points.inject(Write::Fire, 8, Fault::FailAfter);
     points.inject(Write::Fire, 9, Fault::FailAfter);
-    let config = SchedulerConfig {
-        poll_changes_every: Duration::from_secs(3600),
-        clock: clock.clone(),
-        ..SchedulerConfig::default()
-    };
+    let config = quiet(&clock);
     let (_handle, stop, task) = start_leading(&store, config, Arc::new(Notify::new()));
     step(Duration::from_secs(30), Duration::from_millis(100)).await;
     stop.cancel();
@@ -401,12 +407,7 @@ async fn fires_exactly_the_schedule(name: &str, extra: &str, start: &str, days: 
         .put_job(job.clone(), PutMode::Create, created)
         .await
         .unwrap();
-    let config = SchedulerConfig {
-        // Job changes come through the handle here; the poll would only read the store.
-        poll_changes_every: Duration::from_secs(3600),
-        clock: clock.clone(),
-        ..SchedulerConfig::default()
-    };
+    let config = quiet(&clock);
     let (_handle, stop, task) = start_leading(&store, config, Arc::new(Notify::new()));
     let end = created + Duration::from_secs(days * 86_400);
     let expected = step_through(&store, &clock, &job, created, end).await;
@@ -481,11 +482,7 @@ async fn three_days_down_then_on_time() {
         .put_job(job.clone(), PutMode::Create, created)
         .await
         .unwrap();
-    let config = SchedulerConfig {
-        poll_changes_every: Duration::from_secs(3600),
-        clock: clock.clone(),
-        ..SchedulerConfig::default()
-    };
+    let config = quiet(&clock);
     let (_handle, stop, task) = start_leading(&store, config, Arc::new(Notify::new()));
     let latest = *occurrences(&job, created, created, clock.now())
         .last()

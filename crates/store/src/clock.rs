@@ -148,3 +148,46 @@ impl Clock for TokioClock {
         self.start.saturating_add(elapsed).unwrap_or(self.start)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use jiff::SignedDuration;
+
+    use super::MAX_REPORTED_OFFSET;
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Reported {
+        #[serde(default, with = "super::offset_ms")]
+        clock_offset_ms: Option<SignedDuration>,
+    }
+
+    fn parse(json: &str) -> Result<Option<SignedDuration>, serde_json::Error> {
+        serde_json::from_str::<Reported>(json).map(|r| r.clock_offset_ms)
+    }
+
+    #[test]
+    fn reported_offsets_are_bounded_numbers() {
+        assert_eq!(
+            parse(r#"{"clock_offset_ms": -20000.125}"#).unwrap(),
+            Some(SignedDuration::from_micros(-20_000_125))
+        );
+        assert_eq!(parse(r#"{"clock_offset_ms": null}"#).unwrap(), None);
+        assert_eq!(parse("{}").unwrap(), None);
+        for bad in [
+            r#"{"clock_offset_ms": 1e300}"#,
+            r#"{"clock_offset_ms": -31622400000.001}"#,
+            r#"{"clock_offset_ms": "7000"}"#,
+            r#"{"clock_offset_ms": true}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        // The cap a worker reports when its clock is further off is itself accepted.
+        for cap in [MAX_REPORTED_OFFSET, -MAX_REPORTED_OFFSET] {
+            let json = serde_json::to_string(&Reported {
+                clock_offset_ms: Some(cap),
+            })
+            .unwrap();
+            assert_eq!(parse(&json).unwrap(), Some(cap), "{json}");
+        }
+    }
+}
