@@ -494,6 +494,27 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn storage_rows(&self) -> StoreResult<tempora_store::StorageRows> {
+        self.read(|c| {
+            Box::pin(async move {
+                let r = c
+                    .query_one(
+                        "SELECT (SELECT COUNT(*) FROM runs), (SELECT COUNT(*) FROM run_logs), \
+                         (SELECT COUNT(*) FROM run_logs l WHERE NOT EXISTS \
+                          (SELECT 1 FROM runs r WHERE r.id = l.run_id))",
+                        &[],
+                    )
+                    .await?;
+                Ok(tempora_store::StorageRows {
+                    runs: count(r.try_get(0)?),
+                    log_chunks: count(r.try_get(1)?),
+                    orphan_log_chunks: count(r.try_get(2)?),
+                })
+            })
+        })
+        .await
+    }
+
     async fn job_metrics(&self, limit: u32) -> StoreResult<Vec<tempora_store::JobMetrics>> {
         self.read(move |c| {
             Box::pin(async move {

@@ -434,6 +434,27 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn storage_rows(&self) -> StoreResult<tempora_store::StorageRows> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT (SELECT COUNT(*) FROM runs), (SELECT COUNT(*) FROM run_logs), \
+                 (SELECT COUNT(*) FROM run_logs l WHERE NOT EXISTS \
+                  (SELECT 1 FROM runs r WHERE r.id = l.run_id))",
+                [],
+                |r| {
+                    let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+                    Ok(tempora_store::StorageRows {
+                        runs: n(0)?,
+                        log_chunks: n(1)?,
+                        orphan_log_chunks: n(2)?,
+                    })
+                },
+            )
+            .map_err(db)
+        })
+        .await
+    }
+
     async fn job_metrics(&self, limit: u32) -> StoreResult<Vec<tempora_store::JobMetrics>> {
         self.read(move |c| {
             let mut stmt = c

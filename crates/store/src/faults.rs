@@ -375,6 +375,10 @@ impl Store for Faulty {
         self.inner.counts().await
     }
 
+    async fn storage_rows(&self) -> StoreResult<crate::StorageRows> {
+        self.inner.storage_rows().await
+    }
+
     async fn apply_jobs(
         &self,
         puts: Vec<JobSpec>,

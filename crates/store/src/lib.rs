@@ -364,6 +364,19 @@ pub struct StoreCounts {
     pub running: u64,
 }
 
+/// Exact row counts of the history tables, from [`Store::storage_rows`]: for diagnostics and
+/// for checking that deleting history leaves nothing behind. Counting is a full scan on large
+/// stores, so nothing polls it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StorageRows {
+    /// Rows of run history.
+    pub runs: u64,
+    /// Stored output chunks, over every run.
+    pub log_chunks: u64,
+    /// Output chunks whose run no longer exists (always 0 in a consistent store).
+    pub orphan_log_chunks: u64,
+}
+
 /// What [`Store::prune_runs`] may delete: run history beyond a count per job or an age.
 ///
 /// A finished run (any state but `queued` and `running`) may go when it is beyond the newest
@@ -585,6 +598,8 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<Option<LogSlice>>;
     /// Counts for status and gauges.
     async fn counts(&self) -> StoreResult<StoreCounts>;
+    /// Exact row counts of the history tables (a full scan: diagnostics and tests only).
+    async fn storage_rows(&self) -> StoreResult<StorageRows>;
     /// Create or replace every job of `puts` (in that order: parents first) and delete every job
     /// of `deletes` (as `delete_job` with `force`), all in one transaction: either all of it is
     /// stored or, on any error, none of it.

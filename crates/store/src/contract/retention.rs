@@ -211,3 +211,29 @@ pub async fn prune_keeps_runs_in_dependency_progress(s: Arc<dyn Store>) {
     assert_eq!(s.prune_runs(&keep_runs(1), t(100), 1000).await.unwrap(), 1);
     assert!(s.get_run(reported).await.unwrap().is_none());
 }
+
+/// Deleting history deletes every output chunk of the deleted runs (several per run) and
+/// nothing else: no orphan chunk is left in the store.
+pub async fn prune_leaves_no_output_rows(s: Arc<dyn Store>) {
+    s.put_job(job("j", r#""concurrency":"allow""#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    for i in 0..5 {
+        let at = t(10 + i);
+        let run = s
+            .trigger_run("j", RunOverrides::default(), false, at)
+            .await
+            .unwrap();
+        assert_eq!(s.claim_runs("w", 1, at, LEASE).await.unwrap().len(), 1);
+        s.append_log(run.id, b"a".to_vec()).await.unwrap();
+        s.append_log(run.id, b"b".to_vec()).await.unwrap();
+        let mut r = result(run.id, RunState::Succeeded, at + Duration::from_secs(1));
+        r.log_tail = b"c".to_vec();
+        s.finish_runs("w", vec![r]).await.unwrap();
+    }
+    let rows = s.storage_rows().await.unwrap();
+    assert_eq!((rows.runs, rows.log_chunks, rows.orphan_log_chunks), (5, 15, 0));
+    assert_eq!(s.prune_runs(&keep_runs(2), t(100), 100).await.unwrap(), 3);
+    let rows = s.storage_rows().await.unwrap();
+    assert_eq!((rows.runs, rows.log_chunks, rows.orphan_log_chunks), (2, 6, 0));
+}
