@@ -108,9 +108,7 @@ async fn token(cmd: TokenCommand, opts: ClientOpts) -> Res<()> {
             expires,
         } => {
             let body = json!({"name": name, "role": role, "expires": expires});
-            let v = api
-                .json(api.http.post(api.url("/api/v1/tokens")).json(&body))
-                .await?;
+            let v = api.create_token(&body).await?;
             if fmt == OutputFormat::Json {
                 print_json(&v);
             } else {
@@ -125,7 +123,7 @@ async fn token(cmd: TokenCommand, opts: ClientOpts) -> Res<()> {
             }
         }
         TokenCommand::Ls => {
-            let v = api.json(api.http.get(api.url("/api/v1/tokens"))).await?;
+            let v = api.list_tokens().await?;
             if fmt == OutputFormat::Json {
                 print_json(&v);
             } else {
@@ -140,8 +138,7 @@ async fn token(cmd: TokenCommand, opts: ClientOpts) -> Res<()> {
                     "name the token to revoke (its name or id)",
                 ));
             }
-            let path = format!("/api/v1/tokens/{}", tempora_client::encode_segment(&which));
-            let v = api.json(api.http.delete(api.url(&path))).await?;
+            let v = api.revoke_token(&which).await?;
             if fmt == OutputFormat::Json {
                 print_json(&v);
             } else {
@@ -162,9 +159,7 @@ async fn audit(cmd: AuditCommand, opts: ClientOpts) -> Res<()> {
     if let Some(b) = before {
         query.push(("before", b.to_string()));
     }
-    let v = api
-        .json(api.http.get(api.url("/api/v1/audit")).query(&query))
-        .await?;
+    let v = api.audit(&query).await?;
     if opts.output == OutputFormat::Json {
         print_json(&v);
         return Ok(());

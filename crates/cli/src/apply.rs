@@ -249,9 +249,7 @@ pub(crate) async fn all_jobs(api: &Api) -> Res<Vec<Value>> {
         if let Some(a) = &after {
             q.push(("after", a.clone()));
         }
-        let v = api
-            .json(api.http.get(api.url("/api/v1/jobs")).query(&q))
-            .await?;
+        let v = api.list_jobs(&q).await?;
         all.extend(v["jobs"].as_array().cloned().unwrap_or_default());
         match v["next_after"].as_str() {
             Some(n) => after = Some(n.to_owned()),
@@ -306,18 +304,11 @@ pub async fn apply(args: ApplyArgs, opts: ClientOpts) -> Res<()> {
         "prune": args.prune,
         "adopt": args.adopt,
     });
-    let path = if args.dry_run {
-        "/api/v1/apply/plan"
-    } else {
-        "/api/v1/apply"
-    };
-    let plan = api
-        .json(api.http.post(api.url(path)).json(&body))
-        .await
-        .map_err(|mut f| {
-            f.message = with_files(&f.message, &files, args.dry_run);
-            f
-        })?;
+    let plan = api.apply(&body, args.dry_run).await.map_err(|e| {
+        let mut f = crate::client::Failure::from(e);
+        f.message = with_files(&f.message, &files, args.dry_run);
+        f
+    })?;
     let verb = |v: &str| match (v, args.dry_run) {
         ("unchanged", _) => "unchanged".to_owned(),
         (v, true) => format!("would {v}"),

@@ -47,7 +47,7 @@ pub async fn backup(args: BackupArgs, opts: ClientOpts) -> Res<()> {
         ));
     }
     let api = Api::new(&opts)?;
-    let resp = api.send(api.http.post(api.url("/api/v1/backup"))).await?;
+    let resp = api.backup().await?;
     let expected = resp.content_length();
     let partial = partial_path(&args.file);
     let mut out = crate::client::create_new_private(&partial)?;

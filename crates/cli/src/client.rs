@@ -132,9 +132,16 @@ pub(crate) fn fail(code: u8, message: impl Into<String>) -> Failure {
     }
 }
 
-pub(crate) struct Api {
-    pub(crate) http: reqwest::Client,
-    base: String,
+/// The typed API client ([`tempora_client::api::ApiClient`]) with the CLI's settings: the
+/// token, `--server`, TLS, a connect timeout.
+pub(crate) struct Api(tempora_client::api::ApiClient);
+
+impl std::ops::Deref for Api {
+    type Target = tempora_client::api::ApiClient;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Api {
@@ -143,80 +150,45 @@ impl Api {
             opts.output == OutputFormat::Json,
             std::sync::atomic::Ordering::Relaxed,
         );
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(token) = client_token(opts) {
-            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| fail(2, "the token has characters a header cannot carry"))?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-        let builder = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .default_headers(headers);
-        let http = opts
-            .tls
-            .apply(builder)
-            .map_err(|e| fail(2, e))?
-            .build()
-            .map_err(|e| fail(2, format!("cannot set up the HTTP client: {}", causes(&e))))?;
-        Ok(Api {
-            http,
-            base: server_base(&opts.server),
-        })
+        let builder = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(5));
+        let builder = opts.tls.apply(builder).map_err(|e| fail(2, e))?;
+        let token = client_token(opts);
+        tempora_client::api::ApiClient::new(&server_base(&opts.server), token.as_deref(), builder)
+            .map(Api)
+            .map_err(Failure::from)
     }
+}
 
-    pub(crate) fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    pub(crate) async fn send(&self, req: reqwest::RequestBuilder) -> Res<reqwest::Response> {
-        let resp = req.send().await.map_err(|e| {
-            fail(
-                4,
-                format!("cannot reach the server at {}: {}", self.base, causes(&e)),
-            )
-        })?;
-        if resp.status().is_success() {
-            return Ok(resp);
+/// Exit codes: 2 for a client setting, 4 for an unreachable server, 3 for "not found", 1 for
+/// any other refusal; a 401 adds where a token comes from.
+impl From<tempora_client::api::ApiError> for Failure {
+    fn from(e: tempora_client::api::ApiError) -> Failure {
+        use tempora_client::api::ApiError;
+        match e {
+            ApiError::Setup(m) => fail(2, m),
+            ApiError::Unreachable { .. } => fail(4, e.to_string()),
+            ApiError::Invalid(_) => fail(1, e.to_string()),
+            ApiError::Refused {
+                status,
+                message,
+                detail,
+            } => {
+                let code = if status == 404 { 3 } else { 1 };
+                let hint = if status == 401 {
+                    "\nhint: give a token with --token or TEMPORA_TOKEN; a server's first start \
+                     writes an admin token to <data-dir>/admin.token (used by itself from the \
+                     folder holding ./tempora-data, for a server on this machine)"
+                } else {
+                    ""
+                };
+                let mut failure = fail(code, format!("{message} (HTTP {status}){hint}"));
+                failure.detail = detail.map(|mut d| {
+                    d["status"] = json!(status);
+                    d
+                });
+                failure
+            }
         }
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        let detail = serde_json::from_str::<Value>(&body)
-            .ok()
-            .map(|v| v["error"].clone())
-            .filter(Value::is_object);
-        let msg = detail
-            .as_ref()
-            .and_then(|e| e["message"].as_str().map(str::to_owned))
-            .unwrap_or(body);
-        let code = if status == reqwest::StatusCode::NOT_FOUND {
-            3
-        } else {
-            1
-        };
-        let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
-            "\nhint: give a token with --token or TEMPORA_TOKEN; a server's first start writes an \
-             admin token to <data-dir>/admin.token (used by itself from the folder holding \
-             ./tempora-data, for a server on this machine)"
-        } else {
-            ""
-        };
-        let mut failure = fail(code, format!("{msg} (HTTP {}){hint}", status.as_u16()));
-        failure.detail = detail.map(|mut d| {
-            d["status"] = json!(status.as_u16());
-            d
-        });
-        Err(failure)
-    }
-
-    pub(crate) async fn json(&self, req: reqwest::RequestBuilder) -> Res<Value> {
-        let resp = self.send(req).await?;
-        if resp.status() == reqwest::StatusCode::NO_CONTENT {
-            return Ok(Value::Null);
-        }
-        resp.json()
-            .await
-            .map_err(|e| fail(1, format!("invalid response from the server: {e}")))
     }
 }
 
@@ -270,9 +242,7 @@ async fn wait_for_run(api: &Api, run: &Value, timeout: Option<std::time::Duratio
             ));
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        v = api
-            .json(api.http.get(api.url(&format!("/api/v1/runs/{id}"))))
-            .await?;
+        v = api.get_run(id).await?;
     }
 }
 
@@ -287,21 +257,7 @@ pub(crate) fn server_base(server: &str) -> String {
     }
 }
 
-/// An error and its causes, `: `-separated (reqwest's own text hides why a TLS handshake or a
-/// connection failed: "error sending request").
-pub(crate) fn causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
-}
+pub(crate) use tempora_client::api::causes;
 
 /// Where a local server keeps its admin token by default.
 const LOCAL_ADMIN_TOKEN: &str = "tempora-data/admin.token";
@@ -509,7 +465,7 @@ async fn zones_for(api: &Api, runs: &[Value], utc: bool) -> crate::view::Zones {
             continue;
         };
         if zones.missing(job)
-            && let Ok(j) = api.json(api.http.get(api.url(&job_path(job)))).await
+            && let Ok(j) = api.get_job(job).await
             && let Some(tz) = j["timezone"].as_str()
         {
             zones.learn(job, tz);
@@ -522,10 +478,6 @@ async fn zones_for(api: &Api, runs: &[Value], utc: bool) -> crate::view::Zones {
 async fn run_table(api: &Api, runs: &[Value], utc: bool) -> String {
     let zones = zones_for(api, runs, utc).await;
     crate::view::runs(runs, &zones)
-}
-
-pub(crate) fn job_path(name: &str) -> String {
-    format!("/api/v1/jobs/{}", tempora_client::encode_segment(name))
 }
 
 /// Run a `tempora job …` command.
@@ -577,7 +529,7 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
             }
         }
         JobCommand::Get { name } => {
-            let v = api.json(api.http.get(api.url(&job_path(&name)))).await?;
+            let v = api.get_job(&name).await?;
             show_job(&v, fmt, opts_utc);
         }
         JobCommand::Put { file } => {
@@ -597,17 +549,11 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
                 .as_str()
                 .ok_or_else(|| fail(2, format!("{file}: the job needs a \"name\"")))?
                 .to_owned();
-            let v = api
-                .json(api.http.put(api.url(&job_path(&name))).json(&body))
-                .await?;
+            let v = api.put_job(&name, &body).await?;
             show_job(&v, fmt, opts_utc);
         }
         JobCommand::Rm { name, force } => {
-            let mut req = api.http.delete(api.url(&job_path(&name)));
-            if force {
-                req = req.query(&[("force", "true")]);
-            }
-            api.json(req).await?;
+            api.delete_job(&name, force).await?;
             if fmt == OutputFormat::Table {
                 println!("deleted job {name}");
             } else {
@@ -633,13 +579,7 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
             if !args.is_empty() {
                 body["arguments"] = json!(args);
             }
-            let mut v = api
-                .json(
-                    api.http
-                        .post(api.url(&format!("{}/runs", job_path(&name))))
-                        .json(&body),
-                )
-                .await?;
+            let mut v = api.trigger(&name, &body).await?;
             if wait {
                 v = wait_for_run(&api, &v, timeout).await?;
             }
@@ -656,24 +596,14 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
             }
         }
         JobCommand::Pause { name } => {
-            let v = api
-                .json(
-                    api.http
-                        .post(api.url(&format!("{}/pause", job_path(&name)))),
-                )
-                .await?;
+            let v = api.pause(&name).await?;
             match fmt {
                 OutputFormat::Json => print_json(&v),
                 OutputFormat::Table => println!("paused job {name}"),
             }
         }
         JobCommand::Resume { name } => {
-            let v = api
-                .json(
-                    api.http
-                        .post(api.url(&format!("{}/resume", job_path(&name)))),
-                )
-                .await?;
+            let v = api.resume(&name).await?;
             match fmt {
                 OutputFormat::Json => print_json(&v),
                 OutputFormat::Table => {
@@ -729,9 +659,7 @@ async fn run(cmd: RunCommand, opts: ClientOpts) -> Res<()> {
                     q.push((k, v));
                 }
             }
-            let v = api
-                .json(api.http.get(api.url("/api/v1/runs")).query(&q))
-                .await?;
+            let v = api.search_runs(&q).await?;
             if fmt == OutputFormat::Json {
                 print_json(&v);
             } else {
@@ -740,9 +668,7 @@ async fn run(cmd: RunCommand, opts: ClientOpts) -> Res<()> {
             }
         }
         RunCommand::Get { id } => {
-            let v = api
-                .json(api.http.get(api.url(&format!("/api/v1/runs/{id}"))))
-                .await?;
+            let v = api.get_run(id).await?;
             if fmt == OutputFormat::Json {
                 print_json(&v);
             } else {
@@ -751,11 +677,7 @@ async fn run(cmd: RunCommand, opts: ClientOpts) -> Res<()> {
             }
         }
         RunCommand::Logs { id, follow } => {
-            let mut req = api.http.get(api.url(&format!("/api/v1/runs/{id}/log")));
-            if follow {
-                req = req.query(&[("follow", "true")]);
-            }
-            let resp = api.send(req).await?;
+            let resp = api.run_log(id, follow).await?;
             let mut stream = resp.bytes_stream();
             let mut stdout = std::io::stdout();
             while let Some(chunk) = stream.next().await {
@@ -771,16 +693,12 @@ async fn run(cmd: RunCommand, opts: ClientOpts) -> Res<()> {
             }
             // Following ends when the run does: exit as `job run --wait` would.
             if follow {
-                let v = api
-                    .json(api.http.get(api.url(&format!("/api/v1/runs/{id}"))))
-                    .await?;
+                let v = api.get_run(id).await?;
                 succeeded(&v)?;
             }
         }
         RunCommand::Cancel { id } => {
-            let v = api
-                .json(api.http.post(api.url(&format!("/api/v1/runs/{id}/cancel"))))
-                .await?;
+            let v = api.cancel_run(id).await?;
             if fmt == OutputFormat::Json {
                 print_json(&v);
             } else {

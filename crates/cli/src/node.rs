@@ -245,6 +245,9 @@ impl Node {
         let state = Arc::new(tempora_http::AppState {
             store: store.clone(),
             secret_key,
+            run_as: Arc::new(|user| {
+                tempora_worker::process::RunAs::check(user).map(|(_, switch)| switch)
+            }),
             scheduler: handle,
             work_ready,
             stops_requested,

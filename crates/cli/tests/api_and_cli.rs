@@ -463,7 +463,7 @@ fn config_file_is_overridden_by_env_and_flags() {
         let url = format!("http://127.0.0.1:{port}/api/v1/status");
         let mut node = None;
         for _ in 0..100 {
-            if let Ok((200, body)) = common::ureq_get(&url) {
+            if let Ok((200, body)) = common::http("GET", &url, "") {
                 let v: Value = serde_json::from_str(&body).unwrap();
                 node = v["node"].as_str().map(str::to_owned);
                 break;

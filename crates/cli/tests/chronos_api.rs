@@ -539,7 +539,15 @@ fn chronos_and_native_apis_share_jobs_and_errors_have_chronos_shape() {
     assert_eq!(stat["taskStatHistory"][0]["status"], "success");
     assert_eq!(s.get_text("/ping"), (200, "pong".to_owned()));
     // No Accept header (as chronos-python sends): Chronos's JSON. curl's */*: Prometheus.
-    let (_, m) = s.get("/metrics");
+    let auth = format!("Bearer {}", common::admin_token());
+    let (_, _, m) = common::request(
+        "GET",
+        &format!("{}/metrics", s.url()),
+        &[("Authorization", &auth)],
+        "",
+    )
+    .unwrap();
+    let m: Value = serde_json::from_str(&m).unwrap();
     assert_eq!(m["counters"]["jobs.run.success.child"]["count"], 1);
     let (st, prom) = curl(&s, "curl chronos-node:8080/metrics");
     assert_eq!(st, 200);

@@ -196,7 +196,7 @@ fn a_server_that_cannot_switch_users_refuses_run_as_at_save_time() {
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !common::ureq_get(&format!("{url}/ready")).is_ok_and(|r| r.0 == 200) {
+    while !common::http("GET", &format!("{url}/ready"), "").is_ok_and(|r| r.0 == 200) {
         assert!(
             Instant::now() < deadline,
             "the server as nobody did not start"

@@ -1,8 +1,11 @@
 //! `tempora-client`: what the clients of a tempora server (the CLI, `tempora worker`, the
-//! end-to-end tests) and the server agree on, with no HTTP stack of its own so that the server
-//! can share it: the remote worker protocol's wire types and limits ([`wire`]) and the one
-//! percent-encoder of URL path segments ([`encode_segment`]).
+//! end-to-end tests) and the server agree on: the remote worker protocol's wire types and
+//! limits ([`wire`]) and the one percent-encoder of URL path segments ([`encode_segment`]),
+//! with no HTTP stack so that the server can share them; and, with feature `api`, the typed
+//! client of the native API (`api`, over reqwest).
 
+#[cfg(feature = "api")]
+pub mod api;
 pub mod wire;
 
 /// Percent-encode one URL path segment: every byte but `A-Z a-z 0-9 - _ . ~` (RFC 3986's

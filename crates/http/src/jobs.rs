@@ -106,7 +106,7 @@ async fn write(
     spec.take_zone_prefix()?;
     tempora_core::chronos::tidy(&mut spec);
     spec.validate()?;
-    check_run_as(&spec, caller)?;
+    check_run_as(s, &spec, caller)?;
     let stored = stored_if_needed(s, &spec).await?;
     check_fires_again(&spec, stored.as_ref())?;
     seal_secrets(s, &mut spec, stored.as_ref())?;
@@ -226,12 +226,11 @@ pub(crate) fn seal_secrets(
 /// A job's `run_as`: the user must exist on this server, which must be able to switch to it
 /// (run as root) unless it is the server's own user; switching to another user is running code
 /// as that user, which needs role `admin`.
-pub(crate) fn check_run_as(spec: &JobSpec, caller: &Caller) -> ApiResult<()> {
+pub(crate) fn check_run_as(s: &AppState, spec: &JobSpec, caller: &Caller) -> ApiResult<()> {
     let Some(user) = &spec.run_as else {
         return Ok(());
     };
-    let (_, switch) = tempora_worker::process::RunAs::check(user)
-        .map_err(|e| ApiError::field("invalid_value", "run_as", e))?;
+    let switch = (s.run_as)(user).map_err(|e| ApiError::field("invalid_value", "run_as", e))?;
     if switch && caller.role != Role::Admin {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

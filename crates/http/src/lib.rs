@@ -75,7 +75,14 @@ pub struct AppState {
     /// Seals job secrets on save and opens them for remote workers (every node of a cluster
     /// has the same key).
     pub secret_key: Arc<tempora_core::secret::SecretKey>,
+    /// Checks a job's `run_as` against this machine (given by the binary, which links the
+    /// process executor; the API layer does no process work itself).
+    pub run_as: RunAsCheck,
 }
+
+/// Whether this node can start processes as a user: `Ok(true)` when that is a switch to
+/// another user than its own, `Ok(false)` when it is its own user, `Err` (why) when it cannot.
+pub type RunAsCheck = Arc<dyn Fn(&str) -> Result<bool, String> + Send + Sync>;
 
 /// The complete router. Every route passes [`auth::authenticate`] (after routing, so that it
 /// knows the route's template) and, outside it, [`auth::cors`].

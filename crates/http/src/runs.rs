@@ -191,7 +191,7 @@ pub async fn trigger(
         && caller.role != Role::Admin
         && let Some(rec) = s.store.get_job(&name).await?
         && let Some(user) = &rec.spec.run_as
-        && tempora_worker::process::RunAs::check(user).is_ok_and(|(_, switch)| switch)
+        && (s.run_as)(user).is_ok_and(|switch| switch)
     {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -209,7 +209,7 @@ pub async fn claim(
         .into_iter()
         .filter(|c| !req.held.contains(&c.run.id))
         .collect();
-    let (lost, failed) = tempora_worker::source::open_secrets(Some(&state.secret_key), lost);
+    let (lost, failed) = tempora_store::secrets::open_secrets(Some(&state.secret_key), lost);
     if !failed.is_empty() {
         state.store.finish_runs(&id, failed).await?;
     }
@@ -239,7 +239,7 @@ pub async fn claim(
         first = false;
         // Secrets go to the worker opened (it has no key); a run whose secrets do not open
         // on this node fails here, saying why, instead of starting without them.
-        let (runs, failed) = tempora_worker::source::open_secrets(Some(&state.secret_key), runs);
+        let (runs, failed) = tempora_store::secrets::open_secrets(Some(&state.secret_key), runs);
         if !failed.is_empty() {
             state.store.finish_runs(&id, failed).await?;
         }

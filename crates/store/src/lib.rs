@@ -26,6 +26,7 @@ pub mod contract_auth;
 #[cfg(feature = "faults")]
 pub mod faults;
 mod rules;
+pub mod secrets;
 pub mod txn;
 pub mod waiting;
 

@@ -1,7 +1,10 @@
 //! `tempora-testkit`: the harnesses tempora's test suites share (a dev-dependency only).
 //!
-//! [`pg`]: throwaway PostgreSQL 15 servers — one per test process with a fresh database per
-//! store ([`pg::fresh_database`]), or one per test that the test stops, restarts and configures
-//! ([`pg::Postgres`]).
+//! - [`pg`]: throwaway PostgreSQL 15 servers — one per test process with a fresh database per
+//!   store ([`pg::fresh_database`]), or one per test that the test stops, restarts and
+//!   configures ([`pg::Postgres`]).
+//! - [`server`]: the real `tempora` binary as a server or a remote worker, and the typed API
+//!   client (`tempora-client`) to talk to it.
 
 pub mod pg;
+pub mod server;

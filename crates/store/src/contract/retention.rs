@@ -232,8 +232,14 @@ pub async fn prune_leaves_no_output_rows(s: Arc<dyn Store>) {
         s.finish_runs("w", vec![r]).await.unwrap();
     }
     let rows = s.storage_rows().await.unwrap();
-    assert_eq!((rows.runs, rows.log_chunks, rows.orphan_log_chunks), (5, 15, 0));
+    assert_eq!(
+        (rows.runs, rows.log_chunks, rows.orphan_log_chunks),
+        (5, 15, 0)
+    );
     assert_eq!(s.prune_runs(&keep_runs(2), t(100), 100).await.unwrap(), 3);
     let rows = s.storage_rows().await.unwrap();
-    assert_eq!((rows.runs, rows.log_chunks, rows.orphan_log_chunks), (2, 6, 0));
+    assert_eq!(
+        (rows.runs, rows.log_chunks, rows.orphan_log_chunks),
+        (2, 6, 0)
+    );
 }
