@@ -97,7 +97,14 @@ fn failover_and_fencing_keep_every_occurrence_exactly_once() {
     assert_eq!(n, "b");
     println!("failover after kill -9: {took:?}");
     assert!(took < Duration::from_secs(7), "failover took {took:?}");
-    std::thread::sleep(Duration::from_secs(2));
+    // b fires: an occurrence after the failover ran.
+    let failover = jiff::Timestamp::now();
+    w.wait_for(Duration::from_secs(10), "b's first occurrences", || {
+        w.runs("tick")
+            .iter()
+            .any(|r| common::ts(&r["scheduled_for"]) > failover && r["state"] == "succeeded")
+            .then_some(())
+    });
 
     // Pause the new leader past its lease: a (restarted) takes over; b, resumed, is fenced.
     a.spawn();
@@ -108,10 +115,12 @@ fn failover_and_fencing_keep_every_occurrence_exactly_once() {
     println!("failover after SIGSTOP: {took:?}");
     std::thread::sleep(Duration::from_secs(2));
     kill(b_pid, Signal::SIGCONT).unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    // b, resumed, finds its lease taken and steps down; a goes on leading.
+    b.wait_for(Duration::from_secs(10), "b to step down", || {
+        (b.get("/api/v1/status").1["leader"] == false).then_some(())
+    });
     assert_eq!(cluster(&w)["leader"]["node"], "a");
     assert_eq!(cluster(&w)["epoch"].as_u64(), Some(e3));
-    assert_eq!(b.get("/api/v1/status").1["leader"], false, "b stepped down");
 
     // Stop firing, let the runs finish, then read the ledger.
     assert_eq!(w.send("POST", "/api/v1/jobs/tick/pause", "").0, 200);

@@ -99,11 +99,22 @@ fn kill9_with_every_second_job_loses_and_duplicates_nothing() {
             "concurrency": "allow",
         }),
     );
-    std::thread::sleep(Duration::from_secs(3));
+    s.wait_for(Duration::from_secs(10), "two occurrences to run", || {
+        (s.runs("tick").len() >= 2).then_some(())
+    });
     s.kill9();
     std::thread::sleep(Duration::from_secs(3));
     s.spawn();
-    std::thread::sleep(Duration::from_secs(3));
+    // The downtime's occurrences ran (`run_all`) and nothing is left running.
+    s.wait_for(Duration::from_secs(15), "the catch-up", || {
+        let lines = std::fs::read_to_string(&ledger).unwrap_or_default();
+        let distinct: std::collections::HashSet<&str> = lines.lines().collect();
+        let idle = s
+            .runs("tick")
+            .iter()
+            .all(|r| !matches!(r["state"].as_str(), Some("queued" | "running")));
+        (distinct.len() >= 7 && idle).then_some(())
+    });
     let runs = s.runs("tick");
     assert_ledger_continuous(&runs, 1);
     // run_all within epsilon: every occurrence of the downtime ran, each once (the job's own ledger).
@@ -147,7 +158,21 @@ fn misfire_run_once_collapses_and_epsilon_skips() {
     s.kill9();
     std::thread::sleep(Duration::from_secs(5));
     s.spawn();
-    std::thread::sleep(Duration::from_millis(2500));
+    // The misfire decisions of the downtime are recorded as skipped runs.
+    s.wait_for(Duration::from_secs(15), "the downtime's skips", || {
+        ["once", "eps", "skip"]
+            .iter()
+            .all(|job| {
+                let skipped: i64 = s
+                    .runs(job)
+                    .iter()
+                    .filter(|r| r["state"] == "skipped")
+                    .map(|r| r["occurrences"].as_i64().unwrap_or(1))
+                    .sum();
+                skipped >= 3
+            })
+            .then_some(())
+    });
     for job in ["once", "eps", "skip"] {
         let runs = s.runs(job);
         assert_ledger_continuous(&runs, 1);
@@ -333,20 +358,56 @@ fn run_all_catches_up_one_after_another_whatever_the_overlap_policy() {
                      echo \"end $TEMPORA_SCHEDULED_FOR $(date +%s%N)\" >> {l}",
                     l = ledger.display()
                 ),
-                "schedule": "@every 4s",
+                "schedule": "@every 2s",
                 "misfire": "run_all",
                 "concurrency": policy,
             }),
         );
     }
-    // Stopped for 14 s: 3 or 4 occurrences of each job fall due while it is down.
+    // Stopped for 7 s: 3 or 4 occurrences of each job fall due while it is down.
     std::thread::sleep(Duration::from_millis(500));
     s.signal_and_wait(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(20));
     let stopped = jiff::Timestamp::now();
-    std::thread::sleep(Duration::from_secs(14));
+    std::thread::sleep(Duration::from_secs(7));
     let restarted = jiff::Timestamp::now();
     s.spawn();
-    std::thread::sleep(Duration::from_secs(4));
+    let missed = |job: &str| -> Vec<serde_json::Value> {
+        s.runs(job)
+            .into_iter()
+            .filter(|r| {
+                let at = common::ts(&r["scheduled_for"]);
+                at > stopped && at < restarted
+            })
+            .collect()
+    };
+    s.wait_for(Duration::from_secs(20), "the catch-up of both jobs", || {
+        ["catch-forbid", "catch-queue"]
+            .iter()
+            .all(|job| {
+                let m = missed(job);
+                m.len() >= 3
+                    && m.iter()
+                        .all(|r| !matches!(r["state"].as_str(), Some("queued" | "running")))
+            })
+            .then_some(())
+    });
+    // No new occurrence while the ledgers are read (a run in progress has no `end` line yet).
+    for job in ["catch-forbid", "catch-queue"] {
+        assert_eq!(
+            s.send("POST", &format!("/api/v1/jobs/{job}/pause"), "").0,
+            200
+        );
+    }
+    s.wait_for(Duration::from_secs(10), "the last runs to end", || {
+        ["catch-forbid", "catch-queue"]
+            .iter()
+            .all(|job| {
+                s.runs(job)
+                    .iter()
+                    .all(|r| !matches!(r["state"].as_str(), Some("queued" | "running")))
+            })
+            .then_some(())
+    });
     for policy in ["forbid", "queue"] {
         let job = format!("catch-{policy}");
         let runs = s.runs(&job);

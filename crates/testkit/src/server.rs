@@ -321,6 +321,30 @@ impl Server {
         (st, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// A request written byte for byte ([`request`]) with a bearer `token` (or none) and a
+    /// JSON `body` when given → (status, response head, JSON, or the text as a JSON string).
+    pub fn request_as(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, String, Value) {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a));
+        }
+        let text = body.map(Value::to_string).unwrap_or_default();
+        if body.is_some() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        let (st, head, body) =
+            request(method, &format!("{}{path}", self.url()), &headers, &text).expect("request");
+        let json = serde_json::from_str(&body).unwrap_or(Value::String(body));
+        (st, head, json)
+    }
+
     /// Create or replace a job, asserting success.
     pub fn put_job(&self, name: &str, body: Value) -> Value {
         self.call(|api| async move { api.put_job(name, &body).await })

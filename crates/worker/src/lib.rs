@@ -8,7 +8,7 @@
 //! - [`spawn`]: starts a job's process straight inside its run's cgroup (`clone3`).
 //! - [`source`]: the [`source::RunSource`] seam through which a worker claims work and reports
 //!   back. The server's local pool uses the store directly ([`source::StoreSource`]); a remote
-//!   `tempora worker` will implement the same trait over HTTP.
+//!   `tempora worker` implements the same trait over HTTP.
 //! - [`pool`]: the worker pool: claim loop, heartbeats, output shipping, batched results,
 //!   graceful shutdown.
 
