@@ -99,6 +99,106 @@ pub fn load(path: &OsString) -> Result<Vec<(&'static str, String)>, String> {
     Ok(out)
 }
 
+/// The effective configuration of `tempora server` (after flags, environment, file and
+/// defaults), one entry per key of the file (plus `config`, the file itself), for `/vars`.
+/// A database URL's password is redacted; no file's contents are read.
+pub fn effective(a: &crate::server::ServerArgs) -> Vec<(String, String)> {
+    use tempora_core::duration::format_duration as d;
+    let path = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
+    let lower = |v: &dyn std::fmt::Debug| format!("{v:?}").to_ascii_lowercase();
+    let labels: Vec<String> = a
+        .local_labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let entries: Vec<(&str, String)> = vec![
+        ("config", path(&a.config)),
+        ("data_dir", a.data_dir.display().to_string()),
+        ("listen", a.listen.to_string()),
+        ("local_slots", a.local_slots.to_string()),
+        ("local_labels", labels.join(",")),
+        ("node_id", a.node_id.clone().unwrap_or_default()),
+        ("log_format", lower(&a.log_format)),
+        ("shutdown_grace", d(a.shutdown_grace)),
+        ("kill_grace", d(a.kill_grace)),
+        ("lease_ttl", d(a.lease_ttl)),
+        ("max_log_bytes", a.max_log_bytes.to_string()),
+        ("sqlite_cache_mib", a.sqlite_cache_mib.to_string()),
+        ("sqlite_synchronous", lower(&a.sqlite_synchronous)),
+        (
+            "database_url",
+            a.database_url
+                .as_deref()
+                .map(redact_url)
+                .unwrap_or_default(),
+        ),
+        ("leader_lease_ttl", d(a.leader_lease_ttl)),
+        ("leader_renew_every", d(a.leader_renew_every)),
+        ("no_leader", a.no_leader.to_string()),
+        ("max_clock_offset", d(a.max_clock_offset)),
+        ("claim_poll_every", d(a.claim_poll_every)),
+        ("database_pool_size", a.database_pool_size.to_string()),
+        ("keep_runs", a.keep_runs.to_string()),
+        ("job_metrics_max", a.job_metrics_max.to_string()),
+        ("keep_days", a.keep_days.to_string()),
+        ("retention_every", d(a.retention_every)),
+        ("retention_batch", a.retention_batch.to_string()),
+        ("admin_token_file", path(&a.admin_token_file)),
+        ("secret_key_file", path(&a.secret_key_file)),
+        ("cors_origin", a.cors_origins.join(",")),
+        ("allowed_host", a.allowed_hosts.join(",")),
+        ("metrics_public", a.metrics_public.to_string()),
+        ("pass_env", a.pass_env.join(",")),
+        ("containment", lower(&a.containment)),
+        ("tls_cert", path(&a.tls_cert)),
+        ("tls_key", path(&a.tls_key)),
+        ("client_ca", path(&a.client_ca)),
+    ];
+    entries
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+}
+
+/// A PostgreSQL connection string with its password replaced by `***`: the URL form's
+/// `user:password@` and any `password=` / `sslpassword=` parameter (URL query or `key=value`
+/// form).
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        let authority_end = out[rest..].find(['/', '?']).map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..authority_end].rfind('@') {
+            let userinfo = &out[rest..rest + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest + colon + 1..rest + at, "***");
+            }
+        }
+    }
+    for key in ["password=", "sslpassword="] {
+        let mut from = 0;
+        while let Some(i) = out[from..].to_ascii_lowercase().find(key) {
+            let start = from + i + key.len();
+            // Only a whole parameter name (not `sslpassword` when looking for `password`).
+            let whole = from + i == 0 || matches!(out.as_bytes()[from + i - 1], b'?' | b'&' | b' ');
+            let end = out[start..]
+                .find(['&', ' '])
+                .map_or(out.len(), |j| start + j);
+            if whole && end > start {
+                out.replace_range(start..end, "***");
+                from = start + 3;
+            } else {
+                from = start;
+            }
+        }
+    }
+    out
+}
+
 /// For a server flag whose value clap rejected, say where the value came from when it was not
 /// the command line: the config file (naming the file and its key) or the environment variable.
 /// clap itself only names the flag, which the user may never have typed.
@@ -144,6 +244,47 @@ pub fn value_source_note(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn passwords_in_database_urls_are_redacted() {
+        use super::redact_url;
+        assert_eq!(
+            redact_url("postgres://tempora:s3cr%40t@db:5432/tempora?sslmode=require"),
+            "postgres://tempora:***@db:5432/tempora?sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://u@db/x"), "postgres://u@db/x");
+        assert_eq!(
+            redact_url("postgresql://db/x?user=u&password=p&sslpassword=q"),
+            "postgresql://db/x?user=u&password=***&sslpassword=***"
+        );
+        assert_eq!(
+            redact_url("host=db user=u password=p dbname=x"),
+            "host=db user=u password=*** dbname=x"
+        );
+        assert_eq!(redact_url("host=db"), "host=db");
+    }
+
+    #[test]
+    fn the_effective_configuration_has_every_key_of_the_file() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            server: crate::server::ServerArgs,
+        }
+        let cli = Cli::try_parse_from(["tempora", "--database-url", "postgres://u:pw@db/x"])
+            .expect("flags");
+        let config = super::effective(&cli.server);
+        for (key, _) in super::KEYS {
+            assert!(config.iter().any(|(k, _)| k == key), "{key} is missing");
+        }
+        let url = config
+            .iter()
+            .find(|(k, _)| k == "database_url")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(url, Some("postgres://u:***@db/x"));
+        assert!(!config.iter().any(|(_, v)| v.contains("pw")));
+    }
+
     use super::*;
 
     /// Every server flag that reads a `TEMPORA_*` variable can also be set in the file.

@@ -245,6 +245,7 @@ impl Node {
         let state = Arc::new(tempora_http::AppState {
             store: store.clone(),
             secret_key,
+            config: crate::config::effective(args).into(),
             run_as: Arc::new(|user| {
                 tempora_worker::process::RunAs::check(user).map(|(_, switch)| switch)
             }),

@@ -230,7 +230,7 @@ fn preview_health_status_metrics() {
     );
     assert_eq!(st, 400);
     assert_eq!(err_field(&v), "schedule");
-    assert_eq!(s.get_text("/health"), (200, "OK".to_owned()));
+    assert_eq!(s.get_text("/health"), (200, "OK\n".to_owned()));
     assert_eq!(s.get_text("/ready").0, 200);
     s.put_job("m", json!({"command": "true"}));
     let id = s.trigger("m")["id"].as_i64().unwrap();
@@ -503,4 +503,47 @@ fn jobs_labelled_for_metrics_get_their_own_series() {
         "{text}"
     );
     assert!(!text.contains("job=\"unwatched\""), "{text}");
+}
+
+/// Aurora's `/vars` and `/vars.json`: the build, start time, the effective configuration with
+/// the database password redacted, leadership, counts and the registry's counters; a viewer
+/// reads them, nobody without a token.
+#[test]
+fn vars_show_the_build_the_configuration_and_the_counters() {
+    let s = Server::start(&["--keep-runs", "7", "--local-labels", "zone=a"]);
+    s.put_job("v", json!({"command": "true"}));
+    let id = s.trigger("v")["id"].as_i64().unwrap();
+    s.wait_final(id, Duration::from_secs(10));
+    let (st, text) = s.get_text("/vars");
+    assert_eq!(st, 200, "{text}");
+    let vars: std::collections::BTreeMap<&str, &str> = text
+        .lines()
+        .map(|l| {
+            l.split_once(' ')
+                .unwrap_or_else(|| panic!("not `name value`: {l:?}"))
+        })
+        .collect();
+    assert_eq!(vars["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(vars["node_id"], "test-node");
+    assert_eq!(vars["store"], "sqlite");
+    assert_eq!(vars["leader"], "true");
+    assert_eq!(vars["jobs"], "1");
+    assert_eq!(vars["runs_queued"], "0");
+    assert_eq!(vars["config_keep_runs"], "7");
+    assert_eq!(vars["config_local_labels"], "zone=a");
+    assert_eq!(vars["config_listen"], format!("127.0.0.1:{}", s.port));
+    assert_eq!(vars["tempora_jobs"], "1", "the gauges are current");
+    assert!(vars["uptime_seconds"].parse::<u64>().is_ok());
+    assert_eq!(vars["tempora_leader_elections_total"], "1", "{text}");
+    let (st, v) = s.get("/vars.json");
+    assert_eq!(st, 200);
+    assert_eq!(v["jobs"], 1);
+    assert_eq!(v["leader"], true);
+    assert_eq!(v["config_keep_runs"], "7");
+    assert!(v["start_time_seconds"].as_i64().unwrap() > 1_700_000_000);
+    // Without a token: refused.
+    let (st, _, _) = s.request_as("GET", "/vars", None, None);
+    assert_eq!(st, 401);
+    let (st, _, _) = s.request_as("GET", "/vars.json", None, None);
+    assert_eq!(st, 401);
 }

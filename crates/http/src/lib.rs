@@ -1,9 +1,9 @@
 //! `tempora-http`: the HTTP layer (axum). Native REST API under `/api/v1`, `/health`, `/ready`,
-//! `/metrics`, and the Chronos REST API under `/scheduler` and `/v1/scheduler`. Domain errors map
+//! `/metrics`, Aurora's `/vars` and `/vars.json`, and the Chronos REST API under `/scheduler` and `/v1/scheduler`. Domain errors map
 //! to stable codes in [`error`].
 //!
 //! Layout: [`jobs`] and [`runs`] hold the native API handlers, [`chronos`] the Chronos API,
-//! [`ops`] the operational endpoints, [`workers`] the remote worker protocol, [`tokens`] token
+//! [`ops`] the operational endpoints ([`vars`]: `/vars`), [`workers`] the remote worker protocol, [`tokens`] token
 //! management and the audit log, [`extract`] strict JSON bodies. Every request passes
 //! [`auth::authenticate`], which asks for the role the route has in [`auth::table`].
 
@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod ops;
 pub mod runs;
 pub mod tokens;
+pub mod vars;
 pub mod workers;
 
 use std::sync::Arc;
@@ -78,6 +79,9 @@ pub struct AppState {
     /// Checks a job's `run_as` against this machine (given by the binary, which links the
     /// process executor; the API layer does no process work itself).
     pub run_as: RunAsCheck,
+    /// The effective configuration, `(key, value)` by config-file key, credentials redacted
+    /// (shown by `/vars`).
+    pub config: Arc<[(String, String)]>,
 }
 
 /// Whether this node can start processes as a user: `Ok(true)` when that is a switch to
@@ -125,6 +129,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
+        .route("/vars", get(vars::text))
+        .route("/vars.json", get(vars::json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

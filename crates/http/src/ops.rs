@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
-/// `GET /health`: the process is alive.
+/// `GET /health`: the process is alive. `OK` and a newline, as Aurora's health protocol reads.
 pub async fn health() -> &'static str {
-    "OK"
+    "OK\n"
 }
 
 /// `GET /ready`: the store answers and the node is not shutting down.
@@ -69,6 +69,24 @@ pub async fn metrics(
     if wants_json(q.format.as_deref(), accept)? {
         return Ok(Json(crate::chronos::metrics_json(&s).await?).into_response());
     }
+    refresh_gauges(&s).await;
+    let mut body = s
+        .prometheus
+        .as_ref()
+        .map(|p| p.render())
+        .unwrap_or_default();
+    if s.job_metrics_max > 0 {
+        match s.store.job_metrics(s.job_metrics_max).await {
+            Ok(jobs) => body.push_str(&job_series(&jobs)),
+            Err(e) => tracing::warn!(message = "per-job metrics not rendered", error = %e),
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+/// Set the gauges read from the store (jobs, queued and running runs, runs no worker can
+/// take) before the registry is rendered.
+pub(crate) async fn refresh_gauges(s: &AppState) {
     if let Ok(c) = s.store.counts().await {
         metrics::gauge!("tempora_runs_queued").set(c.queued as f64);
         metrics::gauge!("tempora_runs_running").set(c.running as f64);
@@ -86,18 +104,6 @@ pub async fn metrics(
             .sum();
         metrics::gauge!("tempora_runs_waiting_for_worker").set(stuck as f64);
     }
-    let mut body = s
-        .prometheus
-        .as_ref()
-        .map(|p| p.render())
-        .unwrap_or_default();
-    if s.job_metrics_max > 0 {
-        match s.store.job_metrics(s.job_metrics_max).await {
-            Ok(jobs) => body.push_str(&job_series(&jobs)),
-            Err(e) => tracing::warn!(message = "per-job metrics not rendered", error = %e),
-        }
-    }
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 
 /// The per-job series of the jobs labelled `metrics: "true"`, from the store (so every node of

@@ -78,6 +78,8 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/ready", Public, None, NoBody),
     r("GET", "/ping", Public, None, NoBody),
     r("GET", "/metrics", Metrics, None, NoBody),
+    r("GET", "/vars", VIEWER, None, NoBody),
+    r("GET", "/vars.json", VIEWER, None, NoBody),
     r("GET", "/api/v1/jobs", VIEWER, None, NoBody),
     r("POST", "/api/v1/jobs", EDITOR, Some("job.create"), Json),
     r("POST", "/api/v1/apply", EDITOR, Some("jobs.apply"), Json),
