@@ -13,6 +13,7 @@ mod client;
 mod config;
 mod import;
 mod node;
+mod schedule;
 mod server;
 mod tls;
 mod view;
@@ -129,79 +130,8 @@ enum Command {
     /// Work with schedule expressions (computed locally, no server needed).
     Schedule {
         #[command(subcommand)]
-        command: ScheduleCommand,
+        command: schedule::ScheduleCommand,
     },
-}
-
-#[derive(Debug, Subcommand)]
-enum ScheduleCommand {
-    /// Print the next fire times of a schedule, one RFC 3339 timestamp per line.
-    ///
-    /// Accepts every schedule form: Unix cron (5 fields), Quartz (6-7 fields), @hourly-style
-    /// macros, `@every 30s`, `@at 2027-01-01T00:00:00Z`, and ISO 8601 `R[n]/start/period`,
-    /// optionally prefixed with `CRON_TZ=Zone ` (the zone it is read in).
-    Next {
-        /// The schedule expression (quote it).
-        expr: String,
-        /// IANA time zone the schedule is read in.
-        #[arg(long, default_value = "UTC")]
-        tz: String,
-        /// Print fire times strictly after this RFC 3339 instant (default: now).
-        #[arg(long)]
-        after: Option<String>,
-        /// How many fire times to print.
-        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-        count: u32,
-    },
-}
-
-fn schedule_next(expr: &str, tz: &str, after: Option<&str>, count: u32) -> ExitCode {
-    use tempora_core::schedule::{Schedule, parse_timezone, split_zone_prefix};
-    // A `CRON_TZ=Zone` prefix gives the zone (an explicit other --tz is a conflict).
-    let (prefix, expr) = split_zone_prefix(expr);
-    let tz = match prefix {
-        Some(p) if tz != "UTC" && tz != p => {
-            eprintln!("error: the schedule's CRON_TZ={p} differs from --tz {tz}");
-            return ExitCode::from(2);
-        }
-        Some(p) => p,
-        None => tz,
-    };
-    let schedule = match Schedule::parse(expr) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: invalid schedule: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let zone = match parse_timezone(tz) {
-        Ok(z) => z,
-        Err(e) => {
-            eprintln!("error: invalid --tz: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let now = jiff::Timestamp::now();
-    let after = match after {
-        None => now,
-        Some(a) => match a.parse::<jiff::Timestamp>() {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!(
-                    "error: invalid --after `{a}`: expected an RFC 3339 timestamp such as 2026-03-08T00:00:00Z ({e})"
-                );
-                return ExitCode::from(2);
-            }
-        },
-    };
-    // The anchor of `@every` and of ISO intervals without a start is "now", as for a job saved now.
-    let mut out = String::new();
-    for t in schedule.upcoming(after, &zone, now, count as usize) {
-        out.push_str(&tempora_core::time::rfc3339_in_zone(t, &zone));
-        out.push('\n');
-    }
-    print!("{out}");
-    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -258,15 +188,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Schedule {
-            command:
-                ScheduleCommand::Next {
-                    expr,
-                    tz,
-                    after,
-                    count,
-                },
-        } => schedule_next(&expr, &tz, after.as_deref(), count),
+        Command::Schedule { command } => schedule::run(command),
         Command::Server(args) => {
             let code = server::main(*args);
             // Whatever ended it (a refused start too): no directory of run cgroups is left.

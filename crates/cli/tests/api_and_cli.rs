@@ -226,6 +226,16 @@ fn preview_health_status_metrics() {
     let (st, v) = s.send(
         "POST",
         "/api/v1/schedules/preview",
+        r#"{"schedule":"CRON_TZ=Europe/Berlin 30 2 * * 1-5"}"#,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["description"],
+        "At 02:30, Monday through Friday, in Europe/Berlin"
+    );
+    let (st, v) = s.send(
+        "POST",
+        "/api/v1/schedules/preview",
         r#"{"schedule":"0 0 32 * *"}"#,
     );
     assert_eq!(st, 400);

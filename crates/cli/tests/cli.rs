@@ -380,3 +380,43 @@ fn regex_like_micros(text: &str) -> bool {
             && b[i - 8].is_ascii_digit()
     })
 }
+
+/// `tempora schedule explain`: the schedule in words and its next fire times in its zone; a bad
+/// expression or zone is exit 2 naming it.
+#[test]
+fn schedule_explain_says_it_in_words() {
+    let explain = |args: &[&str]| {
+        std::process::Command::new(common::bin())
+            .args(["schedule", "explain"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = explain(&["0 0 12 ? * 6#3", "--tz", "Pacific/Chatham", "--count", "2"]);
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "At 12:00, on the third Friday of the month, in Pacific/Chatham"
+    );
+    assert_eq!(lines[1], "next:");
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines[2].trim().contains("T12:00:00+"), "{out}");
+    let o = explain(&["CRON_TZ=Europe/Berlin @daily"]);
+    assert!(stdout(&o).starts_with("At 00:00 every day, in Europe/Berlin\n"));
+    let o = explain(&["R0//PT1H"]);
+    assert_eq!(
+        stdout(&o),
+        "Never (R0: no occurrence; the job runs when triggered)\nno fire time ahead\n"
+    );
+    let o = explain(&["0 0 32 * *"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("day-of-month"),
+        "{o:?}"
+    );
+    let o = explain(&["@daily", "--tz", "Mars/Olympus"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--tz"), "{o:?}");
+}

@@ -445,7 +445,7 @@ pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<
         .map(|t| rfc3339_in_zone(t, &tz))
         .collect();
     Ok(Json(
-        json!({"next": next, "schedule": schedule.as_str(), "timezone": tz_name}),
+        json!({"next": next, "schedule": schedule.as_str(), "timezone": tz_name, "description": schedule.describe(tz_name)}),
     ))
 }
 

@@ -7,7 +7,7 @@ use super::ScheduleError;
 
 /// A set of small integers (0..192).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Bits([u64; 3]);
+pub(crate) struct Bits(pub(super) [u64; 3]);
 
 impl Bits {
     fn set(&mut self, v: u32) {
@@ -27,7 +27,7 @@ impl Bits {
 
 /// Day-of-month specification.
 #[derive(Debug, Clone, PartialEq)]
-enum Dom {
+pub(super) enum Dom {
     Set(Bits),
     /// `L` (0) or `L-n`.
     LastMinus(u8),
@@ -39,7 +39,7 @@ enum Dom {
 
 /// Day-of-week specification (0 = Sunday).
 #[derive(Debug, Clone, PartialEq)]
-enum Dow {
+pub(super) enum Dow {
     Set(Bits),
     /// `nL`: last such weekday of the month.
     Last(u8),
@@ -51,18 +51,18 @@ enum Dow {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Cron {
     pub(crate) quartz: bool,
-    secs: Bits,
-    mins: Bits,
-    hours: Bits,
-    dom: Dom,
-    months: Bits,
-    dow: Dow,
+    pub(super) secs: Bits,
+    pub(super) mins: Bits,
+    pub(super) hours: Bits,
+    pub(super) dom: Dom,
+    pub(super) months: Bits,
+    pub(super) dow: Dow,
     /// Allowed years (sorted), when the Quartz year field restricts.
-    years: Option<Vec<u32>>,
+    pub(super) years: Option<Vec<u32>>,
     /// Which of dom/dow restrict days, and how they combine.
-    dom_active: bool,
-    dow_active: bool,
-    either: bool,
+    pub(super) dom_active: bool,
+    pub(super) dow_active: bool,
+    pub(super) either: bool,
     /// cronie's "wildcard" job: the minute or the hour field starts with `*` (its `MIN_STAR` /
     /// `HR_STAR` flags). It fires on both passes of a repeated hour and never for a skipped one.
     pub(crate) wild: bool,

@@ -26,6 +26,7 @@
 //! ([`cron::Cron::next_civil`]), and the DST rules apply exactly at segment boundaries.
 
 mod cron;
+mod describe;
 
 use std::time::Duration;
 
@@ -216,6 +217,34 @@ impl Schedule {
             Kind::Every(_) => "every",
             Kind::At(_) => "at",
             Kind::Iso(_) => "iso8601",
+        }
+    }
+
+    /// The schedule in words, read in zone `zone` (an IANA name): "At 02:30, Monday through
+    /// Friday, in Europe/Berlin", "Every 1h30m, counted from the job's creation".
+    pub fn describe(&self, zone: &str) -> String {
+        let in_zone = format!(", in {zone}");
+        match &self.kind {
+            Kind::Cron(c) => describe::cron(c) + &in_zone,
+            Kind::Every(d) => format!(
+                "Every {}, counted from the job's creation",
+                crate::duration::format_duration(*d)
+            ),
+            Kind::At(When::Instant(t)) => format!("Once, at {t}"),
+            Kind::At(When::Civil(dt)) => format!("Once, at {dt}{in_zone}"),
+            Kind::Iso(iso) => {
+                let from = match &iso.start {
+                    Some(When::Instant(t)) => format!("from {t}"),
+                    Some(When::Civil(dt)) => format!("from {dt} in {zone}"),
+                    None => "from the job's creation".to_owned(),
+                };
+                match iso.count {
+                    Some(0) => "Never (R0: no occurrence; the job runs when triggered)".to_owned(),
+                    Some(1) => format!("Once, {}", from.replacen("from", "at", 1)),
+                    Some(n) => format!("Every {}, {n} times, {from}", describe::span(&iso.period)),
+                    None => format!("Every {}, {from}", describe::span(&iso.period)),
+                }
+            }
         }
     }
 
