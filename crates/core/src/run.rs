@@ -111,6 +111,8 @@ pub enum Trigger {
     Retry,
     /// Triggered by the completion of parent jobs.
     Dependency,
+    /// A past occurrence of the job's schedule, asked for by a backfill.
+    Backfill,
 }
 
 impl Trigger {
@@ -121,6 +123,7 @@ impl Trigger {
             Trigger::Manual => "manual",
             Trigger::Retry => "retry",
             Trigger::Dependency => "dependency",
+            Trigger::Backfill => "backfill",
         }
     }
 }
@@ -139,6 +142,7 @@ impl FromStr for Trigger {
             Trigger::Manual,
             Trigger::Retry,
             Trigger::Dependency,
+            Trigger::Backfill,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)

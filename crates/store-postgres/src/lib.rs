@@ -211,6 +211,20 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn backfill(
+        &self,
+        job: &str,
+        occurrences: Vec<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<tempora_store::Backfilled> {
+        self.write(|c| {
+            let job = job.to_owned();
+            let occurrences = occurrences.clone();
+            Box::pin(async move { ops::backfill(c, &job, &occurrences, now).await })
+        })
+        .await
+    }
+
     async fn heartbeat(
         &self,
         worker: &str,

@@ -166,6 +166,13 @@ CREATE INDEX jobs_metrics ON jobs (name) WHERE (spec::jsonb -> 'labels' ->> 'met
 ALTER TABLE nodes ADD COLUMN clock_offset_us bigint;
 ALTER TABLE workers ADD COLUMN clock_offset_us bigint;
 "#,
+    // 9: backfill. A backfilled occurrence has the same key as a scheduled one: one run per
+    // occurrence and attempt, whichever made it.
+    r#"
+DROP INDEX runs_occurrence;
+CREATE UNIQUE INDEX runs_occurrence ON runs (job, scheduled_for, attempt)
+    WHERE origin IN ('schedule', 'backfill');
+"#,
 ];
 
 /// Apply the migrations not yet applied, all in one transaction under an advisory lock.

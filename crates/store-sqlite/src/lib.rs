@@ -256,6 +256,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn backfill(
+        &self,
+        job: &str,
+        occurrences: Vec<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<tempora_store::Backfilled> {
+        let job = job.to_owned();
+        self.writer
+            .write(move |c| ops::backfill(c, &job, &occurrences, now))
+            .await
+    }
+
     async fn heartbeat(
         &self,
         worker: &str,

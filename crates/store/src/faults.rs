@@ -29,7 +29,7 @@ use crate::{
 pub enum Write {
     /// [`Store::fire`].
     Fire,
-    /// [`Store::trigger_run`] and [`Store::mark_success`].
+    /// [`Store::trigger_run`], [`Store::backfill`] and [`Store::mark_success`].
     Trigger,
     /// [`Store::claim_runs_labeled`] (and so [`Store::claim_runs`]).
     Claim,
@@ -280,6 +280,16 @@ impl Store for Faulty {
             self.inner.trigger_run(job, overrides, force, now),
         )
         .await
+    }
+
+    async fn backfill(
+        &self,
+        job: &str,
+        occurrences: Vec<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<crate::Backfilled> {
+        self.write(Write::Trigger, self.inner.backfill(job, occurrences, now))
+            .await
     }
 
     async fn heartbeat(

@@ -225,6 +225,15 @@ pub struct FireRequest {
     pub next_cursor: Option<Timestamp>,
 }
 
+/// What [`Store::backfill`] wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Backfilled {
+    /// The runs created, oldest occurrence first.
+    pub created: Vec<i64>,
+    /// Occurrences that had a run already (scheduled or backfilled): none was created.
+    pub existing: u64,
+}
+
 /// Outcome of one job's fire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FireOutcome {
@@ -522,6 +531,15 @@ pub trait Store: Send + Sync + 'static {
         force: bool,
         now: Timestamp,
     ) -> StoreResult<Run>;
+    /// Create one run (trigger `backfill`, `scheduled_for` the occurrence) per occurrence of
+    /// `occurrences` (oldest first) that has no run yet, in one transaction; they run one after
+    /// another (`concurrency: queue` semantics). [`StoreError::JobNotFound`] for an unknown job.
+    async fn backfill(
+        &self,
+        job: &str,
+        occurrences: Vec<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<Backfilled>;
 
     // ---- workers ----
 

@@ -22,3 +22,13 @@ pub async fn trigger_run(
 ) -> TxResult<Run> {
     txn::trigger_run(&PgTx(c), job, overrides, force, now).await
 }
+
+/// Backfill past occurrences.
+pub async fn backfill(
+    c: &Conn,
+    job: &str,
+    occurrences: &[Timestamp],
+    now: Timestamp,
+) -> TxResult<tempora_store::Backfilled> {
+    txn::backfill(&PgTx(c), job, occurrences, now).await
+}

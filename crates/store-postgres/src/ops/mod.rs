@@ -206,7 +206,7 @@ pub(super) async fn insert_run(c: &Conn, r: &NewRun<'_>) -> TxResult<Option<i64>
             "INSERT INTO runs (job, trigger, origin, scheduled_for, attempt, state, hold, \
              queued_at, not_before, finished_at, error, overrides, triggered_by) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-             ON CONFLICT (job, scheduled_for, attempt) WHERE origin = 'schedule' DO NOTHING \
+             ON CONFLICT (job, scheduled_for, attempt) WHERE origin IN ('schedule', 'backfill') DO NOTHING \
              RETURNING id",
             &[
                 &r.job,

@@ -22,3 +22,13 @@ pub fn trigger_run(
 ) -> StoreResult<Run> {
     sync(txn::trigger_run(&SqliteTx(c), job, overrides, force, now))
 }
+
+/// Backfill past occurrences.
+pub fn backfill(
+    c: &Connection,
+    job: &str,
+    occurrences: &[Timestamp],
+    now: Timestamp,
+) -> StoreResult<tempora_store::Backfilled> {
+    sync(txn::backfill(&SqliteTx(c), job, occurrences, now))
+}

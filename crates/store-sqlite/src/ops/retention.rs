@@ -108,10 +108,11 @@ pub(super) fn warm_pages(c: &Connection, ids: &[i64]) -> StoreResult<()> {
         let Some((job, scheduled_for, attempt, origin)) = row else {
             continue;
         };
-        if origin == "schedule" {
+        if origin == "schedule" || origin == "backfill" {
             c.prepare_cached(
                 "SELECT id FROM runs INDEXED BY runs_occurrence \
-                 WHERE job = ?1 AND scheduled_for = ?2 AND attempt = ?3 AND origin = 'schedule'",
+                 WHERE job = ?1 AND scheduled_for = ?2 AND attempt = ?3 \
+                 AND origin IN ('schedule', 'backfill')",
             )
             .map_err(db)?
             .query_row(params![job, scheduled_for, attempt], |_| Ok(()))

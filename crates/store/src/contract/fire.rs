@@ -339,3 +339,102 @@ pub async fn overlap_replace_cancels(s: Arc<dyn Store>) {
         vec![a.id]
     );
 }
+
+/// A backfill makes one run per occurrence that has none (a scheduled occurrence's run counts;
+/// asking twice adds nothing); the runs go one after another whatever the job's policy; a
+/// backfill occurrence is then not fired again by the scheduler.
+pub async fn backfill_runs_each_occurrence_once_one_after_another(s: Arc<dyn Store>) {
+    let rec = s
+        .put_job(
+            job("j", r#""schedule":"*/10 * * * * ?","concurrency":"forbid""#),
+            PutMode::Create,
+            t(0),
+        )
+        .await
+        .unwrap()
+        .record;
+    let first = rec.next_fire_at.unwrap();
+    // The scheduler fired the first occurrence.
+    let req = FireRequest {
+        job: "j".into(),
+        version: rec.version,
+        expected_cursor: first,
+        occurrences: plan(&[first]),
+        skipped_note: None,
+        next_cursor: Some(first + Duration::from_secs(10)),
+    };
+    s.fire(vec![req], first, None).await.unwrap();
+    let now = first + Duration::from_secs(100);
+    let wanted: Vec<Timestamp> = (0..4)
+        .map(|i| first + Duration::from_secs(10 * i))
+        .collect();
+    let done = s.backfill("j", wanted.clone(), now).await.unwrap();
+    assert_eq!(done.created.len(), 3, "{done:?}");
+    assert_eq!(done.existing, 1, "the scheduled occurrence has its run");
+    let again = s.backfill("j", wanted.clone(), now).await.unwrap();
+    assert_eq!((again.created.len(), again.existing), (0, 4));
+    let runs = s.list_runs("j", None, 10).await.unwrap();
+    assert_eq!(runs.len(), 4);
+    let backfilled: Vec<&tempora_core::run::Run> = runs
+        .iter()
+        .filter(|r| r.trigger == Trigger::Backfill)
+        .collect();
+    assert_eq!(backfilled.len(), 3);
+    let mut times: Vec<Timestamp> = backfilled.iter().map(|r| r.scheduled_for).collect();
+    times.sort();
+    assert_eq!(times, wanted[1..]);
+    // One after another: the scheduled run is queued; the backfilled ones wait behind it.
+    let claimed = s.claim_runs("w", 10, now, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    let mut ran = vec![claimed[0].run.scheduled_for];
+    for _ in 0..4 {
+        let id = s
+            .claim_runs("w", 10, Timestamp::now(), LEASE)
+            .await
+            .unwrap();
+        assert!(id.is_empty(), "a second run started while one runs");
+        let running = s
+            .list_runs("j", None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.state == RunState::Running)
+            .unwrap();
+        s.finish_runs("w", vec![result(running.id, RunState::Succeeded, now)])
+            .await
+            .unwrap();
+        // A held run is released claimable from the store's own clock.
+        let next = s
+            .claim_runs("w", 10, Timestamp::now(), LEASE)
+            .await
+            .unwrap();
+        if next.is_empty() {
+            break;
+        }
+        assert_eq!(next.len(), 1);
+        ran.push(next[0].run.scheduled_for);
+    }
+    assert_eq!(ran, wanted, "oldest first, each once");
+    // The scheduler catching up on a backfilled occurrence adds no run.
+    let rec = s.get_job("j").await.unwrap().unwrap();
+    let cursor = rec.next_fire_at.unwrap();
+    assert_eq!(cursor, wanted[1]);
+    let refire = FireRequest {
+        job: "j".into(),
+        version: rec.version,
+        expected_cursor: cursor,
+        occurrences: plan(&[cursor]),
+        skipped_note: None,
+        next_cursor: Some(cursor + Duration::from_secs(10)),
+    };
+    let out = s.fire(vec![refire], now, None).await.unwrap();
+    assert!(
+        matches!(&out[0], FireOutcome::Fired { queued, skipped: 0, .. } if queued.is_empty()),
+        "{out:?}"
+    );
+    assert_eq!(s.list_runs("j", None, 10).await.unwrap().len(), 4);
+    assert!(matches!(
+        s.backfill("nope", wanted, now).await,
+        Err(StoreError::JobNotFound(_))
+    ));
+}

@@ -6,7 +6,7 @@ use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
 
 use super::{NewRun, Tx, admit_run};
 use crate::micros::us;
-use crate::{FireOutcome, FireRequest, StoreError};
+use crate::{Backfilled, FireOutcome, FireRequest, StoreError};
 
 /// Record a batch of due occurrences and advance the cursors. A request whose job changed
 /// since it was planned (version, cursor, pause) is `Stale` and writes nothing; every
@@ -129,4 +129,49 @@ pub async fn trigger_run<T: Tx>(
     .await?
     .ok_or_else(|| StoreError::Backend("manual run was not inserted".into()))?;
     Ok(tx.run(id).await?.ok_or(StoreError::RunNotFound(id))?)
+}
+
+/// Create one run (trigger `backfill`) per occurrence of `occurrences` (oldest first), each at
+/// most once: an occurrence that has a run already, scheduled or backfilled, gets no other (the
+/// occurrence key is shared). The runs go one after another, as under `concurrency: queue`
+/// whatever the job's policy: the first starts unless the job has a run active, each later one
+/// is held behind it and released when the job has nothing active.
+pub async fn backfill<T: Tx>(
+    tx: &T,
+    job: &str,
+    occurrences: &[Timestamp],
+    now: Timestamp,
+) -> Result<Backfilled, T::Error> {
+    let rec = tx
+        .job_for_update(job)
+        .await?
+        .ok_or_else(|| StoreError::JobNotFound(job.to_owned()))?;
+    let mut spec = rec.spec;
+    spec.concurrency = tempora_core::job::Concurrency::Queue;
+    let mut counts = tx.active_counts(job).await?;
+    let no_overrides = RunOverrides::default();
+    let mut out = Backfilled::default();
+    let mut how = policy::Admission::Policy;
+    for &at in occurrences {
+        let admitted = admit_run(
+            tx,
+            &spec,
+            Trigger::Backfill,
+            at,
+            &no_overrides,
+            &[],
+            how,
+            now,
+            &mut counts,
+        )
+        .await?;
+        match admitted {
+            Some((id, _)) => {
+                out.created.push(id);
+                how = policy::Admission::Behind { admitted: true };
+            }
+            None => out.existing += 1,
+        }
+    }
+    Ok(out)
 }

@@ -25,7 +25,7 @@ pub mod logs;
 mod results;
 pub mod retention;
 
-pub use fire::{fire, trigger_run};
+pub use fire::{backfill, fire, trigger_run};
 pub use results::{Counted, Ended, after_final, after_finals, report_to_children};
 
 /// A job's row as a fire reads it (locked where the backend locks rows).
