@@ -63,6 +63,24 @@ pub enum JobCommand {
         /// Job name.
         name: String,
     },
+    /// Run the past occurrences of a job's schedule in [--from, --to), each at most once (an
+    /// occurrence that already ran is not run again), one after another.
+    Backfill {
+        /// Job name.
+        name: String,
+        /// First instant (inclusive), RFC 3339.
+        #[arg(long)]
+        from: String,
+        /// End (exclusive), RFC 3339; not after now.
+        #[arg(long)]
+        to: String,
+        /// Most occurrences (default 10000, at most 100000).
+        #[arg(long)]
+        max: Option<u64>,
+        /// Print the occurrences in the range; create nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `tempora run …`
@@ -600,6 +618,33 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
             match fmt {
                 OutputFormat::Json => print_json(&v),
                 OutputFormat::Table => println!("paused job {name}"),
+            }
+        }
+        JobCommand::Backfill {
+            name,
+            from,
+            to,
+            max,
+            dry_run,
+        } => {
+            let body = json!({"from": from, "to": to, "max": max, "dry_run": dry_run});
+            let v = api.backfill(&name, &body).await?;
+            let occurrences = v["occurrences"].as_array().map_or(0, Vec::len);
+            match fmt {
+                OutputFormat::Json => print_json(&v),
+                OutputFormat::Table if dry_run => {
+                    println!(
+                        "{occurrences} occurrence(s) of job {name} in the range (those that ran already are not run again):"
+                    );
+                    for o in v["occurrences"].as_array().into_iter().flatten() {
+                        println!("  {}", s(o));
+                    }
+                }
+                OutputFormat::Table => println!(
+                    "backfill of job {name}: {} run(s) created, {} occurrence(s) had a run already",
+                    v["created"].as_array().map_or(0, Vec::len),
+                    s(&v["existing"])
+                ),
             }
         }
         JobCommand::Resume { name } => {

@@ -75,8 +75,12 @@ fn concrete(method: &str, template: &str, fx: &Fixtures) -> (String, Option<Valu
         ("POST", "/api/v1/apply" | "/api/v1/apply/plan") => {
             Some(json!({"jobs": [{"name": "sec-applied", "command": "true"}]}))
         }
-        ("PUT", "/api/v1/jobs/{name}") => Some(json!({"command": "true", "paused": true})),
+        ("PUT", "/api/v1/jobs/{name}") => {
+            Some(json!({"command": "true", "paused": true, "schedule": "0 0 1 1 *"}))
+        }
         ("POST", "/api/v1/jobs/{name}/runs") => Some(json!({})),
+        ("POST", "/api/v1/jobs/{name}/backfill") => Some(json!({
+            "from": "2020-01-01T00:00:00Z", "to": "2022-01-01T00:00:00Z", "dry_run": true})),
         ("POST", "/api/v1/schedules/preview") => Some(json!({"schedule": "@hourly"})),
         ("POST", "/api/v1/workers/register") => Some(worker),
         ("POST", "/api/v1/workers/{id}/claim") => {
@@ -132,7 +136,8 @@ fn every_route_needs_its_role_and_no_less() {
     // Fixtures.
     s.put_job(
         "sec-job",
-        json!({"command": "true", "concurrency": "allow", "owner": "sec@example.com"}),
+        json!({"command": "true", "concurrency": "allow", "owner": "sec@example.com",
+               "schedule": "0 0 1 1 *"}),
     );
     s.put_job("sec-delete-me", json!({"command": "true"}));
     for tag in ["v0", "v1"] {

@@ -179,6 +179,14 @@ impl ApiClient {
             .await
     }
 
+    /// `POST /api/v1/jobs/{name}/backfill` (`from`, `to`, `max`, `dry_run`): runs for the past
+    /// occurrences in `[from, to)`.
+    pub async fn backfill(&self, name: &str, body: &Value) -> ApiResult<Value> {
+        let path = format!("{}/backfill", job_path(name));
+        self.json(self.request(Method::POST, &path).json(body))
+            .await
+    }
+
     /// `POST /api/v1/jobs/{name}/pause`.
     pub async fn pause(&self, name: &str) -> ApiResult<Value> {
         let path = format!("{}/pause", job_path(name));

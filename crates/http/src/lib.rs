@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod auth;
+pub mod backfill;
 pub mod chronos;
 pub mod error;
 pub mod extract;
@@ -105,6 +106,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/jobs/{name}",
             get(jobs::get).put(jobs::put).delete(jobs::delete),
         )
+        .route("/jobs/{name}/backfill", post(backfill::backfill))
         .route("/jobs/{name}/pause", post(jobs::pause))
         .route("/jobs/{name}/resume", post(jobs::resume))
         .route("/jobs/{name}/runs", get(runs::list).post(runs::trigger))

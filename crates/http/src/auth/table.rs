@@ -95,6 +95,13 @@ pub const ROUTES: &[Route] = &[
     ),
     r(
         "POST",
+        "/api/v1/jobs/{name}/backfill",
+        OPERATOR,
+        Some("job.backfill"),
+        Json,
+    ),
+    r(
+        "POST",
         "/api/v1/jobs/{name}/pause",
         OPERATOR,
         Some("job.pause"),
