@@ -11,6 +11,7 @@ mod apply;
 mod backup;
 mod client;
 mod config;
+mod docs;
 mod import;
 mod node;
 mod schedule;
@@ -132,6 +133,14 @@ enum Command {
         #[command(subcommand)]
         command: schedule::ScheduleCommand,
     },
+    /// Print the shell completion script (bash, zsh or fish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: docs::Shell,
+    },
+    /// Print the manual page tempora(1), or write every page with --dir.
+    Man(docs::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -189,6 +198,8 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Schedule { command } => schedule::run(command),
+        Command::Completions { shell } => docs::completions::<Cli>(shell),
+        Command::Man(args) => docs::man::<Cli>(args),
         Command::Server(args) => {
             let code = server::main(*args);
             // Whatever ended it (a refused start too): no directory of run cgroups is left.

@@ -420,3 +420,48 @@ fn schedule_explain_says_it_in_words() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--tz"), "{o:?}");
 }
+
+/// `tempora completions bash|zsh|fish` and `tempora man [--dir]` come from the command
+/// definitions: every command is in them.
+#[test]
+fn completions_and_manual_pages_cover_every_command() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(common::bin())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for (shell, marker) in [
+        ("bash", "_tempora()"),
+        ("zsh", "#compdef tempora"),
+        ("fish", "complete -c tempora"),
+    ] {
+        let o = run(&["completions", shell]);
+        assert!(o.status.success(), "{o:?}");
+        let text = stdout(&o);
+        assert!(text.contains(marker), "{shell}: {text}");
+        for word in ["backfill", "explain", "server", "worker", "dry-run"] {
+            assert!(text.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    assert_eq!(run(&["completions", "powershell"]).status.code(), Some(2));
+    let o = run(&["man"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).contains(".TH tempora 1"), "{}", stdout(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{o:?}");
+    for page in [
+        "tempora.1",
+        "tempora-server.1",
+        "tempora-worker.1",
+        "tempora-job-backfill.1",
+        "tempora-schedule-explain.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page))
+            .unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".TH"), "{page}: {text}");
+    }
+    let backfill = std::fs::read_to_string(dir.path().join("tempora-job-backfill.1")).unwrap();
+    assert!(backfill.contains("dry\\-run"), "{backfill}");
+}
