@@ -242,10 +242,16 @@ fn strip_status(mut v: Value) -> Value {
 
 /// Every job on the server (all pages of `GET /api/v1/jobs`).
 pub(crate) async fn all_jobs(api: &Api) -> Res<Vec<Value>> {
+    jobs_matching(api, &[]).await
+}
+
+/// Every job that matches `filters` (`q`, `label`, `owner`, `state`), over all pages.
+pub(crate) async fn jobs_matching(api: &Api, filters: &[(&str, String)]) -> Res<Vec<Value>> {
     let mut all = Vec::new();
     let mut after: Option<String> = None;
     loop {
         let mut q = vec![("limit", "1000".to_owned())];
+        q.extend(filters.iter().map(|(k, v)| (*k, v.clone())));
         if let Some(a) = &after {
             q.push(("after", a.clone()));
         }

@@ -12,8 +12,21 @@ use crate::{ClientOpts, OutputFormat};
 /// `tempora job …`
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
-    /// List jobs.
-    Ls,
+    /// List jobs, with their state, next fire and last result; the filters narrow it.
+    Ls {
+        /// Jobs whose name or description contains this (any case).
+        #[arg(long, short = 'q')]
+        query: Option<String>,
+        /// Jobs with this label (`key=value`; repeat for several, all must hold).
+        #[arg(long)]
+        label: Vec<String>,
+        /// Jobs whose owner contains this (any case).
+        #[arg(long)]
+        owner: Option<String>,
+        /// Jobs in this state.
+        #[arg(long, value_parser = ["paused", "active", "failing", "running"])]
+        state: Option<String>,
+    },
     /// Show one job: its definition and status.
     Get {
         /// Job name.
@@ -508,8 +521,22 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
     let fmt = opts.output;
     let opts_utc = opts.utc;
     match cmd {
-        JobCommand::Ls => {
-            let all = crate::apply::all_jobs(&api).await?;
+        JobCommand::Ls {
+            query,
+            label,
+            owner,
+            state,
+        } => {
+            let mut filters: Vec<(&str, String)> = Vec::new();
+            if !label.is_empty() {
+                filters.push(("label", label.join(",")));
+            }
+            for (k, v) in [("q", query), ("owner", owner), ("state", state)] {
+                if let Some(v) = v {
+                    filters.push((k, v));
+                }
+            }
+            let all = crate::apply::jobs_matching(&api, &filters).await?;
             if fmt == OutputFormat::Json {
                 print_json(&json!({"jobs": all}));
             } else {
@@ -521,15 +548,18 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
                             s(&j["schedule"]),
                             s(&j["timezone"]),
                             if j["paused"].as_bool() == Some(true) {
-                                "yes"
+                                "paused"
+                            } else if j["status"]["failing"].as_bool() == Some(true) {
+                                "failing"
                             } else {
-                                "no"
+                                "active"
                             }
                             .to_owned(),
                             crate::view::when(
                                 &j["status"]["next_fire_at"],
                                 &crate::view::zone(j["timezone"].as_str(), opts_utc),
                             ),
+                            s(&j["status"]["last_result"]),
                             s(&j["status"]["success_count"]),
                             s(&j["status"]["error_count"]),
                         ]
@@ -539,7 +569,7 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
                     "{}",
                     crate::view::table(
                         &[
-                            "NAME", "SCHEDULE", "TIMEZONE", "PAUSED", "NEXT", "OK", "ERRORS"
+                            "NAME", "SCHEDULE", "TIMEZONE", "STATE", "NEXT", "LAST", "OK", "ERRORS"
                         ],
                         rows
                     )

@@ -39,6 +39,8 @@ pub fn job_view(rec: &JobRecord, last_run: Option<&tempora_core::run::Run>) -> V
                 "created_at": rec.created_at,
                 "updated_at": rec.updated_at,
                 "version": rec.version,
+                "failing": rec.errors_since_success > 0,
+                "last_result": last_result(rec),
                 "last_run": last_run.map(|r| json!({
                     "id": r.id, "state": r.state, "scheduled_for": r.scheduled_for,
                     "started_at": r.started_at, "finished_at": r.finished_at,
@@ -49,6 +51,18 @@ pub fn job_view(rec: &JobRecord, last_run: Option<&tempora_core::run::Run>) -> V
     v
 }
 
+/// The outcome of the job's last occurrence that ended (after its retries), from its counters:
+/// `succeeded`, `failed`, or null before the first.
+fn last_result(rec: &JobRecord) -> Option<&'static str> {
+    match (rec.last_success_at, rec.last_error_at) {
+        (None, None) => None,
+        (Some(_), None) => Some("succeeded"),
+        (None, Some(_)) => Some("failed"),
+        (Some(ok), Some(err)) if err > ok => Some("failed"),
+        _ => Some("succeeded"),
+    }
+}
+
 /// Query of `GET /jobs`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +71,14 @@ pub struct ListQuery {
     pub limit: Option<u32>,
     /// Continue after this job name.
     pub after: Option<String>,
+    /// Case-insensitive substring of the name or description.
+    pub q: Option<String>,
+    /// `key=value` labels the job must have (several: `a=b,c=d`).
+    pub label: Option<String>,
+    /// Case-insensitive substring of the owner.
+    pub owner: Option<String>,
+    /// `paused`, `active`, `failing` or `running`.
+    pub state: Option<String>,
 }
 
 /// `GET /api/v1/jobs`.
@@ -66,12 +88,18 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
     let limit = check_limit(q.limit, 100)?;
-    let jobs = s.store.list_jobs(q.after.as_deref(), limit).await?;
-    let next_after = (jobs.len() as u32 == limit).then(|| jobs.last().map(|j| j.spec.name.clone()));
+    let filters = crate::find::Filters::parse(q.q, q.label, q.owner, q.state)?;
+    let (jobs, next_after) = if filters.any() {
+        crate::find::find(s.store.as_ref(), &filters, q.after.as_deref(), limit).await?
+    } else {
+        let jobs = s.store.list_jobs(q.after.as_deref(), limit).await?;
+        let next = (jobs.len() as u32 == limit)
+            .then(|| jobs.last().map(|j| j.spec.name.clone()))
+            .flatten();
+        (jobs, next)
+    };
     let items: Vec<Value> = jobs.iter().map(|j| job_view(j, None)).collect();
-    Ok(Json(
-        json!({"jobs": items, "next_after": next_after.flatten()}),
-    ))
+    Ok(Json(json!({"jobs": items, "next_after": next_after})))
 }
 
 /// Validate a `limit` query parameter.

@@ -13,6 +13,7 @@ pub mod backfill;
 pub mod chronos;
 pub mod error;
 pub mod extract;
+pub mod find;
 pub mod jobs;
 pub mod ops;
 pub mod runs;
