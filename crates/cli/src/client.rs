@@ -549,6 +549,8 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
                             s(&j["timezone"]),
                             if j["paused"].as_bool() == Some(true) {
                                 "paused"
+                            } else if j["status"]["running"].as_bool() == Some(true) {
+                                "running"
                             } else if j["status"]["failing"].as_bool() == Some(true) {
                                 "failing"
                             } else {
@@ -670,11 +672,19 @@ async fn job(cmd: JobCommand, opts: ClientOpts) -> Res<()> {
                         println!("  {}", s(o));
                     }
                 }
-                OutputFormat::Table => println!(
-                    "backfill of job {name}: {} run(s) created, {} occurrence(s) had a run already",
-                    v["created"].as_array().map_or(0, Vec::len),
-                    s(&v["existing"])
-                ),
+                OutputFormat::Table => {
+                    println!(
+                        "backfill of job {name}: {} run(s) created, {} occurrence(s) had a run already",
+                        v["created"].as_array().map_or(0, Vec::len),
+                        s(&v["existing"])
+                    );
+                    if v["pruned"].as_u64().is_some_and(|n| n > 0) {
+                        println!(
+                            "{} occurrence(s) not run: retention deleted the job's runs up to them, so they may have run",
+                            s(&v["pruned"])
+                        );
+                    }
+                }
             }
         }
         JobCommand::Resume { name } => {

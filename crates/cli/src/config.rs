@@ -165,9 +165,22 @@ pub fn effective(a: &crate::server::ServerArgs) -> Vec<(String, String)> {
 }
 
 /// A PostgreSQL connection string with its password replaced by `***`: the URL form's
-/// `user:password@` and any `password=` / `sslpassword=` parameter (URL query or `key=value`
-/// form).
+/// `user:password@` and `password=` / `sslpassword=` query parameters, or in the keyword/value
+/// form (`host=db password = 'x y'`, libpq's quoting) those keywords' values. A keyword/value
+/// string that cannot be read is replaced whole.
 pub fn redact_url(url: &str) -> String {
+    if url.contains("://") {
+        redact_uri(url)
+    } else {
+        redact_keywords(url).unwrap_or_else(|| "*** (not shown: unreadable)".to_owned())
+    }
+}
+
+fn is_secret(key: &str) -> bool {
+    key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword")
+}
+
+fn redact_uri(url: &str) -> String {
     let mut out = url.to_owned();
     if let Some(scheme_end) = out.find("://") {
         let rest = scheme_end + 3;
@@ -179,24 +192,74 @@ pub fn redact_url(url: &str) -> String {
             }
         }
     }
-    for key in ["password=", "sslpassword="] {
-        let mut from = 0;
-        while let Some(i) = out[from..].to_ascii_lowercase().find(key) {
-            let start = from + i + key.len();
-            // Only a whole parameter name (not `sslpassword` when looking for `password`).
-            let whole = from + i == 0 || matches!(out.as_bytes()[from + i - 1], b'?' | b'&' | b' ');
-            let end = out[start..]
-                .find(['&', ' '])
-                .map_or(out.len(), |j| start + j);
-            if whole && end > start {
-                out.replace_range(start..end, "***");
-                from = start + 3;
-            } else {
-                from = start;
+    match out.split_once('?') {
+        Some((base, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if is_secret(k) => format!("{k}=***"),
+                    _ => p.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", params.join("&"))
+        }
+        None => out,
+    }
+}
+
+/// libpq's keyword/value form: `key = value` pairs, a value optionally in single quotes with
+/// backslash escapes.
+fn redact_keywords(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut out: Vec<String> = Vec::new();
+    let skip_ws = |i: &mut usize| {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    };
+    loop {
+        skip_ws(&mut i);
+        if i == b.len() {
+            return Some(out.join(" "));
+        }
+        let key_start = i;
+        while i < b.len() && b[i] != b'=' && !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let key = &text[key_start..i];
+        skip_ws(&mut i);
+        if key.is_empty() || i == b.len() || b[i] != b'=' {
+            return None;
+        }
+        i += 1;
+        skip_ws(&mut i);
+        let value_start = i;
+        if i < b.len() && b[i] == b'\'' {
+            i += 1;
+            loop {
+                match b.get(i) {
+                    None => return None,
+                    Some(b'\\') => i += 2,
+                    Some(b'\'') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(_) => i += 1,
+                }
+            }
+        } else {
+            while i < b.len() && !b[i].is_ascii_whitespace() {
+                i += if b[i] == b'\\' { 2 } else { 1 };
             }
         }
+        let value = text.get(value_start..i.min(b.len()))?;
+        out.push(if is_secret(key) {
+            format!("{key}=***")
+        } else {
+            format!("{key}={value}")
+        });
     }
-    out
 }
 
 /// For a server flag whose value clap rejected, say where the value came from when it was not
@@ -261,6 +324,26 @@ mod tests {
             "host=db user=u password=*** dbname=x"
         );
         assert_eq!(redact_url("host=db"), "host=db");
+        assert_eq!(
+            redact_url("host=db user=u password = SECRETPW dbname=x"),
+            "host=db user=u password=*** dbname=x"
+        );
+        assert_eq!(
+            redact_url(r"host=db password='SEC RET\'PW' dbname=x"),
+            "host=db password=*** dbname=x"
+        );
+        assert_eq!(
+            redact_url("host=db PASSWORD=x sslpassword='a b'"),
+            "host=db PASSWORD=*** sslpassword=***"
+        );
+        assert_eq!(
+            redact_url("host=db password='unterminated"),
+            "*** (not shown: unreadable)"
+        );
+        assert_eq!(
+            redact_url("postgres://u@db/x?Password=p&sslmode=require"),
+            "postgres://u@db/x?Password=***&sslmode=require"
+        );
     }
 
     #[test]

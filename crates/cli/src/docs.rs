@@ -1,6 +1,7 @@
 //! `tempora completions SHELL` and `tempora man`: shell completions and manual pages generated
 //! from the command-line definition itself (clap's own generators), so they cannot drift.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,19 +31,23 @@ pub struct ManArgs {
 /// Print the completion script of `shell`.
 pub fn completions<C: CommandFactory>(shell: Shell) -> ExitCode {
     let mut cmd = C::command();
+    let shell = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    // Generated into memory first: clap_complete panics when its writer fails (a full disk,
+    // a closed pipe); the write here fails with a message instead.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "tempora", &mut script);
     let mut out = std::io::stdout();
-    match shell {
-        Shell::Bash => {
-            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, "tempora", &mut out)
-        }
-        Shell::Zsh => {
-            clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, "tempora", &mut out)
-        }
-        Shell::Fish => {
-            clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, "tempora", &mut out)
+    match out.write_all(&script).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the completion script: {e}");
+            ExitCode::from(2)
         }
     }
-    ExitCode::SUCCESS
 }
 
 /// Print `tempora(1)`, or write every page into `--dir`.
@@ -58,7 +63,13 @@ pub fn man<C: CommandFactory>(args: ManArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: cannot write the manual pages: {e}");
+            match &args.dir {
+                Some(dir) => eprintln!(
+                    "error: cannot write the manual pages into {}: {e}",
+                    dir.display()
+                ),
+                None => eprintln!("error: cannot write the manual page: {e}"),
+            }
             ExitCode::from(2)
         }
     }

@@ -71,6 +71,8 @@ fn jobs_are_found_by_name_label_owner_and_state() {
     assert_eq!(v["status"]["failing"], true);
     // Bad filters: 400 naming the parameter.
     for (query, field) in [
+        ("limit=abc", "limit"),
+        ("state=paused&state=active", "state"),
         ("state=bogus", "state"),
         ("label=nokv", "label"),
         ("label=%3Dv", "label"),
@@ -87,6 +89,10 @@ fn jobs_are_found_by_name_label_owner_and_state() {
     for col in ["NAME", "STATE", "NEXT", "LAST"] {
         assert!(header.contains(col), "{out}");
     }
+    let sleeper = out.lines().find(|l| l.starts_with("sleeper")).unwrap();
+    assert!(sleeper.contains("running"), "{out}");
+    let (_, v) = s.get("/api/v1/jobs?state=running");
+    assert_eq!(v["jobs"][0]["status"]["running"], true, "{v}");
     let flaky = out.lines().find(|l| l.starts_with("flaky")).unwrap();
     assert!(
         flaky.contains("failing") && flaky.contains("failed"),

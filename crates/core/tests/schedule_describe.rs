@@ -54,8 +54,17 @@ fn cron_forms_in_words() {
         (
             "0 12 * * 0,6",
             "UTC",
-            "At 12:00, on Sunday and Saturday, in UTC",
+            "At 12:00, on Saturday and Sunday, in UTC",
         ),
+        (
+            "0 9 * * 5-7",
+            "UTC",
+            "At 09:00, Friday through Sunday, in UTC",
+        ),
+        // cronie: day-of-month *or* day-of-week, and one of them names every day.
+        ("0 9 1 * 1-7", "UTC", "At 09:00 every day, in UTC"),
+        ("0 9 1 * 0,1,2,3,4,5,6", "UTC", "At 09:00 every day, in UTC"),
+        ("0 9 1-31 * 1", "UTC", "At 09:00 every day, in UTC"),
         (
             "0 6 * 1-3 *",
             "UTC",
@@ -112,6 +121,18 @@ fn quartz_forms_in_words() {
         (
             "0 0 9 1 1 ? 2027-2030",
             "At 09:00, on day 1 of the month, in January, in 2027 through 2030, in UTC",
+        ),
+        (
+            "0 0 2 1 1 ? 2027,2029,2031",
+            "At 02:00, on day 1 of the month, in January, in 2027, 2029 and 2031, in UTC",
+        ),
+        (
+            "0 0 2 1 1 ? 2027/2",
+            "At 02:00, on day 1 of the month, in January, every 2 years from 2027 through 2099, in UTC",
+        ),
+        (
+            "0 0 2 1 1 ? 2027-2035/4",
+            "At 02:00, on day 1 of the month, in January, in 2027, 2031 and 2035, in UTC",
         ),
     ];
     for (expr, want) in cases {

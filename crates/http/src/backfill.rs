@@ -129,7 +129,7 @@ pub async fn backfill(
         .into_response());
     }
     let done = s.store.backfill(&name, occurrences, now).await?;
-    tracing::info!(message = "backfill", job = %name, %from, %to, created = done.created.len(), existing = done.existing);
+    tracing::info!(message = "backfill", job = %name, %from, %to, created = done.created.len(), existing = done.existing, pruned = done.pruned);
     s.work_ready.notify_one();
     let status = if done.created.is_empty() {
         StatusCode::OK
@@ -143,6 +143,7 @@ pub async fn backfill(
             "occurrences": shown,
             "created": done.created,
             "existing": done.existing,
+            "pruned": done.pruned,
         })),
     )
         .into_response())

@@ -22,6 +22,25 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// A query string that does not fit its handler (serde's message), naming the parameter
+    /// when the message does: `limit: invalid digit …`, ``duplicate field `state` ``.
+    pub fn query(e: &axum::extract::rejection::QueryRejection) -> ApiError {
+        let text = e.body_text();
+        let detail = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text);
+        let named = detail
+            .split_once(": ")
+            .map(|(f, _)| f)
+            .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .or_else(|| {
+                let (_, rest) = detail.split_once("field `")?;
+                rest.split_once('`').map(|(f, _)| f)
+            });
+        let field = named.unwrap_or("query").to_owned();
+        ApiError::field("invalid_query", &field, detail.to_owned())
+    }
+
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {

@@ -131,6 +131,18 @@ impl Filters {
     }
 }
 
+/// The jobs with a run running now (at most 1000 runs are read: the slots of a cluster).
+pub async fn running_jobs(store: &dyn Store) -> ApiResult<HashSet<String>> {
+    let filter = RunFilter {
+        state: Some(RunState::Running),
+        ..RunFilter::default()
+    };
+    let runs = store
+        .search_runs(&filter, None, crate::jobs::MAX_PAGE)
+        .await?;
+    Ok(runs.into_iter().map(|r| r.job).collect())
+}
+
 /// Up to `limit` jobs after `after` that match, reading at most [`SCAN_MAX`] jobs; the name to
 /// continue after when more may match.
 pub async fn find(
@@ -139,15 +151,8 @@ pub async fn find(
     after: Option<&str>,
     limit: u32,
 ) -> ApiResult<(Vec<JobRecord>, Option<String>)> {
-    let running: HashSet<String> = if filters.state == Some(JobState::Running) {
-        let filter = RunFilter {
-            state: Some(RunState::Running),
-            ..RunFilter::default()
-        };
-        let runs = store
-            .search_runs(&filter, None, crate::jobs::MAX_PAGE)
-            .await?;
-        runs.into_iter().map(|r| r.job).collect()
+    let running = if filters.state == Some(JobState::Running) {
+        running_jobs(store).await?
     } else {
         HashSet::new()
     };

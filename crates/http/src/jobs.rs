@@ -86,7 +86,7 @@ pub async fn list(
     State(s): State<Arc<AppState>>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::query(&e))?;
     let limit = check_limit(q.limit, 100)?;
     let filters = crate::find::Filters::parse(q.q, q.label, q.owner, q.state)?;
     let (jobs, next_after) = if filters.any() {
@@ -98,7 +98,15 @@ pub async fn list(
             .flatten();
         (jobs, next)
     };
-    let items: Vec<Value> = jobs.iter().map(|j| job_view(j, None)).collect();
+    let running = crate::find::running_jobs(s.store.as_ref()).await?;
+    let items: Vec<Value> = jobs
+        .iter()
+        .map(|j| {
+            let mut v = job_view(j, None);
+            v["status"]["running"] = json!(running.contains(&j.spec.name));
+            v
+        })
+        .collect();
     Ok(Json(json!({"jobs": items, "next_after": next_after})))
 }
 
@@ -342,7 +350,7 @@ pub async fn delete(
     Path(name): Path<String>,
     q: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<StatusCode> {
-    let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::query(&e))?;
     path_name(&name)?;
     // Children that lose this parent must be rescheduled too.
     let children: Vec<String> = if q.force {
@@ -493,7 +501,7 @@ pub async fn graph(
     State(s): State<Arc<AppState>>,
     q: Result<Query<GraphQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<axum::response::Response> {
-    let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::query(&e))?;
     let dot = match q.format.as_deref() {
         None | Some("json") => false,
         Some("dot") => true,

@@ -62,7 +62,7 @@ pub async fn metrics(
     headers: HeaderMap,
     q: Result<Query<MetricsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::query(&e))?;
     let accept = headers
         .get(header::ACCEPT)
         .map(|v| v.to_str().unwrap_or_default());

@@ -95,7 +95,7 @@ pub async fn search(
     State(s): State<Arc<AppState>>,
     q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::query(&e))?;
     let limit = check_limit(q.limit, 50)?;
     let state = parsed(
         "state",
@@ -129,7 +129,7 @@ pub async fn list(
     Path(name): Path<String>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::query(&e))?;
     let limit = check_limit(q.limit, 50)?;
     if validate_name(&name).is_err() || s.store.get_job(&name).await?.is_none() {
         return Err(ApiError::not_found(format!("job `{name}` not found")));
@@ -331,7 +331,7 @@ pub async fn log(
     Path(id): Path<String>,
     q: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::query(&e))?;
     let id = run_id(&id)?;
     let first = s
         .store

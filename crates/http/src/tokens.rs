@@ -219,7 +219,7 @@ pub async fn audit(
     State(state): State<Arc<AppState>>,
     q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    let Query(q) = q.map_err(|e| ApiError::field("invalid_query", "query", e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::query(&e))?;
     let limit: u32 = number("limit", q.limit.as_deref())?.unwrap_or(100);
     let before: Option<i64> = number("before", q.before.as_deref())?;
     if !(1..=1000).contains(&limit) {

@@ -173,6 +173,11 @@ DROP INDEX runs_occurrence;
 CREATE UNIQUE INDEX runs_occurrence ON runs (job, scheduled_for, attempt)
     WHERE origin IN ('schedule', 'backfill');
 "#,
+    // 10: the newest occurrence whose run retention deleted, per job (microseconds): a backfill
+    // does not run again what may have run.
+    r#"
+ALTER TABLE jobs ADD COLUMN pruned_through bigint;
+"#,
 ];
 
 /// Apply the migrations not yet applied, all in one transaction under an advisory lock.

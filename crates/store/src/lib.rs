@@ -232,6 +232,9 @@ pub struct Backfilled {
     pub created: Vec<i64>,
     /// Occurrences that had a run already (scheduled or backfilled): none was created.
     pub existing: u64,
+    /// Occurrences at or before the newest one whose run retention deleted: tempora no longer
+    /// knows whether they ran, so none was created.
+    pub pruned: u64,
 }
 
 /// Outcome of one job's fire.

@@ -251,8 +251,13 @@ fn dow_part(c: &Cron) -> Option<String> {
     let day = |d: u32| DAY_NAMES[(d % 7) as usize].to_owned();
     Some(match &c.dow {
         Dow::Set(b) => {
-            let days = members(b, 0, 6);
-            match shape(&days, 0, 6) {
+            // Monday first, Sunday last (7), as people read a week.
+            let mut days: Vec<u32> = members(b, 0, 6)
+                .into_iter()
+                .map(|d| if d == 0 { 7 } else { d })
+                .collect();
+            days.sort_unstable();
+            match shape(&days, 1, 7) {
                 Set::All => return None,
                 // Steps of weekdays read better as the days themselves.
                 Set::Step { .. } => format!(
@@ -298,16 +303,17 @@ fn month_part(c: &Cron) -> Option<String> {
 fn year_part(c: &Cron) -> Option<String> {
     let years = c.years.as_ref()?;
     let (first, last) = (*years.first()?, *years.last()?);
-    let runs = match shape(
-        &years.iter().map(|y| y - first).collect::<Vec<_>>(),
-        0,
-        last - first,
-    ) {
+    let offsets: Vec<u32> = years.iter().map(|y| y - first).collect();
+    let runs: Vec<(u32, u32)> = match shape(&offsets, 0, last - first) {
         Set::List(runs) => runs
             .into_iter()
             .map(|(a, b)| (a + first, b + first))
             .collect(),
-        _ => vec![(first, last)],
+        Set::All => vec![(first, last)],
+        Set::Step { step, .. } if years.len() > 5 => {
+            return Some(format!("every {step} years from {first} through {last}"));
+        }
+        Set::Step { .. } => years.iter().map(|&y| (y, y)).collect(),
     };
     Some(format!("in {}", list(&runs, &|y| y.to_string())))
 }
@@ -316,7 +322,11 @@ fn year_part(c: &Cron) -> Option<String> {
 pub(super) fn cron(c: &Cron) -> String {
     let (time, at_times) = time_part(c);
     let mut parts = vec![time];
+    // cronie's "either" with a field that names every day is every day.
+    let every_day_either = c.either
+        && ((c.dom_active && dom_part(c).is_none()) || (c.dow_active && dow_part(c).is_none()));
     let days = match (dom_part(c), dow_part(c)) {
+        _ if every_day_either => None,
         (Some(dom), Some(dow)) if c.either => Some(format!("{dom} or {dow}")),
         (Some(dom), Some(dow)) => Some(format!("{dom} and {dow}")),
         (dom, dow) => dom.or(dow),

@@ -80,6 +80,18 @@ impl txn::Tx for PgTx<'_> {
         load_run(self.0, id).await
     }
 
+    async fn pruned_through(&self, job: &str) -> TxResult<Option<Timestamp>> {
+        let row = self
+            .0
+            .query_opt("SELECT pruned_through FROM jobs WHERE name = $1", &[&job])
+            .await?;
+        let us: Option<i64> = match row {
+            Some(r) => r.try_get(0)?,
+            None => None,
+        };
+        Ok(us.and_then(|u| Timestamp::from_microsecond(u).ok()))
+    }
+
     async fn active_counts(&self, job: &str) -> TxResult<(u64, u64)> {
         active_counts(self.0, job).await
     }

@@ -105,18 +105,36 @@ pub(super) async fn pinned_runs(c: &Conn) -> TxResult<std::collections::HashSet<
 /// Delete the runs `ids` (chosen by [`prune_candidates`]) and their output, checking again that
 /// each is finished and not recorded in dependency progress. Returns how many were deleted.
 pub async fn delete_finished_runs(c: &Conn, ids: &[i64]) -> TxResult<u64> {
-    let gone: Vec<i64> = c
+    let rows = c
         .query(
             &format!(
                 "DELETE FROM runs WHERE id = ANY($1) AND {FINISHED} AND NOT EXISTS \
-                 (SELECT 1 FROM dependency_progress d WHERE d.run_id = runs.id) RETURNING id"
+                 (SELECT 1 FROM dependency_progress d WHERE d.run_id = runs.id) \
+                 RETURNING id, job, scheduled_for, origin"
             ),
             &[&ids],
         )
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect::<Result<_, _>>()?;
+        .await?;
+    let mut gone: Vec<i64> = Vec::with_capacity(rows.len());
+    // An occurrence's run is gone: remember how far per job, so a backfill does not run it again.
+    let mut through: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    for r in &rows {
+        gone.push(r.try_get(0)?);
+        let origin: String = r.try_get(3)?;
+        if origin == "schedule" || origin == "backfill" {
+            let at: i64 = r.try_get(2)?;
+            let e = through.entry(r.try_get(1)?).or_insert(at);
+            *e = (*e).max(at);
+        }
+    }
+    for (job, at) in &through {
+        c.execute(
+            "UPDATE jobs SET pruned_through = GREATEST(COALESCE(pruned_through, $2), $2) \
+             WHERE name = $1",
+            &[job, at],
+        )
+        .await?;
+    }
     if !gone.is_empty() {
         c.execute("DELETE FROM run_logs WHERE run_id = ANY($1)", &[&gone])
             .await?;

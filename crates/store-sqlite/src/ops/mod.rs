@@ -90,6 +90,18 @@ impl txn::Tx for SqliteTx<'_> {
         load_run(self.0, id)
     }
 
+    async fn pruned_through(&self, job: &str) -> StoreResult<Option<Timestamp>> {
+        let us: Option<i64> = self
+            .0
+            .prepare_cached("SELECT pruned_through FROM jobs WHERE name = ?1")
+            .map_err(db)?
+            .query_row([job], |r| r.get(0))
+            .optional()
+            .map_err(db)?
+            .flatten();
+        Ok(us.and_then(|u| Timestamp::from_microsecond(u).ok()))
+    }
+
     async fn active_counts(&self, job: &str) -> StoreResult<(u64, u64)> {
         active_counts(self.0, job)
     }

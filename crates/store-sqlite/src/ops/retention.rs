@@ -142,22 +142,39 @@ pub(super) fn pinned_runs(c: &Connection) -> StoreResult<std::collections::HashS
 pub fn delete_finished_runs(c: &Connection, ids: &[i64]) -> StoreResult<u64> {
     let pinned = pinned_runs(c)?;
     let mut deleted = 0u64;
+    // An occurrence's run is gone: remember how far per job, so a backfill does not run it again.
+    let mut through: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
     for &id in ids {
         if pinned.contains(&id) {
             continue;
         }
-        let n = c
-            .prepare_cached(&format!("DELETE FROM runs WHERE id = ?1 AND {FINISHED}"))
+        let gone: Option<(String, i64, String)> = c
+            .prepare_cached(&format!(
+                "DELETE FROM runs WHERE id = ?1 AND {FINISHED} RETURNING job, scheduled_for, origin"
+            ))
             .map_err(db)?
-            .execute([id])
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()
             .map_err(db)?;
-        if n > 0 {
+        if let Some((job, scheduled_for, origin)) = gone {
+            if origin == "schedule" || origin == "backfill" {
+                let e = through.entry(job).or_insert(scheduled_for);
+                *e = (*e).max(scheduled_for);
+            }
             c.prepare_cached("DELETE FROM run_logs WHERE run_id = ?1")
                 .map_err(db)?
                 .execute([id])
                 .map_err(db)?;
             deleted += 1;
         }
+    }
+    for (job, at) in &through {
+        c.prepare_cached(
+            "UPDATE jobs SET pruned_through = MAX(COALESCE(pruned_through, ?2), ?2) WHERE name = ?1",
+        )
+        .map_err(db)?
+        .execute(params![job, at])
+        .map_err(db)?;
     }
     Ok(deleted)
 }

@@ -438,3 +438,90 @@ pub async fn backfill_runs_each_occurrence_once_one_after_another(s: Arc<dyn Sto
         Err(StoreError::JobNotFound(_))
     ));
 }
+
+/// A backfill asked while another's runs still wait queues its runs behind them: none is
+/// skipped, and every one runs, one at a time.
+pub async fn a_second_backfill_waits_behind_the_first(s: Arc<dyn Store>) {
+    s.put_job(
+        job("j", r#""schedule":"*/10 * * * * ?","concurrency":"queue""#),
+        PutMode::Create,
+        t(0),
+    )
+    .await
+    .unwrap();
+    let now = t(1000);
+    let first: Vec<Timestamp> = (0..3).map(|i| t(10 + 10 * i)).collect();
+    let second: Vec<Timestamp> = (0..3).map(|i| t(500 + 10 * i)).collect();
+    assert_eq!(s.backfill("j", first, now).await.unwrap().created.len(), 3);
+    assert_eq!(s.backfill("j", second, now).await.unwrap().created.len(), 3);
+    let runs = s.list_runs("j", None, 10).await.unwrap();
+    assert!(
+        runs.iter().all(|r| r.state == RunState::Queued),
+        "a backfilled run was not queued: {runs:?}"
+    );
+    let mut ran = 0;
+    for _ in 0..10 {
+        let claimed = s
+            .claim_runs("w", 10, Timestamp::now(), LEASE)
+            .await
+            .unwrap();
+        if claimed.is_empty() {
+            break;
+        }
+        assert_eq!(claimed.len(), 1, "two at once");
+        ran += 1;
+        s.finish_runs(
+            "w",
+            vec![result(claimed[0].run.id, RunState::Succeeded, now)],
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(ran, 6);
+}
+
+/// Occurrences whose runs retention deleted are not backfilled again (they may have run): every
+/// occurrence up to the newest such one is reported `pruned`; later ones are backfilled.
+pub async fn backfill_does_not_rerun_pruned_occurrences(s: Arc<dyn Store>) {
+    s.put_job(
+        job("j", r#""schedule":"*/10 * * * * ?","concurrency":"allow""#),
+        PutMode::Create,
+        t(0),
+    )
+    .await
+    .unwrap();
+    let now = t(1000);
+    let wanted: Vec<Timestamp> = (0..4).map(|i| t(10 + 10 * i)).collect();
+    assert_eq!(
+        s.backfill("j", wanted.clone(), now)
+            .await
+            .unwrap()
+            .created
+            .len(),
+        4
+    );
+    for _ in 0..4 {
+        let claimed = s
+            .claim_runs("w", 10, Timestamp::now(), LEASE)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        s.finish_runs(
+            "w",
+            vec![result(claimed[0].run.id, RunState::Succeeded, now)],
+        )
+        .await
+        .unwrap();
+    }
+    let keep_one = Retention {
+        keep_runs: Some(1),
+        keep_days: None,
+    };
+    assert_eq!(s.prune_runs(&keep_one, now, 100).await.unwrap(), 3);
+    let mut again = wanted.clone();
+    again.push(t(50));
+    let done = s.backfill("j", again, now).await.unwrap();
+    assert_eq!(done.pruned, 3, "{done:?}");
+    assert_eq!(done.existing, 1, "{done:?}");
+    assert_eq!(done.created.len(), 1, "only the new occurrence: {done:?}");
+}

@@ -64,7 +64,8 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@cases $factory;
             prune_keep_runs_keeps_active_runs_and_counters, prune_keep_days_keeps_newest_and_active,
             prune_max_rows_bounds_each_call, prune_keeps_runs_in_dependency_progress,
-            prune_leaves_no_output_rows, backfill_runs_each_occurrence_once_one_after_another
+            prune_leaves_no_output_rows, backfill_runs_each_occurrence_once_one_after_another,
+            a_second_backfill_waits_behind_the_first, backfill_does_not_rerun_pruned_occurrences
         );
         $crate::store_contract_tests!(@cases $factory;
             fire_is_exactly_once_through_failures,

@@ -151,8 +151,20 @@ pub async fn backfill<T: Tx>(
     let mut counts = tx.active_counts(job).await?;
     let no_overrides = RunOverrides::default();
     let mut out = Backfilled::default();
-    let mut how = policy::Admission::Policy;
+    // Occurrences up to the newest one whose run retention deleted may have run: not again.
+    let pruned = tx.pruned_through(job).await?;
+    // Behind whatever the job has active or held already (another backfill's runs too):
+    // queue semantics would skip a second waiting run.
+    let mut how = if counts == (0, 0) {
+        policy::Admission::Policy
+    } else {
+        policy::Admission::Behind { admitted: true }
+    };
     for &at in occurrences {
+        if pruned.is_some_and(|p| at <= p) {
+            out.pruned += 1;
+            continue;
+        }
         let admitted = admit_run(
             tx,
             &spec,

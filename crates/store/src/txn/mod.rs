@@ -83,6 +83,8 @@ pub trait Tx {
     async fn job_for_update(&self, job: &str) -> Result<Option<JobRecord>, Self::Error>;
     /// One run.
     async fn run(&self, id: i64) -> Result<Option<Run>, Self::Error>;
+    /// The newest occurrence of the job whose run retention deleted.
+    async fn pruned_through(&self, job: &str) -> Result<Option<Timestamp>, Self::Error>;
     /// (active, held) of the job, each 0 or 1: whether a running or claimable queued run
     /// exists, and whether a held one does (the overlap policies only compare them with zero).
     async fn active_counts(&self, job: &str) -> Result<(u64, u64), Self::Error>;
