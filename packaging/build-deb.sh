@@ -10,13 +10,14 @@ cd "$(dirname "$0")/.."
 if ! command -v cargo-deb >/dev/null 2>&1; then
   cargo install --locked cargo-deb
 fi
+target_dir=${CARGO_TARGET_DIR:-target}
 if [ "${1:-}" = "--debug" ]; then
   cargo build -p tempora
-  bin=target/debug/tempora
+  bin=$target_dir/debug/tempora
   profile=(--profile dev --no-strip)
 else
   cargo build --release -p tempora
-  bin=target/release/tempora
+  bin=$target_dir/release/tempora
   profile=()
 fi
 out=target/packaging
