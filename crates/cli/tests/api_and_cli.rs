@@ -233,6 +233,19 @@ fn preview_health_status_metrics() {
         v["description"],
         "At 02:30, Monday through Friday, in Europe/Berlin"
     );
+    // An ISO interval without a start begins now (a job saved now runs at once): listed first.
+    let before = jiff::Timestamp::now();
+    let (st, v) = s.send(
+        "POST",
+        "/api/v1/schedules/preview",
+        r#"{"schedule":"R//PT1H","count":2}"#,
+    );
+    assert_eq!(st, 200, "{v}");
+    let first = common::ts(&v["next"][0]);
+    assert!(
+        first >= before - std::time::Duration::from_secs(1) && first <= jiff::Timestamp::now(),
+        "{v}"
+    );
     let (st, v) = s.send(
         "POST",
         "/api/v1/schedules/preview",

@@ -455,6 +455,9 @@ pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<
     let now = tempora_store::clock::now();
     let after = match &req.after {
         Some(a) => parse_instant("after", a)?,
+        // An ISO interval without a start begins now, as a job saved now does (its first run
+        // is at once): that occurrence is listed too.
+        None if schedule.kind() == "iso8601" => now - jiff::SignedDuration::from_micros(1),
         None => now,
     };
     let count = match req.count {
