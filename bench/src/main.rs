@@ -12,6 +12,7 @@
 mod auth;
 mod history;
 mod scale;
+mod spawn_limit;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -50,6 +51,10 @@ struct Opts {
     /// jobs' phases evenly over the second.
     #[arg(long)]
     burst: bool,
+    /// Only measure the machine's spawn limit: start N `/bin/sh -c <command>` at once from 8
+    /// threads, no server (`--burst` measures it too, for its ratios).
+    #[arg(long)]
+    spawn_limit: Option<usize>,
     /// Run a cluster on this PostgreSQL database instead of one SQLite node.
     #[arg(long)]
     database_url: Option<String>,
@@ -385,6 +390,29 @@ async fn drain(
     Ok(())
 }
 
+fn print_spawn_limit(m: &spawn_limit::SpawnLimit, json: bool) {
+    println!(
+        "spawn limit: bursts of {} processes from {} threads, the slowest in {:.1} ms ({:.0}/s); start offset ms p50 {:.2}  p99 {:.2}  max {:.2}",
+        m.n,
+        spawn_limit::THREADS,
+        m.total.as_secs_f64() * 1000.0,
+        m.n as f64 / m.total.as_secs_f64().max(1e-9),
+        percentile(&m.lag_ms, 50.0),
+        percentile(&m.lag_ms, 99.0),
+        m.lag_ms.last().copied().unwrap_or(f64::NAN)
+    );
+    if json {
+        println!("{}", spawn_limit_json(m));
+    }
+}
+
+fn spawn_limit_json(m: &spawn_limit::SpawnLimit) -> Value {
+    json!({"spawn_limit": {"n": m.n, "threads": spawn_limit::THREADS,
+        "ms": m.total.as_secs_f64() * 1000.0,
+        "lag_ms": {"p50": percentile(&m.lag_ms, 50.0), "p99": percentile(&m.lag_ms, 99.0),
+                   "max": m.lag_ms.last()}}})
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -396,6 +424,19 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let o = Opts::parse();
+    if let Some(n) = o.spawn_limit {
+        let m = spawn_limit::measure_bursts(n, &o.command, 5)?;
+        print_spawn_limit(&m, o.json);
+        return Ok(());
+    }
+    // The machine's own limit for this burst, measured before any server runs.
+    let limit = if o.burst {
+        let m = spawn_limit::measure_bursts(o.jobs, &o.command, 5)?;
+        print_spawn_limit(&m, false);
+        Some(m)
+    } else {
+        None
+    };
     let bin = match &o.bin {
         Some(b) => b.clone(),
         None => std::env::current_exe()?
@@ -656,6 +697,16 @@ async fn main() -> anyhow::Result<()> {
         percentile(&lags, 99.0),
         lags.last().copied().unwrap_or(f64::NAN)
     );
+    let ratios = limit.as_ref().map(|m| {
+        let r = |p: f64| percentile(&lags, p) / percentile(&m.lag_ms, p);
+        (r(50.0), r(99.0))
+    });
+    if let Some((r50, r99)) = ratios {
+        println!(
+            "start lag / the machine's spawn limit for {} processes: p50 {r50:.2}x  p99 {r99:.2}x",
+            o.jobs
+        );
+    }
     println!(
         "missed: {missed}  duplicates: {duplicates}  not succeeded: {not_succeeded} {states:?}"
     );
@@ -694,6 +745,8 @@ async fn main() -> anyhow::Result<()> {
                 "cpu_percent": cpu_pct, "rss_kib": {"start": rss0, "end": rss1, "max": rss_max},
                 "rss_timeline": timeline.iter().map(|(t, r, q)| json!({"seconds": t, "kib": r, "sqlite_kib": q})).collect::<Vec<_>>(),
                 "failover_seconds": failover.map(|f| f.as_secs_f64()),
+                "spawn_limit": limit.as_ref().map(|m| spawn_limit_json(m)["spawn_limit"].clone()),
+                "ratio_to_spawn_limit": ratios.map(|(p50, p99)| json!({"p50": p50, "p99": p99})),
             })
         );
     }
