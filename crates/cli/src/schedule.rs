@@ -85,9 +85,7 @@ fn next(expr: &str, tz: &str, after: Option<&str>, count: u32) -> ExitCode {
     };
     let now = jiff::Timestamp::now();
     let after = match after {
-        // An ISO interval without a start begins now, as a job saved now does.
-        None if schedule.kind() == "iso8601" => now - jiff::SignedDuration::from_micros(1),
-        None => now,
+        None => schedule.listing_after(now),
         Some(a) => match a.parse::<jiff::Timestamp>() {
             Ok(t) => t,
             Err(e) => {
@@ -115,13 +113,7 @@ fn explain(expr: &str, tz: &str, count: u32) -> ExitCode {
     };
     let now = jiff::Timestamp::now();
     let mut out = format!("{}\n", schedule.describe(&name));
-    // An ISO interval without a start begins now, as a job saved now does.
-    let after = if schedule.kind() == "iso8601" {
-        now - jiff::SignedDuration::from_micros(1)
-    } else {
-        now
-    };
-    let upcoming = schedule.upcoming(after, &zone, now, count as usize);
+    let upcoming = schedule.upcoming(schedule.listing_after(now), &zone, now, count as usize);
     if upcoming.is_empty() {
         out.push_str("no fire time ahead\n");
     } else {

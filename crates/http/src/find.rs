@@ -49,6 +49,7 @@ impl Filters {
         owner: Option<String>,
         state: Option<String>,
     ) -> ApiResult<Filters> {
+        // At most 200 bytes each; empty is not given.
         let bounded = |field: &str, v: Option<String>| -> ApiResult<Option<String>> {
             match v {
                 Some(v) if v.len() > 200 => Err(ApiError::field(
@@ -56,14 +57,12 @@ impl Filters {
                     field,
                     format!("`{field}` may be at most 200 bytes"),
                 )),
-                Some(v) if v.is_empty() => Ok(None),
-                v => Ok(v.map(|s| s.to_lowercase())),
+                v => Ok(v.filter(|s| !s.is_empty())),
             }
         };
+        let lower = |v: Option<String>| v.map(|s| s.to_lowercase());
         let mut labels = BTreeMap::new();
-        if bounded("label", label.clone())?.is_some()
-            && let Some(text) = label
-        {
+        if let Some(text) = bounded("label", label)? {
             for pair in text.split(',') {
                 let Some((k, v)) = pair.split_once('=').filter(|(k, _)| !k.is_empty()) else {
                     return Err(ApiError::field(
@@ -90,9 +89,9 @@ impl Filters {
             }
         };
         Ok(Filters {
-            q: bounded("q", q)?,
+            q: lower(bounded("q", q)?),
             labels,
-            owner: bounded("owner", owner)?,
+            owner: lower(bounded("owner", owner)?),
             state,
         })
     }
@@ -144,18 +143,14 @@ pub async fn running_jobs(store: &dyn Store) -> ApiResult<HashSet<String>> {
 }
 
 /// Up to `limit` jobs after `after` that match, reading at most [`SCAN_MAX`] jobs; the name to
-/// continue after when more may match.
+/// continue after when more may match. `running`: [`running_jobs`].
 pub async fn find(
     store: &dyn Store,
     filters: &Filters,
+    running: &HashSet<String>,
     after: Option<&str>,
     limit: u32,
 ) -> ApiResult<(Vec<JobRecord>, Option<String>)> {
-    let running = if filters.state == Some(JobState::Running) {
-        running_jobs(store).await?
-    } else {
-        HashSet::new()
-    };
     let mut found = Vec::new();
     let mut cursor = after.map(str::to_owned);
     let mut scanned = 0usize;
@@ -165,7 +160,7 @@ pub async fn find(
         for j in page {
             scanned += 1;
             cursor = Some(j.spec.name.clone());
-            if filters.matches(&j, &running) {
+            if filters.matches(&j, running) {
                 found.push(j);
                 if found.len() as u32 == limit {
                     return Ok((found, cursor));

@@ -89,8 +89,16 @@ pub async fn list(
     let Query(q) = q.map_err(|e| ApiError::query(&e))?;
     let limit = check_limit(q.limit, 100)?;
     let filters = crate::find::Filters::parse(q.q, q.label, q.owner, q.state)?;
+    let running = crate::find::running_jobs(s.store.as_ref()).await?;
     let (jobs, next_after) = if filters.any() {
-        crate::find::find(s.store.as_ref(), &filters, q.after.as_deref(), limit).await?
+        crate::find::find(
+            s.store.as_ref(),
+            &filters,
+            &running,
+            q.after.as_deref(),
+            limit,
+        )
+        .await?
     } else {
         let jobs = s.store.list_jobs(q.after.as_deref(), limit).await?;
         let next = (jobs.len() as u32 == limit)
@@ -98,7 +106,6 @@ pub async fn list(
             .flatten();
         (jobs, next)
     };
-    let running = crate::find::running_jobs(s.store.as_ref()).await?;
     let items: Vec<Value> = jobs
         .iter()
         .map(|j| {
@@ -455,10 +462,7 @@ pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<
     let now = tempora_store::clock::now();
     let after = match &req.after {
         Some(a) => parse_instant("after", a)?,
-        // An ISO interval without a start begins now, as a job saved now does (its first run
-        // is at once): that occurrence is listed too.
-        None if schedule.kind() == "iso8601" => now - jiff::SignedDuration::from_micros(1),
-        None => now,
+        None => schedule.listing_after(now),
     };
     let count = match req.count {
         None => 5,

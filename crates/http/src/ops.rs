@@ -69,7 +69,10 @@ pub async fn metrics(
     if wants_json(q.format.as_deref(), accept)? {
         return Ok(Json(crate::chronos::metrics_json(&s).await?).into_response());
     }
-    refresh_gauges(&s).await;
+    let now = tempora_store::clock::now();
+    let counts = s.store.counts().await.ok();
+    let workers = s.store.list_workers(now).await.ok();
+    refresh_gauges(&s, counts.as_ref(), workers.as_deref(), now).await;
     let mut body = s
         .prometheus
         .as_ref()
@@ -86,20 +89,22 @@ pub async fn metrics(
 
 /// Set the gauges read from the store (jobs, queued and running runs, runs no worker can
 /// take) before the registry is rendered.
-pub(crate) async fn refresh_gauges(s: &AppState) {
-    if let Ok(c) = s.store.counts().await {
+/// `counts` and `workers` as the caller read them (None: that read failed; its gauges stay).
+pub(crate) async fn refresh_gauges(
+    s: &AppState,
+    counts: Option<&tempora_store::StoreCounts>,
+    workers: Option<&[tempora_store::WorkerStatus]>,
+    now: jiff::Timestamp,
+) {
+    if let Some(c) = counts {
         metrics::gauge!("tempora_runs_queued").set(c.queued as f64);
         metrics::gauge!("tempora_runs_running").set(c.running as f64);
         metrics::gauge!("tempora_jobs").set(c.jobs as f64);
     }
-    let now = tempora_store::clock::now();
-    if let (Ok(queued), Ok(workers)) = (
-        s.store.queued_by_selector(now).await,
-        s.store.list_workers(now).await,
-    ) {
+    if let (Ok(queued), Some(workers)) = (s.store.queued_by_selector(now).await, workers) {
         let stuck: u64 = queued
             .iter()
-            .filter(|(selector, _)| tempora_store::waiting::no_worker(selector, &workers).is_some())
+            .filter(|(selector, _)| tempora_store::waiting::no_worker(selector, workers).is_some())
             .map(|(_, n)| n)
             .sum();
         metrics::gauge!("tempora_runs_waiting_for_worker").set(stuck as f64);

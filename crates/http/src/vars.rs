@@ -103,7 +103,7 @@ async fn collect(s: &AppState) -> ApiResult<BTreeMap<String, Value>> {
         set(&format!("config_{key}"), json!(value));
     }
     if let Some(p) = &s.prometheus {
-        crate::ops::refresh_gauges(s).await;
+        crate::ops::refresh_gauges(s, Some(&counts), Some(&workers), now).await;
         for (name, value) in unlabelled(&p.render()) {
             set(&name, value);
         }

@@ -253,6 +253,18 @@ impl Schedule {
         &self.expr
     }
 
+    /// Where a listing of the fire times of a schedule saved at `now` starts (the `after` of
+    /// [`Schedule::upcoming`]): an ISO interval without a start begins at `now` itself (a job
+    /// saved now runs at once), so just before it; every other form strictly after `now`.
+    pub fn listing_after(&self, now: Timestamp) -> Timestamp {
+        match &self.kind {
+            Kind::Iso(iso) if iso.start.is_none() => now
+                .checked_sub(SignedDuration::from_micros(1))
+                .unwrap_or(now),
+            _ => now,
+        }
+    }
+
     /// Up to `count` successive fire times strictly after `after`.
     pub fn upcoming(
         &self,
