@@ -3,7 +3,8 @@
 # start the real binary. Extra arguments go to cargo nextest (e.g. a test name filter).
 #
 # The Chronos client tests drive the real `chronos-python` client (PyPI) from a virtualenv,
-# created here on first use in target/chronos-venv (needs python3 with venv, and curl).
+# created here on first use in target/chronos-venv (needs python3 with venv, and curl); the API
+# schema test runs Schemathesis (PyPI) from target/schemathesis-venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${CHRONOS_VENV:-target/chronos-venv}"
@@ -13,4 +14,12 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import chronos' 2>/de
   "$venv/bin/pip" install --quiet --disable-pip-version-check chronos-python==1.2.1
 fi
 export CHRONOS_VENV="$(cd "$venv" && pwd)"
+# The API schema test (crates/cli/tests/api_schema.rs) runs Schemathesis from its own venv.
+st_venv="${SCHEMATHESIS_VENV:-target/schemathesis-venv}"
+if [ ! -x "$st_venv/bin/st" ]; then
+  echo "creating $st_venv with schemathesis 4.32.5"
+  python3 -m venv "$st_venv"
+  "$st_venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
+fi
+export SCHEMATHESIS_VENV="$(cd "$st_venv" && pwd)"
 exec cargo nextest run --workspace --no-fail-fast "$@"

@@ -3,7 +3,7 @@
 //!
 //! `--config FILE` (or `TEMPORA_CONFIG`) names the file. Each key is the flag's name with `_`
 //! for `-` (`data_dir`, `listen`, `local_slots`, `local_labels`, `node_id`, `log_format`, `shutdown_grace`,
-//! `kill_grace`, `lease_ttl`, `max_log_bytes`, `sqlite_cache_mib`, `sqlite_synchronous`, `database_url`, `leader_lease_ttl`,
+//! `kill_grace`, `lease_ttl`, `claim_wait_max`, `max_log_bytes`, `sqlite_cache_mib`, `sqlite_synchronous`, `database_url`, `leader_lease_ttl`,
 //! `leader_renew_every`, `no_leader`, `max_clock_offset`, `claim_poll_every`, `database_pool_size`,
 //! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`, `job_metrics_max`, `admin_token_file`, `secret_key_file`,
 //! `cors_origin`, `allowed_host`, `metrics_public`, `pass_env`, `containment`, `tls_cert`, `tls_key`,
@@ -14,7 +14,7 @@
 use std::ffi::OsString;
 
 /// Keys the file may hold, with their environment variables.
-const KEYS: [(&str, &str); 34] = [
+const KEYS: [(&str, &str); 35] = [
     ("data_dir", "TEMPORA_DATA_DIR"),
     ("listen", "TEMPORA_LISTEN"),
     ("local_slots", "TEMPORA_LOCAL_SLOTS"),
@@ -24,6 +24,7 @@ const KEYS: [(&str, &str); 34] = [
     ("shutdown_grace", "TEMPORA_SHUTDOWN_GRACE"),
     ("kill_grace", "TEMPORA_KILL_GRACE"),
     ("lease_ttl", "TEMPORA_LEASE_TTL"),
+    ("claim_wait_max", "TEMPORA_CLAIM_WAIT_MAX"),
     ("max_log_bytes", "TEMPORA_MAX_LOG_BYTES"),
     ("sqlite_cache_mib", "TEMPORA_SQLITE_CACHE_MIB"),
     ("sqlite_synchronous", "TEMPORA_SQLITE_SYNCHRONOUS"),
@@ -126,6 +127,7 @@ pub fn effective(a: &crate::server::ServerArgs) -> Vec<(String, String)> {
         ("shutdown_grace", d(a.shutdown_grace)),
         ("kill_grace", d(a.kill_grace)),
         ("lease_ttl", d(a.lease_ttl)),
+        ("claim_wait_max", d(a.claim_wait_max)),
         ("max_log_bytes", a.max_log_bytes.to_string()),
         ("sqlite_cache_mib", a.sqlite_cache_mib.to_string()),
         ("sqlite_synchronous", lower(&a.sqlite_synchronous)),

@@ -262,6 +262,9 @@ impl Node {
             store_kind,
             node_timeout: args.leader_lease_ttl * 2,
             worker_lease: args.lease_ttl,
+            claim_wait_max: args
+                .claim_wait_max
+                .min(tempora_client::wire::MAX_CLAIM_WAIT),
             shutdown: shutdown.clone(),
             auth: tempora_http::auth::AuthConfig {
                 cors_origins: args

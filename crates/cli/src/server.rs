@@ -57,6 +57,10 @@ pub struct ServerArgs {
     /// Lease of a running run; a worker silent for this long has its runs marked lost.
     #[arg(long, env = "TEMPORA_LEASE_TTL", default_value = "30s", value_parser = parse_duration)]
     pub lease_ttl: Duration,
+    /// Longest a remote worker's claim is held open while no run is queued (a long poll; at
+    /// most 30s). Keep it under the idle timeout of any proxy between workers and servers.
+    #[arg(long, env = "TEMPORA_CLAIM_WAIT_MAX", default_value = "30s", value_parser = parse_duration)]
+    pub claim_wait_max: Duration,
     /// Output kept per run (the tail is kept).
     #[arg(long, env = "TEMPORA_MAX_LOG_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_log_bytes: u64,

@@ -29,7 +29,7 @@ pub const MAX_CLAIM_WAIT: Duration = Duration::from_secs(30);
 pub const TIME_HEADER: &str = "tempora-time";
 
 /// Answer to a registration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegisterResponse {
     /// The worker id, as recorded.
     pub worker: String,
@@ -42,7 +42,7 @@ pub struct RegisterResponse {
 }
 
 /// A claim request: who claims (refreshes the registry too), how many runs, how long to wait.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClaimRequest {
     /// The claiming worker.
     pub worker: WorkerInfo,
@@ -59,13 +59,14 @@ pub struct ClaimRequest {
 }
 
 /// A claimed run on the wire.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WireClaim {
     /// The run (state `running`, on this worker).
     pub run: Run,
     /// The job spec it runs under.
     pub spec: JobSpec,
     /// Lease expiry.
+    #[schema(value_type = String, format = DateTime)]
     pub lease_expires_at: Timestamp,
 }
 
@@ -90,14 +91,14 @@ impl From<WireClaim> for ClaimedRun {
 }
 
 /// Answer to a claim.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClaimResponse {
     /// Claimed runs, oldest first (empty when the wait ran out).
     pub runs: Vec<WireClaim>,
 }
 
 /// A heartbeat: the runs the worker is executing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatRequest {
     /// The worker (refreshes the registry).
     pub worker: WorkerInfo,
@@ -106,21 +107,21 @@ pub struct HeartbeatRequest {
 }
 
 /// Answer to a heartbeat.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HeartbeatResponse {
     /// Runs that must stop (cancelled, deleted, or not this worker's).
     pub stop: Vec<i64>,
 }
 
 /// A batch of results.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FinishRequest {
     /// The results.
     pub results: Vec<RunResult>,
 }
 
 /// Answer of `GET /api/v1/workers`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkerList {
     /// Registered workers by id (stale ones included, marked `stale`).
     pub workers: Vec<WorkerStatus>,

@@ -25,7 +25,7 @@ pub const MANAGED_KEY: &str = "managed-by";
 pub const MANAGED_VALUE: &str = "tempora-apply";
 
 /// What happens to one job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// A new job.
@@ -39,7 +39,7 @@ pub enum Action {
 }
 
 /// One field that changes: its path and both values as shown (secrets hidden).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldChange {
     /// `command`, `labels.team`, `secrets.TOKEN`, …
     pub field: String,
@@ -50,7 +50,7 @@ pub struct FieldChange {
 }
 
 /// One job's part of the plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Change {
     /// The job.
     pub job: String,

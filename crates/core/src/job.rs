@@ -20,7 +20,7 @@ pub const MAX_COMMAND_LEN: usize = 65_536;
 pub const MAX_RETRIES: u32 = 1_000;
 
 /// What happens when an occurrence fires while an earlier run of the job is still active.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Concurrency {
     /// The new occurrence becomes a `skipped` run.
@@ -35,7 +35,7 @@ pub enum Concurrency {
 }
 
 /// What happens to occurrences missed during downtime or failover.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Misfire {
     /// Missed occurrences within `epsilon` collapse into one run for the latest of them.
@@ -91,7 +91,7 @@ pub struct TimerSpec {
 }
 
 /// A job as users define it. Field names and defaults are the README's job table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// Unique name, `^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$`. Optional in a `PUT` body (taken from the URL).
@@ -131,15 +131,18 @@ pub struct JobSpec {
         with = "serde_opt_duration",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<String>, example = "30m")]
     pub timeout: Option<Duration>,
     /// How many times a failed, timed-out or lost attempt is retried.
     #[serde(default)]
     pub retries: u32,
     /// First retry delay; doubles for each further attempt.
     #[serde(default = "default_backoff", with = "serde_duration")]
+    #[schema(value_type = String, example = "30s")]
     pub retry_backoff: Duration,
     /// Cap of the retry delay.
     #[serde(default = "default_backoff_max", with = "serde_duration")]
+    #[schema(value_type = String, example = "30s")]
     pub retry_backoff_max: Duration,
     /// Overlap policy.
     #[serde(default)]
@@ -149,6 +152,7 @@ pub struct JobSpec {
     pub misfire: Misfire,
     /// How late an occurrence may still start.
     #[serde(default = "default_epsilon", with = "serde_duration")]
+    #[schema(value_type = String, example = "30s")]
     pub epsilon: Duration,
     /// A paused job does not fire (manual triggers still work).
     #[serde(default, skip_serializing_if = "is_false")]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// `queued` → `running` → one of the final states; or `skipped` directly (an occurrence that was
 /// not run because of the concurrency or misfire policy). `queued` runs may also end `cancelled`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
     /// Waiting for a worker.
@@ -100,7 +100,7 @@ impl FromStr for RunState {
 }
 
 /// Why a run exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// An occurrence of the job's schedule.
@@ -154,7 +154,7 @@ impl FromStr for Trigger {
 }
 
 /// Per-run overrides given with a manual trigger.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunOverrides {
     /// Extra environment variables for this run.
@@ -177,7 +177,7 @@ impl RunOverrides {
 }
 
 /// A run as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Run {
     /// Unique, increasing id.
     pub id: i64,
@@ -186,18 +186,23 @@ pub struct Run {
     /// Why the run exists.
     pub trigger: Trigger,
     /// The occurrence instant (for manual runs: the trigger time).
+    #[schema(value_type = String, format = DateTime)]
     pub scheduled_for: Timestamp,
     /// 1-based attempt number.
     pub attempt: u32,
     /// Current state.
     pub state: RunState,
     /// When the run row was created.
+    #[schema(value_type = String, format = DateTime)]
     pub queued_at: Timestamp,
     /// Earliest start (retry backoff).
+    #[schema(value_type = String, format = DateTime)]
     pub not_before: Timestamp,
     /// When the process started.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<Timestamp>,
     /// When the run ended.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
     /// Exit status, when the process exited.
     pub exit_code: Option<i32>,
@@ -225,6 +230,7 @@ pub struct Run {
     pub occurrences: u64,
     /// The latest occurrence folded into this row (only when `occurrences` > 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_scheduled_for: Option<Timestamp>,
 }
 

@@ -13,10 +13,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
 use axum::{Extension, Json};
-use serde::Deserialize;
-use serde_json::{Value, json};
-use tempora_core::apply::{Action, Desired, Plan};
+use serde::{Deserialize, Serialize};
+use tempora_core::apply::{Action, Change, Desired, Plan};
 use tempora_core::job::JobSpec;
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::{AuditNote, Caller};
@@ -28,7 +28,7 @@ pub const MAX_APPLY_BODY: usize = 32 * 1024 * 1024;
 pub const MAX_APPLY_JOBS: usize = 20_000;
 
 /// Body of both routes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyRequest {
     /// The jobs of the files.
@@ -155,21 +155,49 @@ fn refused(problems: Vec<String>) -> ApiError {
     ApiError::field("invalid_jobs", "jobs", msg)
 }
 
-fn view(plan: &Plan, dry_run: bool) -> Value {
-    json!({"dry_run": dry_run, "changes": plan.changes})
+/// What an apply did, or would do.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApplyPlan {
+    /// True for `/apply/plan`: nothing was written.
+    pub dry_run: bool,
+    /// One entry per job of the set (and per pruned job).
+    pub changes: Vec<Change>,
+}
+
+fn view(plan: Plan, dry_run: bool) -> ApplyPlan {
+    ApplyPlan {
+        dry_run,
+        changes: plan.changes,
+    }
 }
 
 /// `POST /api/v1/apply/plan`: what `apply` would do (nothing is written).
+#[utoipa::path(
+    post,
+    path = "/api/v1/apply/plan",
+    operation_id = "planApply",
+    tag = "jobs",
+    request_body = ApplyRequest,
+    responses((status = 200, description = "What apply would do (nothing is written)", body = ApplyPlan), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody), (status = 413, description = "Body over 32 MiB", body = crate::error::ErrorBody))
+)]
 pub async fn plan(
     State(s): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ApplyPlan>> {
     let plan = prepare(&s, &caller, parse(&body)?).await?;
-    Ok(Json(view(&plan, true)))
+    Ok(Json(view(plan, true)))
 }
 
 /// `POST /api/v1/apply`: apply the set in one transaction.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apply",
+    operation_id = "applyJobs",
+    tag = "jobs",
+    request_body = ApplyRequest,
+    responses((status = 200, description = "Applied in one transaction", body = ApplyPlan), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody), (status = 409, description = "The set raced another change", body = crate::error::ErrorBody), (status = 413, description = "Body over 32 MiB", body = crate::error::ErrorBody))
+)]
 pub async fn apply(
     State(s): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -211,5 +239,5 @@ pub async fn apply(
         detail: Some(detail),
         ..AuditNote::default()
     };
-    Ok(note.attach(Json(view(&plan, false))))
+    Ok(note.attach(Json(view(plan, false))))
 }

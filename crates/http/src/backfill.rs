@@ -8,11 +8,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tempora_core::job::validate_name;
 use tempora_core::schedule::{Schedule, parse_timezone};
 use tempora_core::time::rfc3339_in_zone;
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -25,7 +25,7 @@ pub const DEFAULT_MAX: u64 = 10_000;
 pub const MAX_MAX: u64 = 100_000;
 
 /// Body of `POST /api/v1/jobs/{name}/backfill`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackfillBody {
     /// First instant of the range (inclusive), RFC 3339.
@@ -40,7 +40,37 @@ pub struct BackfillBody {
     pub dry_run: bool,
 }
 
+/// What a backfill created, or would create (`dry_run`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackfillAnswer {
+    /// The job.
+    pub job: String,
+    /// True when nothing was created (a dry run).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// The occurrences of the range, RFC 3339 in the job's zone.
+    pub occurrences: Vec<String>,
+    /// The runs created, oldest occurrence first (absent on a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<Vec<i64>>,
+    /// Occurrences that had a run already, scheduled or backfilled (absent on a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub existing: Option<u64>,
+    /// Occurrences whose run retention deleted: not run again (absent on a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<u64>,
+}
+
 /// `POST /api/v1/jobs/{name}/backfill`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{name}/backfill",
+    operation_id = "backfillJob",
+    tag = "jobs",
+    params(("name" = String, Path, description = "The job's name")),
+    request_body = BackfillBody,
+    responses((status = 200, description = "Nothing new to create, or a dry run", body = BackfillAnswer), (status = 201, description = "Runs created", body = BackfillAnswer), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody), (status = 404, description = "Job not found", body = crate::error::ErrorBody), (status = 409, description = "The job has no schedule to backfill", body = crate::error::ErrorBody))
+)]
 pub async fn backfill(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -121,11 +151,14 @@ pub async fn backfill(
         .map(|t| rfc3339_in_zone(*t, &tz))
         .collect();
     if body.dry_run {
-        return Ok(Json(json!({
-            "job": name,
-            "dry_run": true,
-            "occurrences": shown,
-        }))
+        return Ok(Json(BackfillAnswer {
+            job: name,
+            dry_run: true,
+            occurrences: shown,
+            created: None,
+            existing: None,
+            pruned: None,
+        })
         .into_response());
     }
     let done = s.store.backfill(&name, occurrences, now).await?;
@@ -138,13 +171,14 @@ pub async fn backfill(
     };
     Ok((
         status,
-        Json(json!({
-            "job": name,
-            "occurrences": shown,
-            "created": done.created,
-            "existing": done.existing,
-            "pruned": done.pruned,
-        })),
+        Json(BackfillAnswer {
+            job: name,
+            dry_run: false,
+            occurrences: shown,
+            created: Some(done.created),
+            existing: Some(done.existing),
+            pruned: Some(done.pruned),
+        }),
     )
         .into_response())
 }

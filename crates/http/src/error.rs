@@ -4,9 +4,10 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use tempora_core::job::ValidationError;
 use tempora_store::StoreError;
+use utoipa::ToSchema;
 
 /// An error answered to an API client.
 #[derive(Debug)]
@@ -127,10 +128,33 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The body of every error of the native API.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The `error` of an [`ErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code (`invalid_value`, `not_found`, `unauthorized`, …).
+    pub code: &'static str,
+    /// Explanation in words.
+    pub message: String,
+    /// The request field (body field, query or path parameter) at fault, if any.
+    pub field: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            json!({"error": {"code": self.code, "message": self.message, "field": self.field}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                field: self.field,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }

@@ -7,14 +7,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use jiff::Timestamp;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use tempora_core::auth::Role;
 use tempora_core::job::{JobSpec, validate_name};
+use tempora_core::run::{Run, RunState};
 use tempora_core::schedule::{Schedule, parse_timezone};
 use tempora_core::secret::{MASK, is_sealed};
 use tempora_core::time::rfc3339_in_zone;
 use tempora_store::{JobRecord, PutMode};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -24,50 +25,140 @@ use crate::extract::JsonBody;
 /// Most items in one page of a listing.
 pub const MAX_PAGE: u32 = 1000;
 
+/// A job as the API shows it: its spec (secrets masked) and a `status` object.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    /// The job as defined.
+    #[serde(flatten)]
+    pub spec: JobSpec,
+    /// What the scheduler knows of it.
+    pub status: JobStatus,
+}
+
+/// The `status` of a [`JobView`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobStatus {
+    /// The next occurrence (null: paused, dependent, or no occurrence left).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_fire_at: Option<Timestamp>,
+    /// Occurrences that succeeded.
+    pub success_count: u64,
+    /// Occurrences that failed (after their retries).
+    pub error_count: u64,
+    /// When an occurrence last succeeded.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_success_at: Option<Timestamp>,
+    /// When an occurrence last failed.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_error_at: Option<Timestamp>,
+    /// When the job was created.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When the job was last changed.
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+    /// Increases with every change.
+    pub version: i64,
+    /// Its last occurrence that ended failed.
+    pub failing: bool,
+    /// `succeeded` or `failed`: the outcome of the last occurrence that ended (null before
+    /// the first).
+    pub last_result: Option<LastResult>,
+    /// Its newest run (on a single job's page and after pause/resume).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<LastRun>,
+    /// A run of it is running (in listings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<bool>,
+    /// Why its newest run, queued, does not start yet (on a single job's page).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+}
+
+/// The outcome of a job's last occurrence that ended.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LastResult {
+    /// It succeeded.
+    Succeeded,
+    /// It failed (after its retries).
+    Failed,
+}
+
+/// The newest run of a job, in brief.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LastRun {
+    /// Run id.
+    pub id: i64,
+    /// Its state.
+    pub state: RunState,
+    /// The occurrence it stands for.
+    #[schema(value_type = String, format = DateTime)]
+    pub scheduled_for: Timestamp,
+    /// When it started.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<Timestamp>,
+}
+
+/// One page of `GET /api/v1/jobs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    /// The jobs, by name.
+    pub jobs: Vec<JobView>,
+    /// The `after` of the next page (null: this is the last).
+    pub next_after: Option<String>,
+}
+
 /// The API view of a job: its spec plus a `status` object.
-pub fn job_view(rec: &JobRecord, last_run: Option<&tempora_core::run::Run>) -> Value {
-    let mut v = serde_json::to_value(masked(&rec.spec)).unwrap_or_else(|_| json!({}));
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert(
-            "status".into(),
-            json!({
-                "next_fire_at": rec.next_fire_at,
-                "success_count": rec.success_count,
-                "error_count": rec.error_count,
-                "last_success_at": rec.last_success_at,
-                "last_error_at": rec.last_error_at,
-                "created_at": rec.created_at,
-                "updated_at": rec.updated_at,
-                "version": rec.version,
-                "failing": rec.errors_since_success > 0,
-                "last_result": last_result(rec),
-                "last_run": last_run.map(|r| json!({
-                    "id": r.id, "state": r.state, "scheduled_for": r.scheduled_for,
-                    "started_at": r.started_at, "finished_at": r.finished_at,
-                })),
+pub fn job_view(rec: &JobRecord, last_run: Option<&Run>) -> JobView {
+    JobView {
+        spec: masked(&rec.spec).into_owned(),
+        status: JobStatus {
+            next_fire_at: rec.next_fire_at,
+            success_count: rec.success_count,
+            error_count: rec.error_count,
+            last_success_at: rec.last_success_at,
+            last_error_at: rec.last_error_at,
+            created_at: rec.created_at,
+            updated_at: rec.updated_at,
+            version: rec.version,
+            failing: rec.errors_since_success > 0,
+            last_result: last_result(rec),
+            last_run: last_run.map(|r| LastRun {
+                id: r.id,
+                state: r.state,
+                scheduled_for: r.scheduled_for,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
             }),
-        );
+            running: None,
+            waiting: None,
+        },
     }
-    v
 }
 
 /// The outcome of the job's last occurrence that ended (after its retries), from its counters:
 /// `succeeded`, `failed`, or null before the first.
-fn last_result(rec: &JobRecord) -> Option<&'static str> {
+fn last_result(rec: &JobRecord) -> Option<LastResult> {
     match (rec.last_success_at, rec.last_error_at) {
         (None, None) => None,
-        (Some(_), None) => Some("succeeded"),
-        (None, Some(_)) => Some("failed"),
-        (Some(ok), Some(err)) if err > ok => Some("failed"),
-        _ => Some("succeeded"),
+        (Some(_), None) => Some(LastResult::Succeeded),
+        (None, Some(_)) => Some(LastResult::Failed),
+        (Some(ok), Some(err)) if err > ok => Some(LastResult::Failed),
+        _ => Some(LastResult::Succeeded),
     }
 }
 
 /// Query of `GET /jobs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Page size (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Continue after this job name.
     pub after: Option<String>,
@@ -82,10 +173,18 @@ pub struct ListQuery {
 }
 
 /// `GET /api/v1/jobs`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs",
+    operation_id = "listJobs",
+    tag = "jobs",
+    params(ListQuery),
+    responses((status = 200, description = "One page of jobs, by name", body = JobList), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody))
+)]
 pub async fn list(
     State(s): State<Arc<AppState>>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobList>> {
     let Query(q) = q.map_err(|e| ApiError::query(&e))?;
     let limit = check_limit(q.limit, 100)?;
     let filters = crate::find::Filters::parse(q.q, q.label, q.owner, q.state)?;
@@ -106,15 +205,15 @@ pub async fn list(
             .flatten();
         (jobs, next)
     };
-    let items: Vec<Value> = jobs
+    let jobs = jobs
         .iter()
         .map(|j| {
             let mut v = job_view(j, None);
-            v["status"]["running"] = json!(running.contains(&j.spec.name));
+            v.status.running = Some(running.contains(&j.spec.name));
             v
         })
         .collect();
-    Ok(Json(json!({"jobs": items, "next_after": next_after})))
+    Ok(Json(JobList { jobs, next_after }))
 }
 
 /// Validate a `limit` query parameter.
@@ -288,6 +387,14 @@ pub(crate) fn check_run_as(s: &AppState, spec: &JobSpec, caller: &Caller) -> Api
 }
 
 /// `POST /api/v1/jobs`: create (409 if it exists).
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs",
+    operation_id = "createJob",
+    tag = "jobs",
+    request_body = JobSpec,
+    responses((status = 201, description = "Created", body = JobView), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody), (status = 409, description = "A job of that name exists", body = crate::error::ErrorBody), (status = 422, description = "A field tempora does not support (a Chronos field)", body = crate::error::ErrorBody))
+)]
 pub async fn create(
     State(s): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -297,6 +404,15 @@ pub async fn create(
 }
 
 /// `PUT /api/v1/jobs/{name}`: create (201) or replace (200).
+#[utoipa::path(
+    put,
+    path = "/api/v1/jobs/{name}",
+    operation_id = "putJob",
+    tag = "jobs",
+    params(("name" = String, Path, description = "The job's name")),
+    request_body = JobSpec,
+    responses((status = 200, description = "Replaced", body = JobView), (status = 201, description = "Created", body = JobView), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody), (status = 409, description = "Its parents would form a cycle, or the write raced another", body = crate::error::ErrorBody), (status = 422, description = "A field tempora does not support (a Chronos field)", body = crate::error::ErrorBody))
+)]
 pub async fn put(
     State(s): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -320,10 +436,18 @@ pub async fn put(
 }
 
 /// `GET /api/v1/jobs/{name}`: spec and status.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{name}",
+    operation_id = "getJob",
+    tag = "jobs",
+    params(("name" = String, Path, description = "The job's name")),
+    responses((status = 200, description = "The job", body = JobView), (status = 404, description = "Job not found", body = crate::error::ErrorBody))
+)]
 pub async fn get(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobView>> {
     path_name(&name)?;
     let rec = s
         .store
@@ -333,17 +457,17 @@ pub async fn get(
     let last = s.store.list_runs(&name, None, 1).await?;
     let mut view = job_view(&rec, last.first());
     // A job whose newest run waits says why.
-    let waiting = crate::runs::with_waiting(&s, &last).await?;
-    if let Some(why) = waiting.first().and_then(|r| r.get("waiting"))
-        && let Some(status) = view.get_mut("status").and_then(Value::as_object_mut)
-    {
-        status.insert("waiting".into(), why.clone());
-    }
+    view.status.waiting = crate::runs::with_waiting(&s, &last)
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|r| r.waiting);
     Ok(Json(view))
 }
 
 /// Query of `DELETE /jobs/{name}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteQuery {
     /// Delete even if other jobs depend on it (they drop it from their parents).
@@ -352,6 +476,14 @@ pub struct DeleteQuery {
 }
 
 /// `DELETE /api/v1/jobs/{name}` (`?force=true` to delete a job that others depend on).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/jobs/{name}",
+    operation_id = "deleteJob",
+    tag = "jobs",
+    params(("name" = String, Path, description = "The job's name"), DeleteQuery),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody), (status = 404, description = "Job not found", body = crate::error::ErrorBody), (status = 409, description = "Other jobs depend on it (use `force=true`)", body = crate::error::ErrorBody))
+)]
 pub async fn delete(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -384,7 +516,7 @@ pub async fn delete(
     }
 }
 
-async fn set_paused(s: &AppState, name: &str, paused: bool) -> ApiResult<Json<Value>> {
+async fn set_paused(s: &AppState, name: &str, paused: bool) -> ApiResult<Json<JobView>> {
     path_name(name)?;
     let rec = s
         .store
@@ -398,23 +530,39 @@ async fn set_paused(s: &AppState, name: &str, paused: bool) -> ApiResult<Json<Va
 }
 
 /// `POST /api/v1/jobs/{name}/pause`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{name}/pause",
+    operation_id = "pauseJob",
+    tag = "jobs",
+    params(("name" = String, Path, description = "The job's name")),
+    responses((status = 200, description = "Paused", body = JobView), (status = 404, description = "Job not found", body = crate::error::ErrorBody))
+)]
 pub async fn pause(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobView>> {
     set_paused(&s, &name, true).await
 }
 
 /// `POST /api/v1/jobs/{name}/resume`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{name}/resume",
+    operation_id = "resumeJob",
+    tag = "jobs",
+    params(("name" = String, Path, description = "The job's name")),
+    responses((status = 200, description = "Resumed", body = JobView), (status = 404, description = "Job not found", body = crate::error::ErrorBody))
+)]
 pub async fn resume(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<JobView>> {
     set_paused(&s, &name, false).await
 }
 
 /// Body of `POST /api/v1/schedules/preview`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
     /// The expression.
@@ -430,6 +578,19 @@ pub struct PreviewRequest {
     pub count: Option<u32>,
 }
 
+/// Answer of `POST /api/v1/schedules/preview`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Preview {
+    /// The next fire times, RFC 3339 in the zone's offset.
+    pub next: Vec<String>,
+    /// The expression as parsed (without a `CRON_TZ=` prefix).
+    pub schedule: String,
+    /// The zone the times are in.
+    pub timezone: String,
+    /// The schedule in words.
+    pub description: String,
+}
+
 /// Parse an RFC 3339 instant from a request field.
 pub fn parse_instant(field: &str, s: &str) -> ApiResult<Timestamp> {
     s.parse::<Timestamp>().map_err(|e| {
@@ -442,7 +603,15 @@ pub fn parse_instant(field: &str, s: &str) -> ApiResult<Timestamp> {
 }
 
 /// `POST /api/v1/schedules/preview` → `{"next": [RFC 3339, …]}` in the zone's offset.
-pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    post,
+    path = "/api/v1/schedules/preview",
+    operation_id = "previewSchedule",
+    tag = "schedules",
+    request_body = PreviewRequest,
+    responses((status = 200, description = "The next fire times and the schedule in words", body = Preview), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody))
+)]
+pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<Preview>> {
     let (prefix_zone, expr) = tempora_core::schedule::split_zone_prefix(&req.schedule);
     let schedule = Schedule::parse(expr)
         .map_err(|e| ApiError::field("invalid_schedule", "schedule", e.message))?;
@@ -487,13 +656,17 @@ pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<
         .into_iter()
         .map(|t| rfc3339_in_zone(t, &tz))
         .collect();
-    Ok(Json(
-        json!({"next": next, "schedule": schedule.as_str(), "timezone": tz_name, "description": schedule.describe(tz_name)}),
-    ))
+    Ok(Json(Preview {
+        description: schedule.describe(tz_name),
+        schedule: schedule.as_str().to_owned(),
+        timezone: tz_name.to_owned(),
+        next,
+    }))
 }
 
 /// Query of `GET /graph`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GraphQuery {
     /// `json` (default) or `dot` (Graphviz).
@@ -501,9 +674,50 @@ pub struct GraphQuery {
     pub format: Option<String>,
 }
 
+/// The dependency graph (`GET /api/v1/graph`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Graph {
+    /// The jobs that have parents or children.
+    pub nodes: Vec<GraphNode>,
+    /// Parent → child.
+    pub edges: Vec<GraphEdge>,
+}
+
+/// A job in the dependency graph.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GraphNode {
+    /// The job.
+    pub name: String,
+    /// Its schedule, if it has one.
+    pub schedule: Option<String>,
+    /// Its parents.
+    pub parents: Vec<String>,
+    /// Whether it is paused.
+    pub paused: bool,
+    /// The state of its newest run (null: none yet).
+    pub last_state: Option<RunState>,
+}
+
+/// A dependency: `to` runs after `from`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GraphEdge {
+    /// The parent.
+    pub from: String,
+    /// The child.
+    pub to: String,
+}
+
 /// `GET /api/v1/graph`: the dependency graph. JSON `{nodes: [{name, schedule, parents,
 /// last_state}], edges: [{from, to}]}`, or Graphviz DOT with `?format=dot`. Nodes are the jobs
 /// that have parents or children.
+#[utoipa::path(
+    get,
+    path = "/api/v1/graph",
+    operation_id = "getGraph",
+    tag = "jobs",
+    params(GraphQuery),
+    responses((status = 200, description = "The dependency graph: JSON, or Graphviz DOT with `format=dot`", body = Graph), (status = "2XX", description = "Graphviz DOT (`format=dot`)", body = String, content_type = "text/vnd.graphviz"), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody))
+)]
 pub async fn graph(
     State(s): State<Arc<AppState>>,
     q: Result<Query<GraphQuery>, axum::extract::rejection::QueryRejection>,
@@ -533,19 +747,19 @@ pub async fn graph(
             continue;
         };
         let last = s.store.list_runs(name, None, 1).await?;
-        nodes.push(json!({
-            "name": name,
-            "schedule": rec.spec.schedule,
-            "parents": rec.spec.parents,
-            "paused": rec.spec.paused,
-            "last_state": last.first().map(|r| r.state),
-        }));
+        nodes.push(GraphNode {
+            name: (*name).to_owned(),
+            schedule: rec.spec.schedule,
+            parents: rec.spec.parents,
+            paused: rec.spec.paused,
+            last_state: last.first().map(|r| r.state),
+        });
     }
     if dot {
         let mut out = String::from("digraph tempora {\n");
         for n in &nodes {
-            let name = n["name"].as_str().unwrap_or_default();
-            let state = n["last_state"].as_str().unwrap_or("none");
+            let name = &n.name;
+            let state = n.last_state.map_or("none", RunState::as_str);
             let color = match state {
                 "succeeded" => "green",
                 "failed" | "timed_out" | "lost" => "red",
@@ -569,9 +783,9 @@ pub async fn graph(
         )
             .into_response());
     }
-    let edges: Vec<Value> = edges
-        .iter()
-        .map(|(p, c)| json!({"from": p, "to": c}))
+    let edges = edges
+        .into_iter()
+        .map(|(from, to)| GraphEdge { from, to })
         .collect();
-    Ok(Json(json!({"nodes": nodes, "edges": edges})).into_response())
+    Ok(Json(Graph { nodes, edges }).into_response())
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod extract;
 pub mod find;
 pub mod jobs;
+pub mod openapi;
 pub mod ops;
 pub mod runs;
 pub mod tokens;
@@ -69,6 +70,9 @@ pub struct AppState {
     pub node_timeout: std::time::Duration,
     /// Lease of runs claimed by remote workers ([`workers`]).
     pub worker_lease: Duration,
+    /// Longest a worker's claim is held while no run is queued (at most
+    /// [`tempora_client::wire::MAX_CLAIM_WAIT`]).
+    pub claim_wait_max: Duration,
     /// Fires when the node shuts down: held worker claims answer at once.
     pub shutdown: CancellationToken,
     /// Access settings (CORS origins, allowed hosts, public metrics).
@@ -134,6 +138,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/vars", get(vars::text))
         .route("/vars.json", get(vars::json))
+        .route(openapi::NATIVE_URL, get(openapi::native))
+        .route(openapi::CHRONOS_URL, get(openapi::chronos))
+        .route("/api/docs", get(openapi::docs_root))
+        .route("/api/docs/", get(openapi::docs_index))
+        .route("/api/docs/{file}", get(openapi::docs_asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

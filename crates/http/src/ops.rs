@@ -6,18 +6,36 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tempora_store::{StoreCounts, WorkerStatus};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
 /// `GET /health`: the process is alive. `OK` and a newline, as Aurora's health protocol reads.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "operations",
+    responses((status = 200, description = "The process is alive: `OK` and a newline", body = String, content_type = "text/plain")),
+    security(())
+)]
 pub async fn health() -> &'static str {
     "OK\n"
 }
 
 /// `GET /ready`: the store answers and the node is not shutting down.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    operation_id = "ready",
+    tag = "operations",
+    responses((status = 200, description = "Ready: `ready`", body = String, content_type = "text/plain"), (status = 503, description = "Not ready (shutting down, or the store is unreachable)", body = String, content_type = "text/plain")),
+    security(())
+)]
 pub async fn ready(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     // A node that is shutting down still answers the API while its runs drain, but a load
     // balancer should send new work elsewhere.
@@ -34,7 +52,8 @@ pub async fn ready(State(s): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 /// Query of `/metrics`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MetricsQuery {
     /// `prometheus` or `json`; without it the `Accept` header decides.
     pub format: Option<String>,
@@ -57,6 +76,14 @@ fn wants_json(format: Option<&str>, accept: Option<&str>) -> ApiResult<bool> {
 }
 
 /// `GET /metrics`: Prometheus text format, or Chronos's JSON registry dump (see [`wants_json`]).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    params(MetricsQuery),
+    responses((status = 200, description = "Prometheus text format (or Chronos's JSON metrics with `format=json`, or without an `Accept` header)", body = String, content_type = "text/plain"), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody))
+)]
 pub async fn metrics(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -166,59 +193,155 @@ fn job_series(jobs: &[tempora_store::JobMetrics]) -> String {
     out
 }
 
+/// `GET /api/v1/status`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeStatus {
+    /// tempora's version.
+    pub version: &'static str,
+    /// This node's id.
+    pub node: String,
+    /// When this process started.
+    #[schema(value_type = String, format = DateTime)]
+    pub started_at: Timestamp,
+    /// Seconds since then.
+    pub uptime_seconds: u64,
+    /// `sqlite` or `postgres`.
+    pub store: &'static str,
+    /// Whether this node leads.
+    pub leader: bool,
+    /// This node's clock offset to the database's, in milliseconds (null: not measured).
+    pub clock_offset_ms: Option<f64>,
+    /// Rows in the store.
+    pub counts: StoreCounts,
+}
+
 /// `GET /api/v1/status`: version, node, uptime, leadership, this node's clock offset to the
 /// database's (`null` without one), counts.
-pub async fn status(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/status",
+    operation_id = "getStatus",
+    tag = "operations",
+    responses((status = 200, description = "This node", body = NodeStatus))
+)]
+pub async fn status(State(s): State<Arc<AppState>>) -> ApiResult<Json<NodeStatus>> {
     let counts = s.store.counts().await?;
-    Ok(Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "node": s.node_id,
-        "started_at": s.started_at,
-        "uptime_seconds": s.started.elapsed().as_secs(),
-        "store": s.store_kind,
-        "leader": s.leadership.borrow().is_some(),
-        "clock_offset_ms": tempora_store::clock::offset().map(tempora_store::clock::millis),
-        "counts": counts,
-    })))
+    Ok(Json(NodeStatus {
+        version: env!("CARGO_PKG_VERSION"),
+        node: s.node_id.clone(),
+        started_at: s.started_at,
+        uptime_seconds: s.started.elapsed().as_secs(),
+        store: s.store_kind,
+        leader: s.leadership.borrow().is_some(),
+        clock_offset_ms: tempora_store::clock::offset().map(tempora_store::clock::millis),
+        counts,
+    }))
+}
+
+/// `GET /api/v1/cluster`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterStatus {
+    /// The node that answered.
+    pub node: String,
+    /// `sqlite` or `postgres`.
+    pub store: &'static str,
+    /// Whether the node that answered leads.
+    pub this_node_leads: bool,
+    /// The lease holder while its lease runs (null: none).
+    pub leader: Option<LeaderInfo>,
+    /// The leadership epoch (null: no node ever led).
+    pub epoch: Option<u64>,
+    /// Every node seen.
+    pub nodes: Vec<ClusterNode>,
+    /// Every registered worker.
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// The leader of a cluster.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeaderInfo {
+    /// Its node id.
+    pub node: String,
+    /// Its API address.
+    pub address: String,
+    /// Its epoch (the fence of its writes).
+    pub epoch: u64,
+    /// When its lease ends unless renewed.
+    #[schema(value_type = String, format = DateTime)]
+    pub lease_expires_at: Timestamp,
+}
+
+/// A node of a cluster.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterNode {
+    /// Node id.
+    pub id: String,
+    /// API address.
+    pub address: String,
+    /// Its last heartbeat.
+    #[schema(value_type = String, format = DateTime)]
+    pub last_seen: Timestamp,
+    /// Its clock's offset to the database's, in milliseconds (null: not measured).
+    pub clock_offset_ms: Option<f64>,
+    /// Heard of within the node timeout.
+    pub alive: bool,
+    /// Holds the lease.
+    pub leader: bool,
 }
 
 /// `GET /api/v1/cluster`: this node, the leader (lease holder, epoch, lease expiry), every
 /// node seen (with whether it is alive) and every worker (labels, slots, running runs).
-pub async fn cluster(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/cluster",
+    operation_id = "getCluster",
+    tag = "operations",
+    responses((status = 200, description = "The cluster", body = ClusterStatus))
+)]
+pub async fn cluster(State(s): State<Arc<AppState>>) -> ApiResult<Json<ClusterStatus>> {
     let view = s.store.cluster_view(tempora_store::clock::now()).await?;
+    let workers = s.store.list_workers(tempora_store::clock::now()).await?;
     let timeout = jiff::SignedDuration::try_from(s.node_timeout).unwrap_or_default();
     let leader = view.lease.as_ref().filter(|l| l.expires_at > view.now);
-    let nodes: Vec<Value> = view
+    let nodes = view
         .nodes
         .iter()
-        .map(|n| {
-            json!({
-                "id": n.id,
-                "address": n.address,
-                "last_seen": n.last_seen,
-                "clock_offset_ms": n.clock_offset.map(tempora_store::clock::millis),
-                "alive": view.now.duration_since(n.last_seen) <= timeout,
-                "leader": leader.is_some_and(|l| l.node == n.id),
-            })
+        .map(|n| ClusterNode {
+            id: n.id.clone(),
+            address: n.address.clone(),
+            last_seen: n.last_seen,
+            clock_offset_ms: n.clock_offset.map(tempora_store::clock::millis),
+            alive: view.now.duration_since(n.last_seen) <= timeout,
+            leader: leader.is_some_and(|l| l.node == n.id),
         })
         .collect();
-    Ok(Json(json!({
-        "node": s.node_id,
-        "store": s.store_kind,
-        "this_node_leads": s.leadership.borrow().is_some(),
-        "leader": leader.map(|l| json!({
-            "node": l.node, "address": l.address, "epoch": l.epoch, "lease_expires_at": l.expires_at,
-        })),
-        "epoch": view.lease.as_ref().map(|l| l.epoch),
-        "nodes": nodes,
-        "workers": s.store.list_workers(tempora_store::clock::now()).await?,
-    })))
+    Ok(Json(ClusterStatus {
+        node: s.node_id.clone(),
+        store: s.store_kind,
+        this_node_leads: s.leadership.borrow().is_some(),
+        leader: leader.map(|l| LeaderInfo {
+            node: l.node.clone(),
+            address: l.address.clone(),
+            epoch: l.epoch,
+            lease_expires_at: l.expires_at,
+        }),
+        epoch: view.lease.as_ref().map(|l| l.epoch),
+        nodes,
+        workers,
+    }))
 }
 
 /// `POST /api/v1/backup` (admin): a consistent copy of the whole SQLite store, streamed as an
 /// SQLite database file (`tempora backup FILE` saves it). The copy is written beside the
 /// database and unlinked as soon as it is open, so nothing is left behind whatever happens to
 /// the download. A PostgreSQL node refuses (409): `pg_dump` backs up a cluster.
+#[utoipa::path(
+    post,
+    path = "/api/v1/backup",
+    operation_id = "backup",
+    tag = "operations",
+    responses((status = 200, description = "A consistent copy of the SQLite store", body = Vec<u8>, content_type = "application/vnd.sqlite3"), (status = 409, description = "The store is PostgreSQL (use pg_dump)", body = crate::error::ErrorBody))
+)]
 pub async fn backup(State(s): State<Arc<AppState>>) -> ApiResult<Response> {
     let path = s.store.backup().await?;
     let opened = tokio::fs::File::open(&path).await;

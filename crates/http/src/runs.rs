@@ -10,11 +10,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use jiff::Timestamp;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use tempora_core::auth::Role;
 use tempora_core::job::validate_name;
 use tempora_core::run::{Run, RunOverrides};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::{AuditNote, Caller};
@@ -27,18 +27,42 @@ const LOG_READ_MAX: usize = 64 * 1024 * 1024;
 /// Poll interval of `?follow=true`.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
+/// A run as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunView {
+    /// The run.
+    #[serde(flatten)]
+    pub run: Run,
+    /// Why a queued run does not start yet: not due, no worker it may go to, every such worker
+    /// busy (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+}
+
+/// One page of runs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunList {
+    /// The runs.
+    pub runs: Vec<RunView>,
+    /// The `before` of the next page (null: this is the last).
+    pub next_before: Option<i64>,
+}
+
 /// Query of `GET /jobs/{name}/runs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Page size (default 50, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Only runs with a smaller id (the `next_before` of the previous page).
     pub before: Option<i64>,
 }
 
 /// Query of `GET /api/v1/runs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
     /// Only this job's runs.
@@ -52,6 +76,7 @@ pub struct SearchQuery {
     /// Only occurrences before this instant (RFC 3339).
     pub until: Option<String>,
     /// Page size (default 50, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Only runs with a smaller id (the `next_before` of the previous page).
     pub before: Option<i64>,
@@ -91,10 +116,18 @@ fn instant(field: &str, v: Option<String>) -> ApiResult<Option<Timestamp>> {
 
 /// `GET /api/v1/runs`: runs of every job, newest first, filtered by `job`, `state`, `trigger`
 /// and the occurrence window `since`..`until`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs",
+    operation_id = "searchRuns",
+    tag = "runs",
+    params(SearchQuery),
+    responses((status = 200, description = "One page of runs, newest first", body = RunList), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody), (status = 404, description = "Job not found", body = crate::error::ErrorBody))
+)]
 pub async fn search(
     State(s): State<Arc<AppState>>,
     q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunList>> {
     let Query(q) = q.map_err(|e| ApiError::query(&e))?;
     let limit = check_limit(q.limit, 50)?;
     let state = parsed(
@@ -102,7 +135,11 @@ pub async fn search(
         q.state,
         "queued, running, succeeded, failed, timed_out, cancelled, lost, skipped",
     )?;
-    let trigger = parsed("trigger", q.trigger, "schedule, manual, retry, dependency")?;
+    let trigger = parsed(
+        "trigger",
+        q.trigger,
+        "schedule, manual, retry, dependency, backfill",
+    )?;
     if let Some(j) = &q.job
         && (validate_name(j).is_err() || s.store.get_job(j).await?.is_none())
     {
@@ -120,15 +157,23 @@ pub async fn search(
         .then(|| runs.last().map(|r| r.id))
         .flatten();
     let runs = with_waiting(&s, &runs).await?;
-    Ok(Json(json!({"runs": runs, "next_before": next_before})))
+    Ok(Json(RunList { runs, next_before }))
 }
 
 /// `GET /api/v1/jobs/{name}/runs`: newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/jobs/{name}/runs",
+    operation_id = "listJobRuns",
+    tag = "runs",
+    params(("name" = String, Path, description = "The job's name"), ListQuery),
+    responses((status = 200, description = "One page of the job's runs, newest first", body = RunList), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody), (status = 404, description = "Job not found", body = crate::error::ErrorBody))
+)]
 pub async fn list(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RunList>> {
     let Query(q) = q.map_err(|e| ApiError::query(&e))?;
     let limit = check_limit(q.limit, 50)?;
     if validate_name(&name).is_err() || s.store.get_job(&name).await?.is_none() {
@@ -139,11 +184,11 @@ pub async fn list(
         .then(|| runs.last().map(|r| r.id))
         .flatten();
     let runs = with_waiting(&s, &runs).await?;
-    Ok(Json(json!({"runs": runs, "next_before": next_before})))
+    Ok(Json(RunList { runs, next_before }))
 }
 
 /// Body of `POST /jobs/{name}/runs`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerBody {
     /// Extra environment for this run.
@@ -158,6 +203,15 @@ pub struct TriggerBody {
 }
 
 /// `POST /api/v1/jobs/{name}/runs`: trigger a run now.
+#[utoipa::path(
+    post,
+    path = "/api/v1/jobs/{name}/runs",
+    operation_id = "triggerRun",
+    tag = "runs",
+    params(("name" = String, Path, description = "The job's name")),
+    request_body = TriggerBody,
+    responses((status = 201, description = "The run (queued, or skipped by the overlap policy)", body = RunView), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody), (status = 404, description = "Job not found", body = crate::error::ErrorBody))
+)]
 pub async fn trigger(
     State(s): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -230,35 +284,42 @@ pub async fn trigger(
         detail: (!overridden.is_empty()).then(|| overridden.join("; ")),
         ..AuditNote::default()
     };
-    let view = with_waiting(&s, std::slice::from_ref(&run))
-        .await?
-        .pop()
-        .unwrap_or_default();
+    let view = view(&s, run).await?;
     Ok(note.attach((StatusCode::CREATED, Json(view))))
 }
 
 /// `GET /api/v1/runs/{id}`.
-pub async fn get(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}",
+    operation_id = "getRun",
+    tag = "runs",
+    params(("id" = i64, Path, description = "The run's id")),
+    responses((status = 200, description = "The run", body = RunView), (status = 404, description = "Run not found", body = crate::error::ErrorBody))
+)]
+pub async fn get(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunView>> {
     let id = run_id(&id)?;
     let run = s
         .store
         .get_run(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("run {id} not found")))?;
-    let view = with_waiting(&s, &[run]).await?.pop().unwrap_or_default();
-    Ok(Json(view))
+    Ok(Json(view(&s, run).await?))
 }
 
 /// Runs as the API shows them: a queued run that is not about to start says why, in `waiting`
 /// (not due yet, no worker it may go to, every such worker busy).
-pub(crate) async fn with_waiting(s: &AppState, runs: &[Run]) -> ApiResult<Vec<Value>> {
+pub(crate) async fn with_waiting(s: &AppState, runs: &[Run]) -> ApiResult<Vec<RunView>> {
     use tempora_core::run::RunState;
     let now = tempora_store::clock::now();
     let mut workers: Option<Vec<tempora_store::WorkerStatus>> = None;
     let mut selectors: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut out = Vec::with_capacity(runs.len());
     for r in runs {
-        let mut v = serde_json::to_value(r).unwrap_or_default();
+        let mut waiting = None;
         if r.state == RunState::Queued {
             if workers.is_none() {
                 workers = Some(s.store.list_workers(now).await?);
@@ -274,15 +335,23 @@ pub(crate) async fn with_waiting(s: &AppState, runs: &[Run]) -> ApiResult<Vec<Va
             }
             let selector = selectors.get(&r.job).cloned().unwrap_or_default();
             let workers = workers.as_deref().unwrap_or_default();
-            if let Some(why) = tempora_store::waiting::waiting_reason(r, &selector, workers, now)
-                && let Some(obj) = v.as_object_mut()
-            {
-                obj.insert("waiting".into(), json!(why));
-            }
+            waiting = tempora_store::waiting::waiting_reason(r, &selector, workers, now);
         }
-        out.push(v);
+        out.push(RunView {
+            run: r.clone(),
+            waiting,
+        });
     }
     Ok(out)
+}
+
+/// One run as the API shows it.
+pub(crate) async fn view(s: &AppState, run: Run) -> ApiResult<RunView> {
+    let waiting = with_waiting(s, std::slice::from_ref(&run))
+        .await?
+        .pop()
+        .and_then(|v| v.waiting);
+    Ok(RunView { run, waiting })
 }
 
 fn run_id(s: &str) -> ApiResult<i64> {
@@ -294,6 +363,14 @@ fn run_id(s: &str) -> ApiResult<i64> {
 }
 
 /// `POST /api/v1/runs/{id}/cancel`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/cancel",
+    operation_id = "cancelRun",
+    tag = "runs",
+    params(("id" = i64, Path, description = "The run's id")),
+    responses((status = 202, description = "Cancel requested (a queued run is cancelled at once)", body = Run), (status = 404, description = "Run not found", body = crate::error::ErrorBody), (status = 409, description = "The run has ended", body = crate::error::ErrorBody))
+)]
 pub async fn cancel(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = run_id(&id)?;
     let run = s
@@ -310,7 +387,8 @@ pub async fn cancel(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> A
 }
 
 /// Query of `GET /runs/{id}/log`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     /// Stream until the run ends.
@@ -326,6 +404,14 @@ fn dropped_marker(n: u64) -> String {
 }
 
 /// `GET /api/v1/runs/{id}/log`: the output as text; `?follow=true` streams until the run ends.
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}/log",
+    operation_id = "getRunLog",
+    tag = "runs",
+    params(("id" = i64, Path, description = "The run's id"), LogQuery),
+    responses((status = 200, description = "The output (stdout and stderr, interleaved); streamed until the run ends with `follow=true`", body = String, content_type = "text/plain"), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody), (status = 404, description = "Run not found", body = crate::error::ErrorBody))
+)]
 pub async fn log(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,

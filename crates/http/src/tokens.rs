@@ -9,10 +9,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::{Extension, Json};
 use jiff::{SignedDuration, Timestamp};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use tempora_core::auth::{Role, token_hash, validate_token_name};
+use tempora_store::{AuditEntry, TokenRecord};
 use tempora_store::{AuditQuery, NewToken};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::auth::bootstrap::{new_id, new_secret};
@@ -26,7 +27,7 @@ pub const MAX_ACTIVE_TOKENS: usize = 10_000;
 const MAX_LIFETIME_DAYS: i64 = 36_525;
 
 /// Body of `POST /api/v1/tokens`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// Unique among active tokens.
@@ -70,25 +71,74 @@ fn expiry(text: &str, now: Timestamp) -> ApiResult<Timestamp> {
     Ok(at)
 }
 
+/// A token as listed: never its secret or hash.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    /// The token.
+    #[serde(flatten)]
+    pub record: TokenRecord,
+    /// Neither revoked nor expired.
+    pub active: bool,
+}
+
+/// `GET /api/v1/tokens`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    /// Every token, revoked ones too.
+    pub tokens: Vec<TokenView>,
+}
+
+/// A token just made: the only answer that holds its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewTokenView {
+    /// The token.
+    #[serde(flatten)]
+    pub record: TokenRecord,
+    /// The secret (`tmp_…`), shown this once.
+    pub token: String,
+}
+
+/// One page of the audit log, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    /// The entries.
+    pub entries: Vec<AuditEntry>,
+    /// The `before` of the next page (null: this is the last).
+    pub next_before: Option<i64>,
+}
+
 /// `GET /api/v1/tokens`: every token (revoked ones too), never a secret or a hash.
-pub async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    operation_id = "listTokens",
+    tag = "tokens",
+    responses((status = 200, description = "Every token (never a secret)", body = TokenList))
+)]
+pub async fn list(State(state): State<Arc<AppState>>) -> ApiResult<Json<TokenList>> {
     let now = tempora_store::clock::now();
-    let tokens: Vec<Value> = state
+    let tokens = state
         .store
         .list_tokens()
         .await?
         .into_iter()
-        .map(|t| {
-            let active = t.active(now);
-            let mut v = json!(t);
-            v["active"] = json!(active);
-            v
+        .map(|record| TokenView {
+            active: record.active(now),
+            record,
         })
         .collect();
-    Ok(Json(json!({ "tokens": tokens })))
+    Ok(Json(TokenList { tokens }))
 }
 
 /// `POST /api/v1/tokens`: make a token; the answer holds its secret, shown this once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    operation_id = "createToken",
+    tag = "tokens",
+    request_body = CreateToken,
+    responses((status = 201, description = "The token, with its secret (shown this once)", body = NewTokenView), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody), (status = 409, description = "An active token has that name, or too many are active", body = crate::error::ErrorBody))
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -152,8 +202,10 @@ pub async fn create(
         )),
         ..AuditNote::default()
     };
-    let mut body = json!(record);
-    body["token"] = json!(secret);
+    let body = NewTokenView {
+        record,
+        token: secret,
+    };
     Ok(note.attach((StatusCode::CREATED, Json(body))))
 }
 
@@ -167,6 +219,14 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 }
 
 /// `DELETE /api/v1/tokens/{token}` (id or name): revoke; it stops working at once everywhere.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{token}",
+    operation_id = "revokeToken",
+    tag = "tokens",
+    params(("token" = String, Path, description = "The token's id or name")),
+    responses((status = 200, description = "Revoked", body = TokenRecord), (status = 404, description = "Token not found", body = crate::error::ErrorBody))
+)]
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
@@ -186,16 +246,19 @@ pub async fn revoke(
         )),
         ..AuditNote::default()
     };
-    Ok(note.attach(Json(json!(record))))
+    Ok(note.attach(Json(record)))
 }
 
 /// Query of `GET /api/v1/audit` as sent (each parameter read and checked by name).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// At most this many (default 100, at most 1000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// Entries older than this id (the previous page's `next_before`).
+    #[param(value_type = Option<i64>)]
     pub before: Option<String>,
     /// Only this job's entries.
     pub job: Option<String>,
@@ -215,10 +278,18 @@ fn number<T: std::str::FromStr>(field: &'static str, v: Option<&str>) -> ApiResu
 }
 
 /// `GET /api/v1/audit`: the changes, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    operation_id = "listAudit",
+    tag = "tokens",
+    params(AuditParams),
+    responses((status = 200, description = "One page of the audit log, newest first", body = AuditPage), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody))
+)]
 pub async fn audit(
     State(state): State<Arc<AppState>>,
     q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AuditPage>> {
     let Query(q) = q.map_err(|e| ApiError::query(&e))?;
     let limit: u32 = number("limit", q.limit.as_deref())?.unwrap_or(100);
     let before: Option<i64> = number("before", q.before.as_deref())?;
@@ -248,7 +319,8 @@ pub async fn audit(
     let next_before = (entries.len() == limit as usize)
         .then(|| entries.last().map(|e| e.id))
         .flatten();
-    Ok(Json(
-        json!({ "entries": entries, "next_before": next_before }),
-    ))
+    Ok(Json(AuditPage {
+        entries,
+        next_before,
+    }))
 }

@@ -18,6 +18,13 @@ use crate::error::ApiResult;
 
 /// `GET /vars`: `name value` lines; whitespace inside a value is shown as `_` (`/vars.json`
 /// has the exact values).
+#[utoipa::path(
+    get,
+    path = "/vars",
+    operation_id = "getVars",
+    tag = "operations",
+    responses((status = 200, description = "One `name value` line per variable", body = String, content_type = "text/plain"))
+)]
 pub async fn text(State(s): State<Arc<AppState>>) -> ApiResult<Response> {
     let vars = collect(&s).await?;
     let mut out = String::new();
@@ -40,6 +47,13 @@ pub async fn text(State(s): State<Arc<AppState>>) -> ApiResult<Response> {
 }
 
 /// `GET /vars.json`: the variables of `/vars` as one JSON object.
+#[utoipa::path(
+    get,
+    path = "/vars.json",
+    operation_id = "getVarsJson",
+    tag = "operations",
+    responses((status = 200, description = "The variables of `/vars` as one object", body = Object))
+)]
 pub async fn json(State(s): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
     let vars = collect(&s).await?;
     Ok(Json(Value::Object(vars.into_iter().collect())))

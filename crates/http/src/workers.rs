@@ -117,6 +117,13 @@ fn lease(state: &AppState) -> Duration {
 
 /// `GET /api/v1/workers`: the registered workers, their labels, slots, last contact and running
 /// counts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/workers",
+    operation_id = "listWorkers",
+    tag = "workers",
+    responses((status = 200, description = "The registered workers", body = WorkerList))
+)]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<WorkerList>, ApiError> {
     let workers = state
         .store
@@ -127,6 +134,14 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<WorkerList>
 
 /// `POST /api/v1/workers/register`: record a worker (once per worker start: runs a previous
 /// start with the same id left `running` become `lost`); answer with the lease to use.
+#[utoipa::path(
+    post,
+    path = "/api/v1/workers/register",
+    operation_id = "registerWorker",
+    tag = "workers",
+    request_body = WorkerInfo,
+    responses((status = 200, description = "Registered; the lease and heartbeat to use", body = RegisterResponse), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody))
+)]
 pub async fn register(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -178,6 +193,15 @@ pub async fn register(
 
 /// `POST /api/v1/workers/{id}/claim`: claim runs this worker's labels allow, holding the
 /// request up to `wait_ms` while there are none.
+#[utoipa::path(
+    post,
+    path = "/api/v1/workers/{id}/claim",
+    operation_id = "claimRuns",
+    tag = "workers",
+    params(("id" = String, Path, description = "The worker's id")),
+    request_body = ClaimRequest,
+    responses((status = 200, description = "Claimed runs (none when the wait ran out)", body = ClaimResponse), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody))
+)]
 pub async fn claim(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -220,7 +244,7 @@ pub async fn claim(
     }
     let max = req.max.min(10_000);
     let deadline =
-        tokio::time::Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_CLAIM_WAIT);
+        tokio::time::Instant::now() + Duration::from_millis(req.wait_ms).min(state.claim_wait_max);
     let mut first = true;
     loop {
         // A node shutting down hands out no more work. While the request is held, a read
@@ -261,6 +285,15 @@ pub async fn claim(
 }
 
 /// `POST /api/v1/workers/{id}/heartbeat`: renew leases; answer the runs that must stop.
+#[utoipa::path(
+    post,
+    path = "/api/v1/workers/{id}/heartbeat",
+    operation_id = "workerHeartbeat",
+    tag = "workers",
+    params(("id" = String, Path, description = "The worker's id")),
+    request_body = HeartbeatRequest,
+    responses((status = 200, description = "Runs to stop", body = HeartbeatResponse), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody))
+)]
 pub async fn heartbeat(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -281,12 +314,28 @@ pub async fn heartbeat(
 
 /// `POST /api/v1/workers/{id}/runs/{run}/log`: append output (the raw body) to a run this
 /// worker is running; 409 otherwise.
+#[utoipa::path(
+    post,
+    path = "/api/v1/workers/{id}/runs/{run}/log",
+    operation_id = "appendRunLog",
+    tag = "workers",
+    params(("id" = String, Path, description = "The worker's id"), ("run" = i64, Path, description = "The run's id")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 204, description = "Stored"), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody), (status = 404, description = "Run not found", body = crate::error::ErrorBody), (status = 409, description = "The run is not this worker's any more", body = crate::error::ErrorBody))
+)]
 pub async fn append_log(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
-    Path((id, run_id)): Path<(String, i64)>,
+    Path((id, run)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let run_id: i64 = run.parse().map_err(|_| {
+        ApiError::field(
+            "invalid_value",
+            "run",
+            format!("run: `{run}` is not a run id (an integer)"),
+        )
+    })?;
     check_id(&id)?;
     check_worker_binding(&state, &caller, &id).await?;
     let run = state
@@ -307,6 +356,15 @@ pub async fn append_log(
 
 /// `POST /api/v1/workers/{id}/finish`: record results. Results for runs not running on this
 /// worker (already recorded, reaped, or someone else's) are ignored, so a re-sent batch is safe.
+#[utoipa::path(
+    post,
+    path = "/api/v1/workers/{id}/finish",
+    operation_id = "finishRuns",
+    tag = "workers",
+    params(("id" = String, Path, description = "The worker's id")),
+    request_body = FinishRequest,
+    responses((status = 204, description = "Recorded"), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody))
+)]
 pub async fn finish(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,

@@ -26,7 +26,7 @@ pub struct NewToken {
 }
 
 /// A stored token as listed (never with its hash).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenRecord {
     /// Public id.
     pub id: String,
@@ -35,12 +35,16 @@ pub struct TokenRecord {
     /// Role.
     pub role: Role,
     /// When it was made.
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     /// When it stops working, if ever.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
     /// When it was last used (recorded at most about once a minute per node).
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_used_at: Option<Timestamp>,
     /// When it was revoked.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<Timestamp>,
     /// Name of the token that created it.
     pub created_by: Option<String>,
@@ -54,9 +58,10 @@ impl TokenRecord {
 }
 
 /// A change to record in the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewAudit {
     /// When.
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
     /// Id of the token used.
     pub token_id: String,
@@ -82,7 +87,7 @@ pub struct NewAudit {
 }
 
 /// A recorded change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Increasing id (newest is largest).
     pub id: i64,

@@ -150,25 +150,30 @@ pub mod micros {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A stored job: its spec plus scheduling state and Chronos-style counters.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct JobRecord {
     /// The job as defined.
     pub spec: JobSpec,
     /// When the job was first created (origin of `@every` and of ISO intervals without start).
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     /// When the job was last changed.
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
     /// Incremented by every change of spec or pause state; the scheduler's fire is conditional on it.
     pub version: i64,
     /// The next occurrence not yet fired (None: no further occurrence, or no schedule).
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub next_fire_at: Option<Timestamp>,
     /// Successful runs.
     pub success_count: u64,
     /// Failed, timed-out or lost runs.
     pub error_count: u64,
     /// End of the last successful run.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_success_at: Option<Timestamp>,
     /// End of the last failed run.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_error_at: Option<Timestamp>,
     /// Failed runs since the last successful one (Chronos's `errorsSinceLastSuccess`).
     pub errors_since_success: u64,
@@ -226,7 +231,7 @@ pub struct FireRequest {
 }
 
 /// What [`Store::backfill`] wrote.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Backfilled {
     /// The runs created, oldest occurrence first.
     pub created: Vec<i64>,
@@ -301,7 +306,7 @@ pub struct RunFilter {
 }
 
 /// A worker's report of a finished run (also the HTTP worker protocol's shape).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunResult {
     /// Run id.
     pub run_id: i64,
@@ -309,8 +314,10 @@ pub struct RunResult {
     pub state: RunState,
     /// When the process actually started (None if it never did).
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<Timestamp>,
     /// When it ended.
+    #[schema(value_type = String, format = DateTime)]
     pub finished_at: Timestamp,
     /// Exit status.
     #[serde(default)]
@@ -365,7 +372,7 @@ pub struct JobMetrics {
 pub const METRICS_LABEL: (&str, &str) = ("metrics", "true");
 
 /// Counts for `/api/v1/status` and the gauges.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StoreCounts {
     /// Stored jobs.
     pub jobs: u64,
@@ -380,7 +387,7 @@ pub struct StoreCounts {
 /// Exact row counts of the history tables, from [`Store::storage_rows`]: for diagnostics and
 /// for checking that deleting history leaves nothing behind. Counting is a full scan on large
 /// stores, so nothing polls it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StorageRows {
     /// Rows of run history.
     pub runs: u64,
@@ -399,7 +406,7 @@ pub struct StorageRows {
 /// newest finished run of each job (the job's last result, shown by the API), and a parent's
 /// run recorded in a child's dependency progress (the child's next dependency run names it in
 /// `triggered_by`). Job counters (`success_count`, …) are never changed by deleting history.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Retention {
     /// Keep this many newest finished runs per job (None: no count limit; 0 acts as 1, the
     /// newest finished run is always kept).
@@ -744,7 +751,7 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// A worker as it registers ([`Store::upsert_worker`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkerInfo {
     /// Worker id, as recorded on the runs it executes.
     pub id: String,
@@ -761,18 +768,21 @@ pub struct WorkerInfo {
     pub address: Option<String>,
     /// Its clock's offset to the server's, as it measured it (`None`: not measured yet).
     #[serde(default, rename = "clock_offset_ms", with = "clock::offset_ms")]
+    #[schema(value_type = Option<f64>)]
     pub clock_offset: Option<SignedDuration>,
 }
 
 /// A registered worker as listed by [`Store::list_workers`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkerStatus {
     /// What it registered.
     #[serde(flatten)]
     pub info: WorkerInfo,
     /// When it registered first.
+    #[schema(value_type = String, format = DateTime)]
     pub registered_at: Timestamp,
     /// When it was last heard from (registration, claim or heartbeat).
+    #[schema(value_type = String, format = DateTime)]
     pub last_seen: Timestamp,
     /// Runs in state `running` on it.
     pub running: u64,

@@ -3,6 +3,13 @@
 use super::*;
 
 /// `GET /scheduler/jobs`.
+#[utoipa::path(
+    get,
+    path = "/jobs",
+    operation_id = "chronosListJobs",
+    tag = "chronos",
+    responses((status = 200, description = "Every job", body = Vec<super::doc::ChronosJob>))
+)]
 pub(super) async fn list(State(s): State<Arc<AppState>>) -> ChronosResult<Response> {
     let jobs = all_jobs(s.store.as_ref()).await?;
     Ok(json_response(Value::Array(
@@ -11,6 +18,14 @@ pub(super) async fn list(State(s): State<Arc<AppState>>) -> ChronosResult<Respon
 }
 
 /// `GET /scheduler/job/{name}`.
+#[utoipa::path(
+    get,
+    path = "/job/{name}",
+    operation_id = "chronosGetJob",
+    tag = "chronos",
+    params(("name" = String, Path, description = "The job's name")),
+    responses((status = 200, description = "The job", body = super::doc::ChronosJob), (status = 400, description = "Bad input, or no such job", body = super::doc::ChronosError))
+)]
 pub(super) async fn get_job(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -43,6 +58,14 @@ pub(super) fn count_param(field: &str, v: Option<&str>, default: usize) -> Chron
 /// `GET /scheduler/jobs/search?name=&command=&any=&limit=10&offset=0`: case-insensitive
 /// substring match; `name` and `command` must both match; `any` matches name or command and
 /// also admits jobs the other terms rejected.
+#[utoipa::path(
+    get,
+    path = "/jobs/search",
+    operation_id = "chronosSearchJobs",
+    tag = "chronos",
+    params(("name" = Option<String>, Query, description = "Substring of the name"), ("command" = Option<String>, Query, description = "Substring of the command"), ("any" = Option<String>, Query, description = "Substring of the name, command, description or owner"), ("limit" = Option<u32>, Query, description = "Most jobs to answer"), ("offset" = Option<u32>, Query, description = "Jobs to skip")),
+    responses((status = 200, description = "The jobs that match", body = Vec<super::doc::ChronosJob>), (status = 400, description = "Bad input, or no such job", body = super::doc::ChronosError))
+)]
 pub(super) async fn search(
     State(s): State<Arc<AppState>>,
     q: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
@@ -82,6 +105,13 @@ pub(super) async fn search(
 }
 
 /// `GET /scheduler/jobs/summary` (the Chronos 3.x web UI's list).
+#[utoipa::path(
+    get,
+    path = "/jobs/summary",
+    operation_id = "chronosJobsSummary",
+    tag = "chronos",
+    responses((status = 200, description = "`{\"jobs\": [{name, status, state, schedule, parents, disabled}]}`", body = Object))
+)]
 pub(super) async fn summary(State(s): State<Arc<AppState>>) -> ChronosResult<Response> {
     let jobs = all_jobs(s.store.as_ref()).await?;
     let mut out = Vec::with_capacity(jobs.len());
@@ -111,6 +141,14 @@ pub(super) struct StartQuery {
 
 /// `PUT /scheduler/job/{name}?arguments=…`: start the job now. For shell jobs the arguments
 /// (with `;` removed) are appended to the command; otherwise they replace the job's arguments.
+#[utoipa::path(
+    put,
+    path = "/job/{name}",
+    operation_id = "chronosStartJob",
+    tag = "chronos",
+    params(("name" = String, Path, description = "The job's name"), ("arguments" = Option<String>, Query, description = "Appended to a shell command (`;` removed), or the arguments of a non-shell job")),
+    responses((status = 204, description = "Started"), (status = 400, description = "Bad input, or no such job", body = super::doc::ChronosError))
+)]
 pub(super) async fn start(
     State(s): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -166,6 +204,14 @@ pub(super) async fn start(
 /// `DELETE /scheduler/job/{name}`: Chronos rewires the children first. A dependent job's
 /// children inherit its parents; a scheduled job's only-child becomes a scheduled job with its
 /// schedule; a child with other parents just drops it.
+#[utoipa::path(
+    delete,
+    path = "/job/{name}",
+    operation_id = "chronosDeleteJob",
+    tag = "chronos",
+    params(("name" = String, Path, description = "The job's name")),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Bad input, or no such job", body = super::doc::ChronosError))
+)]
 pub(super) async fn delete(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -279,6 +325,14 @@ pub(super) async fn save(
 }
 
 /// `POST|PUT /scheduler/iso8601`: create or replace a scheduled job.
+#[utoipa::path(
+    method(post, put),
+    path = "/iso8601",
+    operation_id = "chronosSaveScheduledJob",
+    tag = "chronos",
+    request_body = super::doc::ChronosJob,
+    responses((status = 204, description = "Saved"), (status = 400, description = "Bad input, or no such job", body = super::doc::ChronosError))
+)]
 pub(super) async fn save_scheduled(
     State(s): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -288,6 +342,14 @@ pub(super) async fn save_scheduled(
 }
 
 /// `POST|PUT /scheduler/dependency`: create or replace a dependent job.
+#[utoipa::path(
+    method(post, put),
+    path = "/dependency",
+    operation_id = "chronosSaveDependentJob",
+    tag = "chronos",
+    request_body = super::doc::ChronosJob,
+    responses((status = 204, description = "Saved"), (status = 400, description = "Bad input, or no such job", body = super::doc::ChronosError))
+)]
 pub(super) async fn save_dependent(
     State(s): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -301,6 +363,13 @@ pub(super) fn dot_quote(s: &str) -> String {
 }
 
 /// `GET /scheduler/graph/dot`: every job a vertex (integer ids, names as labels).
+#[utoipa::path(
+    get,
+    path = "/graph/dot",
+    operation_id = "chronosGraphDot",
+    tag = "chronos",
+    responses((status = 200, description = "The dependency graph in Graphviz DOT", body = String, content_type = "text/plain"))
+)]
 pub(super) async fn graph_dot(State(s): State<Arc<AppState>>) -> ChronosResult<Response> {
     let jobs = all_jobs(s.store.as_ref()).await?;
     let ids: HashMap<&str, usize> = jobs
@@ -328,6 +397,13 @@ pub(super) async fn graph_dot(State(s): State<Arc<AppState>>) -> ChronosResult<R
 
 /// `GET /scheduler/graph/csv`: `node,<name>,<lastState>,<currentState>` per job and
 /// `link,<parent>,<child>` per edge.
+#[utoipa::path(
+    get,
+    path = "/graph/csv",
+    operation_id = "chronosGraphCsv",
+    tag = "chronos",
+    responses((status = 200, description = "`node,<name>,<last state>` and `link,<parent>,<child>` lines", body = String, content_type = "text/plain"))
+)]
 pub(super) async fn graph_csv(State(s): State<Arc<AppState>>) -> ChronosResult<Response> {
     let jobs = all_jobs(s.store.as_ref()).await?;
     let mut out = String::new();
@@ -343,6 +419,13 @@ pub(super) async fn graph_csv(State(s): State<Arc<AppState>>) -> ChronosResult<R
 
 /// `GET /scheduler/leader`: the node holding the leader lease (this node when the lease is
 /// free or unknown: any node answers every call).
+#[utoipa::path(
+    get,
+    path = "/leader",
+    operation_id = "chronosLeader",
+    tag = "chronos",
+    responses((status = 200, description = "`{\"leader\": \"host:port\"}`", body = Object))
+)]
 pub(super) async fn leader(State(s): State<Arc<AppState>>) -> ChronosResult<Response> {
     let view = s.store.cluster_view(tempora_store::clock::now()).await?;
     let leader = view

@@ -28,10 +28,12 @@ use crate::AppState;
 use crate::auth::{AuditNote, Caller};
 use crate::error::ApiError;
 
+mod doc;
 mod jobs;
 mod stats;
 mod tasks;
 
+pub use doc::ChronosDoc;
 use jobs::*;
 pub use stats::metrics_json;
 use stats::*;

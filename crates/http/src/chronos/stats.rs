@@ -90,6 +90,14 @@ pub(super) fn stat_duration(secs: u64) -> String {
 }
 
 /// `GET /scheduler/job/stat/{name}`: duration histogram and recent task history.
+#[utoipa::path(
+    get,
+    path = "/job/stat/{name}",
+    operation_id = "chronosJobStat",
+    tag = "chronos",
+    params(("name" = String, Path, description = "The job's name")),
+    responses((status = 200, description = "`{histogram, taskStatHistory}`", body = Object), (status = 400, description = "Bad input, or no such job", body = super::doc::ChronosError))
+)]
 pub(super) async fn job_stat(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -140,6 +148,14 @@ pub(super) async fn job_stat(
 }
 
 /// `GET /scheduler/stats/{percentile}`: `[{"jobNameLabel", "time"}]`, slowest first.
+#[utoipa::path(
+    get,
+    path = "/stats/{percentile}",
+    operation_id = "chronosStats",
+    tag = "chronos",
+    params(("percentile" = String, Path, description = "`99thPercentile`, `98thPercentile`, `95thPercentile`, `75thPercentile`, `median` or `mean`")),
+    responses((status = 200, description = "`[{jobNameLabel, time}]`, slowest first", body = Vec<Object>), (status = 400, description = "Bad input, or no such job", body = super::doc::ChronosError))
+)]
 pub(super) async fn stats(
     State(s): State<Arc<AppState>>,
     Path(pct): Path<String>,

@@ -4,6 +4,14 @@ use super::*;
 
 /// `PUT /scheduler/job/success/{name}`: record a success without running; answers
 /// `marked job X as successful: true|false` (false for an unknown job, as Chronos).
+#[utoipa::path(
+    put,
+    path = "/job/success/{name}",
+    operation_id = "chronosMarkSuccess",
+    tag = "chronos",
+    params(("name" = String, Path, description = "The job's name")),
+    responses((status = 200, description = "`marked job <name> as successful: true` (`false` for an unknown job, as Chronos answers)", body = String, content_type = "text/plain"), (status = 400, description = "Bad input, or no such job", body = super::doc::ChronosError))
+)]
 pub(super) async fn mark_success(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -33,6 +41,15 @@ pub(super) struct Completion {
 
 /// `PUT /scheduler/task/{taskId}` with `{"statusCode": n}`: an async job reports its outcome
 /// (0 = success, anything else = failure).
+#[utoipa::path(
+    put,
+    path = "/task/{task_id}",
+    operation_id = "chronosCompleteTask",
+    tag = "chronos",
+    params(("task_id" = String, Path, description = "`ct:<due millis>:<attempt>:<job>:<arguments>`")),
+    request_body = super::doc::TaskCompletion,
+    responses((status = 204, description = "Recorded"), (status = 400, description = "Bad input, or no such job", body = super::doc::ChronosError))
+)]
 pub(super) async fn complete_task(
     State(s): State<Arc<AppState>>,
     Path(task_id): Path<String>,
@@ -96,6 +113,14 @@ pub(super) async fn find_task(store: &dyn Store, id: &TaskId) -> ChronosResult<O
 }
 
 /// `DELETE /scheduler/task/kill/{name}`: cancel the job's queued and running runs.
+#[utoipa::path(
+    delete,
+    path = "/task/kill/{name}",
+    operation_id = "chronosKillTasks",
+    tag = "chronos",
+    params(("name" = String, Path, description = "The job's name")),
+    responses((status = 204, description = "The job's queued and running tasks are being stopped"), (status = 400, description = "Bad input, or no such job", body = super::doc::ChronosError))
+)]
 pub(super) async fn kill(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
