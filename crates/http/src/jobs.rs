@@ -575,6 +575,7 @@ pub struct PreviewRequest {
     pub after: Option<String>,
     /// How many (default 5, at most 1000).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub count: Option<u32>,
 }
 
@@ -671,6 +672,7 @@ pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<
 pub struct GraphQuery {
     /// `json` (default) or `dot` (Graphviz).
     #[serde(default)]
+    #[param(pattern = "^(json|dot)$")]
     pub format: Option<String>,
 }
 
@@ -716,7 +718,7 @@ pub struct GraphEdge {
     operation_id = "getGraph",
     tag = "jobs",
     params(GraphQuery),
-    responses((status = 200, description = "The dependency graph: JSON, or Graphviz DOT with `format=dot`", body = Graph), (status = "2XX", description = "Graphviz DOT (`format=dot`)", body = String, content_type = "text/vnd.graphviz"), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody))
+    responses((status = 200, description = "The dependency graph: JSON, or Graphviz DOT with `format=dot`", content((Graph = "application/json"), (String = "text/vnd.graphviz"))), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody))
 )]
 pub async fn graph(
     State(s): State<Arc<AppState>>,

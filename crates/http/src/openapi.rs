@@ -13,7 +13,7 @@
 //!
 //! What every route answers besides its own responses comes from the one route table
 //! ([`crate::auth::table`]): 401 and 403 where a credential is needed, 413 and 415 where a JSON
-//! body is read, 421 for a `Host` outside `--allowed-hosts`, 500 and 503 from the store.
+//! body is read, 421 for a `Host` outside `--allowed-host`, 500 and 503 from the store.
 
 use std::sync::{Arc, OnceLock};
 
@@ -41,7 +41,7 @@ pub const CHRONOS_URL: &str = "/api/v1/chronos/openapi.json";
         description = "The native API of tempora, a distributed job scheduler: jobs, runs, \
             schedules, tokens and the audit log, the operational endpoints, and the protocol \
             remote workers speak. Every operation but `/health` and `/ready` needs a token \
-            (`Authorization: Bearer tmp_…`) whose role allows it: viewer < operator < editor \
+            (`Authorization: Bearer tempora_…`) whose role allows it: viewer < operator < editor \
             < admin; `worker` tokens speak the worker protocol only.",
         license(name = "Apache-2.0")
     ),
@@ -155,7 +155,7 @@ fn add_common_responses(op: &mut Value, route: &Route, native: bool) {
     let mut common: Vec<(&str, &str, &Value)> = vec![
         (
             "421",
-            "The `Host` header names no host this server answers for (`--allowed-hosts`)",
+            "The `Host` header names no host this server answers for (`--allowed-host`)",
             &access,
         ),
         (

@@ -56,6 +56,7 @@ pub async fn ready(State(s): State<Arc<AppState>>) -> impl IntoResponse {
 #[into_params(parameter_in = Query)]
 pub struct MetricsQuery {
     /// `prometheus` or `json`; without it the `Accept` header decides.
+    #[param(pattern = "^(prometheus|json)$")]
     pub format: Option<String>,
 }
 
@@ -82,7 +83,7 @@ fn wants_json(format: Option<&str>, accept: Option<&str>) -> ApiResult<bool> {
     operation_id = "metrics",
     tag = "operations",
     params(MetricsQuery),
-    responses((status = 200, description = "Prometheus text format (or Chronos's JSON metrics with `format=json`, or without an `Accept` header)", body = String, content_type = "text/plain"), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody))
+    responses((status = 200, description = "Prometheus text format; Chronos's JSON metrics with `format=json`, or without an `Accept` header", content((String = "text/plain"), (Object = "application/json"))), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody))
 )]
 pub async fn metrics(
     State(s): State<Arc<AppState>>,
@@ -340,7 +341,7 @@ pub async fn cluster(State(s): State<Arc<AppState>>) -> ApiResult<Json<ClusterSt
     path = "/api/v1/backup",
     operation_id = "backup",
     tag = "operations",
-    responses((status = 200, description = "A consistent copy of the SQLite store", body = Vec<u8>, content_type = "application/vnd.sqlite3"), (status = 409, description = "The store is PostgreSQL (use pg_dump)", body = crate::error::ErrorBody))
+    responses((status = 200, description = "A consistent copy of the SQLite store", body = [u8], content_type = "application/vnd.sqlite3"), (status = 409, description = "The store is PostgreSQL (use pg_dump)", body = crate::error::ErrorBody))
 )]
 pub async fn backup(State(s): State<Arc<AppState>>) -> ApiResult<Response> {
     let path = s.store.backup().await?;

@@ -94,7 +94,7 @@ pub struct NewTokenView {
     /// The token.
     #[serde(flatten)]
     pub record: TokenRecord,
-    /// The secret (`tmp_…`), shown this once.
+    /// The secret (`tempora_…`), shown this once.
     pub token: String,
 }
 

@@ -320,7 +320,7 @@ pub async fn heartbeat(
     operation_id = "appendRunLog",
     tag = "workers",
     params(("id" = String, Path, description = "The worker's id"), ("run" = i64, Path, description = "The run's id")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    request_body(content = [u8], content_type = "application/octet-stream"),
     responses((status = 204, description = "Stored"), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody), (status = 404, description = "Run not found", body = crate::error::ErrorBody), (status = 409, description = "The run is not this worker's any more", body = crate::error::ErrorBody))
 )]
 pub async fn append_log(
