@@ -6,7 +6,7 @@
 //! `kill_grace`, `lease_ttl`, `claim_wait_max`, `max_log_bytes`, `sqlite_cache_mib`, `sqlite_synchronous`, `database_url`, `leader_lease_ttl`,
 //! `leader_renew_every`, `no_leader`, `max_clock_offset`, `claim_poll_every`, `database_pool_size`,
 //! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`, `job_metrics_max`, `admin_token_file`, `secret_key_file`,
-//! `cors_origin`, `allowed_host`, `metrics_public`, `pass_env`, `containment`, `tls_cert`, `tls_key`,
+//! `cors_origin`, `allowed_host`, `metrics_public`, `ui_session_ttl`, `pass_env`, `containment`, `tls_cert`, `tls_key`,
 //! `client_ca`). The file's values are exported as the matching
 //! `TEMPORA_*` variables where those are not already set, before the command line is parsed, so
 //! clap's own flag/env handling yields exactly that precedence.
@@ -14,7 +14,7 @@
 use std::ffi::OsString;
 
 /// Keys the file may hold, with their environment variables.
-const KEYS: [(&str, &str); 35] = [
+const KEYS: [(&str, &str); 36] = [
     ("data_dir", "TEMPORA_DATA_DIR"),
     ("listen", "TEMPORA_LISTEN"),
     ("local_slots", "TEMPORA_LOCAL_SLOTS"),
@@ -45,6 +45,7 @@ const KEYS: [(&str, &str); 35] = [
     ("cors_origin", "TEMPORA_CORS_ORIGIN"),
     ("allowed_host", "TEMPORA_ALLOWED_HOST"),
     ("metrics_public", "TEMPORA_METRICS_PUBLIC"),
+    ("ui_session_ttl", "TEMPORA_UI_SESSION_TTL"),
     ("pass_env", "TEMPORA_PASS_ENV"),
     ("containment", "TEMPORA_CONTAINMENT"),
     ("tls_cert", "TEMPORA_TLS_CERT"),
@@ -154,6 +155,7 @@ pub fn effective(a: &crate::server::ServerArgs) -> Vec<(String, String)> {
         ("cors_origin", a.cors_origins.join(",")),
         ("allowed_host", a.allowed_hosts.join(",")),
         ("metrics_public", a.metrics_public.to_string()),
+        ("ui_session_ttl", d(a.ui_session_ttl)),
         ("pass_env", a.pass_env.join(",")),
         ("containment", lower(&a.containment)),
         ("tls_cert", path(&a.tls_cert)),

@@ -280,6 +280,8 @@ impl Node {
                     .filter(|h| !h.is_empty())
                     .collect(),
                 metrics_public: args.metrics_public,
+                ui_session_ttl: args.ui_session_ttl,
+                tls: checked.tls.is_some(),
             },
             auth_cache: tempora_http::auth::AuthCache::default(),
         });

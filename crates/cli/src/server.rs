@@ -156,6 +156,9 @@ pub struct ServerArgs {
     /// Serve `/metrics` without a token (every other route still needs one).
     #[arg(long, env = "TEMPORA_METRICS_PUBLIC")]
     pub metrics_public: bool,
+    /// How long a web UI session lasts after signing in (never longer than its token).
+    #[arg(long, env = "TEMPORA_UI_SESSION_TTL", default_value = "12h", value_parser = parse_duration)]
+    pub ui_session_ttl: Duration,
     /// Serve HTTPS with this certificate chain (PEM); with `--tls-key`. Both files are read
     /// again on SIGHUP (certificate rotation without a restart).
     #[arg(

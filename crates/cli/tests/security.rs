@@ -69,7 +69,14 @@ fn concrete(method: &str, template: &str, fx: &Fixtures) -> (String, Option<Valu
         .replace("{token}", "sec-made")
         .replace("{task_id}", "ct:0:0:sec-job:")
         .replace("{percentile}", "99thPercentile")
-        .replace("{file}", "swagger-initializer.js");
+        .replace(
+            "{file}",
+            if template.starts_with("/ui/") {
+                "htmx.min.js"
+            } else {
+                "swagger-initializer.js"
+            },
+        );
     let worker = json!({"id": "sec-w", "labels": {"pool": "sec"}, "slots": 1, "version": "test"});
     let body = match (method, template) {
         ("POST", "/api/v1/jobs") => Some(json!({"name": "sec-created", "command": "true"})),
@@ -174,6 +181,29 @@ fn every_route_needs_its_role_and_no_less() {
                 // `/api/docs` sends the browser to Swagger UI's page at `/api/docs/`.
                 let ok = if path == "/api/docs" { 308 } else { 200 };
                 assert_eq!(st, ok, "{what} is public: {v}");
+                continue;
+            }
+            // The web UI's sign-in page and files: open; signing in is the UI tests' (ui.rs).
+            Access::UiPublic => {
+                let (st, _, v) = call(&s, route.method, &path, None, None);
+                let ok = if route.method == "GET" { 200 } else { 400 };
+                assert_eq!(st, ok, "{what} is public: {v}");
+                continue;
+            }
+            // A UI page without a session: a page goes to sign in, a change is a 401; roles
+            // and CSRF on the UI are the UI tests' (ui.rs).
+            Access::Ui(_) => {
+                let (st, head, _) = call(&s, route.method, &path, None, None);
+                if route.method == "GET" {
+                    assert_eq!(st, 303, "{what} without a session");
+                    assert!(head.contains("/ui/login?next="), "{what}: {head}");
+                } else {
+                    assert_eq!(st, 401, "{what} without a session");
+                }
+                // A token is not a session: the UI takes none (a browser sends cached Basic
+                // credentials by itself, which would let any page make changes).
+                let (st, _, _) = call(&s, route.method, &path, Some(&tokens[&Role::Admin]), None);
+                assert!(st == 303 || st == 401, "{what} with a bearer token: {st}");
                 continue;
             }
             Access::Metrics => Role::Viewer,

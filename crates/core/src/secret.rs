@@ -50,6 +50,8 @@ pub enum SecretError {
 /// The cluster's secret key.
 pub struct SecretKey {
     key: LessSafeKey,
+    /// HMAC-SHA256 with the same bytes, for [`SecretKey::sign`] (other purposes than sealing).
+    mac: ring::hmac::Key,
     id: String,
 }
 
@@ -79,6 +81,7 @@ impl SecretKey {
             .unwrap_or_else(|_| unreachable!("a 32-byte key is valid for ChaCha20-Poly1305"));
         SecretKey {
             key: LessSafeKey::new(unbound),
+            mac: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes),
             id,
         }
     }
@@ -100,6 +103,26 @@ impl SecretKey {
     /// The text form of 32 key bytes (what a key file holds).
     pub fn encode(bytes: &[u8; 32]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// An HMAC-SHA256 of `data` for `purpose` (a web session, a CSRF token): every node of a
+    /// cluster, having the same key, makes and checks the same ones. `purpose` keeps a value
+    /// signed for one use from passing for another.
+    pub fn sign(&self, purpose: &str, data: &[u8]) -> Vec<u8> {
+        let mut ctx = ring::hmac::Context::with_key(&self.mac);
+        ctx.update(purpose.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(data);
+        ctx.sign().as_ref().to_vec()
+    }
+
+    /// Whether `tag` is [`SecretKey::sign`]'s for `purpose` and `data` (constant time).
+    pub fn verify(&self, purpose: &str, data: &[u8], tag: &[u8]) -> bool {
+        let mut msg = Vec::with_capacity(purpose.len() + 1 + data.len());
+        msg.extend_from_slice(purpose.as_bytes());
+        msg.push(0);
+        msg.extend_from_slice(data);
+        ring::hmac::verify(&self.mac, &msg, tag).is_ok()
     }
 
     /// The key's id (8 hex digits), shown in sealed values and errors; not secret.

@@ -490,9 +490,16 @@ pub async fn delete(
     q: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<StatusCode> {
     let Query(q) = q.map_err(|e| ApiError::query(&e))?;
-    path_name(&name)?;
+    delete_job(&s, &name, q.force).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Delete a job (with `force`, also one that others depend on: they drop it from their
+/// parents), stop its runs and reschedule what changed.
+pub(crate) async fn delete_job(s: &AppState, name: &str, force: bool) -> ApiResult<()> {
+    path_name(name)?;
     // Children that lose this parent must be rescheduled too.
-    let children: Vec<String> = if q.force {
+    let children: Vec<String> = if force {
         s.store
             .dependency_edges()
             .await?
@@ -503,20 +510,20 @@ pub async fn delete(
     } else {
         Vec::new()
     };
-    if s.store.delete_job(&name, q.force).await? {
+    if s.store.delete_job(name, force).await? {
         s.stops_requested.notify_one();
         for c in &children {
             s.scheduler.job_changed(c);
         }
-        s.scheduler.job_changed(&name);
+        s.scheduler.job_changed(name);
         tracing::info!(message = "job deleted", job = %name);
-        Ok(StatusCode::NO_CONTENT)
+        Ok(())
     } else {
         Err(ApiError::not_found(format!("job `{name}` not found")))
     }
 }
 
-async fn set_paused(s: &AppState, name: &str, paused: bool) -> ApiResult<Json<JobView>> {
+pub(crate) async fn set_paused(s: &AppState, name: &str, paused: bool) -> ApiResult<Json<JobView>> {
     path_name(name)?;
     let rec = s
         .store

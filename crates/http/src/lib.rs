@@ -5,7 +5,8 @@
 //! Layout: [`jobs`] and [`runs`] hold the native API handlers, [`chronos`] the Chronos API,
 //! [`ops`] the operational endpoints ([`vars`]: `/vars`), [`workers`] the remote worker protocol, [`tokens`] token
 //! management and the audit log, [`extract`] strict JSON bodies. Every request passes
-//! [`auth::authenticate`], which asks for the role the route has in [`auth::table`].
+//! [`auth::authenticate`], which asks for the role the route has in [`auth::table`]. [`ui`] is
+//! the web UI at `/`.
 
 pub mod apply;
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod openapi;
 pub mod ops;
 pub mod runs;
 pub mod tokens;
+pub mod ui;
 pub mod vars;
 pub mod workers;
 
@@ -132,6 +134,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api/v1", api)
         .nest("/scheduler", chronos::routes())
         .nest("/v1/scheduler", chronos::routes())
+        .merge(ui::routes())
         .route("/ping", get(chronos::ping))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))

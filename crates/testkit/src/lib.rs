@@ -5,6 +5,8 @@
 //!   configures ([`pg::Postgres`]).
 //! - [`server`]: the real `tempora` binary as a server or a remote worker, and the typed API
 //!   client (`tempora-client`) to talk to it.
+//! - [`browser`]: headless Chromium over WebDriver, for the web UI.
 
+pub mod browser;
 pub mod pg;
 pub mod server;

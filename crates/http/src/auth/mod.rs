@@ -51,6 +51,10 @@ pub struct AuthConfig {
     pub allowed_hosts: Vec<String>,
     /// Serve `/metrics` without a credential.
     pub metrics_public: bool,
+    /// How long a web UI session lasts (at most as long as its token).
+    pub ui_session_ttl: Duration,
+    /// The server speaks TLS: session cookies are `Secure`.
+    pub tls: bool,
 }
 
 /// The caller of a request, set by [`authenticate`] for every route that needs a token.
@@ -134,6 +138,15 @@ impl AuthCache {
         if let Ok(mut m) = self.tokens.lock() {
             m.clear();
         }
+    }
+
+    /// The token whose SHA-256 is `hash` (a web session holds it).
+    pub(crate) async fn token_by_hash(
+        &self,
+        state: &AppState,
+        hash: &str,
+    ) -> StoreResult<Option<TokenRecord>> {
+        self.token(state, hash).await
     }
 
     async fn token(&self, state: &AppState, hash: &str) -> StoreResult<Option<TokenRecord>> {
@@ -276,7 +289,7 @@ fn host_name(host: &str) -> &str {
 }
 
 /// Whether a page of `origin` may send changes here: a listed origin, or this server itself.
-fn origin_allowed(config: &AuthConfig, headers: &HeaderMap, origin: &str) -> bool {
+pub(crate) fn origin_allowed(config: &AuthConfig, headers: &HeaderMap, origin: &str) -> bool {
     if config.cors_origins.iter().any(|o| o == origin) {
         return true;
     }
@@ -293,6 +306,8 @@ struct Admitted {
     route: Option<&'static Route>,
     template: Option<String>,
     caller: Option<Caller>,
+    /// The web UI session the caller signed in with (UI routes only).
+    session: Option<crate::ui::session::Session>,
 }
 
 /// Steps 1–4 of the module documentation: admit the request, or answer it.
@@ -300,6 +315,7 @@ async fn check(
     state: &AppState,
     method: &Method,
     path: &str,
+    target: &str,
     headers: &HeaderMap,
     template: Option<String>,
 ) -> Result<Admitted, Response> {
@@ -344,9 +360,17 @@ async fn check(
         route,
         template: template.clone(),
         caller,
+        session: None,
     };
     let role = match needed {
-        Access::Public => return Ok(admitted(None)),
+        Access::Public | Access::UiPublic => return Ok(admitted(None)),
+        Access::Ui(role) => {
+            let (caller, session) = crate::ui::admit(state, method, target, headers, role).await?;
+            return Ok(Admitted {
+                session: Some(session),
+                ..admitted(Some(caller))
+            });
+        }
         Access::Metrics if config.metrics_public => return Ok(admitted(None)),
         Access::Metrics => Some(Role::Viewer),
         Access::Role(r) => Some(r),
@@ -444,7 +468,11 @@ pub async fn authenticate(
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    let admitted = match check(&state, &method, &path, req.headers(), template).await {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.clone(), |p| p.as_str().to_owned());
+    let admitted = match check(&state, &method, &path, &target, req.headers(), template).await {
         Ok(a) => a,
         Err(refusal) => {
             let remote = req
@@ -476,6 +504,9 @@ pub async fn authenticate(
         .map_or_else(|| "unknown".to_owned(), |c| c.0.to_string());
     let mut req = req;
     req.extensions_mut().insert(caller.clone());
+    if let Some(session) = admitted.session {
+        req.extensions_mut().insert(session);
+    }
     let res = next.run(req).await;
     if let Some(route) = admitted.route
         && let Some(action) = route.action

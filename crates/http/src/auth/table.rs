@@ -18,6 +18,12 @@ pub enum Access {
     /// Any working token, whatever its role (unknown routes and methods: the answer is a 404
     /// or 405 and reveals nothing).
     AnyToken,
+    /// A web UI page or action: a session cookie ([`crate::ui::session`]) whose token has this
+    /// role; a change also needs the session's CSRF token. Without a session a page redirects
+    /// to the sign-in page.
+    Ui(Role),
+    /// The web UI's sign-in page and its static files: no credential.
+    UiPublic,
 }
 
 /// The body a route reads.
@@ -30,6 +36,8 @@ pub enum BodyKind {
     Json,
     /// Raw bytes (a run's output from a worker).
     Raw,
+    /// An HTML form (`application/x-www-form-urlencoded`: the sign-in page).
+    Form,
 }
 
 /// One row of the table.
@@ -63,7 +71,7 @@ const fn r(
     }
 }
 
-use Access::{Metrics, Public};
+use Access::{Metrics, Public, UiPublic};
 use BodyKind::{Json, None as NoBody, Raw};
 
 const VIEWER: Access = Access::Role(Role::Viewer);
@@ -71,6 +79,9 @@ const OPERATOR: Access = Access::Role(Role::Operator);
 const EDITOR: Access = Access::Role(Role::Editor);
 const ADMIN: Access = Access::Role(Role::Admin);
 const WORKER: Access = Access::Role(Role::Worker);
+const UI_VIEWER: Access = Access::Ui(Role::Viewer);
+const UI_OPERATOR: Access = Access::Ui(Role::Operator);
+const UI_EDITOR: Access = Access::Ui(Role::Editor);
 
 /// Native API, worker protocol and operational endpoints.
 pub const ROUTES: &[Route] = &[
@@ -83,6 +94,52 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/docs", Public, None, NoBody),
     r("GET", "/api/docs/", Public, None, NoBody),
     r("GET", "/api/docs/{file}", Public, None, NoBody),
+    // The web UI (crate::ui).
+    r("GET", "/", UI_VIEWER, None, NoBody),
+    r("GET", "/ui/login", UiPublic, None, NoBody),
+    r("POST", "/ui/login", UiPublic, None, BodyKind::Form),
+    r("POST", "/ui/logout", UI_VIEWER, None, NoBody),
+    r("GET", "/ui/assets/{file}", UiPublic, None, NoBody),
+    r("GET", "/ui/jobs/rows", UI_VIEWER, None, NoBody),
+    r("GET", "/ui/jobs/{name}", UI_VIEWER, None, NoBody),
+    r(
+        "POST",
+        "/ui/jobs/{name}/run",
+        UI_OPERATOR,
+        Some("job.trigger"),
+        NoBody,
+    ),
+    r(
+        "POST",
+        "/ui/jobs/{name}/pause",
+        UI_OPERATOR,
+        Some("job.pause"),
+        NoBody,
+    ),
+    r(
+        "POST",
+        "/ui/jobs/{name}/resume",
+        UI_OPERATOR,
+        Some("job.resume"),
+        NoBody,
+    ),
+    r(
+        "DELETE",
+        "/ui/jobs/{name}",
+        UI_EDITOR,
+        Some("job.delete"),
+        NoBody,
+    ),
+    r("GET", "/ui/runs/{id}", UI_VIEWER, None, NoBody),
+    r("GET", "/ui/runs/{id}/events", UI_VIEWER, None, NoBody),
+    r("GET", "/ui/runs/{id}/log", UI_VIEWER, None, NoBody),
+    r(
+        "POST",
+        "/ui/runs/{id}/cancel",
+        UI_OPERATOR,
+        Some("run.cancel"),
+        NoBody,
+    ),
     r("GET", "/vars", VIEWER, None, NoBody),
     r("GET", "/vars.json", VIEWER, None, NoBody),
     r("GET", "/api/v1/jobs", VIEWER, None, NoBody),

@@ -1,0 +1,209 @@
+//! The web UI in a real browser (headless Chromium over WebDriver) against the real binary:
+//! signing in, the jobs overview, a run's output arriving live, actions by role, CSRF, and an
+//! expired session. A failing test leaves a screenshot in `target/ui-screenshots/`.
+//! `TEMPORA_UI_SCREENSHOTS=docs/ui` makes the first test save the README's screenshots there.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Server;
+use serde_json::json;
+use tempora_testkit::browser::Browser;
+
+fn token(server: &Server, name: &str, role: &str) -> String {
+    let made = server
+        .call(|api| async move { api.create_token(&json!({"name": name, "role": role})).await })
+        .unwrap_or_else(|e| panic!("token {name}: {e}"));
+    made["token"].as_str().expect("secret").to_owned()
+}
+
+fn screenshots(b: &Browser, file: &str) {
+    if let Some(dir) = std::env::var_os("TEMPORA_UI_SCREENSHOTS") {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(dir);
+        b.screenshot(&dir.join(file));
+    }
+}
+
+#[test]
+fn sign_in_see_jobs_run_one_and_watch_its_output_arrive_live() {
+    let server = Server::start(&[]);
+    let url = server.url();
+    server.put_job(
+        "ticker",
+        json!({
+            "command": "for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.7; done",
+            "schedule": "30 2 * * *", "timezone": "Europe/Berlin",
+            "owner": "ops@example.com", "labels": {"team": "data"},
+            "description": "Counts to six",
+        }),
+    );
+    server.put_job(
+        "nightly-report",
+        json!({"command": "true", "schedule": "0 6 * * 1-5", "timezone": "America/New_York"}),
+    );
+    let b = Browser::start("sign_in_and_run");
+    // A page asked for without a session goes to sign-in, and back after it.
+    b.goto(&format!("{url}/ui/jobs/ticker"));
+    b.wait_for(Duration::from_secs(10), "the sign-in page", |b| {
+        b.url().contains("/ui/login?next=")
+    });
+    screenshots(&b, "sign-in.png");
+    // A wrong token is refused with a message.
+    b.fill("#token", "tempora_wrong");
+    b.click("button[type=submit]");
+    b.wait_for(Duration::from_secs(10), "the refusal", |b| {
+        b.text("[role=alert]")
+            .is_some_and(|t| t.contains("unknown, expired or revoked"))
+    });
+    b.fill("#token", common::admin_token());
+    b.click("button[type=submit]");
+    b.wait_for(Duration::from_secs(10), "the job page", |b| {
+        b.text("h1").is_some_and(|t| t.starts_with("ticker"))
+    });
+    assert!(
+        b.text("#h-schedule + p")
+            .is_some_and(|t| t.contains("At 02:30") && t.contains("Europe/Berlin")),
+        "{:?}",
+        b.text("#h-schedule + p")
+    );
+    // The overview lists both jobs with their state and next fire.
+    b.goto(&format!("{url}/"));
+    b.wait_for(Duration::from_secs(10), "both jobs", |b| {
+        b.count("#job-ticker") == 1 && b.count("#job-nightly-report") == 1
+    });
+    let row = b.text("#job-ticker").unwrap_or_default();
+    assert!(
+        row.contains("active") && row.contains("ops@example.com") && row.contains("team=data"),
+        "{row}"
+    );
+    screenshots(&b, "jobs.png");
+    // Search narrows the list without a reload.
+    b.fill("input[name=q]", "night");
+    b.wait_for(Duration::from_secs(10), "the filtered list", |b| {
+        b.count("#job-ticker") == 0 && b.count("#job-nightly-report") == 1
+    });
+    // Run now: the run's page opens and the output arrives while the run goes.
+    b.goto(&format!("{url}/ui/jobs/ticker"));
+    b.click("button.primary");
+    b.wait_for(Duration::from_secs(10), "the run page", |b| {
+        b.url().contains("/ui/runs/")
+    });
+    b.run("window.tempora_marker = 'same page';");
+    b.wait_for(Duration::from_secs(15), "the first ticks", |b| {
+        b.text("#output").is_some_and(|t| t.contains("tick 2"))
+    });
+    let early = b.text("#output").unwrap_or_default();
+    assert!(
+        !early.contains("tick 6"),
+        "the run was already over: {early}"
+    );
+    assert_eq!(b.text("#state").as_deref(), Some("running"));
+    screenshots(&b, "run-live.png");
+    b.wait_for(Duration::from_secs(20), "the last tick and the end", |b| {
+        b.text("#output").is_some_and(|t| t.contains("tick 6"))
+            && b.text("#state").as_deref() == Some("succeeded")
+    });
+    // Streamed into the same page: no reload happened.
+    assert_eq!(b.run("return window.tempora_marker;"), json!("same page"));
+    let out = b.text("#output").unwrap_or_default();
+    assert_eq!(out.matches("tick 3").count(), 1, "no output twice: {out}");
+}
+
+#[test]
+fn a_viewer_is_offered_no_write_control_and_a_change_without_csrf_is_refused() {
+    let server = Server::start(&[]);
+    let url = server.url();
+    server.put_job(
+        "guarded",
+        json!({"command": "true", "schedule": "0 0 1 1 *"}),
+    );
+    let viewer = token(&server, "ui-viewer", "viewer");
+    let b = Browser::start("viewer_and_csrf");
+    b.sign_in(&url, &viewer);
+    b.goto(&format!("{url}/ui/jobs/guarded"));
+    b.wait_for(Duration::from_secs(10), "the job page", |b| {
+        b.text("h1").is_some_and(|t| t.starts_with("guarded"))
+    });
+    assert_eq!(b.count("#actions button"), 0, "a viewer sees no action");
+    assert!(b.text("#who").is_some_and(|t| t.contains("viewer")));
+    // The viewer's own session cannot trigger (403), even with its CSRF token.
+    let status = b.run_async(
+        "const done = arguments[0];
+         const csrf = JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRF-Token'];
+         fetch('/ui/jobs/guarded/run', {method: 'POST', headers: {'X-CSRF-Token': csrf}})
+           .then(r => done(r.status));",
+    );
+    assert_eq!(status, json!(403));
+    // An operator's session: a POST without the CSRF token is refused; with it, it works.
+    let operator = token(&server, "ui-operator", "operator");
+    let b = Browser::start("operator_csrf");
+    b.sign_in(&url, &operator);
+    b.goto(&format!("{url}/ui/jobs/guarded"));
+    b.wait_for(Duration::from_secs(10), "the actions", |b| {
+        b.count("#actions button") == 2
+    });
+    assert_eq!(b.count("button.danger"), 0, "an operator may not delete");
+    let status = b.run_async(
+        "const done = arguments[0];
+         fetch('/ui/jobs/guarded/run', {method: 'POST'}).then(r => done(r.status));",
+    );
+    assert_eq!(status, json!(403), "a POST without the CSRF token");
+    assert!(server.runs("guarded").is_empty(), "nothing was triggered");
+    // Pause and resume from the page.
+    b.click("#actions button:nth-child(2)");
+    b.wait_for(Duration::from_secs(10), "paused", |b| {
+        b.text("h1 .badge").as_deref() == Some("paused")
+    });
+    b.click("#actions button:nth-child(2)");
+    b.wait_for(Duration::from_secs(10), "active again", |b| {
+        b.text("h1 .badge").as_deref() == Some("active")
+    });
+}
+
+#[test]
+fn cancel_a_run_and_delete_a_job_from_their_pages() {
+    let server = Server::start(&[]);
+    let url = server.url();
+    server.put_job("sleeper", json!({"command": "echo started; sleep 60"}));
+    let b = Browser::start("cancel_and_delete");
+    b.sign_in(&url, common::admin_token());
+    b.goto(&format!("{url}/ui/jobs/sleeper"));
+    b.click("button.primary");
+    b.wait_for(Duration::from_secs(10), "the run running", |b| {
+        b.text("#output").is_some_and(|t| t.contains("started"))
+    });
+    b.click("button.danger");
+    b.wait_for(Duration::from_secs(20), "the run cancelled", |b| {
+        b.text("#state").as_deref() == Some("cancelled")
+    });
+    b.goto(&format!("{url}/ui/jobs/sleeper"));
+    b.click("button.danger");
+    b.accept_dialog();
+    b.wait_for(Duration::from_secs(10), "the overview", |b| {
+        b.text("h1").is_some_and(|t| t.starts_with("Jobs"))
+    });
+    assert_eq!(server.get("/api/v1/jobs/sleeper").0, 404);
+}
+
+#[test]
+fn an_expired_session_goes_to_sign_in_and_back_to_the_page_asked_for() {
+    let server = Server::start(&["--ui-session-ttl", "2s"]);
+    let url = server.url();
+    server.put_job("later", json!({"command": "true", "schedule": "0 0 1 1 *"}));
+    let b = Browser::start("expired_session");
+    b.sign_in(&url, common::admin_token());
+    std::thread::sleep(Duration::from_secs(3));
+    b.goto(&format!("{url}/ui/jobs/later?state=succeeded"));
+    b.wait_for(Duration::from_secs(10), "the sign-in page", |b| {
+        b.url().contains("/ui/login")
+    });
+    b.fill("#token", common::admin_token());
+    b.click("button[type=submit]");
+    b.wait_for(Duration::from_secs(10), "the page asked for", |b| {
+        b.url().ends_with("/ui/jobs/later?state=succeeded")
+            && b.text("h1").is_some_and(|t| t.starts_with("later"))
+    });
+}
