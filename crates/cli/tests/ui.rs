@@ -207,3 +207,105 @@ fn an_expired_session_goes_to_sign_in_and_back_to_the_page_asked_for() {
             && b.text("h1").is_some_and(|t| t.starts_with("later"))
     });
 }
+
+#[test]
+fn create_a_job_in_the_form_with_a_live_preview_and_a_refused_field() {
+    let server = Server::start(&[]);
+    let url = server.url();
+    let b = Browser::start("job_form");
+    b.sign_in(&url, common::admin_token());
+    b.click("nav a[href='/ui/new']");
+    b.wait_for(Duration::from_secs(10), "the form", |b| {
+        b.count("#job-form") == 1
+    });
+    b.fill("#f-name", "from-the-form");
+    b.fill("#f-command", "echo made in a browser");
+    b.fill("#f-timezone", "Europe/Berlin");
+    b.fill("#f-schedule", "30 2 * * 1-5");
+    b.wait_for(Duration::from_secs(10), "the preview in words", |b| {
+        b.text("#preview")
+            .is_some_and(|t| t.contains("At 02:30") && t.contains("Monday through Friday"))
+    });
+    screenshots(&b, "job-form.png");
+    // A refused field: its message next to it, and nothing saved.
+    b.fill("#f-timeout", "soon");
+    b.click("#job-form button[type=submit]");
+    b.wait_for(Duration::from_secs(10), "the timeout's message", |b| {
+        b.text("#job-form .field-error:not(:empty)")
+            .is_some_and(|t| t.contains("timeout"))
+    });
+    assert_eq!(
+        server.get("/api/v1/jobs/from-the-form").0,
+        404,
+        "nothing saved"
+    );
+    // The form kept what was typed; fixing the field saves the job.
+    assert_eq!(
+        b.run("return document.getElementById('f-name').value;"),
+        json!("from-the-form")
+    );
+    b.fill("#f-timeout", "5m");
+    b.click("#job-form button[type=submit]");
+    b.wait_for(Duration::from_secs(10), "the new job's page", |b| {
+        b.text("h1").is_some_and(|t| t.starts_with("from-the-form"))
+    });
+    let (st, job) = server.get("/api/v1/jobs/from-the-form");
+    assert_eq!(st, 200);
+    assert_eq!(job["schedule"], "30 2 * * 1-5");
+    assert_eq!(job["timezone"], "Europe/Berlin");
+    assert_eq!(job["timeout"], "5m");
+    // Edit: the form shows the job; a changed field is saved.
+    b.click("#actions a.button");
+    b.wait_for(Duration::from_secs(10), "the edit form", |b| {
+        b.run("return document.getElementById('f-command').value;")
+            == json!("echo made in a browser")
+    });
+    b.fill("#f-description", "edited in the UI");
+    b.click("#job-form button[type=submit]");
+    b.wait_for(Duration::from_secs(10), "the job page again", |b| {
+        b.text("h1").is_some_and(|t| t.starts_with("from-the-form"))
+    });
+    assert_eq!(
+        server.get("/api/v1/jobs/from-the-form").1["description"],
+        "edited in the UI"
+    );
+}
+
+#[test]
+fn graph_cluster_and_audit_pages() {
+    let server = Server::start(&[]);
+    let url = server.url();
+    server.put_job(
+        "extract",
+        json!({"command": "true", "schedule": "0 1 * * *"}),
+    );
+    server.put_job("load", json!({"command": "true", "parents": ["extract"]}));
+    let b = Browser::start("graph_cluster_audit");
+    b.sign_in(&url, common::admin_token());
+    b.goto(&format!("{url}/ui/graph"));
+    b.wait_for(Duration::from_secs(10), "the graph", |b| {
+        b.count("svg .node") == 2
+    });
+    assert_eq!(b.count("svg .edge"), 1);
+    screenshots(&b, "graph.png");
+    b.goto(&format!("{url}/ui/cluster"));
+    b.wait_for(Duration::from_secs(10), "the cluster page", |b| {
+        b.text("h1").as_deref() == Some("Cluster")
+    });
+    assert!(b.text("dl.spec").is_some_and(|t| t.contains("sqlite")));
+    b.goto(&format!("{url}/ui/audit"));
+    b.wait_for(Duration::from_secs(10), "the audit log", |b| {
+        b.text("table")
+            .is_some_and(|t| t.contains("job.put") && t.contains("load"))
+    });
+    // A viewer gets no audit link, and the page is refused.
+    let viewer = token(&server, "ui-viewer-2", "viewer");
+    let v = Browser::start("viewer_audit");
+    v.sign_in(&url, &viewer);
+    assert_eq!(v.count("nav a[href='/ui/audit']"), 0);
+    assert_eq!(v.count("nav a[href='/ui/new']"), 0);
+    v.goto(&format!("{url}/ui/audit"));
+    v.wait_for(Duration::from_secs(10), "the refusal", |b| {
+        b.text("h1").as_deref() == Some("Not allowed")
+    });
+}

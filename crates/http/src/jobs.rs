@@ -239,12 +239,27 @@ fn path_name(name: &str) -> ApiResult<()> {
         .map_err(|e| ApiError::not_found(format!("job `{name}` not found ({})", e.message)))
 }
 
-async fn write(
+async fn write(s: &AppState, caller: &Caller, spec: JobSpec, mode: PutMode) -> ApiResult<Response> {
+    let out = save(s, caller, spec, mode).await?;
+    let status = if out.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(crate::auth::with_spec_note(
+        (status, Json(job_view(&out.record, None))),
+        &out.record.spec,
+    ))
+}
+
+/// Check a job as every write does (fields, `run_as`, a schedule that fires again, secrets
+/// sealed) and store it: the API's `POST`/`PUT` and the web UI's form.
+pub(crate) async fn save(
     s: &AppState,
     caller: &Caller,
     mut spec: JobSpec,
     mode: PutMode,
-) -> ApiResult<Response> {
+) -> ApiResult<tempora_store::PutOutcome> {
     spec.take_zone_prefix()?;
     tempora_core::chronos::tidy(&mut spec);
     spec.validate()?;
@@ -258,15 +273,7 @@ async fn write(
         .await?;
     s.scheduler.job_changed(&out.record.spec.name);
     tracing::info!(message = "job saved", job = %out.record.spec.name, created = out.created);
-    let status = if out.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(crate::auth::with_spec_note(
-        (status, Json(job_view(&out.record, None))),
-        &out.record.spec,
-    ))
+    Ok(out)
 }
 
 /// The stored job of the same name, read only when the checks below need it: a secret sent as

@@ -8,11 +8,14 @@
 //! route table asks for, and what a role may not do is not offered on the pages.
 //!
 //! Pages: the jobs overview ([`jobs`]), a job, a run with its output streamed live ([`runs`]),
-//! sign-in ([`login`]).
+//! the job form with a live schedule preview ([`edit`]), the dependency graph, the cluster and
+//! the audit log ([`ops`]), sign-in ([`login`]).
 
 pub mod assets;
+pub mod edit;
 pub mod jobs;
 pub mod login;
+pub mod ops;
 pub mod runs;
 pub mod session;
 
@@ -37,10 +40,19 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/ui/logout", post(login::sign_out))
         .route("/ui/assets/{file}", get(assets::file))
         .route("/ui/jobs/rows", get(jobs::rows))
+        .route("/ui/new", get(edit::new_page).post(edit::create))
+        .route(
+            "/ui/jobs/{name}/edit",
+            get(edit::edit_page).post(edit::update),
+        )
+        .route("/ui/schedules/preview", post(edit::preview))
         .route("/ui/jobs/{name}", get(jobs::page).delete(jobs::delete))
         .route("/ui/jobs/{name}/run", post(jobs::run_now))
         .route("/ui/jobs/{name}/pause", post(jobs::pause))
         .route("/ui/jobs/{name}/resume", post(jobs::resume))
+        .route("/ui/graph", get(ops::graph))
+        .route("/ui/cluster", get(ops::cluster))
+        .route("/ui/audit", get(ops::audit))
         .route("/ui/runs/{id}", get(runs::page))
         .route("/ui/runs/{id}/events", get(runs::events))
         .route("/ui/runs/{id}/log", get(runs::download))
@@ -71,6 +83,11 @@ impl Nav {
     /// The role allows triggering, cancelling, pausing and resuming.
     pub fn can_operate(&self) -> bool {
         self.role.allows(Role::Operator)
+    }
+
+    /// The role reads the audit log.
+    pub fn can_audit(&self) -> bool {
+        self.role.allows(Role::Admin)
     }
 
     /// The role allows changing and deleting jobs.
