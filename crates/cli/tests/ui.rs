@@ -309,3 +309,47 @@ fn graph_cluster_and_audit_pages() {
         b.text("h1").as_deref() == Some("Not allowed")
     });
 }
+
+#[test]
+fn run_with_overrides_and_a_phone_sized_screen() {
+    let server = Server::start(&[]);
+    let url = server.url();
+    server.put_job(
+        "greeter",
+        json!({"command": "echo hello $WHO from \"$1\"", "arguments": ["job"]}),
+    );
+    let b = Browser::start("run_with");
+    b.sign_in(&url, common::admin_token());
+    b.goto(&format!("{url}/ui/jobs/greeter"));
+    b.click("details.runwith summary");
+    b.fill("#rw-env", "WHO=world");
+    b.fill("#rw-args", "the form");
+    b.click("details.runwith button[type=submit]");
+    b.wait_for(Duration::from_secs(15), "the run's output", |b| {
+        b.text("#output")
+            .is_some_and(|t| t.contains("hello world from the form"))
+    });
+    // An operator may force a run but not change its variables: the fields are not offered.
+    let operator = token(&server, "ui-op-2", "operator");
+    let o = Browser::start("run_with_operator");
+    o.sign_in(&url, &operator);
+    o.goto(&format!("{url}/ui/jobs/greeter"));
+    o.wait_for(Duration::from_secs(10), "the job page", |b| {
+        b.count("details.runwith") == 1
+    });
+    assert_eq!(o.count("#rw-env"), 0);
+    assert_eq!(o.count("details.runwith input[name=force]"), 1);
+    // On a phone-sized screen the overview fits the width.
+    let phone = Browser::with_size("phone", 390, 844);
+    phone.sign_in(&url, common::admin_token());
+    assert!(phone.count("#job-greeter") == 1);
+    let fits = phone.run(
+        "return document.documentElement.scrollWidth <= document.documentElement.clientWidth;",
+    );
+    assert_eq!(
+        fits,
+        json!(true),
+        "the overview scrolls sideways on a phone"
+    );
+    screenshots(&phone, "phone.png");
+}

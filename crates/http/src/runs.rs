@@ -218,6 +218,20 @@ pub async fn trigger(
     Path(name): Path<String>,
     JsonBody(body): JsonBody<TriggerBody>,
 ) -> ApiResult<Response> {
+    let (run, note) = trigger_run(&s, &caller, &name, body).await?;
+    let view = view(&s, run).await?;
+    Ok(note.attach((StatusCode::CREATED, Json(view))))
+}
+
+/// Trigger a run of `name` now for `caller`, with the checks every trigger has (overrides need
+/// `editor`, or `admin` for a job that switches users): the API's and the web UI's.
+pub(crate) async fn trigger_run(
+    s: &AppState,
+    caller: &Caller,
+    name: &str,
+    body: TriggerBody,
+) -> ApiResult<(Run, AuditNote)> {
+    let name = name.to_owned();
     if validate_name(&name).is_err() {
         return Err(ApiError::not_found(format!("job `{name}` not found")));
     }
@@ -284,8 +298,7 @@ pub async fn trigger(
         detail: (!overridden.is_empty()).then(|| overridden.join("; ")),
         ..AuditNote::default()
     };
-    let view = view(&s, run).await?;
-    Ok(note.attach((StatusCode::CREATED, Json(view))))
+    Ok((run, note))
 }
 
 /// `GET /api/v1/runs/{id}`.

@@ -130,7 +130,7 @@ pub const ROUTES: &[Route] = &[
         "/ui/jobs/{name}/run",
         UI_OPERATOR,
         Some("job.trigger"),
-        NoBody,
+        BodyKind::Form,
     ),
     r(
         "POST",

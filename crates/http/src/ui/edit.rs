@@ -149,7 +149,7 @@ fn form_of(spec: &JobSpec) -> JobForm {
 }
 
 /// `KEY=VALUE` lines as a JSON object; a line without `=` is refused naming `field`.
-fn pairs(field: &str, text: &str) -> Result<Value, ApiError> {
+pub(crate) fn pairs(field: &str, text: &str) -> Result<Value, ApiError> {
     let mut m = Map::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();

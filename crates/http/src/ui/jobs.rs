@@ -518,24 +518,54 @@ fn refused(e: ApiError) -> Response {
     res
 }
 
-/// `POST /ui/jobs/{name}/run`: trigger a run now and open its page.
-pub async fn run_now(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> Response {
-    let run = s
-        .store
-        .trigger_run(
-            &name,
-            tempora_core::run::RunOverrides::default(),
-            false,
-            tempora_store::clock::now(),
-        )
-        .await;
-    match run {
-        Ok(run) => {
-            s.work_ready.notify_one();
+/// The "run with…" form of a job's page (all optional: the plain button sends none).
+#[derive(Debug, Default, Deserialize)]
+pub struct RunForm {
+    /// `KEY=VALUE` lines added to the run's environment (editor).
+    #[serde(default)]
+    pub env: String,
+    /// Arguments, one per line, replacing the job's (editor).
+    #[serde(default)]
+    pub arguments: String,
+    /// Run even if the overlap policy would not.
+    #[serde(default)]
+    pub force: Option<String>,
+}
+
+/// `POST /ui/jobs/{name}/run`: trigger a run now (with the form's overrides, under the API's
+/// rules) and open its page.
+pub async fn run_now(
+    State(s): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    form: Result<axum::Form<RunForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let f = form.map(|axum::Form(f)| f).unwrap_or_default();
+    let env = match super::edit::pairs("env", &f.env) {
+        Ok(serde_json::Value::Object(m)) => m
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned()))
+            .collect(),
+        Ok(_) => Default::default(),
+        Err(e) => return refused(e),
+    };
+    let arguments: Vec<String> = f
+        .arguments
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let body = crate::runs::TriggerBody {
+        env,
+        arguments: (!arguments.is_empty()).then_some(arguments),
+        force: f.force.is_some(),
+    };
+    match crate::runs::trigger_run(&s, &caller, &name, body).await {
+        Ok((run, note)) => {
             tracing::info!(message = "run triggered (web UI)", job = %name, run_id = run.id);
-            go(&format!("/ui/runs/{}", run.id))
+            note.attach(go(&format!("/ui/runs/{}", run.id)))
         }
-        Err(e) => refused(e.into()),
+        Err(e) => refused(e),
     }
 }
 
