@@ -152,6 +152,32 @@ fn a_viewer_is_offered_no_write_control_and_a_change_without_csrf_is_refused() {
     );
     assert_eq!(status, json!(403), "a POST without the CSRF token");
     assert!(server.runs("guarded").is_empty(), "nothing was triggered");
+    // A refused action keeps its status, and the audit log records no success for it.
+    let status = b.run_async(
+        "const done = arguments[0];
+         const csrf = JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRF-Token'];
+         fetch('/ui/jobs/nosuch/pause', {method: 'POST', headers: {'X-CSRF-Token': csrf}})
+           .then(r => done(r.status));",
+    );
+    assert_eq!(status, json!(404));
+    let (_, audit) = server.get("/api/v1/audit");
+    assert!(
+        !audit.to_string().contains("nosuch"),
+        "a refused action in the audit log: {audit}"
+    );
+    // No page of the UI may be framed by another page (clickjacking), and scripts come from
+    // this server only.
+    let headers = b.run_async(
+        "const done = arguments[0];
+         fetch('/ui/jobs/guarded').then(r => done([r.headers.get('x-frame-options'),
+           r.headers.get('content-security-policy')]));",
+    );
+    assert_eq!(headers[0], json!("DENY"));
+    let csp = headers[1].as_str().unwrap_or_default();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
     // Pause and resume from the page.
     b.click("#actions button:nth-child(2)");
     b.wait_for(Duration::from_secs(10), "paused", |b| {
@@ -352,4 +378,54 @@ fn run_with_overrides_and_a_phone_sized_screen() {
         "the overview scrolls sideways on a phone"
     );
     screenshots(&phone, "phone.png");
+}
+
+#[test]
+fn revoking_a_token_ends_its_open_output_stream() {
+    let server = Server::start(&[]);
+    let url = server.url();
+    server.put_job(
+        "long-talker",
+        json!({"command": "while true; do echo still here; sleep 0.5; done"}),
+    );
+    let viewer = token(&server, "ui-streamer", "viewer");
+    let run = server.trigger("long-talker")["id"]
+        .as_i64()
+        .expect("run id");
+    let b = Browser::start("stream_revoked");
+    b.sign_in(&url, &viewer);
+    // A page that does not refresh itself (the overview's rows would follow the revocation
+    // to the sign-in page).
+    b.goto(&format!("{url}/ui/jobs/long-talker"));
+    // Read the run's event stream from the page until it ends; the test revokes the token
+    // meanwhile. The answer is how long the stream lasted and whether output came.
+    b.run(&format!(
+        "window.stream_result = null;
+         const started = Date.now(); let got = '';
+         fetch('/ui/runs/{run}/events').then(async r => {{
+           const reader = r.body.getReader(); const dec = new TextDecoder();
+           for (;;) {{ const {{done, value}} = await reader.read(); if (done) break;
+                      got += dec.decode(value); }}
+           window.stream_result = [Date.now() - started, got.includes('still here')];
+         }});"
+    ));
+    std::thread::sleep(Duration::from_secs(2));
+    let (st, _) = server.send("DELETE", "/api/v1/tokens/ui-streamer", "");
+    assert_eq!(st, 200);
+    b.wait_for(Duration::from_secs(15), "the stream to end", |b| {
+        !b.run("return window.stream_result;").is_null()
+    });
+    let result = b.run("return window.stream_result;");
+    assert_eq!(result[1], json!(true), "output came before: {result}");
+    assert!(
+        result[0].as_f64().unwrap_or(f64::MAX) < 12_000.0,
+        "the stream outlived the revocation: {result}"
+    );
+    assert_eq!(
+        server.run(run)["state"],
+        "running",
+        "the run itself goes on"
+    );
+    let (st, _) = server.send("POST", &format!("/api/v1/runs/{run}/cancel"), "");
+    assert_eq!(st, 202);
 }

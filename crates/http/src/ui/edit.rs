@@ -364,7 +364,7 @@ async fn submit(
                             "the name of a job cannot change (create a new job instead)",
                         ),
                     );
-                    return render(&page);
+                    return refused_page(&page);
                 }
                 spec.name = name.clone();
             }
@@ -372,7 +372,7 @@ async fn submit(
         }
         Err(e) => {
             refused_form(&mut page, e);
-            return render(&page);
+            return refused_page(&page);
         }
     };
     let mode = if editing.is_some() {
@@ -394,9 +394,18 @@ async fn submit(
         }
         Err(e) => {
             refused_form(&mut page, e);
-            render(&page)
+            refused_page(&page)
         }
     }
+}
+
+/// The form again with what is wrong: 422, nothing saved (and nothing in the audit log).
+fn refused_page(page: &FormPage) -> Response {
+    let mut res = render(page);
+    if res.status().is_success() {
+        *res.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    res
 }
 
 /// `POST /ui/new`: create the job, or show the form again with what is wrong.

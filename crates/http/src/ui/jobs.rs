@@ -508,13 +508,13 @@ fn go(to: &str) -> Response {
 
 /// An action's refusal, shown where the page shows messages.
 fn refused(e: ApiError) -> Response {
-    let mut res = message_page(e.status, "Not done", &e.message);
-    // htmx swaps only 2xx answers by default: say where this one goes.
+    // Its own status (the audit log records only successes); the pages' htmx shows error
+    // answers too (assets/tempora.js), here in the page's message area.
+    let mut res = super::notice(e.status, &e.message);
     res.headers_mut()
         .insert("hx-retarget", HeaderValue::from_static("#flash"));
     res.headers_mut()
         .insert("hx-reswap", HeaderValue::from_static("innerHTML"));
-    *res.status_mut() = StatusCode::OK;
     res
 }
 

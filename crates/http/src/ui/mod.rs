@@ -57,6 +57,40 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/ui/runs/{id}/events", get(runs::events))
         .route("/ui/runs/{id}/log", get(runs::download))
         .route("/ui/runs/{id}/cancel", post(runs::cancel))
+        .layer(axum::middleware::map_response(with_page_headers))
+}
+
+/// What every UI answer says to the browser: never inside a frame of another page
+/// (clickjacking: a page of another port of the same host is the same *site*, so the session
+/// cookie would go along), scripts and styles from this server only, nothing sniffed, no
+/// referrer to other sites, pages not cached.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; \
+                   object-src 'none'";
+
+/// Add the UI's security headers ([`CSP`]) to an answer.
+pub fn secure(res: &mut Response) {
+    let h = res.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+}
+
+async fn with_page_headers(mut res: Response) -> Response {
+    secure(&mut res);
+    res
 }
 
 /// What every page's frame shows: who is signed in, and the CSRF token its requests carry.
@@ -190,7 +224,18 @@ fn to_sign_in(method: &Method, target: &str, headers: &HeaderMap) -> Response {
         }
         return res;
     }
-    (StatusCode::SEE_OTHER, [(header::LOCATION, login)]).into_response()
+    let mut res = (StatusCode::SEE_OTHER, [(header::LOCATION, login)]).into_response();
+    secure(&mut res);
+    res
+}
+
+/// A message for the page's message area (an htmx answer): `text`, escaped, as an alert.
+pub fn notice(status: StatusCode, text: &str) -> Response {
+    let html = format!(
+        "<p class=\"notice error\" role=\"alert\">{}</p>",
+        runs::html_escape(text)
+    );
+    (status, Html(html)).into_response()
 }
 
 /// A page that only says something (refusals, errors).
@@ -199,7 +244,9 @@ pub fn message_page(status: StatusCode, title: &str, text: &str) -> Response {
         title: title.to_owned(),
         text: text.to_owned(),
     };
-    (status, render(&page)).into_response()
+    let mut res = (status, render(&page)).into_response();
+    secure(&mut res);
+    res
 }
 
 /// A template rendered to an HTML answer (an error page if it cannot be, which a compiled

@@ -26,6 +26,9 @@ const PAGE_OUTPUT: usize = 1024 * 1024;
 const EVENT_OUTPUT: usize = 256 * 1024;
 /// How often the stream looks for new output.
 const POLL: Duration = Duration::from_millis(250);
+/// How often a stream checks that its session's token still works (a revoked token ends its
+/// open streams too).
+const RECHECK: Duration = Duration::from_secs(5);
 
 /// A run's page.
 #[derive(Template)]
@@ -138,6 +141,7 @@ pub struct EventsQuery {
 /// it, so a reconnecting browser (`Last-Event-ID`) gets nothing twice.
 pub async fn events(
     State(s): State<Arc<AppState>>,
+    Extension(session): Extension<Session>,
     Path(id): Path<String>,
     headers: HeaderMap,
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
@@ -145,6 +149,10 @@ pub async fn events(
     let Some(n) = run_id(&id) else {
         return not_found(&id);
     };
+    // An unknown run is a 404, not an empty stream a browser would reconnect to forever.
+    if !matches!(s.store.get_run(n).await, Ok(Some(_))) {
+        return not_found(&id);
+    }
     let mut offset = q.map(|Query(q)| q.offset).unwrap_or(0);
     if let Some(last) = headers
         .get("last-event-id")
@@ -153,12 +161,27 @@ pub async fn events(
     {
         offset = last;
     }
-    let store = s.store.clone();
-    let stream = futures_util::stream::unfold(Some(offset), move |state| {
-        let store = store.clone();
+    let state = s.clone();
+    let (token_hash, expires) = (session.token_hash, session.expires);
+    let start = Some((offset, tokio::time::Instant::now()));
+    let stream = futures_util::stream::unfold(start, move |st| {
+        let (s, token_hash) = (state.clone(), token_hash.clone());
         async move {
-            let mut offset = state?;
+            let store = s.store.clone();
+            // The output offset sent so far, and when the token was last checked.
+            let (mut offset, mut checked) = st?;
             loop {
+                if checked.elapsed() >= RECHECK {
+                    checked = tokio::time::Instant::now();
+                    let now = tempora_store::clock::now();
+                    if now >= expires {
+                        return None;
+                    }
+                    match s.auth_cache.token_by_hash(&s, &token_hash).await {
+                        Ok(Some(t)) if t.active(now) => {}
+                        _ => return None,
+                    }
+                }
                 let slice = match store.read_log(n, offset, EVENT_OUTPUT).await {
                     Ok(Some(slice)) => slice,
                     Ok(None) => return None,
@@ -174,7 +197,7 @@ pub async fn events(
                         .event("output")
                         .id(offset.to_string())
                         .data(text);
-                    return Some((Ok::<_, Infallible>(event), Some(offset)));
+                    return Some((Ok::<_, Infallible>(event), Some((offset, checked))));
                 }
                 if slice.state.is_final() {
                     let state = slice.state.as_str();
@@ -195,7 +218,7 @@ pub async fn events(
 }
 
 /// The characters of `text` that HTML would read as markup, escaped.
-fn html_escape(text: &str) -> String {
+pub(crate) fn html_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
