@@ -123,6 +123,11 @@ fn setup() -> &'static BenchAuth {
     })
 }
 
+/// The admin token (signing in to the web UI).
+pub fn token() -> &'static str {
+    &setup().token
+}
+
 /// Whether the servers serve HTTPS (`TEMPORA_BENCH_TLS=1`).
 pub fn tls() -> bool {
     setup().tls.is_some()

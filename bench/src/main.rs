@@ -13,6 +13,7 @@ mod auth;
 mod history;
 mod scale;
 mod spawn_limit;
+mod ui_pages;
 
 use std::collections::HashMap;
 use std::net::TcpListener;

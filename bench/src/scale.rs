@@ -296,6 +296,8 @@ pub async fn run(bin: &Path, n: usize, json_out: bool) -> anyhow::Result<()> {
         lat.last().copied().unwrap_or(f64::NAN)
     );
 
+    let ui = crate::ui_pages::measure(&base, "scale-0000042").await?;
+
     let create = 10_000usize;
     let clients = 8;
     let t = Instant::now();
@@ -352,6 +354,7 @@ pub async fn run(bin: &Path, n: usize, json_out: bool) -> anyhow::Result<()> {
             "get_ms": {"p50": percentile(&lat, 50.0), "p90": percentile(&lat, 90.0),
                        "p99": percentile(&lat, 99.0), "max": lat.last()},
             "create_10k_seconds": took,
+            "ui_ms": ui,
         });
         println!("{v}");
     }

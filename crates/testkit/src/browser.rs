@@ -54,15 +54,20 @@ impl Browser {
             assert!(Instant::now() < deadline, "chromedriver did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        let caps = json!({
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    format!("--window-size={width},{height}"),
-                ],
-            }
+        let mut options = json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                format!("--window-size={},{}", width.max(600), height),
+            ],
         });
+        // A window is at least 500 px wide: a phone's screen is emulated.
+        if width < 600 {
+            options["mobileEmulation"] = json!({
+                "deviceMetrics": {"width": width, "height": height, "pixelRatio": 2.0},
+            });
+        }
+        let caps = json!({ "goog:chromeOptions": options });
         let caps = match caps {
             Value::Object(m) => m,
             _ => unreachable!("a JSON object literal"),
