@@ -33,14 +33,6 @@ fn config() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis/schemathesis.toml")
 }
 
-/// A secret of a new token with `role`.
-fn token(server: &Server, name: &str, role: &str) -> String {
-    let made = server
-        .call(|api| async move { api.create_token(&json!({"name": name, "role": role})).await })
-        .unwrap_or_else(|e| panic!("token {name}: {e}"));
-    made["token"].as_str().expect("secret").to_owned()
-}
-
 /// Run `st` over one document; panics with its report unless everything passed.
 fn run(st: &PathBuf, env: &[(&str, String)], document: &str, base: &str) {
     let out = Command::new(st)
@@ -77,8 +69,8 @@ fn generated_requests_find_no_server_error_and_no_answer_outside_the_documents()
     let (status, _) = server.send("POST", &format!("/api/v1/runs/{run}/cancel"), "");
     assert_eq!(status, 202);
     let doomed_run = server.trigger("st-doomed")["id"].as_i64().expect("run id");
-    token(&server, "st-victim", "viewer");
-    let worker_token = token(&server, "st-worker", "worker");
+    server.token("st-victim", "viewer");
+    let worker_token = server.token("st-worker", "worker");
     let env = [
         ("TEMPORA_TOKEN", common::admin_token().to_owned()),
         ("ST_WORKER_TOKEN", worker_token),

@@ -11,13 +11,6 @@ use common::Server;
 use serde_json::json;
 use tempora_testkit::browser::Browser;
 
-fn token(server: &Server, name: &str, role: &str) -> String {
-    let made = server
-        .call(|api| async move { api.create_token(&json!({"name": name, "role": role})).await })
-        .unwrap_or_else(|e| panic!("token {name}: {e}"));
-    made["token"].as_str().expect("secret").to_owned()
-}
-
 fn screenshots(b: &Browser, file: &str) {
     if let Some(dir) = std::env::var_os("TEMPORA_UI_SCREENSHOTS") {
         let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -120,7 +113,7 @@ fn a_viewer_is_offered_no_write_control_and_a_change_without_csrf_is_refused() {
         "guarded",
         json!({"command": "true", "schedule": "0 0 1 1 *"}),
     );
-    let viewer = token(&server, "ui-viewer", "viewer");
+    let viewer = server.token("ui-viewer", "viewer");
     let b = Browser::start("viewer_and_csrf");
     b.sign_in(&url, &viewer);
     b.goto(&format!("{url}/ui/jobs/guarded"));
@@ -138,7 +131,7 @@ fn a_viewer_is_offered_no_write_control_and_a_change_without_csrf_is_refused() {
     );
     assert_eq!(status, json!(403));
     // An operator's session: a POST without the CSRF token is refused; with it, it works.
-    let operator = token(&server, "ui-operator", "operator");
+    let operator = server.token("ui-operator", "operator");
     let b = Browser::start("operator_csrf");
     b.sign_in(&url, &operator);
     b.goto(&format!("{url}/ui/jobs/guarded"));
@@ -325,7 +318,7 @@ fn graph_cluster_and_audit_pages() {
             .is_some_and(|t| t.contains("job.put") && t.contains("load"))
     });
     // A viewer gets no audit link, and the page is refused.
-    let viewer = token(&server, "ui-viewer-2", "viewer");
+    let viewer = server.token("ui-viewer-2", "viewer");
     let v = Browser::start("viewer_audit");
     v.sign_in(&url, &viewer);
     assert_eq!(v.count("nav a[href='/ui/audit']"), 0);
@@ -356,7 +349,7 @@ fn run_with_overrides_and_a_phone_sized_screen() {
             .is_some_and(|t| t.contains("hello world from the form"))
     });
     // An operator may force a run but not change its variables: the fields are not offered.
-    let operator = token(&server, "ui-op-2", "operator");
+    let operator = server.token("ui-op-2", "operator");
     let o = Browser::start("run_with_operator");
     o.sign_in(&url, &operator);
     o.goto(&format!("{url}/ui/jobs/greeter"));
@@ -388,7 +381,7 @@ fn revoking_a_token_ends_its_open_output_stream() {
         "long-talker",
         json!({"command": "while true; do echo still here; sleep 0.5; done"}),
     );
-    let viewer = token(&server, "ui-streamer", "viewer");
+    let viewer = server.token("ui-streamer", "viewer");
     let run = server.trigger("long-talker")["id"]
         .as_i64()
         .expect("run id");

@@ -351,6 +351,17 @@ impl Server {
             .unwrap_or_else(|e| panic!("PUT {name}: {e}"))
     }
 
+    /// A new token named `name` with `role` (as the admin): its secret.
+    pub fn token(&self, name: &str, role: &str) -> String {
+        let made = self
+            .call(|api| async move {
+                api.create_token(&serde_json::json!({"name": name, "role": role}))
+                    .await
+            })
+            .unwrap_or_else(|e| panic!("token {name}: {e}"));
+        made["token"].as_str().expect("secret").to_owned()
+    }
+
     /// Trigger a run, returning its JSON.
     pub fn trigger(&self, name: &str) -> Value {
         self.call(|api| async move { api.trigger(name, &serde_json::json!({})).await })
