@@ -330,7 +330,7 @@ fn graph_cluster_and_audit_pages() {
 }
 
 #[test]
-fn run_with_overrides_and_a_phone_sized_screen() {
+fn run_with_overrides_the_keyboard_alone_and_a_phone_sized_screen() {
     let server = Server::start(&[]);
     let url = server.url();
     server.put_job(
@@ -358,6 +358,26 @@ fn run_with_overrides_and_a_phone_sized_screen() {
     });
     assert_eq!(o.count("#rw-env"), 0);
     assert_eq!(o.count("details.runwith input[name=force]"), 1);
+    // Keyboard only: Tab from the top of the job page reaches "Run now", Enter runs it.
+    b.goto(&format!("{url}/ui/jobs/greeter"));
+    b.wait_for(Duration::from_secs(10), "the job page", |b| {
+        b.count("#actions button") > 0
+    });
+    let mut reached = false;
+    for _ in 0..20 {
+        b.press("\u{e004}");
+        if b.run("return document.activeElement.textContent;") == json!("Run now") {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "Tab never reached Run now");
+    b.press("\u{e007}");
+    b.wait_for(
+        Duration::from_secs(10),
+        "a run page opened by the keyboard",
+        |b| b.url().contains("/ui/runs/"),
+    );
     // On a phone-sized screen the overview fits the width.
     let phone = Browser::with_size("phone", 390, 844);
     phone.sign_in(&url, common::admin_token());

@@ -136,6 +136,15 @@ impl Browser {
         .unwrap_or_else(|e| panic!("fill {css}: {e}"));
     }
 
+    /// Press keys (`fantoccini::key::Key` characters: Tab is `\u{e004}`, Enter `\u{e007}`) on
+    /// the element that has the focus.
+    pub fn press(&self, keys: &str) {
+        let c = self.client();
+        let keys = keys.to_owned();
+        block_on(async move { c.active_element().await?.send_keys(&keys).await })
+            .unwrap_or_else(|e| panic!("keys: {e}"));
+    }
+
     /// Click the element matching `css`.
     pub fn click(&self, css: &str) {
         let c = self.client();
