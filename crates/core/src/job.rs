@@ -188,6 +188,10 @@ pub struct JobSpec {
     /// cannot switch users refuses the job (Chronos's `runAsUser`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_as: Option<String>,
+    /// An HTTP job: each run sends this request instead of starting `command` (which stays
+    /// empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<crate::http_job::HttpSpec>,
 }
 
 /// A refused field: which field, a stable machine code and a message in words.
@@ -399,11 +403,27 @@ impl JobSpec {
     /// caller uses to compute the first occurrence.
     pub fn validate(&self) -> Result<ValidatedJob, ValidationError> {
         validate_name(&self.name)?;
-        if self.command.trim().is_empty() {
+        if let Some(http) = &self.http {
+            if !self.command.trim().is_empty() {
+                return Err(ValidationError::new(
+                    "http",
+                    "invalid_value",
+                    "a job is either a command or an HTTP request (`http`), not both",
+                ));
+            }
+            if self.run_as.is_some() || !self.arguments.is_empty() || self.workdir.is_some() {
+                return Err(ValidationError::new(
+                    "http",
+                    "invalid_value",
+                    "an HTTP job starts no process: `run_as`, `arguments` and `workdir` do not apply",
+                ));
+            }
+            http.validate()?;
+        } else if self.command.trim().is_empty() {
             return Err(ValidationError::new(
                 "command",
                 "missing_field",
-                "command is required",
+                "command is required (or `http` for an HTTP job)",
             ));
         }
         check_text("command", &self.command, MAX_COMMAND_LEN)?;

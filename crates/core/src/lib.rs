@@ -24,6 +24,7 @@ pub mod clock;
 pub mod crontab;
 pub mod dag;
 pub mod duration;
+pub mod http_job;
 pub mod job;
 pub mod policy;
 pub mod run;

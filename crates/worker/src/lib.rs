@@ -2,6 +2,8 @@
 //!
 //! - [`process`]: runs one attempt as an OS process in its own process group (timeout, cancel,
 //!   combined output, no descendant left behind).
+//! - [`http`]: runs one attempt of an HTTP job as one request (status, headers and body as its
+//!   output).
 //! - [`contain`]: every process a run starts ends with it (a cgroup v2 per run, or an
 //!   environment sweep).
 //! - `start`: what a job's process is started with, and on which path.
@@ -13,6 +15,7 @@
 //!   graceful shutdown.
 
 pub mod contain;
+pub mod http;
 pub mod pool;
 pub mod process;
 pub mod source;

@@ -415,9 +415,36 @@ async fn execute(
         cfg.log_buffer_max,
     ));
     tracing::debug!(message = "run starting", run_id, job = %c.run.job, attempt = c.run.attempt);
-    let outcome = run_process(&spec, out_tx, token, cfg.clock.as_ref()).await;
+    let shutting = || shutting_down.load(Ordering::SeqCst);
+    let (outcome, state, error) = match &c.spec.http {
+        Some(h) => {
+            // The variables a request may name: the job's, its secrets, the trigger's.
+            let mut vars = c.spec.env.clone();
+            vars.extend(c.spec.secrets.clone());
+            vars.extend(c.run.overrides.env.clone());
+            let o = crate::http::send(h, &vars, c.spec.timeout, out_tx, token, cfg.clock.as_ref())
+                .await;
+            let limit = h
+                .timeout
+                .or(c.spec.timeout)
+                .unwrap_or(tempora_core::http_job::DEFAULT_TIMEOUT);
+            let (state, error) = crate::http::classify(h, &o, limit, shutting());
+            let outcome = ProcessOutcome {
+                started_at: o.started_at,
+                exit_code: None,
+                signal: None,
+                end: o.end,
+                spawn_error: None,
+            };
+            (outcome, state, error)
+        }
+        None => {
+            let outcome = run_process(&spec, out_tx, token, cfg.clock.as_ref()).await;
+            let (state, error) = classify(&outcome, spec.timeout, shutting());
+            (outcome, state, error)
+        }
+    };
     let tail = pump.await.unwrap_or_default();
-    let (state, error) = classify(&outcome, spec.timeout, shutting_down.load(Ordering::SeqCst));
     let finished_at = cfg.clock.now();
     // A retry is late from when it was due (its backoff's end), not from its occurrence.
     let due = if c.run.trigger == tempora_core::run::Trigger::Retry {

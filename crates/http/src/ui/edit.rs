@@ -226,9 +226,13 @@ fn spec_of(f: &JobForm, stored: Option<&JobSpec>) -> Result<JobSpec, ApiError> {
     o.insert("async".into(), Value::from(f.is_async.is_some()));
     let bytes = serde_json::to_vec(&Value::Object(o)).unwrap_or_default();
     let mut spec: JobSpec = crate::extract::parse_json(&bytes)?;
-    // What the form does not show is kept (the Chronos fields of a Chronos job).
+    // What the form does not show is kept: the Chronos fields of a Chronos job, the request
+    // of an HTTP job (when no command replaces it).
     if let Some(s) = stored {
         spec.chronos = s.chronos.clone();
+        if spec.command.is_empty() {
+            spec.http = s.http.clone();
+        }
     }
     Ok(spec)
 }

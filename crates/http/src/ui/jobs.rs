@@ -313,11 +313,19 @@ pub struct JobQuery {
 }
 
 fn fields_of(spec: &JobSpec) -> Vec<(&'static str, String)> {
-    let mut f = vec![("command", spec.command.clone())];
+    let mut f = match &spec.http {
+        Some(h) => vec![
+            ("request", format!("{} {}", h.method, h.url)),
+            ("expect", h.expected_text()),
+        ],
+        None => vec![("command", spec.command.clone())],
+    };
     if !spec.arguments.is_empty() {
         f.push(("arguments", spec.arguments.join(" ")));
     }
-    f.push(("shell", spec.shell.to_string()));
+    if spec.http.is_none() {
+        f.push(("shell", spec.shell.to_string()));
+    }
     if let Some(s) = &spec.schedule {
         f.push(("schedule", s.clone()));
     }
