@@ -68,6 +68,10 @@ struct Opts {
     /// Throughput mode: queue this many manual runs of `--command` and time their drain.
     #[arg(long)]
     drain: Option<usize>,
+    /// Make the jobs HTTP jobs (a GET to a local HTTP server this benchmark runs, answering
+    /// `200 ok`) instead of starting `--command`.
+    #[arg(long)]
+    http_target: bool,
     /// Kill -9 the leader halfway through and measure the failover (cluster only).
     #[arg(long)]
     failover: bool,
@@ -273,6 +277,39 @@ async fn wait_ready(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The URL of the local HTTP server the jobs call with `--http-target`.
+static HTTP_TARGET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Start the local HTTP server of `--http-target` (in this process, on its runtime).
+async fn start_http_target() -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let _ = HTTP_TARGET.set(url);
+    Ok(())
+}
+
+/// What a run does, in words.
+fn what_runs(o: &Opts) -> String {
+    match HTTP_TARGET.get().filter(|_| o.http_target) {
+        Some(url) => format!("GET {url}"),
+        None => o.command.clone(),
+    }
+}
+
+/// A benchmark job: `extra` plus either `--command` or, with `--http-target`, the request.
+fn job_body(o: &Opts, extra: Value) -> Value {
+    let mut v = extra;
+    match (o.http_target, HTTP_TARGET.get()) {
+        (true, Some(url)) => v["http"] = json!({"url": url}),
+        _ => v["command"] = json!(o.command),
+    }
+    v
+}
+
 /// Throughput: queue `n` manual runs (8 concurrent clients) while nothing executes, then give
 /// the cluster its slots (restart the single node with local slots, or start the workers) and
 /// time the drain until every run ended.
@@ -287,7 +324,7 @@ async fn drain(
 ) -> anyhow::Result<()> {
     let r = http
         .put(format!("{base}/api/v1/jobs/drain"))
-        .json(&json!({"command": o.command, "concurrency": "allow"}))
+        .json(&job_body(o, json!({"concurrency": "allow"})))
         .send()
         .await?;
     if !r.status().is_success() {
@@ -295,7 +332,7 @@ async fn drain(
     }
     println!(
         "tempora-bench: {n} queued runs of `{}` drained by {}, {} slots",
-        o.command,
+        what_runs(o),
         topology(o),
         o.slots
     );
@@ -438,6 +475,9 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    if o.http_target {
+        start_http_target().await?;
+    }
     let bin = match &o.bin {
         Some(b) => b.clone(),
         None => std::env::current_exe()?
@@ -530,7 +570,7 @@ async fn main() -> anyhow::Result<()> {
         } else {
             "phases spread over the second"
         },
-        o.command,
+        what_runs(&o),
         o.duration.as_secs(),
         topology(&o),
         o.slots
@@ -544,7 +584,10 @@ async fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let r = http
             .put(format!("{base}/api/v1/jobs/{name}"))
-            .json(&json!({"command": o.command, "schedule": schedule, "concurrency": "allow"}))
+            .json(&job_body(
+                &o,
+                json!({"schedule": schedule, "concurrency": "allow"}),
+            ))
             .send()
             .await?;
         if !r.status().is_success() {
