@@ -217,3 +217,80 @@ fn bad_http_jobs_are_refused_naming_the_field_and_nothing_is_stored() {
         assert_eq!(server.get("/api/v1/jobs/bad-http").0, 404, "nothing stored");
     }
 }
+
+/// An HTTPS server (Python's, with a self-signed certificate made here for 127.0.0.1): its URL.
+fn https_receiver(dir: &std::path::Path) -> (std::process::Child, String) {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "self.key",
+            "-out",
+            "self.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=self-signed",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .current_dir(dir)
+        .output()
+        .expect("openssl must be installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = "import http.server, ssl, sys\n\
+        s = http.server.HTTPServer(('127.0.0.1', 0), http.server.SimpleHTTPRequestHandler)\n\
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain('self.pem', 'self.key')\n\
+        s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+        print(s.server_address[1], flush=True)\n\
+        s.serve_forever()\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the port");
+    (child, format!("https://127.0.0.1:{}/", line.trim()))
+}
+
+#[test]
+fn tls_is_verified_unless_the_job_says_not_to() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut https, url) = https_receiver(tmp.path());
+    let server = Server::start(&[]);
+    server.put_job("verified", json!({"http": {"url": url}}));
+    server.put_job(
+        "unverified",
+        json!({"http": {"url": url, "tls_verify": false}}),
+    );
+    let id = server.trigger("verified")["id"].as_i64().expect("id");
+    let run = wait_final(&server, id);
+    assert_eq!(run["state"], "failed", "{run}");
+    let error = run["error"].as_str().unwrap_or_default().to_lowercase();
+    assert!(error.contains("certificate"), "{error}");
+    let id = server.trigger("unverified")["id"].as_i64().expect("id");
+    let run = wait_final(&server, id);
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert!(
+        log_of(&server, id).starts_with("HTTP/1.0 200 OK"),
+        "{}",
+        log_of(&server, id)
+    );
+    let _ = https.kill();
+    let _ = https.wait();
+}
