@@ -95,7 +95,8 @@ fn http_jobs_send_their_request_and_record_the_answer() {
     server.put_job(
         "hook",
         json!({"http": {"method": "POST", "url": rx.url("/ok"),
-                        "headers": {"Authorization": "Bearer ${TOKEN}", "X-Team": "${TEAM}"},
+                        "headers": {"Authorization": "Bearer ${TOKEN}", "X-Team": "${TEAM}",
+                                    "X-Home": "${HOME}"},
                         "body": "{\"from\": \"${TEAM}\"}"},
                "env": {"TEAM": "data"}, "secrets": {"TOKEN": "s3cret-value"}}),
     );
@@ -121,6 +122,8 @@ fn http_jobs_send_their_request_and_record_the_answer() {
         "{head}"
     );
     assert!(head.ends_with("{\"from\": \"data\"}"), "{head}");
+    // Only the job's own variables are filled in, never the server's environment.
+    assert!(head.contains("x-home: ${HOME}"), "{head}");
     // The job as the API shows it: the secret masked, the request as sent.
     let (_, job) = server.get("/api/v1/jobs/hook");
     assert_eq!(job["secrets"]["TOKEN"], "***");

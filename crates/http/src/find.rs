@@ -130,6 +130,21 @@ impl Filters {
     }
 }
 
+/// A job's state in one word: `paused`, else `running` (a run of it runs now), else `failing`
+/// (its last occurrence failed after its retries), else `active` — each the `state` filter
+/// that matches it first.
+pub fn state_word(j: &JobRecord, running: &HashSet<String>) -> &'static str {
+    if j.spec.paused {
+        "paused"
+    } else if running.contains(&j.spec.name) {
+        "running"
+    } else if j.errors_since_success > 0 {
+        "failing"
+    } else {
+        "active"
+    }
+}
+
 /// The jobs with a run running now (at most 1000 runs are read: the slots of a cluster).
 pub async fn running_jobs(store: &dyn Store) -> ApiResult<HashSet<String>> {
     let filter = RunFilter {

@@ -85,6 +85,16 @@ pub enum LastResult {
     Failed,
 }
 
+impl LastResult {
+    /// The word the API and the pages use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LastResult::Succeeded => "succeeded",
+            LastResult::Failed => "failed",
+        }
+    }
+}
+
 /// The newest run of a job, in brief.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LastRun {
@@ -142,7 +152,7 @@ pub fn job_view(rec: &JobRecord, last_run: Option<&Run>) -> JobView {
 
 /// The outcome of the job's last occurrence that ended (after its retries), from its counters:
 /// `succeeded`, `failed`, or null before the first.
-fn last_result(rec: &JobRecord) -> Option<LastResult> {
+pub(crate) fn last_result(rec: &JobRecord) -> Option<LastResult> {
     match (rec.last_success_at, rec.last_error_at) {
         (None, None) => None,
         (Some(_), None) => Some(LastResult::Succeeded),
@@ -617,20 +627,17 @@ pub fn parse_instant(field: &str, s: &str) -> ApiResult<Timestamp> {
     })
 }
 
-/// `POST /api/v1/schedules/preview` → `{"next": [RFC 3339, …]}` in the zone's offset.
-#[utoipa::path(
-    post,
-    path = "/api/v1/schedules/preview",
-    operation_id = "previewSchedule",
-    tag = "schedules",
-    request_body = PreviewRequest,
-    responses((status = 200, description = "The next fire times and the schedule in words", body = Preview), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody))
-)]
-pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<Preview>> {
-    let (prefix_zone, expr) = tempora_core::schedule::split_zone_prefix(&req.schedule);
+/// A schedule to preview, checked: the expression (a `CRON_TZ=` prefix taken off), the zone it
+/// is read in (the prefix's, else `timezone`, else UTC) and that zone's rules. The API's preview
+/// and the web UI's form share it.
+pub(crate) fn preview_schedule<'a>(
+    expr: &'a str,
+    timezone: Option<&'a str>,
+) -> ApiResult<(Schedule, &'a str, jiff::tz::TimeZone)> {
+    let (prefix_zone, expr) = tempora_core::schedule::split_zone_prefix(expr);
     let schedule = Schedule::parse(expr)
         .map_err(|e| ApiError::field("invalid_schedule", "schedule", e.message))?;
-    let tz_name = match (prefix_zone, req.timezone.as_deref()) {
+    let tz_name = match (prefix_zone, timezone) {
         (Some(p), Some(t)) if p != t && t != "UTC" => {
             return Err(ApiError::field(
                 "conflicting_timezone",
@@ -643,6 +650,20 @@ pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<
     };
     let tz = parse_timezone(tz_name)
         .map_err(|e| ApiError::field("invalid_timezone", "timezone", e.message))?;
+    Ok((schedule, tz_name, tz))
+}
+
+/// `POST /api/v1/schedules/preview` → `{"next": [RFC 3339, …]}` in the zone's offset.
+#[utoipa::path(
+    post,
+    path = "/api/v1/schedules/preview",
+    operation_id = "previewSchedule",
+    tag = "schedules",
+    request_body = PreviewRequest,
+    responses((status = 200, description = "The next fire times and the schedule in words", body = Preview), (status = 400, description = "Invalid input; `error.field` names the field or parameter", body = crate::error::ErrorBody))
+)]
+pub async fn preview(JsonBody(req): JsonBody<PreviewRequest>) -> ApiResult<Json<Preview>> {
+    let (schedule, tz_name, tz) = preview_schedule(&req.schedule, req.timezone.as_deref())?;
     let now = tempora_store::clock::now();
     let after = match &req.after {
         Some(a) => parse_instant("after", a)?,

@@ -14,7 +14,6 @@ use axum::{Extension, Form};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tempora_core::job::JobSpec;
-use tempora_core::schedule::{Schedule, parse_timezone};
 use tempora_store::PutMode;
 
 use super::session::Session;
@@ -474,29 +473,9 @@ pub async fn preview(
     if expr.is_empty() {
         return render(&part);
     }
-    let zone = if f.timezone.trim().is_empty() {
-        "UTC"
-    } else {
-        f.timezone.trim()
-    };
-    let tz = match parse_timezone(zone) {
-        Ok(tz) => tz,
-        Err(e) => {
-            part.error = Some(format!("timezone: {}", e.message));
-            return render(&part);
-        }
-    };
-    let (prefix_zone, expr) = tempora_core::schedule::split_zone_prefix(expr);
-    let (zone, tz) = match prefix_zone.map(|z| (z, parse_timezone(z))) {
-        Some((z, Ok(t))) => (z, t),
-        Some((_, Err(e))) => {
-            part.error = Some(format!("schedule: {}", e.message));
-            return render(&part);
-        }
-        None => (zone, tz),
-    };
-    match Schedule::parse(expr) {
-        Ok(schedule) => {
+    let zone = Some(f.timezone.trim()).filter(|z| !z.is_empty());
+    match crate::jobs::preview_schedule(expr, zone) {
+        Ok((schedule, zone, tz)) => {
             let now = tempora_store::clock::now();
             part.words = Some(schedule.describe(zone));
             part.next = schedule
@@ -505,7 +484,7 @@ pub async fn preview(
                 .map(|t| (local_time(t, &tz), relative(t, now)))
                 .collect();
         }
-        Err(e) => part.error = Some(format!("schedule: {}", e.message)),
+        Err(e) => part.error = Some(e.message),
     }
     let mut res = render(&part);
     *res.status_mut() = StatusCode::OK;

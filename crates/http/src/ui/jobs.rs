@@ -1,7 +1,6 @@
 //! The jobs overview (`/`, its rows refreshed every 5 s), a job's page (`/ui/jobs/{name}`) and
 //! the actions on a job (run now, pause, resume, delete).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use askama::Template;
@@ -108,27 +107,6 @@ const STATES: [(&str, &str); 5] = [
     ("failing", "Failing"),
 ];
 
-fn state_of(j: &JobRecord, running: &HashSet<String>) -> &'static str {
-    if j.spec.paused {
-        "paused"
-    } else if running.contains(&j.spec.name) {
-        "running"
-    } else if j.errors_since_success > 0 {
-        "failing"
-    } else {
-        "active"
-    }
-}
-
-fn last_result(j: &JobRecord) -> Option<&'static str> {
-    match (j.last_success_at, j.last_error_at) {
-        (None, None) => None,
-        (Some(ok), Some(err)) if err > ok => Some("failed"),
-        (None, Some(_)) => Some("failed"),
-        _ => Some("succeeded"),
-    }
-}
-
 fn nonempty(s: &str) -> Option<String> {
     (!s.trim().is_empty()).then(|| s.to_owned())
 }
@@ -181,9 +159,9 @@ async fn find_rows(
         out.push(JobRow {
             name: j.spec.name.clone(),
             description: j.spec.description.clone(),
-            state: state_of(j, &running),
+            state: crate::find::state_word(j, &running),
             strip: recent.iter().map(|r| (r.id, r.state.as_str())).collect(),
-            last_result: last_result(j),
+            last_result: crate::jobs::last_result(j).map(crate::jobs::LastResult::as_str),
             next: j
                 .next_fire_at
                 .filter(|_| !j.spec.paused)
@@ -468,7 +446,7 @@ async fn job_page(
         .flatten();
     let running = crate::find::running_jobs(s.store.as_ref()).await?;
     Ok(Some(JobPage {
-        state: state_of(&rec, &running),
+        state: crate::find::state_word(&rec, &running),
         nav,
         name: name.to_owned(),
         description: spec.description.clone(),

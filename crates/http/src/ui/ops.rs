@@ -35,13 +35,6 @@ pub struct GraphPage {
     cut: bool,
 }
 
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// A layered drawing: each job in the column of its longest path from a job without parents,
 /// edges from a parent's right side to a child's left side, each box coloured by its last run.
 pub fn draw(edges: &[(String, String)], last: &BTreeMap<String, &'static str>) -> String {
@@ -101,9 +94,9 @@ pub fn draw(edges: &[(String, String)], last: &BTreeMap<String, &'static str>) -
             "<a href=\"/ui/jobs/{href}\"><g class=\"node s-{state}\"><title>{name}: {state}</title>\
              <rect x=\"{x}\" y=\"{y}\" width=\"{BOX_W}\" height=\"{BOX_H}\" rx=\"6\"/>\
              <text x=\"{tx}\" y=\"{ty}\">{label}</text><text class=\"sub\" x=\"{tx}\" y=\"{ty2}\">{state}</text></g></a>",
-            href = xml(&tempora_client::encode_segment(n)),
-            name = xml(n),
-            label = xml(&label),
+            href = super::runs::html_escape(&tempora_client::encode_segment(n)),
+            name = super::runs::html_escape(n),
+            label = super::runs::html_escape(&label),
             tx = x + 10,
             ty = y + 19,
             ty2 = y + 36,
