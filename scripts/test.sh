@@ -4,7 +4,8 @@
 #
 # The Chronos client tests drive the real `chronos-python` client (PyPI) from a virtualenv,
 # created here on first use in target/chronos-venv (needs python3 with venv, and curl); the API
-# schema test runs Schemathesis (PyPI) from target/schemathesis-venv.
+# schema test runs Schemathesis (PyPI) from target/schemathesis-venv; the container-job tests
+# need the Docker engine and busybox-static.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${CHRONOS_VENV:-target/chronos-venv}"
@@ -22,4 +23,7 @@ if [ ! -x "$st_venv/bin/st" ]; then
   "$st_venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
 fi
 export SCHEMATHESIS_VENV="$(cd "$st_venv" && pwd)"
+# The container-job tests (crates/cli/tests/container_jobs.rs) run a local image on the Docker
+# engine: built here when missing (FROM scratch with Debian's busybox-static).
+scripts/test-image.sh
 exec cargo nextest run --workspace --no-fail-fast "$@"

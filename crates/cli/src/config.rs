@@ -2,7 +2,8 @@
 //! config file > defaults.
 //!
 //! `--config FILE` (or `TEMPORA_CONFIG`) names the file. Each key is the flag's name with `_`
-//! for `-` (`data_dir`, `listen`, `local_slots`, `local_labels`, `node_id`, `log_format`, `shutdown_grace`,
+//! for `-` (`data_dir`, `listen`, `local_slots`, `local_labels`,
+//! `local_capabilities`, `docker_socket`, `node_id`, `log_format`, `shutdown_grace`,
 //! `kill_grace`, `lease_ttl`, `claim_wait_max`, `max_log_bytes`, `sqlite_cache_mib`, `sqlite_synchronous`, `database_url`, `leader_lease_ttl`,
 //! `leader_renew_every`, `no_leader`, `max_clock_offset`, `claim_poll_every`, `database_pool_size`,
 //! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`, `job_metrics_max`, `admin_token_file`, `secret_key_file`,
@@ -14,11 +15,13 @@
 use std::ffi::OsString;
 
 /// Keys the file may hold, with their environment variables.
-const KEYS: [(&str, &str); 36] = [
+const KEYS: [(&str, &str); 38] = [
     ("data_dir", "TEMPORA_DATA_DIR"),
     ("listen", "TEMPORA_LISTEN"),
     ("local_slots", "TEMPORA_LOCAL_SLOTS"),
     ("local_labels", "TEMPORA_LOCAL_LABELS"),
+    ("local_capabilities", "TEMPORA_LOCAL_CAPABILITIES"),
+    ("docker_socket", "TEMPORA_DOCKER_SOCKET"),
     ("node_id", "TEMPORA_NODE_ID"),
     ("log_format", "TEMPORA_LOG_FORMAT"),
     ("shutdown_grace", "TEMPORA_SHUTDOWN_GRACE"),
@@ -123,6 +126,8 @@ pub fn effective(a: &crate::server::ServerArgs) -> Vec<(String, String)> {
         ("listen", a.listen.to_string()),
         ("local_slots", a.local_slots.to_string()),
         ("local_labels", labels.join(",")),
+        ("local_capabilities", a.local_capabilities.clone()),
+        ("docker_socket", a.docker_socket.clone()),
         ("node_id", a.node_id.clone().unwrap_or_default()),
         ("log_format", lower(&a.log_format)),
         ("shutdown_grace", d(a.shutdown_grace)),

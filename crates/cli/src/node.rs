@@ -214,14 +214,27 @@ impl Node {
                 shutdown.child_token(),
             ))
         });
+        let (capabilities, engine) = if args.local_slots > 0 {
+            crate::worker::capabilities(
+                &args.local_capabilities,
+                &args.docker_socket,
+                &local_worker,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!(e.replace("--capabilities", "--local-capabilities")))?
+        } else {
+            (Vec::new(), None)
+        };
         let pool = (args.local_slots > 0).then(|| {
             let source = Arc::new(
                 StoreSource::new(store.clone(), local_worker.clone(), args.lease_ttl)
                     .with_labels(args.local_labels.clone())
+                    .with_capabilities(capabilities.clone())
                     .with_secret_key(secret_key.clone())
                     .with_registration(tempora_store::WorkerInfo {
                         id: local_worker.clone(),
                         labels: args.local_labels.clone(),
+                        capabilities: capabilities.clone(),
                         slots: u32::try_from(args.local_slots).unwrap_or(u32::MAX),
                         version: env!("CARGO_PKG_VERSION").to_owned(),
                         address: Some(advertise.clone()),
@@ -235,6 +248,7 @@ impl Node {
                 heartbeat_every: (args.lease_ttl / 3).min(Duration::from_secs(2)),
                 poll_every: args.claim_poll_every,
                 inherited_env: tempora_worker::process::inherited_env(&args.pass_env),
+                engine,
                 ..PoolConfig::default()
             };
             let pool = WorkerPool::new(source, config, work_ready.clone())

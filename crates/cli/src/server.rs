@@ -104,6 +104,14 @@ pub struct ServerArgs {
     /// runs locally only if these labels satisfy it.
     #[arg(long, env = "TEMPORA_LOCAL_LABELS", default_value = "", value_parser = parse_labels)]
     pub local_labels: BTreeMap<String, String>,
+    /// The kinds of job the local worker pool runs: `auto` (default: commands and HTTP
+    /// requests, and containers when the Docker engine at --docker-socket answers) or a list of
+    /// `command`, `http`, `container`.
+    #[arg(long, env = "TEMPORA_LOCAL_CAPABILITIES", default_value = "auto")]
+    pub local_capabilities: String,
+    /// The Docker engine's Unix socket, for container jobs.
+    #[arg(long, env = "TEMPORA_DOCKER_SOCKET", default_value = tempora_worker::docker::DEFAULT_SOCKET)]
+    pub docker_socket: String,
     /// Keep only the newest N finished runs of each job; 0 keeps every run. Older finished
     /// runs and their output are deleted in the background by the leader; queued and running
     /// runs, and each job's newest finished run, are never deleted.

@@ -19,6 +19,7 @@ use tempora_client::wire::{
     ClaimRequest, ClaimResponse, FinishRequest, HeartbeatRequest, HeartbeatResponse,
     RegisterResponse, TIME_HEADER,
 };
+use tempora_core::kind::Kind;
 use tempora_store::{ClaimedRun, RunResult, WorkerInfo};
 use tempora_worker::pool::{PoolConfig, WorkerPool};
 use tempora_worker::source::{RunSource, SourceError};
@@ -48,6 +49,14 @@ pub struct WorkerArgs {
     /// Labels matched against job selectors, `k=v,k2=v2`.
     #[arg(long, env = "TEMPORA_WORKER_LABELS", default_value = "", value_parser = parse_labels)]
     pub labels: BTreeMap<String, String>,
+    /// The kinds of job this worker runs: `auto` (default: commands and HTTP requests, and
+    /// containers when the Docker engine at --docker-socket answers) or a list of `command`,
+    /// `http`, `container` (e.g. `container` alone: a worker that runs nothing on its host).
+    #[arg(long, env = "TEMPORA_WORKER_CAPABILITIES", default_value = "auto")]
+    pub capabilities: String,
+    /// The Docker engine's Unix socket, for container jobs.
+    #[arg(long, env = "TEMPORA_DOCKER_SOCKET", default_value = tempora_worker::docker::DEFAULT_SOCKET)]
+    pub docker_socket: String,
     /// This worker's id, recorded on its runs (default: `<hostname>-<6 random hex digits>`).
     #[arg(long, env = "TEMPORA_WORKER_ID")]
     pub worker_id: Option<String>,
@@ -476,6 +485,41 @@ pub fn main(args: WorkerArgs) -> ExitCode {
     }
 }
 
+/// The kinds of job a worker (or a server's local pool) runs, from `--capabilities`
+/// (`auto` or a list), and the Docker engine when it runs containers. `auto` enables containers
+/// when the engine answers; naming `container` requires that it does. Containers a previous
+/// life of worker `worker` left behind are removed.
+pub(crate) async fn capabilities(
+    spec: &str,
+    socket: &str,
+    worker: &str,
+) -> Result<(Vec<Kind>, Option<tempora_worker::docker::Engine>), String> {
+    let auto = spec.trim() == "auto";
+    let mut caps = if auto {
+        vec![Kind::Command, Kind::Http, Kind::Container]
+    } else {
+        tempora_core::kind::parse_capabilities(spec).map_err(|e| format!("--capabilities: {e}"))?
+    };
+    if caps.is_empty() {
+        return Err("--capabilities: name at least one of command, http, container".into());
+    }
+    let mut engine = None;
+    if caps.contains(&Kind::Container) {
+        match tempora_worker::docker::Engine::connect(socket).await {
+            Ok(e) => {
+                e.sweep(worker).await;
+                engine = Some(e);
+            }
+            Err(e) if auto => {
+                tracing::info!(message = "container jobs disabled: no Docker engine", reason = %e);
+                caps.retain(|k| *k != Kind::Container);
+            }
+            Err(e) => return Err(format!("--capabilities container: {e}")),
+        }
+    }
+    Ok((caps, engine))
+}
+
 async fn work(args: WorkerArgs) -> Result<(), String> {
     let slots = args
         .slots
@@ -484,9 +528,11 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
         return Err("--slots must be at least 1".into());
     }
     let id = args.worker_id.clone().unwrap_or_else(default_worker_id);
+    let (capabilities, engine) = capabilities(&args.capabilities, &args.docker_socket, &id).await?;
     let info = WorkerInfo {
         id: id.clone(),
         labels: args.labels.clone(),
+        capabilities: capabilities.clone(),
         slots: u32::try_from(slots).unwrap_or(u32::MAX),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         address: Some(hostname()),
@@ -542,6 +588,7 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
         node = %registered.node,
         slots,
         labels = ?args.labels,
+        capabilities = ?capabilities,
         lease_ttl_ms = registered.lease_ttl_ms,
         version = env!("CARGO_PKG_VERSION"),
     );
@@ -553,6 +600,7 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
         // Claims wait at the server; between them only a short pause.
         poll_every: Duration::from_millis(50),
         inherited_env: tempora_worker::process::inherited_env(&args.pass_env),
+        engine,
         ..PoolConfig::default()
     };
     let pool = WorkerPool::new(source, config, Arc::new(Notify::new()));

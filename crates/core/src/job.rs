@@ -192,6 +192,10 @@ pub struct JobSpec {
     /// empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<crate::http_job::HttpSpec>,
+    /// A container job: each run starts a container from this image, with `command`,
+    /// `arguments`, `env` and `secrets` (an empty `command` runs the image's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<crate::container::ContainerSpec>,
 }
 
 /// A refused field: which field, a stable machine code and a message in words.
@@ -403,29 +407,7 @@ impl JobSpec {
     /// caller uses to compute the first occurrence.
     pub fn validate(&self) -> Result<ValidatedJob, ValidationError> {
         validate_name(&self.name)?;
-        if let Some(http) = &self.http {
-            if !self.command.trim().is_empty() {
-                return Err(ValidationError::new(
-                    "http",
-                    "invalid_value",
-                    "a job is either a command or an HTTP request (`http`), not both",
-                ));
-            }
-            if self.run_as.is_some() || !self.arguments.is_empty() || self.workdir.is_some() {
-                return Err(ValidationError::new(
-                    "http",
-                    "invalid_value",
-                    "an HTTP job starts no process: `run_as`, `arguments` and `workdir` do not apply",
-                ));
-            }
-            http.validate()?;
-        } else if self.command.trim().is_empty() {
-            return Err(ValidationError::new(
-                "command",
-                "missing_field",
-                "command is required (or `http` for an HTTP job)",
-            ));
-        }
+        crate::kind::check_kind(self)?;
         check_text("command", &self.command, MAX_COMMAND_LEN)?;
         if self.arguments.len() > 1000 {
             return Err(ValidationError::new(
@@ -573,6 +555,7 @@ impl JobSpec {
             check_text("owner", o, 1024)?;
         }
         validate_labels("selector", &self.selector)?;
+        crate::kind::check_not_reserved("selector", &self.selector)?;
         Ok(ValidatedJob { schedule, timezone })
     }
 }

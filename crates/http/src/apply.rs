@@ -78,7 +78,7 @@ async fn prepare(s: &AppState, caller: &Caller, req: ApplyRequest) -> ApiResult<
             problems.push(format!("job `{}`: given twice", spec.name));
             continue;
         }
-        crate::jobs::check_run_as(s, &spec, caller)?;
+        crate::jobs::check_privileges(s, &spec, caller)?;
         jobs.push(spec);
     }
     let mut current: BTreeMap<String, JobSpec> = BTreeMap::new();

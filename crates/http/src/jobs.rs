@@ -38,6 +38,8 @@ pub struct JobView {
 /// The `status` of a [`JobView`].
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobStatus {
+    /// What a run is: `command`, `http` or `container` (the capability a worker needs).
+    pub kind: tempora_core::kind::Kind,
     /// The next occurrence (null: paused, dependent, or no occurrence left).
     #[schema(value_type = Option<String>, format = DateTime)]
     pub next_fire_at: Option<Timestamp>,
@@ -127,6 +129,7 @@ pub fn job_view(rec: &JobRecord, last_run: Option<&Run>) -> JobView {
     JobView {
         spec: masked(&rec.spec).into_owned(),
         status: JobStatus {
+            kind: rec.spec.kind(),
             next_fire_at: rec.next_fire_at,
             success_count: rec.success_count,
             error_count: rec.error_count,
@@ -273,7 +276,7 @@ pub(crate) async fn save(
     spec.take_zone_prefix()?;
     tempora_core::chronos::tidy(&mut spec);
     spec.validate()?;
-    check_run_as(s, &spec, caller)?;
+    check_privileges(s, &spec, caller)?;
     let stored = stored_if_needed(s, &spec).await?;
     check_fires_again(&spec, stored.as_ref())?;
     seal_secrets(s, &mut spec, stored.as_ref())?;
@@ -385,7 +388,7 @@ pub(crate) fn seal_secrets(
 /// A job's `run_as`: the user must exist on this server, which must be able to switch to it
 /// (run as root) unless it is the server's own user; switching to another user is running code
 /// as that user, which needs role `admin`.
-pub(crate) fn check_run_as(s: &AppState, spec: &JobSpec, caller: &Caller) -> ApiResult<()> {
+fn check_run_as(s: &AppState, spec: &JobSpec, caller: &Caller) -> ApiResult<()> {
     let Some(user) = &spec.run_as else {
         return Ok(());
     };
@@ -401,6 +404,32 @@ pub(crate) fn check_run_as(s: &AppState, spec: &JobSpec, caller: &Caller) -> Api
         ));
     }
     Ok(())
+}
+
+/// What only some roles may ask of a job: `run_as` another user, a container that reaches into
+/// the host. Every write path (API, UI, Chronos API, `apply`) checks it.
+pub(crate) fn check_privileges(s: &AppState, spec: &JobSpec, caller: &Caller) -> ApiResult<()> {
+    check_run_as(s, spec, caller)?;
+    check_container(spec, caller)
+}
+
+/// A container that reaches into the host (a volume, the host's network) is the host's files
+/// or network: role `admin` only.
+fn check_container(spec: &JobSpec, caller: &Caller) -> ApiResult<()> {
+    let Some(why) = spec.container.as_ref().and_then(|c| c.needs_admin()) else {
+        return Ok(());
+    };
+    if caller.role == Role::Admin {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "{why}: that needs role `admin`; token `{}` has role `{}`",
+            caller.name, caller.role
+        ),
+    ))
 }
 
 /// `POST /api/v1/jobs`: create (409 if it exists).

@@ -342,7 +342,7 @@ pub(crate) async fn with_waiting(s: &AppState, runs: &[Run]) -> ApiResult<Vec<Ru
                     .store
                     .get_job(&r.job)
                     .await?
-                    .map(|j| j.spec.selector)
+                    .map(|j| j.spec.effective_selector())
                     .unwrap_or_default();
                 selectors.insert(r.job.clone(), selector);
             }

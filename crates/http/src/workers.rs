@@ -57,6 +57,7 @@ fn check_worker(path_id: &str, info: &WorkerInfo) -> Result<(), ApiError> {
     }
     check_id(path_id)?;
     tempora_core::job::validate_labels("worker.labels", &info.labels)?;
+    tempora_core::kind::check_not_reserved("worker.labels", &info.labels)?;
     if info.version.len() > MAX_INFO_TEXT {
         return Err(too_long("worker.version", MAX_INFO_TEXT));
     }
@@ -220,7 +221,8 @@ pub async fn claim(
             "this node is shutting down; claim from another",
         ));
     }
-    let labels: BTreeMap<String, String> = req.worker.labels.clone();
+    // Its labels and one reserved label per capability: a job's kind is part of its selector.
+    let labels: BTreeMap<String, String> = req.worker.claim_labels();
     state
         .store
         .upsert_worker(req.worker, tempora_store::clock::now())

@@ -178,6 +178,17 @@ CREATE UNIQUE INDEX runs_occurrence ON runs (job, scheduled_for, attempt)
     r#"
 ALTER TABLE jobs ADD COLUMN pruned_through bigint;
 "#,
+    // 11: a job's kind is a capability a worker must have: the claim's `selector <@ labels`
+    // reads the effective selector, the job's own plus its kind's reserved label
+    // (`tempora.io/command|http|container`, see `tempora_core::kind`).
+    r#"
+ALTER TABLE jobs DROP COLUMN selector;
+ALTER TABLE jobs ADD COLUMN selector jsonb
+    GENERATED ALWAYS AS (COALESCE(spec::jsonb -> 'selector', '{}'::jsonb) || CASE
+        WHEN spec::jsonb ? 'container' THEN '{"tempora.io/container": "yes"}'::jsonb
+        WHEN spec::jsonb ? 'http' THEN '{"tempora.io/http": "yes"}'::jsonb
+        ELSE '{"tempora.io/command": "yes"}'::jsonb END) STORED;
+"#,
 ];
 
 /// Apply the migrations not yet applied, all in one transaction under an advisory lock.

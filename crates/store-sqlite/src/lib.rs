@@ -512,12 +512,14 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<(BTreeMap<String, String>, u64)>> {
         self.read(move |c| {
             let mut stmt = c
-                .prepare_cached(
-                    "SELECT COALESCE(json_extract(j.spec, '$.selector'), '{}'), COUNT(*) \
-                     FROM runs r JOIN jobs j ON j.name = r.job \
-                     WHERE r.state = 'queued' AND r.hold = 0 AND r.not_before <= ?1 \
-                     GROUP BY 1",
-                )
+                .prepare_cached(&format!(
+                    "SELECT json_set(COALESCE(json_extract(j.spec, '$.selector'), '{{}}'), \
+                         '$.\"' || {} || '\"', 'yes'), COUNT(*) \
+                         FROM runs r JOIN jobs j ON j.name = r.job \
+                         WHERE r.state = 'queued' AND r.hold = 0 AND r.not_before <= ?1 \
+                         GROUP BY 1",
+                    crate::ops::KIND_LABEL
+                ))
                 .map_err(db)?;
             let rows = stmt
                 .query_map([crate::rows::us(now)], |r| {

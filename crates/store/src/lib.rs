@@ -554,7 +554,8 @@ pub trait Store: Send + Sync + 'static {
     // ---- workers ----
 
     /// Move up to `max` runnable queued runs to `running` for `worker`, with a lease. A worker
-    /// without labels: [`Store::claim_runs_labeled`] with none (jobs without a selector only).
+    /// without labels that runs every kind of job: [`Store::claim_runs_labeled`] with only the
+    /// capability labels (jobs without a selector only).
     async fn claim_runs(
         &self,
         worker: &str,
@@ -562,7 +563,9 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         lease: Duration,
     ) -> StoreResult<Vec<ClaimedRun>> {
-        self.claim_runs_labeled(worker, &BTreeMap::new(), max, now, lease)
+        let labels =
+            tempora_core::kind::claim_labels(&BTreeMap::new(), &tempora_core::kind::Kind::ALL);
+        self.claim_runs_labeled(worker, &labels, max, now, lease)
             .await
     }
     /// Renew the leases of `worker`'s runs. Returns the ids among them that must stop
@@ -641,8 +644,8 @@ pub trait Store: Send + Sync + 'static {
     /// The jobs labelled `metrics: "true"` ([`METRICS_LABEL`]), by name, at most `limit`, with
     /// their counters and newest ended run.
     async fn job_metrics(&self, limit: u32) -> StoreResult<Vec<JobMetrics>>;
-    /// Queued runs a worker may claim now (not held, due), counted by their job's `selector`:
-    /// what waits for which labels.
+    /// Queued runs a worker may claim now (not held, due), counted by their job's effective
+    /// selector ([`JobSpec::effective_selector`]): what waits for which labels and capabilities.
     async fn queued_by_selector(
         &self,
         now: Timestamp,
@@ -692,9 +695,11 @@ pub trait Store: Send + Sync + 'static {
         labels: &BTreeMap<String, String>,
         now: Timestamp,
     ) -> StoreResult<bool>;
-    /// Like [`Store::claim_runs`], for a worker with `labels`: only runs whose job `selector` is
+    /// Like [`Store::claim_runs`], for a worker with claim `labels` (its own labels and one
+    /// reserved label per capability, [`WorkerInfo::claim_labels`]): only runs whose job's
+    /// effective selector ([`JobSpec::effective_selector`]: its `selector` and its kind) is
     /// contained in `labels` are claimed (oldest first; a run the worker may not take never
-    /// hides a claimable one behind it). [`Store::claim_runs`] is this with no labels.
+    /// hides a claimable one behind it).
     async fn claim_runs_labeled(
         &self,
         worker: &str,
@@ -758,6 +763,10 @@ pub struct WorkerInfo {
     /// Labels matched against job selectors.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The kinds of job it runs (`command`, `http`, `container`); a worker that does not say
+    /// runs commands and HTTP requests.
+    #[serde(default = "default_capabilities")]
+    pub capabilities: Vec<tempora_core::kind::Kind>,
     /// Runs it executes at once.
     pub slots: u32,
     /// Its tempora version.
@@ -770,6 +779,21 @@ pub struct WorkerInfo {
     #[serde(default, rename = "clock_offset_ms", with = "clock::offset_ms")]
     #[schema(value_type = Option<f64>)]
     pub clock_offset: Option<SignedDuration>,
+}
+
+fn default_capabilities() -> Vec<tempora_core::kind::Kind> {
+    vec![
+        tempora_core::kind::Kind::Command,
+        tempora_core::kind::Kind::Http,
+    ]
+}
+
+impl WorkerInfo {
+    /// The labels it claims with and that the registry stores: its own plus one reserved label
+    /// per capability (see [`tempora_core::kind`]).
+    pub fn claim_labels(&self) -> BTreeMap<String, String> {
+        tempora_core::kind::claim_labels(&self.labels, &self.capabilities)
+    }
 }
 
 /// A registered worker as listed by [`Store::list_workers`].

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use tempora_core::run::{Run, RunState};
 
+use tempora_core::kind::RESERVED_PREFIX;
+
 use crate::WorkerStatus;
 
 /// Whether a worker with `labels` may take a job with `selector`: every entry of the selector
@@ -14,18 +16,47 @@ pub fn satisfies(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, 
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
-/// Why no worker may take a job with `selector` now (None: some live worker may). Workers not
-/// heard from recently (`stale`) do not count.
+/// Why no worker may take a job with effective `selector` (its selector and its kind's
+/// capability label) now (None: some live worker may). Workers not heard from recently
+/// (`stale`) do not count.
 pub fn no_worker(selector: &BTreeMap<String, String>, workers: &[WorkerStatus]) -> Option<String> {
-    let mut live = workers.iter().filter(|w| !w.stale).peekable();
-    if live.peek().is_none() {
+    let live: Vec<BTreeMap<String, String>> = workers
+        .iter()
+        .filter(|w| !w.stale)
+        .map(|w| w.info.claim_labels())
+        .collect();
+    if live.is_empty() {
         return Some("no worker is connected".to_owned());
     }
-    if live.any(|w| satisfies(selector, &w.info.labels)) {
+    if live.iter().any(|l| satisfies(selector, l)) {
         return None;
     }
-    let wanted: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    Some(format!("no worker with labels {}", wanted.join(",")))
+    let kinds: Vec<&str> = selector
+        .keys()
+        .filter_map(|k| k.strip_prefix(RESERVED_PREFIX))
+        .collect();
+    // The job's own labels, apart from its kind's.
+    let own: BTreeMap<String, String> = selector
+        .iter()
+        .filter(|(k, _)| !k.starts_with(RESERVED_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let wanted: Vec<String> = own.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let capable = |kind: &str| {
+        live.iter()
+            .any(|l| l.contains_key(&format!("{RESERVED_PREFIX}{kind}")))
+    };
+    Some(match kinds.first() {
+        Some(kind) if !capable(kind) => {
+            format!("no worker can run {kind} jobs (none advertises capability `{kind}`)")
+        }
+        // Some worker has the labels, but none of those runs this kind.
+        Some(kind) if live.iter().any(|l| satisfies(&own, l)) => format!(
+            "no worker with labels {} that runs {kind} jobs",
+            wanted.join(",")
+        ),
+        _ => format!("no worker with labels {}", wanted.join(",")),
+    })
 }
 
 /// Why a run is still queued, when it is not just about to be claimed: not due yet (a retry's
@@ -47,7 +78,7 @@ pub fn waiting_reason(
     }
     let (slots, running) = workers
         .iter()
-        .filter(|w| !w.stale && satisfies(selector, &w.info.labels))
+        .filter(|w| !w.stale && satisfies(selector, &w.info.claim_labels()))
         .fold((0u64, 0u64), |(s, r), w| {
             (s + u64::from(w.info.slots), r + w.running)
         });
@@ -70,6 +101,10 @@ mod tests {
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                     .collect(),
+                capabilities: vec![
+                    tempora_core::kind::Kind::Command,
+                    tempora_core::kind::Kind::Http,
+                ],
                 slots,
                 version: "0".into(),
                 address: None,
@@ -99,6 +134,26 @@ mod tests {
             "no worker with labels gpu=yes"
         );
         assert_eq!(no_worker(&sel(&[]), &cpu), None);
+        let boxed = sel(&[("tempora.io/container", "yes")]);
+        assert_eq!(
+            no_worker(&boxed, &cpu).unwrap(),
+            "no worker can run container jobs (none advertises capability `container`)"
+        );
+        let gpu_cmd = sel(&[("gpu", "yes"), ("tempora.io/command", "yes")]);
+        assert_eq!(
+            no_worker(&gpu_cmd, &cpu).unwrap(),
+            "no worker with labels gpu=yes"
+        );
+        let mut gpu_box = worker(&[("gpu", "yes")], 1, 0, false);
+        gpu_box.info.capabilities = vec![tempora_core::kind::Kind::Container];
+        assert_eq!(
+            no_worker(&gpu_cmd, &[cpu[0].clone(), gpu_box]).unwrap(),
+            "no worker with labels gpu=yes that runs command jobs"
+        );
+        assert_eq!(
+            no_worker(&sel(&[("tempora.io/command", "yes")]), &cpu),
+            None
+        );
         let stale_gpu = [worker(&[("gpu", "yes")], 4, 0, true)];
         assert_eq!(
             no_worker(&gpu, &stale_gpu).unwrap(),

@@ -5,8 +5,10 @@
 //!   configures ([`pg::Postgres`]).
 //! - [`server`]: the real `tempora` binary as a server or a remote worker, and the typed API
 //!   client (`tempora-client`) to talk to it.
+//! - [`docker`]: the Docker engine's test image and the containers a test left.
 //! - [`browser`]: headless Chromium over WebDriver, for the web UI.
 
 pub mod browser;
+pub mod docker;
 pub mod pg;
 pub mod server;

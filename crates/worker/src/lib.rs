@@ -4,6 +4,8 @@
 //!   combined output, no descendant left behind).
 //! - [`http`]: runs one attempt of an HTTP job as one request (status, headers and body as its
 //!   output).
+//! - [`docker`]: runs one attempt of a container job through the Docker Engine API (output,
+//!   exit code, timeout and cancel; the container removed whatever happens).
 //! - [`contain`]: every process a run starts ends with it (a cgroup v2 per run, or an
 //!   environment sweep).
 //! - `start`: what a job's process is started with, and on which path.
@@ -15,6 +17,7 @@
 //!   graceful shutdown.
 
 pub mod contain;
+pub mod docker;
 pub mod http;
 pub mod pool;
 pub mod process;

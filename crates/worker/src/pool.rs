@@ -48,6 +48,8 @@ pub struct PoolConfig {
     /// What a run's `started_at`/`finished_at` are read from (the process clock; tests pass
     /// one they control).
     pub clock: Arc<dyn tempora_store::clock::Clock>,
+    /// The Docker engine container jobs run on (None: this worker runs no container job).
+    pub engine: Option<crate::docker::Engine>,
 }
 
 impl Default for PoolConfig {
@@ -63,6 +65,7 @@ impl Default for PoolConfig {
             log_buffer_max: 512 * 1024,
             inherited_env: crate::process::inherited_env(&[]),
             clock: tempora_store::clock::system(),
+            engine: None,
         }
     }
 }
@@ -331,6 +334,55 @@ fn process_spec(c: &ClaimedRun, cfg: &PoolConfig) -> ProcessSpec {
     }
 }
 
+/// What a container run starts: the process spec's command words and the job's own
+/// environment (never the worker's: a container sees only what the job gives it).
+fn container_plan(
+    c: &ClaimedRun,
+    p: &ProcessSpec,
+    container: &tempora_core::container::ContainerSpec,
+    worker: &str,
+) -> crate::docker::ContainerPlan {
+    let spec = &c.spec;
+    let mut env: Vec<String> = Vec::new();
+    let mut push = |k: &str, v: &str| env.push(format!("{k}={v}"));
+    for (k, v) in spec
+        .env
+        .iter()
+        .chain(&spec.secrets)
+        .chain(&c.run.overrides.env)
+    {
+        push(k, v);
+    }
+    for (k, v) in run_environment(&c.run, spec) {
+        push(&k, &v);
+    }
+    let cmd = if p.command.trim().is_empty() {
+        (!p.arguments.is_empty()).then(|| p.arguments.clone())
+    } else if p.shell {
+        let mut words = vec!["/bin/sh".to_owned(), "-c".to_owned(), p.command.clone()];
+        if !p.arguments.is_empty() {
+            words.push("sh".to_owned());
+            words.extend(p.arguments.iter().cloned());
+        }
+        Some(words)
+    } else {
+        let mut words = vec![p.command.clone()];
+        words.extend(p.arguments.iter().cloned());
+        Some(words)
+    };
+    crate::docker::ContainerPlan {
+        spec: container.clone(),
+        cmd,
+        env,
+        workdir: spec.workdir.clone(),
+        timeout: spec.timeout,
+        kill_grace: p.kill_grace,
+        worker: worker.to_owned(),
+        run_id: c.run.id,
+        job: c.run.job.clone(),
+    }
+}
+
 /// The final state and explanation of an outcome.
 fn classify(
     o: &ProcessOutcome,
@@ -377,30 +429,6 @@ async fn execute(
     slot_freed: Arc<Notify>,
 ) {
     let run_id = c.run.id;
-    if let Some(image) = tempora_core::chronos::container_image(&c.spec) {
-        // Running the command on the host instead would be a surprise; refuse in words.
-        let now = cfg.clock.now();
-        let _ = results.send(RunResult {
-            run_id,
-            state: RunState::Failed,
-            started_at: None,
-            finished_at: now,
-            exit_code: None,
-            signal: None,
-            error: Some(format!(
-                "container jobs are not supported yet (container.image `{image}`); \
-                 remove `container` to run the command on the worker's host"
-            )),
-            log_tail: Vec::new(),
-            awaits_completion: false,
-        });
-        if let Ok(mut m) = running.lock() {
-            m.remove(&run_id);
-        }
-        metrics::gauge!("tempora_worker_running").decrement(1.0);
-        slot_freed.notify_one();
-        return;
-    }
     let spec = process_spec(&c, &cfg);
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(64);
     let masker =
@@ -416,8 +444,30 @@ async fn execute(
     ));
     tracing::debug!(message = "run starting", run_id, job = %c.run.job, attempt = c.run.attempt);
     let shutting = || shutting_down.load(Ordering::SeqCst);
-    let (outcome, state, error) = match &c.spec.http {
-        Some(h) => {
+    let (outcome, state, error) = match (&c.spec.http, &c.spec.container) {
+        (None, Some(container)) => {
+            let plan = container_plan(&c, &spec, container, source.worker_id());
+            let o = match &cfg.engine {
+                Some(engine) => engine.run(&plan, out_tx, token, cfg.clock.as_ref()).await,
+                None => crate::docker::ContainerOutcome {
+                    started_at: cfg.clock.now(),
+                    end: EndReason::Exited,
+                    exit_code: None,
+                    oom_killed: false,
+                    error: Some("this worker has no Docker engine (capability `container`)".into()),
+                },
+            };
+            let (state, error) = crate::docker::classify(&o, &plan, shutting());
+            let outcome = ProcessOutcome {
+                started_at: o.started_at,
+                exit_code: o.exit_code,
+                signal: None,
+                end: o.end,
+                spawn_error: None,
+            };
+            (outcome, state, error)
+        }
+        (Some(h), _) => {
             // The variables a request may name: the job's, its secrets, the trigger's.
             let mut vars = c.spec.env.clone();
             vars.extend(c.spec.secrets.clone());
@@ -438,7 +488,7 @@ async fn execute(
             };
             (outcome, state, error)
         }
-        None => {
+        (None, None) => {
             let outcome = run_process(&spec, out_tx, token, cfg.clock.as_ref()).await;
             let (state, error) = classify(&outcome, spec.timeout, shutting());
             (outcome, state, error)

@@ -41,6 +41,8 @@ pub struct StoreSource {
     worker_id: String,
     lease: Duration,
     labels: BTreeMap<String, String>,
+    /// The kinds of job it claims.
+    capabilities: Vec<tempora_core::kind::Kind>,
     /// What to record in the worker registry, and when it was last recorded.
     registration: Option<(WorkerInfo, Mutex<Option<Instant>>)>,
     /// Opens the jobs' sealed secrets (None: a run with secrets fails, saying why).
@@ -58,6 +60,10 @@ impl StoreSource {
             worker_id,
             lease,
             labels: BTreeMap::new(),
+            capabilities: vec![
+                tempora_core::kind::Kind::Command,
+                tempora_core::kind::Kind::Http,
+            ],
             registration: None,
             secret_key: None,
         }
@@ -113,6 +119,12 @@ impl StoreSource {
         self.labels = labels;
         self
     }
+
+    /// Claim only runs of these kinds (default: commands and HTTP requests).
+    pub fn with_capabilities(mut self, caps: Vec<tempora_core::kind::Kind>) -> Self {
+        self.capabilities = caps;
+        self
+    }
 }
 
 #[async_trait]
@@ -127,7 +139,7 @@ impl RunSource for StoreSource {
             .store
             .claim_runs_labeled(
                 &self.worker_id,
-                &self.labels,
+                &tempora_core::kind::claim_labels(&self.labels, &self.capabilities),
                 max,
                 tempora_store::clock::now(),
                 self.lease,

@@ -16,11 +16,13 @@ use crate::job::{Concurrency, JobSpec, ValidationError};
 use crate::run::Run;
 use crate::schedule::parse_timezone;
 
+mod container;
 mod render;
 mod schedule;
 mod tasks;
 mod zones;
 
+pub use container::*;
 pub use render::*;
 pub use schedule::*;
 pub use tasks::*;
@@ -367,6 +369,12 @@ pub fn to_spec(
             spec.parents.clear();
         }
     }
+    // A Chronos container job is a native container job (it runs as one and reads back as
+    // Chronos's `container`).
+    spec.container = kept
+        .remove("container")
+        .map(|c| container_from_chronos(&c))
+        .transpose()?;
     spec.chronos = kept;
     spec.validate().map_err(|mut e| {
         if e.field == "schedule" {

@@ -104,8 +104,8 @@ pub fn render(spec: &JobSpec, c: &Counters) -> Value {
         json!(spec.concurrency == Concurrency::Allow),
     );
     o.insert("maxCompletionTime".into(), kept("maxCompletionTime"));
-    if let Some(c) = spec.chronos.get("container") {
-        o.insert("container".into(), c.clone());
+    if let Some(c) = &spec.container {
+        o.insert("container".into(), container_to_chronos(c));
     }
     o.insert("constraints".into(), kept("constraints"));
     let epsilon = match spec.chronos.get("epsilon").and_then(Value::as_str) {
@@ -128,13 +128,4 @@ pub fn render(spec: &JobSpec, c: &Counters) -> Value {
         o.insert("parents".into(), json!(spec.parents));
     }
     Value::Object(o)
-}
-
-/// The container image of a Chronos container job, if it has one (tempora does not run
-/// containers yet; such runs fail with an explanation rather than run on the host).
-pub fn container_image(spec: &JobSpec) -> Option<&str> {
-    spec.chronos
-        .get("container")
-        .and_then(|c| c.get("image"))
-        .and_then(Value::as_str)
 }

@@ -312,7 +312,7 @@ pub(super) async fn save(
     };
     let now = tempora_store::clock::now();
     let mut spec = chronos::to_spec(&doc, existing.as_ref().map(|e| &e.spec), now, endpoint)?;
-    crate::jobs::check_run_as(s, &spec, caller)?;
+    crate::jobs::check_privileges(s, &spec, caller)?;
     let stored = existing.as_ref().map(|r| &r.spec);
     crate::jobs::seal_secrets(s, &mut spec, stored)?;
     let out = s.store.put_job(spec, PutMode::Upsert, now).await?;

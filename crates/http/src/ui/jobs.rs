@@ -291,13 +291,32 @@ pub struct JobQuery {
 }
 
 fn fields_of(spec: &JobSpec) -> Vec<(&'static str, String)> {
-    let mut f = match &spec.http {
-        Some(h) => vec![
+    let mut f = vec![("kind", spec.kind().to_string())];
+    match &spec.http {
+        Some(h) => f.extend([
             ("request", format!("{} {}", h.method, h.url)),
             ("expect", h.expected_text()),
-        ],
-        None => vec![("command", spec.command.clone())],
-    };
+        ]),
+        None => f.push(("command", spec.command.clone())),
+    }
+    if let Some(c) = &spec.container {
+        f.push(("image", format!("{} (pull: {})", c.image, c.pull.as_str())));
+        if let Some(n) = &c.network {
+            f.push(("network", n.clone()));
+        }
+        if !c.volumes.is_empty() {
+            f.push(("volumes", c.volumes.join(", ")));
+        }
+        let limits: Vec<String> = c
+            .cpus
+            .map(|n| format!("{n} CPUs"))
+            .into_iter()
+            .chain(c.memory.as_ref().map(|m| format!("{m} memory")))
+            .collect();
+        if !limits.is_empty() {
+            f.push(("limits", limits.join(", ")));
+        }
+    }
     if !spec.arguments.is_empty() {
         f.push(("arguments", spec.arguments.join(" ")));
     }

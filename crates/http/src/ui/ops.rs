@@ -155,6 +155,7 @@ pub struct NodeRow {
 pub struct WorkerRow {
     id: String,
     labels: String,
+    capabilities: String,
     slots: u32,
     running: u64,
     seen: String,
@@ -220,6 +221,13 @@ pub async fn cluster(
                     .labels
                     .iter()
                     .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                capabilities: w
+                    .info
+                    .capabilities
+                    .iter()
+                    .map(|k| k.as_str())
                     .collect::<Vec<_>>()
                     .join(", "),
                 slots: w.info.slots,

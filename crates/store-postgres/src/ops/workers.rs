@@ -4,7 +4,7 @@ use super::*;
 
 /// Register or refresh a worker; forget workers long unseen that run nothing.
 pub async fn upsert_worker(c: &Conn, info: &WorkerInfo, now: Timestamp) -> TxResult<()> {
-    let labels = json(&info.labels)?;
+    let labels = json(&info.claim_labels())?;
     c.execute(
         "INSERT INTO workers (id, labels, slots, version, address, registered_at, last_seen, \
          clock_offset_us) VALUES ($1, CAST($2::text AS jsonb), $3, $4, $5, $6, $6, $7) \
@@ -53,6 +53,7 @@ pub async fn list_workers(c: &Conn, now: Timestamp) -> TxResult<Vec<WorkerStatus
         let labels: String = r.try_get(1)?;
         let labels: BTreeMap<String, String> =
             serde_json::from_str(&labels).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let (labels, capabilities) = tempora_core::kind::split_claim_labels(labels);
         let slots: i64 = r.try_get(2)?;
         let running: i64 = r.try_get(7)?;
         let last_seen = ts(r.try_get(6)?);
@@ -60,6 +61,7 @@ pub async fn list_workers(c: &Conn, now: Timestamp) -> TxResult<Vec<WorkerStatus
             info: WorkerInfo {
                 id: r.try_get(0)?,
                 labels,
+                capabilities,
                 slots: u32::try_from(slots).unwrap_or(0),
                 version: r.try_get(3)?,
                 address: r.try_get(4)?,

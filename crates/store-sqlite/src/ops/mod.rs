@@ -318,6 +318,25 @@ pub(super) fn replace_active(c: &Connection, job: &str, now: Timestamp) -> Store
     Ok(())
 }
 
-/// SQL condition: the selector of job `j` is contained in the labels given as JSON in `?5`.
-pub(super) const SELECTOR_MATCHES: &str = "NOT EXISTS (SELECT 1 FROM json_each(j.spec, '$.selector') s \
-     WHERE NOT EXISTS (SELECT 1 FROM json_each(?5) l WHERE l.key = s.key AND l.value = s.value))";
+/// SQL: the reserved label of job `j`'s kind (`tempora.io/command|http|container`, see
+/// `tempora_core::kind`).
+macro_rules! kind_label {
+    () => {
+        "('tempora.io/' || CASE \
+         WHEN json_type(j.spec, '$.container') IS NOT NULL THEN 'container' \
+         WHEN json_type(j.spec, '$.http') IS NOT NULL THEN 'http' ELSE 'command' END)"
+    };
+}
+
+/// See [`kind_label!`].
+pub(super) const KIND_LABEL: &str = kind_label!();
+
+/// SQL condition: the effective selector of job `j` (its `selector` plus its kind's label) is
+/// contained in the labels given as JSON in `?5`.
+pub(super) const SELECTOR_MATCHES: &str = concat!(
+    "NOT EXISTS (SELECT 1 FROM json_each(j.spec, '$.selector') s \
+     WHERE NOT EXISTS (SELECT 1 FROM json_each(?5) l WHERE l.key = s.key AND l.value = s.value)) \
+     AND EXISTS (SELECT 1 FROM json_each(?5) l WHERE l.value = 'yes' AND l.key = ",
+    kind_label!(),
+    ")"
+);

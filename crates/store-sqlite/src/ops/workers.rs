@@ -4,8 +4,8 @@ use super::*;
 
 /// Register or refresh a worker; forget workers long unseen that run nothing.
 pub fn upsert_worker(c: &Connection, info: &WorkerInfo, now: Timestamp) -> StoreResult<()> {
-    let labels =
-        serde_json::to_string(&info.labels).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let labels = serde_json::to_string(&info.claim_labels())
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
     c.prepare_cached(
         "INSERT INTO workers (id, labels, slots, version, address, registered_at, last_seen, \
          clock_offset_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) \
@@ -70,11 +70,13 @@ pub fn list_workers(c: &Connection, now: Timestamp) -> StoreResult<Vec<WorkerSta
     for (id, labels, slots, version, address, registered_at, last_seen, running, offset) in rows {
         let labels: BTreeMap<String, String> =
             serde_json::from_str(&labels).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let (labels, capabilities) = tempora_core::kind::split_claim_labels(labels);
         let last_seen = ts(last_seen);
         out.push(WorkerStatus {
             info: WorkerInfo {
                 id,
                 labels,
+                capabilities,
                 slots: u32::try_from(slots).unwrap_or(0),
                 version,
                 address,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use tempora_core::job::JobSpec;
+use tempora_core::kind::Kind;
 use tempora_core::policy::{Disposition, PlannedOccurrence};
 use tempora_core::run::{RunOverrides, RunState, Trigger};
 
@@ -55,7 +56,7 @@ macro_rules! store_contract_tests {
             changed_jobs_lists_definition_writes, reference_clock_is_now
         );
         $crate::store_contract_tests!(@cases $factory;
-            claim_respects_selectors, worker_registry_lists_and_counts,
+            claim_respects_selectors, claim_respects_capabilities, worker_registry_lists_and_counts,
             worker_runs_hands_out_held_runs_again, consecutive_skips_fold_into_one_row,
             search_runs_filters_across_jobs, catch_up_runs_one_after_another_under_every_policy,
             queued_by_selector_counts_due_runs, job_metrics_lists_labelled_jobs,

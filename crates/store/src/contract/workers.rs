@@ -2,11 +2,123 @@
 
 use super::*;
 
-fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+fn own(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
+}
+
+/// The claim labels of a worker with these labels that runs commands.
+fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    tempora_core::kind::claim_labels(&own(pairs), &[Kind::Command])
+}
+
+/// A job's kind is a capability: a worker claims only runs of the kinds it advertises, a run it
+/// may not take never hides one it may, and the registry keeps what each worker advertised.
+pub async fn claim_respects_capabilities(s: Arc<dyn Store>) {
+    use crate::WorkerInfo;
+    s.put_job(
+        job(
+            "box",
+            r#""concurrency":"allow","container":{"image":"busybox"}"#,
+        ),
+        PutMode::Create,
+        t(0),
+    )
+    .await
+    .unwrap();
+    let web: JobSpec = serde_json::from_str(
+        r#"{"name":"web","concurrency":"allow","http":{"url":"http://127.0.0.1:9/"}}"#,
+    )
+    .unwrap();
+    s.put_job(web, PutMode::Create, t(0)).await.unwrap();
+    s.put_job(job("sh", r#""concurrency":"allow""#), PutMode::Create, t(0))
+        .await
+        .unwrap();
+    let mut ids = BTreeMap::new();
+    for (i, j) in ["box", "web", "sh"].iter().enumerate() {
+        let r = s
+            .trigger_run(j, RunOverrides::default(), false, t(i as i64))
+            .await
+            .unwrap();
+        ids.insert(*j, r.id);
+    }
+    let with = |caps: &[Kind]| tempora_core::kind::claim_labels(&BTreeMap::new(), caps);
+    // Commands only: the oldest runs (container, HTTP) do not hide the command run.
+    assert!(
+        s.any_claimable(&with(&[Kind::Command]), t(10))
+            .await
+            .unwrap()
+    );
+    assert!(!s.any_claimable(&BTreeMap::new(), t(10)).await.unwrap());
+    let c = s
+        .claim_runs_labeled("cmd", &with(&[Kind::Command]), 10, t(10), LEASE)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.iter().map(|c| c.run.id).collect::<Vec<_>>(),
+        vec![ids["sh"]]
+    );
+    // Queued, counted by effective selector: the kind's label is part of it.
+    let mut waiting = s.queued_by_selector(t(10)).await.unwrap();
+    waiting.sort();
+    let sel = |k: &str| -> BTreeMap<String, String> {
+        [(format!("tempora.io/{k}"), "yes".to_owned())].into()
+    };
+    assert_eq!(waiting, vec![(sel("container"), 1), (sel("http"), 1)]);
+    assert_eq!(
+        s.get_job("box")
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .effective_selector(),
+        sel("container")
+    );
+    // No labels at all claims nothing; a container worker takes only the container run.
+    assert!(
+        s.claim_runs_labeled("none", &BTreeMap::new(), 10, t(10), LEASE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let c = s
+        .claim_runs_labeled("docker", &with(&[Kind::Container]), 10, t(10), LEASE)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.iter().map(|c| c.run.id).collect::<Vec<_>>(),
+        vec![ids["box"]]
+    );
+    assert_eq!(c[0].spec.kind(), Kind::Container);
+    let c = s
+        .claim_runs_labeled(
+            "web",
+            &with(&[Kind::Http, Kind::Container]),
+            10,
+            t(10),
+            LEASE,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        c.iter().map(|c| c.run.id).collect::<Vec<_>>(),
+        vec![ids["web"]]
+    );
+    // The registry round-trips capabilities apart from labels.
+    let w = WorkerInfo {
+        id: "docker".into(),
+        labels: own(&[("zone", "a")]),
+        capabilities: vec![Kind::Command, Kind::Container],
+        slots: 1,
+        version: "1".into(),
+        address: None,
+        clock_offset: None,
+    };
+    s.upsert_worker(w.clone(), t(10)).await.unwrap();
+    let listed = s.list_workers(t(10)).await.unwrap();
+    assert_eq!(listed[0].info, w);
 }
 
 /// A run is claimed only by a worker whose labels contain its job's selector; runs a worker may
@@ -71,10 +183,7 @@ pub async fn claim_respects_selectors(s: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(c.iter().map(|c| c.run.id).collect::<Vec<_>>(), gpu[..2]);
-    assert_eq!(
-        c[0].spec.selector,
-        labels(&[("gpu", "yes"), ("zone", "eu-1")])
-    );
+    assert_eq!(c[0].spec.selector, own(&[("gpu", "yes"), ("zone", "eu-1")]));
     assert!(c.iter().all(|c| c.run.worker.as_deref() == Some("full")));
     let c = s
         .claim_runs_labeled("full", &l, 10, t(100), LEASE)
@@ -138,7 +247,8 @@ pub async fn worker_registry_lists_and_counts(s: Arc<dyn Store>) {
     assert!(s.list_workers(t(0)).await.unwrap().is_empty());
     let a = WorkerInfo {
         id: "a".into(),
-        labels: labels(&[("zone", "eu-1")]),
+        labels: own(&[("zone", "eu-1")]),
+        capabilities: vec![Kind::Command, Kind::Http],
         slots: 4,
         version: "1.0".into(),
         address: None,
@@ -147,6 +257,7 @@ pub async fn worker_registry_lists_and_counts(s: Arc<dyn Store>) {
     let b = WorkerInfo {
         id: "b".into(),
         labels: Default::default(),
+        capabilities: vec![Kind::Command],
         slots: 2,
         version: "1.0".into(),
         address: Some("10.0.0.2".into()),
@@ -172,7 +283,7 @@ pub async fn worker_registry_lists_and_counts(s: Arc<dyn Store>) {
             .await
             .unwrap();
     }
-    s.claim_runs_labeled("a", &a.labels, 2, t(50), LEASE)
+    s.claim_runs_labeled("a", &a.claim_labels(), 2, t(50), LEASE)
         .await
         .unwrap();
     let stale_at = t(0)
@@ -270,8 +381,10 @@ pub async fn queued_by_selector_counts_due_runs(s: Arc<dyn Store>) {
         .unwrap();
     let mut got = s.queued_by_selector(t(2)).await.unwrap();
     got.sort();
-    let gpu: BTreeMap<String, String> = [("gpu".to_owned(), "yes".to_owned())].into();
-    assert_eq!(got, vec![(BTreeMap::new(), 1), (gpu.clone(), 3)]);
+    let gpu = labels(&[("gpu", "yes")]);
+    let mut want = vec![(labels(&[]), 1), (gpu.clone(), 3)];
+    want.sort();
+    assert_eq!(got, want);
     // Running runs are not counted.
     let c = s.claim_runs("w", 1, t(2), LEASE).await.unwrap();
     assert_eq!(c.len(), 1);
