@@ -7,6 +7,7 @@
 //! `kill_grace`, `lease_ttl`, `claim_wait_max`, `max_log_bytes`, `sqlite_cache_mib`, `sqlite_synchronous`, `database_url`, `leader_lease_ttl`,
 //! `leader_renew_every`, `no_leader`, `max_clock_offset`, `claim_poll_every`, `database_pool_size`,
 //! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`, `job_metrics_max`, `admin_token_file`, `secret_key_file`,
+//! `webhook_key_file`, `smtp_url`, `smtp_from`, `notify_retry_for`,
 //! `cors_origin`, `allowed_host`, `metrics_public`, `ui_session_ttl`, `pass_env`, `containment`, `tls_cert`, `tls_key`,
 //! `client_ca`). The file's values are exported as the matching
 //! `TEMPORA_*` variables where those are not already set, before the command line is parsed, so
@@ -15,7 +16,7 @@
 use std::ffi::OsString;
 
 /// Keys the file may hold, with their environment variables.
-const KEYS: [(&str, &str); 38] = [
+const KEYS: [(&str, &str); 42] = [
     ("data_dir", "TEMPORA_DATA_DIR"),
     ("listen", "TEMPORA_LISTEN"),
     ("local_slots", "TEMPORA_LOCAL_SLOTS"),
@@ -45,6 +46,10 @@ const KEYS: [(&str, &str); 38] = [
     ("retention_batch", "TEMPORA_RETENTION_BATCH"),
     ("admin_token_file", "TEMPORA_ADMIN_TOKEN_FILE"),
     ("secret_key_file", "TEMPORA_SECRET_KEY_FILE"),
+    ("webhook_key_file", "TEMPORA_WEBHOOK_KEY_FILE"),
+    ("smtp_url", "TEMPORA_SMTP_URL"),
+    ("smtp_from", "TEMPORA_SMTP_FROM"),
+    ("notify_retry_for", "TEMPORA_NOTIFY_RETRY_FOR"),
     ("cors_origin", "TEMPORA_CORS_ORIGIN"),
     ("allowed_host", "TEMPORA_ALLOWED_HOST"),
     ("metrics_public", "TEMPORA_METRICS_PUBLIC"),
@@ -157,6 +162,13 @@ pub fn effective(a: &crate::server::ServerArgs) -> Vec<(String, String)> {
         ("retention_batch", a.retention_batch.to_string()),
         ("admin_token_file", path(&a.admin_token_file)),
         ("secret_key_file", path(&a.secret_key_file)),
+        ("webhook_key_file", path(&a.webhook_key_file)),
+        (
+            "smtp_url",
+            a.smtp_url.as_deref().map(redact_url).unwrap_or_default(),
+        ),
+        ("smtp_from", a.smtp_from.clone().unwrap_or_default()),
+        ("notify_retry_for", d(a.notify_retry_for)),
         ("cors_origin", a.cors_origins.join(",")),
         ("allowed_host", a.allowed_hosts.join(",")),
         ("metrics_public", a.metrics_public.to_string()),

@@ -1,6 +1,6 @@
 //! One tempora node: the supervisor of the server's tasks. [`check`] validates every flag (and
 //! reads the TLS files) before anything starts; [`Node::start`] opens the store, follows its
-//! clock, and starts the elector, scheduler, reaper, retention, local worker pool and HTTP API;
+//! clock, and starts the elector, scheduler, reaper, retention, notifier, local worker pool and HTTP API;
 //! [`Node::stop`] stops them in order (scheduling first, then the lease, then the runs, then
 //! the API), so that another node takes over at once and no run is left half-recorded.
 
@@ -102,6 +102,9 @@ pub struct Node {
     retention: Option<JoinHandle<()>>,
     elector: JoinHandle<()>,
     pool: Option<JoinHandle<()>>,
+    /// Delivers notifications; stopped once the local pool has drained.
+    notifier: JoinHandle<()>,
+    notify_stop: CancellationToken,
     http: JoinHandle<std::io::Result<()>>,
     /// How long stopping may take before the watchdog exits the process.
     stop_limit: Duration,
@@ -137,6 +140,24 @@ impl Node {
                 .clone()
                 .unwrap_or_else(|| args.data_dir.join("secret.key")),
         )?);
+        let webhook_key = crate::server::key_file(
+            &args
+                .webhook_key_file
+                .clone()
+                .unwrap_or_else(|| args.data_dir.join("webhook.key")),
+            "webhook key",
+            "receivers check X-Tempora-Signature with it; give every node of a cluster this file",
+        )?;
+        let mut notify = tempora_notify::NotifyConfig::new(webhook_key.as_bytes());
+        notify.secret_key = Some(secret_key.clone());
+        notify.retry_for = args.notify_retry_for;
+        if let Some(url) = &args.smtp_url {
+            let from = args
+                .smtp_from
+                .clone()
+                .unwrap_or_else(|| format!("tempora@{}", hostname()));
+            notify.smtp = Some(tempora_notify::Smtp::new(url, &from).map_err(anyhow::Error::msg)?);
+        }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -214,6 +235,12 @@ impl Node {
                 shutdown.child_token(),
             ))
         });
+        let notify_stop = CancellationToken::new();
+        let notifier = tokio::spawn(tempora_notify::run(
+            store.clone(),
+            notify,
+            notify_stop.clone(),
+        ));
         let (capabilities, engine) = if args.local_slots > 0 {
             crate::worker::capabilities(
                 &args.local_capabilities,
@@ -249,6 +276,7 @@ impl Node {
                 poll_every: args.claim_poll_every,
                 inherited_env: tempora_worker::process::inherited_env(&args.pass_env),
                 engine,
+                capabilities,
                 ..PoolConfig::default()
             };
             let pool = WorkerPool::new(source, config, work_ready.clone())
@@ -316,6 +344,8 @@ impl Node {
             retention,
             elector,
             pool,
+            notifier,
+            notify_stop,
             http,
             stop_limit: args.shutdown_grace + args.kill_grace + SHUTDOWN_SLACK,
         })
@@ -341,6 +371,10 @@ impl Node {
         if let Some(p) = self.pool {
             let _ = p.await;
         }
+        // The last runs' notifications are recorded; attempts under way end (each is bounded),
+        // the rest wait in the store for the next start or another node.
+        self.notify_stop.cancel();
+        let _ = self.notifier.await;
         self.http_stop.cancel();
         // Streaming clients (log follow) get a moment to finish, then are dropped.
         if tokio::time::timeout(Duration::from_secs(3), self.http)

@@ -143,6 +143,28 @@ pub struct ServerArgs {
     /// group or others can read is refused.
     #[arg(long, env = "TEMPORA_SECRET_KEY_FILE", value_name = "FILE")]
     pub secret_key_file: Option<PathBuf>,
+    /// The key webhook notifications are signed with (default `<data-dir>/webhook.key`, made at
+    /// the first start: 64 hex digits, mode 0600; the receivers check `X-Tempora-Signature`
+    /// with its text). Every node of a cluster must use the same file.
+    #[arg(long, env = "TEMPORA_WEBHOOK_KEY_FILE", value_name = "FILE")]
+    pub webhook_key_file: Option<PathBuf>,
+    /// The SMTP server email notifications go through: `smtp://[user:password@]host[:port]`
+    /// (`?tls=required` for STARTTLS) or `smtps://…` (TLS). None: email notifications are
+    /// recorded as skipped.
+    #[arg(
+        long,
+        env = "TEMPORA_SMTP_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub smtp_url: Option<String>,
+    /// The sender of email notifications (default `tempora@<hostname>`).
+    #[arg(long, env = "TEMPORA_SMTP_FROM", value_name = "ADDRESS")]
+    pub smtp_from: Option<String>,
+    /// How long a notification that cannot be delivered is retried (backoff from 1 s, doubling,
+    /// at most 5 min between attempts).
+    #[arg(long, env = "TEMPORA_NOTIFY_RETRY_FOR", default_value = "10m", value_parser = parse_duration)]
+    pub notify_retry_for: Duration,
     /// A web origin (`https://ui.example.com`) allowed to call the API from a browser: it gets
     /// CORS headers and may send changes. Repeat or separate with commas; none by default.
     #[arg(
@@ -262,7 +284,10 @@ fn parse_batch(s: &str) -> Result<u32, String> {
 
 /// Parse a `k=v,k2=v2` label list.
 pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
-    tempora_core::job::parse_labels(s).map_err(|e| e.to_string())
+    let labels = tempora_core::job::parse_labels(s).map_err(|e| e.to_string())?;
+    // Capabilities are given with --capabilities, never as labels.
+    tempora_core::kind::check_not_reserved("labels", &labels).map_err(|e| e.to_string())?;
+    Ok(labels)
 }
 
 /// Log to stderr in `format`, filtered by `RUST_LOG` (default `info`).
@@ -442,36 +467,49 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
 pub(crate) fn load_secret_key(
     path: &std::path::Path,
 ) -> anyhow::Result<tempora_core::secret::SecretKey> {
+    let text = key_file(path, "secret key", "give every node of a cluster this file")?;
+    let key = tempora_core::secret::SecretKey::parse(&text)
+        .with_context(|| format!("invalid secret key file {}", path.display()))?;
+    tracing::debug!(message = "secret key read", file = %path.display(), key_id = key.id());
+    Ok(key)
+}
+
+/// The text of a key file (64 hex digits, mode 0600), made with 32 random bytes when it does
+/// not exist; a file its group or others can read is refused. `what` names it in errors.
+pub(crate) fn key_file(path: &std::path::Path, what: &str, hint: &str) -> anyhow::Result<String> {
     use tempora_core::secret::SecretKey;
     use tempora_http::auth::bootstrap::{read_token_file, write_token_file};
     if !path.exists() {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes)
-            .map_err(|e| anyhow::anyhow!("no random bytes for the secret key: {e}"))?;
-        write_token_file(path, &SecretKey::encode(&bytes))
-            .with_context(|| format!("cannot write the secret key file {}", path.display()))?;
-        let key = SecretKey::from_bytes(&bytes);
-        tracing::info!(message = "secret key made (give every node of a cluster this file)", file = %path.display(), key_id = key.id());
-        return Ok(key);
+            .map_err(|e| anyhow::anyhow!("no random bytes for the {what}: {e}"))?;
+        let text = SecretKey::encode(&bytes);
+        write_token_file(path, &text)
+            .with_context(|| format!("cannot write the {what} file {}", path.display()))?;
+        tracing::info!(message = "key file made", key = what, hint, file = %path.display());
+        return Ok(text);
     }
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path)
-        .with_context(|| format!("cannot read the secret key file {}", path.display()))?
+        .with_context(|| format!("cannot read the {what} file {}", path.display()))?
         .permissions()
         .mode()
         & 0o777;
     if mode & 0o077 != 0 {
         anyhow::bail!(
-            "the secret key file {} can be read by its group or others (mode {mode:o}); make it 0600",
+            "the {what} file {} can be read by its group or others (mode {mode:o}); make it 0600",
             path.display()
         );
     }
     let text = read_token_file(path)
-        .with_context(|| format!("cannot read the secret key file {}", path.display()))?;
-    let key = SecretKey::parse(&text)
-        .with_context(|| format!("invalid secret key file {}", path.display()))?;
-    tracing::debug!(message = "secret key read", file = %path.display(), key_id = key.id());
-    Ok(key)
+        .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        anyhow::bail!(
+            "invalid {what} file {}: expected 64 hex digits",
+            path.display()
+        );
+    }
+    Ok(text)
 }
 
 /// Make sure the admin token of `file` is in the store, or make the first one (see

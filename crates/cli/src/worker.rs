@@ -588,7 +588,7 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
         node = %registered.node,
         slots,
         labels = ?args.labels,
-        capabilities = ?capabilities,
+        capabilities = %capabilities.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(","),
         lease_ttl_ms = registered.lease_ttl_ms,
         version = env!("CARGO_PKG_VERSION"),
     );
@@ -601,6 +601,7 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
         poll_every: Duration::from_millis(50),
         inherited_env: tempora_worker::process::inherited_env(&args.pass_env),
         engine,
+        capabilities: capabilities.clone(),
         ..PoolConfig::default()
     };
     let pool = WorkerPool::new(source, config, Arc::new(Notify::new()));

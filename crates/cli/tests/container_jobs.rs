@@ -31,7 +31,7 @@ fn log(s: &Server, id: i64) -> String {
 }
 
 fn left_behind(worker: &str) -> Vec<String> {
-    containers(&format!("tempora.worker={worker}"))
+    containers(&[&format!("tempora.worker={worker}")])
 }
 
 #[test]
@@ -147,7 +147,11 @@ fn timeout_and_cancel_stop_and_remove_the_container() {
         || log(&s, id).contains("started").then_some(()),
     );
     assert_eq!(
-        containers(&format!("tempora.run={id}")).len(),
+        containers(&[
+            &format!("tempora.run={id}"),
+            &format!("tempora.worker={worker}")
+        ])
+        .len(),
         1,
         "one container for the running run"
     );
@@ -229,6 +233,22 @@ fn only_workers_with_the_capability_claim_container_jobs() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown capability `gpu`"), "{err}");
+    // Capabilities are never labels: refused by the flags before anything starts.
+    let out = std::process::Command::new(bin())
+        .args([
+            "worker",
+            "--server",
+            &s.url(),
+            "--token",
+            admin_token(),
+            "--labels",
+            "tempora.io/command=yes",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tempora.io/"), "{err}");
     let (st, body) = s.send(
         "POST",
         "/api/v1/workers/register",
@@ -317,6 +337,67 @@ fn chronos_container_jobs_run_and_read_back() {
         Some(&json!({"container": {"image": image, "network": "none"}})),
     );
     assert_eq!(st, 201, "an ordinary container is an editor's");
+
+    // Choosing the arguments or variables of the admin's mounting job is running code on the
+    // host's files: admin only, through either API; a plain start stays an operator's.
+    for body in [
+        json!({"arguments": ["cat", "/data/greeting"]}),
+        json!({"env": {"X": "1"}}),
+    ] {
+        let (st, _, answer) = s.request_as(
+            "POST",
+            "/api/v1/jobs/chronos-box/runs",
+            Some(&editor),
+            Some(&body),
+        );
+        assert_eq!(st, 403, "{body}: {answer}");
+        assert!(answer.to_string().contains("container.volumes"), "{answer}");
+    }
+    let (st, _, answer) = s.request_as(
+        "PUT",
+        "/scheduler/job/chronos-box?arguments=cat%20/data/greeting",
+        Some(&editor),
+        None,
+    );
+    assert_eq!(st, 403, "{answer}");
+    let (st, _, answer) = s.request_as("PUT", "/scheduler/job/chronos-box", Some(&editor), None);
+    assert_eq!(st, 204, "{answer}");
+    // The same for a job that switches users (the server runs as root here).
+    s.put_job(
+        "as-nobody",
+        json!({"command": "sh", "shell": false, "run_as": "nobody", "schedule": "R/2030-01-01T00:00:00Z/PT24H"}),
+    );
+    let (st, _, answer) = s.request_as(
+        "PUT",
+        "/scheduler/job/as-nobody?arguments=-c%20id",
+        Some(&editor),
+        None,
+    );
+    assert_eq!(st, 403, "{answer}");
+
+    // A Chronos read written back keeps what Chronos cannot say of the container.
+    s.put_job(
+        "tuned",
+        json!({"container": {"image": image, "pull": "never", "entrypoint": ["/bin/sh", "-c"],
+                             "user": "1000:1000", "cpus": 0.5, "memory": "64m"},
+               "command": "id -u", "shell": false, "schedule": "R/2030-01-01T00:00:00Z/PT24H"}),
+    );
+    let (_, jobs) = s.get("/scheduler/jobs");
+    let doc = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "tuned")
+        .cloned()
+        .unwrap();
+    let (st, body) = s.send("POST", "/scheduler/iso8601", &doc.to_string());
+    assert_eq!(st, 204, "{body}");
+    let (_, native) = s.get("/api/v1/jobs/tuned");
+    assert_eq!(
+        native["container"],
+        json!({"image": image, "pull": "never", "entrypoint": ["/bin/sh", "-c"],
+               "user": "1000:1000", "cpus": 0.5, "memory": "64m"})
+    );
 }
 
 #[test]

@@ -273,6 +273,13 @@ fn create_a_job_in_the_form_with_a_live_preview_and_a_refused_field() {
     assert_eq!(job["schedule"], "30 2 * * 1-5");
     assert_eq!(job["timezone"], "Europe/Berlin");
     assert_eq!(job["timeout"], "5m");
+    // What the form does not show (a container, notification rules) survives an edit in it.
+    let mut boxed = job.clone();
+    boxed.as_object_mut().unwrap().remove("status");
+    boxed["container"] =
+        json!({"image": "tempora-test/busybox:1", "pull": "never", "volumes": ["/srv:/srv:ro"]});
+    boxed["notify"] = json!([{"webhook": "http://127.0.0.1:9/hook"}]);
+    server.put_job("from-the-form", boxed);
     // Edit: the form shows the job; a changed field is saved.
     b.click("#actions a.button");
     b.wait_for(Duration::from_secs(10), "the edit form", |b| {
@@ -284,9 +291,13 @@ fn create_a_job_in_the_form_with_a_live_preview_and_a_refused_field() {
     b.wait_for(Duration::from_secs(10), "the job page again", |b| {
         b.text("h1").is_some_and(|t| t.starts_with("from-the-form"))
     });
+    let (_, edited) = server.get("/api/v1/jobs/from-the-form");
+    assert_eq!(edited["description"], "edited in the UI");
+    assert_eq!(edited["status"]["kind"], "container", "{edited}");
+    assert_eq!(edited["container"]["volumes"], json!(["/srv:/srv:ro"]));
     assert_eq!(
-        server.get("/api/v1/jobs/from-the-form").1["description"],
-        "edited in the UI"
+        edited["notify"],
+        json!([{"on": ["failure"], "webhook": "http://127.0.0.1:9/hook"}])
     );
 }
 

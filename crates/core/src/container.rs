@@ -13,6 +13,10 @@ pub const MAX_IMAGE: usize = 512;
 pub const MAX_VOLUMES: usize = 50;
 /// Most CPUs a container may be given.
 pub const MAX_CPUS: f64 = 1024.0;
+/// Fewest CPUs a container may be given (Docker's own minimum).
+pub const MIN_CPUS: f64 = 0.01;
+/// Most memory a container may be given (1 TiB).
+pub const MAX_MEMORY: u64 = 1 << 40;
 /// Least memory a container may be given (Docker refuses less than 6 MiB).
 pub const MIN_MEMORY: u64 = 6 * 1024 * 1024;
 
@@ -160,6 +164,8 @@ impl ContainerSpec {
         }
         if image != self.image
             || image.starts_with(['-', '/', ':', '@', '.'])
+            || image.contains("..")
+            || image.contains("//")
             || !image.chars().all(|c| {
                 c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@')
             })
@@ -168,6 +174,12 @@ impl ContainerSpec {
                 "image",
                 "not an image reference (letters, digits and `._-/:@`, e.g. `busybox:1.36`)",
             ));
+        }
+        if let Some(n) = &self.network
+            && n != "host"
+            && n.eq_ignore_ascii_case("host")
+        {
+            return Err(bad("network", "write `host` in lowercase"));
         }
         if let Some(n) = &self.network
             && !plain_name(n)
@@ -221,15 +233,18 @@ impl ContainerSpec {
             }
         }
         if let Some(c) = self.cpus
-            && !(c > 0.0 && c <= MAX_CPUS)
+            && !(MIN_CPUS..=MAX_CPUS).contains(&c)
         {
             return Err(bad(
                 "cpus",
-                format!("more than 0 and at most {MAX_CPUS} CPUs"),
+                format!("at least {MIN_CPUS} and at most {MAX_CPUS} CPUs"),
             ));
         }
         if let Some(m) = &self.memory {
-            match parse_memory(m) {
+            match parse_memory(m).filter(|_| m.trim() == m) {
+                Some(b) if b > MAX_MEMORY => {
+                    return Err(bad("memory", "at most 1024g"));
+                }
                 Some(b) if b >= MIN_MEMORY => {}
                 Some(_) => return Err(bad("memory", "at least 6m (Docker's minimum)")),
                 None => {
@@ -300,6 +315,30 @@ mod tests {
         assert_eq!(
             field(serde_json::json!({"image": "a", "cpus": 0.0})),
             "container.cpus"
+        );
+        assert_eq!(
+            field(serde_json::json!({"image": "a", "cpus": 1e-12})),
+            "container.cpus"
+        );
+        assert_eq!(
+            field(serde_json::json!({"image": "a", "memory": "18446744073709551615"})),
+            "container.memory"
+        );
+        assert_eq!(
+            field(serde_json::json!({"image": "a", "memory": " 64m "})),
+            "container.memory"
+        );
+        assert_eq!(
+            field(serde_json::json!({"image": "a", "network": "HOST"})),
+            "container.network"
+        );
+        assert_eq!(
+            field(serde_json::json!({"image": "http://evil/x"})),
+            "container.image"
+        );
+        assert_eq!(
+            field(serde_json::json!({"image": "a/../b"})),
+            "container.image"
         );
         assert_eq!(
             field(serde_json::json!({"image": "a", "memory": "1k"})),

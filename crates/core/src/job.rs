@@ -196,6 +196,10 @@ pub struct JobSpec {
     /// `arguments`, `env` and `secrets` (an empty `command` runs the image's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<crate::container::ContainerSpec>,
+    /// Who hears of the job's runs: `[{on: [failure|success|retry_exhausted|timed_out|lost],
+    /// webhook | email | slack}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<crate::notify::NotifyRule>,
 }
 
 /// A refused field: which field, a stable machine code and a message in words.
@@ -556,6 +560,7 @@ impl JobSpec {
         }
         validate_labels("selector", &self.selector)?;
         crate::kind::check_not_reserved("selector", &self.selector)?;
+        crate::notify::validate(&self.notify)?;
         Ok(ValidatedJob { schedule, timezone })
     }
 }

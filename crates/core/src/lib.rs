@@ -14,6 +14,7 @@
 //! - [`job`]: the job specification and its validation;
 //! - [`kind`]: a job's kind (command, HTTP, container) and the capabilities workers advertise;
 //! - [`container`]: what a container job's container may be;
+//! - [`notify`]: a job's notification rules and the events a run's end is;
 //! - [`run`]: the run model and its state machine;
 //! - [`policy`]: retry/backoff, misfire and concurrency decisions;
 //! - [`secret`]: job secrets sealed at rest (AEAD) and masked in output;
@@ -30,6 +31,7 @@ pub mod duration;
 pub mod http_job;
 pub mod job;
 pub mod kind;
+pub mod notify;
 pub mod policy;
 pub mod run;
 pub mod schedule;

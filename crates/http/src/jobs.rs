@@ -413,6 +413,21 @@ pub(crate) fn check_privileges(s: &AppState, spec: &JobSpec, caller: &Caller) ->
     check_container(spec, caller)
 }
 
+/// Why choosing a run's variables or arguments for this job needs role `admin` (None: an
+/// editor may): the job switches users, or is a container that reaches into the host — either
+/// way the overrides are code running with that power.
+pub(crate) fn overrides_need_admin(s: &AppState, spec: &JobSpec) -> Option<String> {
+    if let Some(user) = &spec.run_as
+        && (s.run_as)(user).is_ok_and(|switch| switch)
+    {
+        return Some(format!("runs as `{user}`"));
+    }
+    spec.container
+        .as_ref()
+        .and_then(|c| c.needs_admin())
+        .map(|why| format!("is a container job where {why}"))
+}
+
 /// A container that reaches into the host (a volume, the host's network) is the host's files
 /// or network: role `admin` only.
 fn check_container(spec: &JobSpec, caller: &Caller) -> ApiResult<()> {

@@ -37,6 +37,9 @@ pub struct RunView {
     /// busy (absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// Its notifications, each with every delivery attempt (on a single run's page only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<tempora_store::notify::Notification>,
 }
 
 /// One page of runs, newest first.
@@ -253,19 +256,19 @@ pub(crate) async fn trigger_run(
         body.arguments.as_deref(),
         caller.role == Role::Admin,
     )?;
-    // Choosing the variables or arguments of a job that runs as another user is running code
-    // as that user: admin only, like setting `run_as`.
+    // Choosing the variables or arguments of a job that runs as another user, or in a
+    // container with the host's files or network, is running code with that power: admin
+    // only, like defining such a job.
     if (!body.env.is_empty() || body.arguments.is_some())
         && caller.role != Role::Admin
         && let Some(rec) = s.store.get_job(&name).await?
-        && let Some(user) = &rec.spec.run_as
-        && (s.run_as)(user).is_ok_and(|switch| switch)
+        && let Some(why) = crate::jobs::overrides_need_admin(s, &rec.spec)
     {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
-                "job `{name}` runs as `{user}`: a trigger with `env` or `arguments` needs role `admin`; token `{}` has role `{}`",
+                "job `{name}` {why}: a trigger with `env` or `arguments` needs role `admin`; token `{}` has role `{}`",
                 caller.name, caller.role
             ),
         ));
@@ -320,7 +323,9 @@ pub async fn get(
         .get_run(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("run {id} not found")))?;
-    Ok(Json(view(&s, run).await?))
+    let mut v = view(&s, run).await?;
+    v.notifications = s.store.run_notifications(id).await?;
+    Ok(Json(v))
 }
 
 /// Runs as the API shows them: a queued run that is not about to start says why, in `waiting`
@@ -353,6 +358,7 @@ pub(crate) async fn with_waiting(s: &AppState, runs: &[Run]) -> ApiResult<Vec<Ru
         out.push(RunView {
             run: r.clone(),
             waiting,
+            notifications: Vec::new(),
         });
     }
     Ok(out)
@@ -364,7 +370,11 @@ pub(crate) async fn view(s: &AppState, run: Run) -> ApiResult<RunView> {
         .await?
         .pop()
         .and_then(|v| v.waiting);
-    Ok(RunView { run, waiting })
+    Ok(RunView {
+        run,
+        waiting,
+        notifications: Vec::new(),
+    })
 }
 
 fn run_id(s: &str) -> ApiResult<i64> {

@@ -11,6 +11,7 @@
 //! - Connections come from a small built-in pool; plain TCP (no TLS).
 
 mod auth;
+mod notify;
 mod open;
 mod ops;
 mod pool;
@@ -725,5 +726,35 @@ impl Store for PostgresStore {
     async fn prune_audit(&self, before: Timestamp, max_rows: u32) -> StoreResult<u64> {
         self.write(|c| Box::pin(auth::prune_audit(c, before, max_rows)))
             .await
+    }
+
+    async fn due_notifications(
+        &self,
+        now: Timestamp,
+        max: u32,
+        lease: Duration,
+    ) -> StoreResult<Vec<tempora_store::notify::Notification>> {
+        self.write(|c| Box::pin(notify::due(c, now, max, lease)))
+            .await
+    }
+
+    async fn record_notification(
+        &self,
+        id: i64,
+        attempt: tempora_store::notify::NotificationAttempt,
+        outcome: tempora_store::notify::AttemptOutcome,
+    ) -> StoreResult<()> {
+        self.write(|c| {
+            let attempt = attempt.clone();
+            Box::pin(async move { notify::record(c, id, &attempt, outcome).await })
+        })
+        .await
+    }
+
+    async fn run_notifications(
+        &self,
+        run_id: i64,
+    ) -> StoreResult<Vec<tempora_store::notify::Notification>> {
+        self.read(|c| Box::pin(notify::of_run(c, run_id))).await
     }
 }

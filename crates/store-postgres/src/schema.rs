@@ -189,6 +189,23 @@ ALTER TABLE jobs ADD COLUMN selector jsonb
         WHEN spec::jsonb ? 'http' THEN '{"tempora.io/http": "yes"}'::jsonb
         ELSE '{"tempora.io/command": "yes"}'::jsonb END) STORED;
 "#,
+    // 12: notifications, written with the end of their run; `next_at` is when the next attempt
+    // is due (or when a claim's lease ends).
+    r#"
+CREATE TABLE notifications (
+    id          bigserial PRIMARY KEY,
+    run_id      bigint NOT NULL,
+    job         text NOT NULL,
+    target      text NOT NULL,
+    events      text NOT NULL,
+    state       text NOT NULL,
+    attempts    jsonb NOT NULL,
+    created_at  bigint NOT NULL,
+    next_at     bigint NOT NULL
+);
+CREATE INDEX notifications_run ON notifications (run_id);
+CREATE INDEX notifications_due ON notifications (next_at) WHERE state = 'pending';
+"#,
 ];
 
 /// Apply the migrations not yet applied, all in one transaction under an advisory lock.

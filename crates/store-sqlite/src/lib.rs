@@ -15,6 +15,7 @@
 
 mod auth;
 mod checkpointer;
+mod notify;
 mod open;
 mod ops;
 mod rows;
@@ -731,5 +732,34 @@ impl Store for SqliteStore {
         self.writer
             .write(move |c| auth::prune_audit(c, before, max_rows))
             .await
+    }
+
+    async fn due_notifications(
+        &self,
+        now: Timestamp,
+        max: u32,
+        lease: Duration,
+    ) -> StoreResult<Vec<tempora_store::notify::Notification>> {
+        self.writer
+            .write(move |c| notify::due(c, now, max, lease))
+            .await
+    }
+
+    async fn record_notification(
+        &self,
+        id: i64,
+        attempt: tempora_store::notify::NotificationAttempt,
+        outcome: tempora_store::notify::AttemptOutcome,
+    ) -> StoreResult<()> {
+        self.writer
+            .write(move |c| notify::record(c, id, &attempt, outcome))
+            .await
+    }
+
+    async fn run_notifications(
+        &self,
+        run_id: i64,
+    ) -> StoreResult<Vec<tempora_store::notify::Notification>> {
+        self.read(move |c| notify::of_run(c, run_id)).await
     }
 }

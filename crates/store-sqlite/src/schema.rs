@@ -197,6 +197,23 @@ CREATE UNIQUE INDEX runs_occurrence ON runs (job, scheduled_for, attempt)
     r#"
 ALTER TABLE jobs ADD COLUMN pruned_through INTEGER;
 "#,
+    // 14: notifications, written with the end of their run; `next_at` is when the next attempt
+    // is due (or when a claim's lease ends).
+    r#"
+CREATE TABLE notifications (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id      INTEGER NOT NULL,
+    job         TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    events      TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    attempts    TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    next_at     INTEGER NOT NULL
+);
+CREATE INDEX notifications_run ON notifications (run_id);
+CREATE INDEX notifications_due ON notifications (next_at) WHERE state = 'pending';
+"#,
 ];
 
 /// Apply the migrations not yet applied, each in its own transaction.

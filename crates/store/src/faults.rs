@@ -55,6 +55,8 @@ pub enum Write {
     Prune,
     /// Tokens and the audit log.
     Auth,
+    /// [`Store::due_notifications`] and [`Store::record_notification`].
+    Notify,
 }
 
 /// What happens to a write at a failure point.
@@ -515,5 +517,35 @@ impl Store for Faulty {
     async fn prune_audit(&self, before: Timestamp, max_rows: u32) -> StoreResult<u64> {
         self.write(Write::Prune, self.inner.prune_audit(before, max_rows))
             .await
+    }
+
+    async fn due_notifications(
+        &self,
+        now: Timestamp,
+        max: u32,
+        lease: Duration,
+    ) -> StoreResult<Vec<crate::notify::Notification>> {
+        self.write(Write::Notify, self.inner.due_notifications(now, max, lease))
+            .await
+    }
+
+    async fn record_notification(
+        &self,
+        id: i64,
+        attempt: crate::notify::NotificationAttempt,
+        outcome: crate::notify::AttemptOutcome,
+    ) -> StoreResult<()> {
+        self.write(
+            Write::Notify,
+            self.inner.record_notification(id, attempt, outcome),
+        )
+        .await
+    }
+
+    async fn run_notifications(
+        &self,
+        run_id: i64,
+    ) -> StoreResult<Vec<crate::notify::Notification>> {
+        self.inner.run_notifications(run_id).await
     }
 }

@@ -25,6 +25,7 @@ pub mod contract;
 pub mod contract_auth;
 #[cfg(feature = "faults")]
 pub mod faults;
+pub mod notify;
 mod rules;
 pub mod secrets;
 pub mod txn;
@@ -753,6 +754,27 @@ pub trait Store: Send + Sync + 'static {
     async fn list_audit(&self, query: AuditQuery) -> StoreResult<Vec<AuditEntry>>;
     /// Delete audit entries older than `before`, at most `max_rows`; returns how many went.
     async fn prune_audit(&self, before: Timestamp, max_rows: u32) -> StoreResult<u64>;
+
+    // ---- notifications ----
+
+    /// Claim up to `max` pending notifications due at `now`, oldest first: each is held for
+    /// `lease` (its `next_at` moves to `now + lease`), so a sender that dies leaves it to be
+    /// claimed again, and two senders never hold the same one.
+    async fn due_notifications(
+        &self,
+        now: Timestamp,
+        max: u32,
+        lease: Duration,
+    ) -> StoreResult<Vec<notify::Notification>>;
+    /// Append an attempt to notification `id` and move it on as `outcome` says.
+    async fn record_notification(
+        &self,
+        id: i64,
+        attempt: notify::NotificationAttempt,
+        outcome: notify::AttemptOutcome,
+    ) -> StoreResult<()>;
+    /// The notifications of run `run_id`, oldest first.
+    async fn run_notifications(&self, run_id: i64) -> StoreResult<Vec<notify::Notification>>;
 }
 
 /// A worker as it registers ([`Store::upsert_worker`]).

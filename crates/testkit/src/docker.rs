@@ -26,18 +26,15 @@ pub fn test_image() -> &'static str {
     }
 }
 
-/// Ids of the containers (running or not) whose labels match `label` (`key=value`).
-pub fn containers(label: &str) -> Vec<String> {
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--no-trunc",
-            "--filter",
-            &format!("label={label}"),
-        ])
-        .output()
-        .expect("docker ps");
+/// Ids of the containers (running or not) whose labels match every one of `labels`
+/// (`key=value`).
+pub fn containers(labels: &[&str]) -> Vec<String> {
+    let mut cmd = Command::new("docker");
+    cmd.args(["ps", "-aq", "--no-trunc"]);
+    for l in labels {
+        cmd.args(["--filter", &format!("label={l}")]);
+    }
+    let out = cmd.output().expect("docker ps");
     assert!(
         out.status.success(),
         "docker ps: {}",

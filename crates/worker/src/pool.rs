@@ -50,6 +50,9 @@ pub struct PoolConfig {
     pub clock: Arc<dyn tempora_store::clock::Clock>,
     /// The Docker engine container jobs run on (None: this worker runs no container job).
     pub engine: Option<crate::docker::Engine>,
+    /// The kinds of job it runs; a claimed run of another kind (from a server that did not
+    /// filter it) fails without being started.
+    pub capabilities: Vec<tempora_core::kind::Kind>,
 }
 
 impl Default for PoolConfig {
@@ -66,6 +69,10 @@ impl Default for PoolConfig {
             inherited_env: crate::process::inherited_env(&[]),
             clock: tempora_store::clock::system(),
             engine: None,
+            capabilities: vec![
+                tempora_core::kind::Kind::Command,
+                tempora_core::kind::Kind::Http,
+            ],
         }
     }
 }
@@ -429,6 +436,33 @@ async fn execute(
     slot_freed: Arc<Notify>,
 ) {
     let run_id = c.run.id;
+    let kind = c.spec.kind();
+    if !cfg.capabilities.contains(&kind) {
+        // The server should not have handed it out; running it anyway would break the
+        // worker's promise (a container-only worker runs nothing on its host).
+        let caps: Vec<&str> = cfg.capabilities.iter().map(|k| k.as_str()).collect();
+        tracing::error!(message = "claimed a run of a kind this worker does not run", run_id, kind = %kind);
+        let _ = results.send(RunResult {
+            run_id,
+            state: RunState::Failed,
+            started_at: None,
+            finished_at: cfg.clock.now(),
+            exit_code: None,
+            signal: None,
+            error: Some(format!(
+                "this worker does not run {kind} jobs (its capabilities: {})",
+                caps.join(", ")
+            )),
+            log_tail: Vec::new(),
+            awaits_completion: false,
+        });
+        if let Ok(mut m) = running.lock() {
+            m.remove(&run_id);
+        }
+        metrics::gauge!("tempora_worker_running").decrement(1.0);
+        slot_freed.notify_one();
+        return;
+    }
     let spec = process_spec(&c, &cfg);
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(64);
     let masker =

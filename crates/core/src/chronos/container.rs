@@ -80,10 +80,12 @@ pub fn container_from_chronos(c: &Value) -> Result<ContainerSpec, ValidationErro
         }
         Some(_) => return Err(bad("volumes", "must be a list")),
     }
-    if o.get("parameters")
-        .and_then(Value::as_array)
-        .is_some_and(|p| !p.is_empty())
-    {
+    let no_parameters = match o.get("parameters") {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(p)) => p.is_empty(),
+        Some(_) => false,
+    };
+    if !no_parameters {
         return Err(bad(
             "parameters",
             "docker run parameters are not supported; use the native `container` fields \
@@ -188,5 +190,10 @@ mod tests {
             err(json!({"image": "x", "parameters": [{"key": "privileged", "value": "true"}]})),
             "container.parameters"
         );
+        assert_eq!(
+            err(json!({"image": "x", "parameters": {"privileged": "true"}})),
+            "container.parameters"
+        );
+        assert!(container_from_chronos(&json!({"image": "x", "parameters": []})).is_ok());
     }
 }

@@ -375,6 +375,24 @@ pub fn to_spec(
         .remove("container")
         .map(|c| container_from_chronos(&c))
         .transpose()?;
+    // What Chronos cannot say of a container is kept from the stored job, as for the job's
+    // other native fields.
+    if let (Some(new), Some(old)) = (
+        spec.container.as_mut(),
+        existing.and_then(|e| e.container.as_ref()),
+    ) {
+        if old.network.is_none() && new.network.as_deref() == Some("bridge") {
+            new.network = None;
+        }
+        new.entrypoint = old.entrypoint.clone();
+        new.user = old.user.clone();
+        new.cpus = old.cpus;
+        new.memory = old.memory.clone();
+        if new.pull == crate::container::Pull::Missing && old.pull == crate::container::Pull::Never
+        {
+            new.pull = crate::container::Pull::Never;
+        }
+    }
     spec.chronos = kept;
     spec.validate().map_err(|mut e| {
         if e.field == "schedule" {

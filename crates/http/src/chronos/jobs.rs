@@ -172,6 +172,18 @@ pub(super) async fn start(
             ),
         });
     }
+    if args.is_some()
+        && caller.role != Role::Admin
+        && let Some(why) = crate::jobs::overrides_need_admin(&s, &rec.spec)
+    {
+        return Err(ChronosError {
+            status: StatusCode::FORBIDDEN,
+            message: format!(
+                "job `{name}` {why}: a start with `arguments` needs role `admin`; token `{}` has role `{}`",
+                caller.name, caller.role
+            ),
+        });
+    }
     let note = AuditNote {
         detail: args
             .as_deref()

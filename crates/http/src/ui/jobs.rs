@@ -304,6 +304,12 @@ fn fields_of(spec: &JobSpec) -> Vec<(&'static str, String)> {
         if let Some(n) = &c.network {
             f.push(("network", n.clone()));
         }
+        if let Some(e) = &c.entrypoint {
+            f.push(("entrypoint", e.join(" ")));
+        }
+        if let Some(u) = &c.user {
+            f.push(("user", u.clone()));
+        }
         if !c.volumes.is_empty() {
             f.push(("volumes", c.volumes.join(", ")));
         }

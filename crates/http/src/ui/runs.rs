@@ -90,6 +90,28 @@ fn fields_of(r: &Run, tz: &jiff::tz::TimeZone) -> Vec<(&'static str, String)> {
     f
 }
 
+/// A notification in one line: its target, state and attempts (`webhook https://… — sent after
+/// 2 attempts (HTTP 500, HTTP 200)`).
+fn notification_line(n: &tempora_store::notify::Notification) -> String {
+    use tempora_core::notify::Target;
+    let target = match &n.target {
+        Target::Webhook(u) => format!("webhook {u}"),
+        Target::Slack(u) => format!("slack {u}"),
+        Target::Email(to) => format!("email {}", to.join(", ")),
+    };
+    if n.attempts.is_empty() {
+        return format!("{target} — {}", n.state.as_str());
+    }
+    let details: Vec<&str> = n.attempts.iter().map(|a| a.detail.as_str()).collect();
+    format!(
+        "{target} — {} after {} attempt{} ({})",
+        n.state.as_str(),
+        n.attempts.len(),
+        if n.attempts.len() == 1 { "" } else { "s" },
+        details.join(", ")
+    )
+}
+
 /// `GET /ui/runs/{id}`.
 pub async fn page(
     State(s): State<Arc<AppState>>,
@@ -116,13 +138,17 @@ pub async fn page(
         Ok(Some(j)) => parse_timezone(&j.spec.timezone).unwrap_or(jiff::tz::TimeZone::UTC),
         _ => jiff::tz::TimeZone::UTC,
     };
+    let mut fields = fields_of(&run, &tz);
+    for note in s.store.run_notifications(n).await.unwrap_or_default() {
+        fields.push(("notified", notification_line(&note)));
+    }
     render(&RunPage {
         nav: Nav::new(&s, &caller, &session),
         id: n,
         job: run.job.clone(),
         state: run.state.as_str(),
         ended: run.state.is_final(),
-        fields: fields_of(&run, &tz),
+        fields,
         output,
         offset,
     })

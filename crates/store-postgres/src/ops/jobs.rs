@@ -124,6 +124,7 @@ impl txn::jobs::JobSteps for PgTx<'_> {
             "DELETE FROM job_parents WHERE parent = $1 OR child = $1",
             "DELETE FROM dependency_progress WHERE parent = $1 OR child = $1",
             "DELETE FROM run_logs WHERE run_id IN (SELECT id FROM runs WHERE job = $1)",
+            "DELETE FROM notifications WHERE job = $1",
             "DELETE FROM runs WHERE job = $1",
         ] {
             c.execute(sql, &[&name]).await?;

@@ -146,6 +146,17 @@ impl txn::Tx for PgTx<'_> {
         children_of(self.0, parent).await
     }
 
+    async fn insert_notification(
+        &self,
+        run_id: i64,
+        job: &str,
+        target: &str,
+        events: &str,
+        now: Timestamp,
+    ) -> TxResult<()> {
+        crate::notify::insert(self.0, run_id, job, target, events, now).await
+    }
+
     async fn record_progress(&self, child: &str, parent: &str, run_id: i64) -> TxResult<()> {
         self.0
             .execute(

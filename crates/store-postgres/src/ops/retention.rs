@@ -138,6 +138,8 @@ pub async fn delete_finished_runs(c: &Conn, ids: &[i64]) -> TxResult<u64> {
     if !gone.is_empty() {
         c.execute("DELETE FROM run_logs WHERE run_id = ANY($1)", &[&gone])
             .await?;
+        c.execute("DELETE FROM notifications WHERE run_id = ANY($1)", &[&gone])
+            .await?;
     }
     Ok(gone.len() as u64)
 }

@@ -188,6 +188,17 @@ impl txn::Tx for SqliteTx<'_> {
             .map_err(db)?;
         Ok(())
     }
+
+    async fn insert_notification(
+        &self,
+        run_id: i64,
+        job: &str,
+        target: &str,
+        events: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        crate::notify::insert(self.0, run_id, job, target, events, now)
+    }
 }
 
 pub(super) fn add(t: Timestamp, d: Duration) -> Timestamp {

@@ -161,10 +161,15 @@ pub fn delete_finished_runs(c: &Connection, ids: &[i64]) -> StoreResult<u64> {
                 let e = through.entry(job).or_insert(scheduled_for);
                 *e = (*e).max(scheduled_for);
             }
-            c.prepare_cached("DELETE FROM run_logs WHERE run_id = ?1")
-                .map_err(db)?
-                .execute([id])
-                .map_err(db)?;
+            for sql in [
+                "DELETE FROM run_logs WHERE run_id = ?1",
+                "DELETE FROM notifications WHERE run_id = ?1",
+            ] {
+                c.prepare_cached(sql)
+                    .map_err(db)?
+                    .execute([id])
+                    .map_err(db)?;
+            }
             deleted += 1;
         }
     }

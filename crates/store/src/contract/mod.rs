@@ -22,6 +22,7 @@ mod dependencies;
 mod faults;
 mod fire;
 mod jobs;
+mod notify;
 mod retention;
 mod runs;
 mod workers;
@@ -31,6 +32,7 @@ pub use dependencies::*;
 pub use faults::*;
 pub use fire::*;
 pub use jobs::*;
+pub use notify::*;
 pub use retention::*;
 pub use runs::*;
 pub use workers::*;
@@ -66,7 +68,8 @@ macro_rules! store_contract_tests {
             prune_keep_runs_keeps_active_runs_and_counters, prune_keep_days_keeps_newest_and_active,
             prune_max_rows_bounds_each_call, prune_keeps_runs_in_dependency_progress,
             prune_leaves_no_output_rows, backfill_runs_each_occurrence_once_one_after_another,
-            a_second_backfill_waits_behind_the_first, backfill_does_not_rerun_pruned_occurrences
+            a_second_backfill_waits_behind_the_first, backfill_does_not_rerun_pruned_occurrences,
+            notifications_follow_the_end_of_runs
         );
         $crate::store_contract_tests!(@cases $factory;
             fire_is_exactly_once_through_failures,

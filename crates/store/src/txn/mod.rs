@@ -117,6 +117,16 @@ pub trait Tx {
     async fn progress(&self, child: &str) -> Result<BTreeMap<String, i64>, Self::Error>;
     /// Forget `child`'s reported parents (its dependency run is being made).
     async fn clear_progress(&self, child: &str) -> Result<(), Self::Error>;
+    /// Record a notification to deliver (state `pending`, due at `now`): `target` and `events`
+    /// as JSON.
+    async fn insert_notification(
+        &self,
+        run_id: i64,
+        job: &str,
+        target: &str,
+        events: &str,
+        now: Timestamp,
+    ) -> Result<(), Self::Error>;
 }
 
 /// Create the run of a new occurrence or trigger under the job's overlap policy (`counts` as

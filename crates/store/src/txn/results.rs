@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use tempora_core::dag;
+use tempora_core::notify;
 use tempora_core::policy;
 use tempora_core::run::{RunOverrides, RunState, Trigger};
 
@@ -92,8 +93,17 @@ pub async fn after_finals<T: Tx>(
             tx.add_counters(job, counted, now).await?;
         }
         let mut has_children: Option<bool> = None;
+        let owner = rec
+            .spec
+            .owner
+            .as_deref()
+            .map(notify::owner_addresses)
+            .unwrap_or_default();
         for (e, state) in runs {
             let retrying = policy::should_retry(&rec.spec, state, e.attempt);
+            if !rec.spec.notify.is_empty() || !owner.is_empty() {
+                record_notifications(tx, &rec.spec, &owner, e, state, retrying, now).await?;
+            }
             let counts_for_children = state == RunState::Succeeded
                 || (rec.spec.soft_error && state.is_retryable_failure() && !retrying);
             if counts_for_children {
@@ -138,6 +148,43 @@ pub async fn after_finals<T: Tx>(
         if active == 0 && held > 0 {
             tx.release_held(job, now).await?;
         }
+    }
+    Ok(())
+}
+
+/// The notifications of one ended run: one per rule of the job that matches its events, and an
+/// email to the addresses in `owner` when no retry is left after a failure (Chronos's owner
+/// notifications).
+async fn record_notifications<T: Tx>(
+    tx: &T,
+    spec: &tempora_core::job::JobSpec,
+    owner: &[String],
+    e: &Ended,
+    state: RunState,
+    retrying: bool,
+    now: Timestamp,
+) -> Result<(), T::Error> {
+    let events = notify::events_of(state, retrying);
+    if events.is_empty() {
+        return Ok(());
+    }
+    // A rule sends when one of its events is among the run's; the notification names all of
+    // the run's events (a `failure` rule's receiver learns whether retries are exhausted).
+    let mut targets: Vec<notify::Target> = spec
+        .notify
+        .iter()
+        .filter(|r| !r.matching(&events).is_empty())
+        .filter_map(|r| r.target())
+        .collect();
+    if !owner.is_empty() && events.contains(&notify::Event::RetryExhausted) {
+        targets.push(notify::Target::Email(owner.to_vec()));
+    }
+    // Both are plain enums and strings: serializing them cannot fail.
+    let events = serde_json::to_string(&events).unwrap_or_default();
+    for target in targets {
+        let target = serde_json::to_string(&target).unwrap_or_default();
+        tx.insert_notification(e.id, &e.job, &target, &events, now)
+            .await?;
     }
     Ok(())
 }
