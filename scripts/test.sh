@@ -23,6 +23,15 @@ if [ ! -x "$st_venv/bin/st" ]; then
   "$st_venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
 fi
 export SCHEMATHESIS_VENV="$(cd "$st_venv" && pwd)"
+# The notification tests (crates/cli/tests/notifications.rs) send email to aiosmtpd (PyPI) with
+# STARTTLS and AUTH, from target/smtp-venv.
+smtp_venv="${SMTP_VENV:-target/smtp-venv}"
+if [ ! -x "$smtp_venv/bin/python" ] || ! "$smtp_venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+  echo "creating $smtp_venv with aiosmtpd 1.4.6"
+  python3 -m venv "$smtp_venv"
+  "$smtp_venv/bin/pip" install --quiet --disable-pip-version-check aiosmtpd==1.4.6
+fi
+export SMTP_VENV="$(cd "$smtp_venv" && pwd)"
 # The container-job tests (crates/cli/tests/container_jobs.rs) run a local image on the Docker
 # engine: built here when missing (FROM scratch with Debian's busybox-static).
 scripts/test-image.sh

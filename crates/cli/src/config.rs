@@ -7,7 +7,7 @@
 //! `kill_grace`, `lease_ttl`, `claim_wait_max`, `max_log_bytes`, `sqlite_cache_mib`, `sqlite_synchronous`, `database_url`, `leader_lease_ttl`,
 //! `leader_renew_every`, `no_leader`, `max_clock_offset`, `claim_poll_every`, `database_pool_size`,
 //! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`, `job_metrics_max`, `admin_token_file`, `secret_key_file`,
-//! `webhook_key_file`, `smtp_url`, `smtp_from`, `notify_retry_for`,
+//! `webhook_key_file`, `smtp_url`, `smtp_from`, `smtp_ca_file`, `notify_retry_for`,
 //! `cors_origin`, `allowed_host`, `metrics_public`, `ui_session_ttl`, `pass_env`, `containment`, `tls_cert`, `tls_key`,
 //! `client_ca`). The file's values are exported as the matching
 //! `TEMPORA_*` variables where those are not already set, before the command line is parsed, so
@@ -16,7 +16,7 @@
 use std::ffi::OsString;
 
 /// Keys the file may hold, with their environment variables.
-const KEYS: [(&str, &str); 42] = [
+const KEYS: [(&str, &str); 43] = [
     ("data_dir", "TEMPORA_DATA_DIR"),
     ("listen", "TEMPORA_LISTEN"),
     ("local_slots", "TEMPORA_LOCAL_SLOTS"),
@@ -49,6 +49,7 @@ const KEYS: [(&str, &str); 42] = [
     ("webhook_key_file", "TEMPORA_WEBHOOK_KEY_FILE"),
     ("smtp_url", "TEMPORA_SMTP_URL"),
     ("smtp_from", "TEMPORA_SMTP_FROM"),
+    ("smtp_ca_file", "TEMPORA_SMTP_CA_FILE"),
     ("notify_retry_for", "TEMPORA_NOTIFY_RETRY_FOR"),
     ("cors_origin", "TEMPORA_CORS_ORIGIN"),
     ("allowed_host", "TEMPORA_ALLOWED_HOST"),
@@ -168,6 +169,7 @@ pub fn effective(a: &crate::server::ServerArgs) -> Vec<(String, String)> {
             a.smtp_url.as_deref().map(redact_url).unwrap_or_default(),
         ),
         ("smtp_from", a.smtp_from.clone().unwrap_or_default()),
+        ("smtp_ca_file", path(&a.smtp_ca_file)),
         ("notify_retry_for", d(a.notify_retry_for)),
         ("cors_origin", a.cors_origins.join(",")),
         ("allowed_host", a.allowed_hosts.join(",")),

@@ -156,7 +156,16 @@ impl Node {
                 .smtp_from
                 .clone()
                 .unwrap_or_else(|| format!("tempora@{}", hostname()));
-            notify.smtp = Some(tempora_notify::Smtp::new(url, &from).map_err(anyhow::Error::msg)?);
+            let ca = match &args.smtp_ca_file {
+                Some(p) => Some(
+                    std::fs::read(p)
+                        .with_context(|| format!("cannot read --smtp-ca-file {}", p.display()))?,
+                ),
+                None => None,
+            };
+            notify.smtp = Some(
+                tempora_notify::Smtp::new(url, &from, ca.as_deref()).map_err(anyhow::Error::msg)?,
+            );
         }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await

@@ -158,6 +158,10 @@ pub struct ServerArgs {
         hide_env_values = true
     )]
     pub smtp_url: Option<String>,
+    /// Certificates (PEM) to trust for the SMTP server besides the system's (a relay with a
+    /// private CA); needs `smtps://` or `?tls=required`.
+    #[arg(long, env = "TEMPORA_SMTP_CA_FILE", value_name = "FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
     /// The sender of email notifications (default `tempora@<hostname>`).
     #[arg(long, env = "TEMPORA_SMTP_FROM", value_name = "ADDRESS")]
     pub smtp_from: Option<String>,

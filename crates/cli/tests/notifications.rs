@@ -384,3 +384,176 @@ fn a_receiver_that_never_answers_does_not_delay_the_schedule() {
         "each run's webhook was attempted"
     );
 }
+
+/// Run `openssl` in `dir`, asserting success.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl must be installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A private CA (`ca.pem`) and a certificate for 127.0.0.1 it signed (`server.pem`,
+/// `server.key`), made now.
+fn private_ca(dir: &std::path::Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    openssl(dir, &ca);
+    let mut req = vec!["req"];
+    req.extend(ec);
+    req.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(dir, &req);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+}
+
+/// aiosmtpd with STARTTLS and AUTH required (tests/smtp/sink.py, from the venv scripts/test.sh
+/// makes): its port and the directory it writes messages to.
+fn tls_sink(dir: &std::path::Path) -> (std::process::Child, u16, std::path::PathBuf) {
+    let venv = std::env::var("SMTP_VENV").unwrap_or_else(|_| {
+        panic!("SMTP_VENV is not set: run the tests with scripts/test.sh, which makes the aiosmtpd venv (a failure, not a skip)")
+    });
+    let out = dir.join("mail");
+    std::fs::create_dir_all(&out).unwrap();
+    let port = free_port();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/sink.py");
+    let mut child = std::process::Command::new(format!("{venv}/bin/python"))
+        .arg(script)
+        .args([dir.join("server.pem"), dir.join("server.key"), out.clone()])
+        .args(["mailer", "s3cret-pw", &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start the SMTP sink");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready", "the SMTP sink did not start");
+    (child, port, out)
+}
+
+#[test]
+fn email_over_starttls_with_auth_and_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    private_ca(dir.path());
+    let (mut sink, port, mail) = tls_sink(dir.path());
+    let url = format!("smtp://mailer:s3cret-pw@127.0.0.1:{port}?tls=required");
+    let ca = dir.path().join("ca.pem").display().to_string();
+    let s = Server::start(&[
+        "--smtp-url",
+        &url,
+        "--smtp-ca-file",
+        &ca,
+        "--smtp-from",
+        "tempora@example.com",
+    ]);
+    s.put_job(
+        "mailed",
+        json!({"command": "exit 4", "notify": [{"email": ["oncall@example.com", "lead@example.com"]}]}),
+    );
+    let run = s.trigger("mailed")["id"].as_i64().unwrap();
+    let list = notifications_of(&s, run, 1);
+    assert_eq!(list[0]["state"], "sent", "{list:?}\n{}", s.log());
+    assert_eq!(list[0]["attempts"][0]["detail"], "250 2.0.0 stored");
+    let text = std::fs::read_to_string(mail.join("0.eml")).unwrap();
+    assert!(text.contains("ENVELOPE-FROM tempora@example.com"), "{text}");
+    assert!(
+        text.contains("ENVELOPE-TO oncall@example.com lead@example.com"),
+        "{text}"
+    );
+    assert!(text.contains("AUTHENTICATED True"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "Subject: [tempora] job mailed: failed (run {run}, attempt 1)"
+        )),
+        "{text}"
+    );
+    // The password is not shown or logged.
+    let (_, vars) = s.get_text("/vars");
+    assert!(!vars.contains("s3cret-pw"), "{vars}");
+    assert!(!s.log().contains("s3cret-pw"));
+
+    // Without the CA the certificate is not trusted: no mail, the attempts say why, and the
+    // notification fails once its retry window is over.
+    let s2 = Server::start(&["--smtp-url", &url, "--notify-retry-for", "2s"]);
+    s2.put_job(
+        "mailed",
+        json!({"command": "false", "notify": [{"email": ["oncall@example.com"]}]}),
+    );
+    let run = s2.trigger("mailed")["id"].as_i64().unwrap();
+    let list = notifications_of(&s2, run, 1);
+    assert_eq!(list[0]["state"], "failed", "{list:?}");
+    let detail = list[0]["attempts"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        detail.contains("certificate") || detail.contains("issuer"),
+        "{detail}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&mail).unwrap().count(),
+        1,
+        "nothing more was delivered"
+    );
+    let _ = sink.kill();
+    let _ = sink.wait();
+}

@@ -39,17 +39,50 @@ pub struct Smtp {
 impl Smtp {
     /// `url`: `smtp://[user:password@]host[:port]` (plain; add `?tls=required` for STARTTLS,
     /// `?tls=opportunistic` to use it when offered) or `smtps://…` (TLS from the first byte,
-    /// port 465). `from`: the sender address.
-    pub fn new(url: &str, from: &str) -> Result<Smtp, String> {
+    /// port 465). `from`: the sender address. `ca_pem`: certificates (PEM) to trust besides the
+    /// system's, for a relay with a private CA.
+    pub fn new(url: &str, from: &str, ca_pem: Option<&[u8]>) -> Result<Smtp, String> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| format!("--smtp-url: {e}"))?
-            .timeout(Some(std::time::Duration::from_secs(10)))
-            .build();
+            .timeout(Some(std::time::Duration::from_secs(10)));
+        if let Some(pem) = ca_pem {
+            builder = builder.tls(tls_with_ca(url, pem)?);
+        }
+        let transport = builder.build();
         let from: Mailbox = from
             .parse()
             .map_err(|e| format!("--smtp-from `{from}`: {e}"))?;
         Ok(Smtp { transport, from })
+    }
+}
+
+/// The TLS mode `url` asks for, trusting the certificates of `pem` too.
+fn tls_with_ca(url: &str, pem: &[u8]) -> Result<lettre::transport::smtp::client::Tls, String> {
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| "--smtp-url: not a URL".to_owned())?;
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = host_port
+        .rsplit_once(':')
+        .map_or(host_port, |(h, _)| h)
+        .to_owned();
+    let query = rest.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let cert = Certificate::from_pem(pem).map_err(|e| format!("--smtp-ca-file: {e}"))?;
+    let params = TlsParameters::builder(host)
+        .add_root_certificate(cert)
+        .build_rustls()
+        .map_err(|e| format!("--smtp-ca-file: {e}"))?;
+    if scheme.eq_ignore_ascii_case("smtps") {
+        Ok(Tls::Wrapper(params))
+    } else if query.split('&').any(|p| p == "tls=required") {
+        Ok(Tls::Required(params))
+    } else if query.split('&').any(|p| p == "tls=opportunistic") {
+        Ok(Tls::Opportunistic(params))
+    } else {
+        Err("--smtp-ca-file needs TLS: use smtps://… or smtp://…?tls=required".into())
     }
 }
 
