@@ -7,7 +7,7 @@
 //! `kill_grace`, `lease_ttl`, `claim_wait_max`, `max_log_bytes`, `sqlite_cache_mib`, `sqlite_synchronous`, `database_url`, `leader_lease_ttl`,
 //! `leader_renew_every`, `no_leader`, `max_clock_offset`, `claim_poll_every`, `database_pool_size`,
 //! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`, `job_metrics_max`, `admin_token_file`, `secret_key_file`,
-//! `webhook_key_file`, `smtp_url`, `smtp_from`, `smtp_ca_file`, `notify_retry_for`,
+//! `webhook_key_file`, `smtp_url`, `smtp_from`, `smtp_ca_file`, `notify_default`, `notify_retry_for`,
 //! `cors_origin`, `allowed_host`, `metrics_public`, `ui_session_ttl`, `pass_env`, `containment`, `tls_cert`, `tls_key`,
 //! `client_ca`). The file's values are exported as the matching
 //! `TEMPORA_*` variables where those are not already set, before the command line is parsed, so
@@ -16,7 +16,7 @@
 use std::ffi::OsString;
 
 /// Keys the file may hold, with their environment variables.
-const KEYS: [(&str, &str); 43] = [
+const KEYS: [(&str, &str); 44] = [
     ("data_dir", "TEMPORA_DATA_DIR"),
     ("listen", "TEMPORA_LISTEN"),
     ("local_slots", "TEMPORA_LOCAL_SLOTS"),
@@ -51,6 +51,7 @@ const KEYS: [(&str, &str); 43] = [
     ("smtp_from", "TEMPORA_SMTP_FROM"),
     ("smtp_ca_file", "TEMPORA_SMTP_CA_FILE"),
     ("notify_retry_for", "TEMPORA_NOTIFY_RETRY_FOR"),
+    ("notify_default", "TEMPORA_NOTIFY_DEFAULT"),
     ("cors_origin", "TEMPORA_CORS_ORIGIN"),
     ("allowed_host", "TEMPORA_ALLOWED_HOST"),
     ("metrics_public", "TEMPORA_METRICS_PUBLIC"),
@@ -171,6 +172,15 @@ pub fn effective(a: &crate::server::ServerArgs) -> Vec<(String, String)> {
         ("smtp_from", a.smtp_from.clone().unwrap_or_default()),
         ("smtp_ca_file", path(&a.smtp_ca_file)),
         ("notify_retry_for", d(a.notify_retry_for)),
+        (
+            "notify_default",
+            a.notify_default
+                .iter()
+                .flatten()
+                .map(describe_rule)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
         ("cors_origin", a.cors_origins.join(",")),
         ("allowed_host", a.allowed_hosts.join(",")),
         ("metrics_public", a.metrics_public.to_string()),
@@ -191,6 +201,25 @@ pub fn effective(a: &crate::server::ServerArgs) -> Vec<(String, String)> {
 /// `user:password@` and `password=` / `sslpassword=` query parameters, or in the keyword/value
 /// form (`host=db password = 'x y'`, libpq's quoting) those keywords' values. A keyword/value
 /// string that cannot be read is replaced whole.
+/// A notification rule as `/vars` shows it: its events and target, a URL cut to its scheme and
+/// host (a Slack or webhook URL may be a credential).
+fn describe_rule(r: &tempora_core::notify::NotifyRule) -> String {
+    let on: Vec<&str> = r.on.iter().map(|e| e.as_str()).collect();
+    let host = |u: &str| {
+        let (scheme, rest) = u.split_once("://").unwrap_or(("", u));
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+        format!("{scheme}://{host}/…")
+    };
+    let target = match r.target() {
+        Some(tempora_core::notify::Target::Webhook(u)) => format!("webhook {}", host(&u)),
+        Some(tempora_core::notify::Target::Slack(u)) => format!("slack {}", host(&u)),
+        Some(tempora_core::notify::Target::Email(to)) => format!("email {}", to.join(",")),
+        None => "-".to_owned(),
+    };
+    format!("on {}: {target}", on.join(","))
+}
+
 pub fn redact_url(url: &str) -> String {
     if url.contains("://") {
         redact_uri(url)

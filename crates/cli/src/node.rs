@@ -148,6 +148,7 @@ impl Node {
             "webhook key",
             "receivers check X-Tempora-Signature with it; give every node of a cluster this file",
         )?;
+        tempora_store::notify::set_defaults(args.notify_default.concat());
         let mut notify = tempora_notify::NotifyConfig::new(webhook_key.as_bytes());
         notify.secret_key = Some(secret_key.clone());
         notify.retry_for = args.notify_retry_for;

@@ -165,6 +165,11 @@ pub struct ServerArgs {
     /// The sender of email notifications (default `tempora@<hostname>`).
     #[arg(long, env = "TEMPORA_SMTP_FROM", value_name = "ADDRESS")]
     pub smtp_from: Option<String>,
+    /// Server-wide notification rules, applied to every job besides its own `notify`: a JSON
+    /// rule or list of rules, e.g. `{"on": ["retry_exhausted"], "webhook": "https://…"}`.
+    /// Repeatable. Give every node of a cluster the same.
+    #[arg(long, env = "TEMPORA_NOTIFY_DEFAULT", value_name = "JSON", value_parser = parse_notify_rules)]
+    pub notify_default: Vec<Vec<tempora_core::notify::NotifyRule>>,
     /// How long a notification that cannot be delivered is retried (backoff from 1 s, doubling,
     /// at most 5 min between attempts).
     #[arg(long, env = "TEMPORA_NOTIFY_RETRY_FOR", default_value = "10m", value_parser = parse_duration)]
@@ -287,6 +292,30 @@ fn parse_batch(s: &str) -> Result<u32, String> {
 }
 
 /// Parse a `k=v,k2=v2` label list.
+/// A `--notify-default` value: one JSON rule or a list of them, checked as a job's `notify`.
+pub fn parse_notify_rules(s: &str) -> Result<Vec<tempora_core::notify::NotifyRule>, String> {
+    use tempora_core::notify::NotifyRule;
+    let value: serde_json::Value = serde_json::from_str(s).map_err(|e| format!("not JSON: {e}"))?;
+    let rules: Vec<NotifyRule> = if value.is_array() {
+        serde_json::from_value(value)
+    } else {
+        serde_json::from_value::<NotifyRule>(value).map(|r| vec![r])
+    }
+    .map_err(|e| e.to_string())?;
+    tempora_core::notify::validate(&rules).map_err(|e| e.to_string())?;
+    if rules.iter().any(|r| {
+        [&r.webhook, &r.slack]
+            .into_iter()
+            .flatten()
+            .any(|u| u.starts_with("${"))
+    }) {
+        return Err(
+            "a server-wide rule names its URL itself (`${NAME}` is a job's variable)".into(),
+        );
+    }
+    Ok(rules)
+}
+
 pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
     let labels = tempora_core::job::parse_labels(s).map_err(|e| e.to_string())?;
     // Capabilities are given with --capabilities, never as labels.

@@ -347,6 +347,11 @@ fn without_smtp_an_email_is_skipped_and_bad_rules_are_refused() {
             "notify[0].email[0]",
         ),
         (json!([{"slack": "${NO SUCH}"}]), "notify[0].slack"),
+        (json!([{"slack": "${NOPE}"}]), "notify[0].slack"),
+        (
+            json!([{"webhook": "http://127.0.0.1:9/x?token=${T}"}]),
+            "notify[0].webhook",
+        ),
     ];
     for (notify, field) in cases {
         let body = json!({"command": "true", "notify": notify});
@@ -358,6 +363,54 @@ fn without_smtp_an_email_is_skipped_and_bad_rules_are_refused() {
         );
         assert_eq!(s.get("/api/v1/jobs/bad").0, 404, "a refused job was stored");
     }
+}
+
+#[test]
+fn a_secret_url_never_shows_in_an_error() {
+    let s = Server::start(&[]);
+    // Nothing listens on port 9: each attempt fails with the connection's error.
+    s.put_job(
+        "leaky",
+        json!({"command": "false", "notify": [{"slack": "${SLACK_URL}"}, {"webhook": "${HOOK}"}],
+               "secrets": {"SLACK_URL": "http://127.0.0.1:9/services/SLACKSECRET",
+                           "HOOK": "postgres://user:DBSECRET@db/prod"}}),
+    );
+    let run = s.trigger("leaky")["id"].as_i64().unwrap();
+    let list = s.wait_for(Duration::from_secs(20), "both attempts", || {
+        let list = s.run(run)["notifications"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        (list.len() == 2
+            && list
+                .iter()
+                .all(|n| !n["attempts"].as_array().unwrap().is_empty()))
+        .then_some(list)
+    });
+    let text = serde_json::to_string(&list).unwrap();
+    assert!(
+        !text.contains("SLACKSECRET") && !text.contains("DBSECRET"),
+        "{text}"
+    );
+    // Not an http(s) URL: failed at once, naming the reference.
+    assert_eq!(list[1]["state"], "failed", "{text}");
+    assert_eq!(
+        list[1]["attempts"][0]["detail"],
+        "`${HOOK}` does not hold an http:// or https:// URL"
+    );
+    assert!(!s.log().contains("SLACKSECRET"));
+    // An HTTP job's error does not repeat its URL with the secret filled in.
+    s.put_job(
+        "http-leak",
+        json!({"http": {"url": "http://127.0.0.1:9/x?t=${T}"}, "secrets": {"T": "HTTPSECRET"}}),
+    );
+    let run = s.trigger("http-leak")["id"].as_i64().unwrap();
+    let done = s.wait_final(run, Duration::from_secs(20));
+    assert_eq!(done["state"], "failed");
+    assert!(
+        !done["error"].as_str().unwrap().contains("HTTPSECRET"),
+        "{done}"
+    );
 }
 
 #[test]
@@ -556,4 +609,64 @@ fn email_over_starttls_with_auth_and_a_private_ca() {
     );
     let _ = sink.kill();
     let _ = sink.wait();
+}
+
+#[test]
+fn server_wide_rules_apply_to_every_job_once_per_target() {
+    let hook = Receiver::start(|_| 200);
+    let rule =
+        json!({"on": ["retry_exhausted"], "webhook": hook.url("/ops?token=abc")}).to_string();
+    let s = Server::start(&["--notify-default", &rule]);
+    s.put_job("plain", json!({"command": "false"}));
+    // Its own rule names the same target: one notification, not two.
+    s.put_job(
+        "own",
+        json!({"command": "false", "notify": [{"webhook": hook.url("/ops?token=abc")}]}),
+    );
+    for job in ["plain", "own"] {
+        let run = s.trigger(job)["id"].as_i64().unwrap();
+        let list = notifications_of(&s, run, 1);
+        assert_eq!(list[0]["state"], "sent", "{job}: {list:?}");
+    }
+    let seen: Vec<String> = hook
+        .requests()
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.body).unwrap()["job"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    // A success notifies nobody: the server-wide rule is on retry_exhausted only.
+    s.put_job("fine", json!({"command": "true"}));
+    let run = s.trigger("fine")["id"].as_i64().unwrap();
+    s.wait_final(run, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(s.run(run).get("notifications").is_none());
+    // /vars shows the rule without the URL's path and query (a URL may be a credential).
+    let (_, vars) = s.get_text("/vars.json");
+    assert!(
+        vars.contains(&format!(
+            "on retry_exhausted: webhook http://127.0.0.1:{}/…",
+            hook.port
+        )),
+        "{vars}"
+    );
+    assert!(!vars.contains("token=abc"), "{vars}");
+    // A bad rule stops the server at start, naming the flag.
+    let out = std::process::Command::new(bin())
+        .args([
+            "server",
+            "--data-dir",
+            "/nonexistent/x",
+            "--notify-default",
+            r#"{"on": ["often"], "webhook": "http://a/"}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--notify-default"), "{err}");
 }

@@ -561,6 +561,9 @@ impl JobSpec {
         validate_labels("selector", &self.selector)?;
         crate::kind::check_not_reserved("selector", &self.selector)?;
         crate::notify::validate(&self.notify)?;
+        crate::notify::check_references(&self.notify, |n| {
+            self.env.contains_key(n) || self.secrets.contains_key(n)
+        })?;
         Ok(ValidatedJob { schedule, timezone })
     }
 }

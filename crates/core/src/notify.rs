@@ -156,6 +156,9 @@ fn url_problem(u: &str) -> Option<&'static str> {
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         return (!plain).then_some("`${NAME}` must name a variable or secret of the job");
     }
+    if u.contains("${") {
+        return Some("`${NAME}` must be the whole URL (keep the URL with its token in the secret)");
+    }
     let rest = u
         .strip_prefix("https://")
         .or_else(|| u.strip_prefix("http://"));
@@ -226,6 +229,33 @@ pub fn validate(rules: &[NotifyRule]) -> Result<(), ValidationError> {
                     format!("notify[{i}].email[{j}]"),
                     "invalid_value",
                     format!("`{a}` is not an email address (local@domain)"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuse a `${NAME}` target that names neither a variable nor a secret of the job (`known`
+/// tells which names it has).
+pub fn check_references(
+    rules: &[NotifyRule],
+    known: impl Fn(&str) -> bool,
+) -> Result<(), ValidationError> {
+    for (i, r) in rules.iter().enumerate() {
+        for (field, url) in [("webhook", &r.webhook), ("slack", &r.slack)] {
+            let Some(name) = url
+                .as_deref()
+                .and_then(|u| u.strip_prefix("${"))
+                .and_then(|r| r.strip_suffix('}'))
+            else {
+                continue;
+            };
+            if !known(name) {
+                return Err(ValidationError::new(
+                    format!("notify[{i}].{field}"),
+                    "invalid_value",
+                    format!("`${{{name}}}` is neither a variable (`env`) nor a secret of the job"),
                 ));
             }
         }

@@ -142,6 +142,19 @@ async fn resolve(
         .map_err(|e| format!("cannot open secret `{name}`: {e}"))
 }
 
+/// A resolved target, checked: `${NAME}` must hold an `http(s)://` URL (its value is never
+/// repeated in the error).
+fn checked(reference: &str, url: String) -> Result<String, String> {
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        Ok(url)
+    } else {
+        Err(format!(
+            "`{reference}` does not hold an http:// or https:// URL"
+        ))
+    }
+}
+
 /// Make one attempt at `n`.
 pub async fn deliver(store: &Arc<dyn Store>, cfg: &NotifyConfig, n: &Notification) -> Delivery {
     let run = match store.get_run(n.run_id).await {
@@ -151,7 +164,10 @@ pub async fn deliver(store: &Arc<dyn Store>, cfg: &NotifyConfig, n: &Notificatio
     };
     match &n.target {
         Target::Webhook(url) => {
-            let url = match resolve(store, cfg, &n.job, url).await {
+            let url = match resolve(store, cfg, &n.job, url)
+                .await
+                .and_then(|u| checked(url, u))
+            {
                 Ok(u) => u,
                 Err(e) => return Delivery::Failed(e),
             };
@@ -172,7 +188,10 @@ pub async fn deliver(store: &Arc<dyn Store>, cfg: &NotifyConfig, n: &Notificatio
             .await
         }
         Target::Slack(url) => {
-            let url = match resolve(store, cfg, &n.job, url).await {
+            let url = match resolve(store, cfg, &n.job, url)
+                .await
+                .and_then(|u| checked(url, u))
+            {
                 Ok(u) => u,
                 Err(e) => return Delivery::Failed(e),
             };
@@ -203,7 +222,10 @@ async fn post(url: &str, body: String, headers: &[(&str, String)]) -> Delivery {
     match req.send().await {
         Ok(res) => {
             let s = res.status();
-            let text = format!("HTTP {}", s.as_u16());
+            let mut text = format!("HTTP {}", s.as_u16());
+            if s.is_redirection() {
+                text.push_str(" (redirects are not followed)");
+            }
             if s.is_success() {
                 Delivery::Sent(text)
             } else if s.is_server_error() || s.as_u16() == 408 || s.as_u16() == 429 {
@@ -213,6 +235,9 @@ async fn post(url: &str, body: String, headers: &[(&str, String)]) -> Delivery {
             }
         }
         Err(e) => {
+            // Never the URL: it may be a secret's value.
+            let permanent = e.is_builder();
+            let e = e.without_url();
             let mut text = e.to_string();
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
@@ -220,7 +245,11 @@ async fn post(url: &str, body: String, headers: &[(&str, String)]) -> Delivery {
                 text.push_str(&s.to_string());
                 source = s.source();
             }
-            Delivery::Retry(text)
+            if permanent {
+                Delivery::Failed(text)
+            } else {
+                Delivery::Retry(text)
+            }
         }
     }
 }
@@ -243,7 +272,7 @@ async fn email(smtp: &Smtp, to: &[String], subject: &str, text: String) -> Deliv
             r.code(),
             r.message().next().unwrap_or_default()
         )),
-        Err(e) if e.is_permanent() => Delivery::Failed(e.to_string()),
+        Err(e) if e.is_permanent() || e.is_client() => Delivery::Failed(e.to_string()),
         Err(e) => Delivery::Retry(e.to_string()),
     }
 }

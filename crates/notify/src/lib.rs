@@ -41,7 +41,7 @@ pub struct NotifyConfig {
 
 impl NotifyConfig {
     /// Defaults around a webhook signing key: no SMTP, retried for 10 minutes, 10 s per
-    /// attempt, polled every second, 16 at once.
+    /// attempt, polled every second, 64 at once.
     pub fn new(webhook_key: &[u8]) -> NotifyConfig {
         NotifyConfig {
             smtp: None,
@@ -50,7 +50,7 @@ impl NotifyConfig {
             retry_for: Duration::from_secs(600),
             attempt_timeout: Duration::from_secs(10),
             poll_every: Duration::from_secs(1),
-            concurrency: 16,
+            concurrency: 64,
         }
     }
 }

@@ -59,11 +59,15 @@ pub async fn due(
     let rows = c
         .query(
             &format!(
-                "WITH picked AS (SELECT id FROM notifications \
-                     WHERE state = 'pending' AND next_at <= $1 ORDER BY next_at, id LIMIT $3 \
-                     FOR UPDATE SKIP LOCKED) \
+                "WITH fair AS (SELECT id FROM \
+                     (SELECT id, next_at, ROW_NUMBER() OVER (PARTITION BY job ORDER BY next_at, id) AS k \
+                      FROM notifications WHERE state = 'pending' AND next_at <= $1) w \
+                     WHERE k <= {} ORDER BY next_at, id LIMIT $3), \
+                 picked AS (SELECT id FROM notifications WHERE id IN (SELECT id FROM fair) \
+                     AND state = 'pending' FOR UPDATE SKIP LOCKED) \
                  UPDATE notifications n SET next_at = $2 FROM picked WHERE n.id = picked.id \
                  RETURNING {}",
+                tempora_store::notify::PER_JOB_CLAIM,
                 COLS.split(", ")
                     .map(|c| format!("n.{c}"))
                     .collect::<Vec<_>>()

@@ -9,6 +9,10 @@ use tempora_store::{StoreError, StoreResult};
 
 use crate::rows::{db, ts, us};
 
+/// Most notifications of one job in one claim: a job whose receivers hang or fail cannot take
+/// every sender while other jobs' notifications wait.
+const PER_JOB: u32 = tempora_store::notify::PER_JOB_CLAIM;
+
 const COLS: &str = "id, run_id, job, target, events, state, attempts, created_at, next_at";
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -75,8 +79,10 @@ pub fn due(
     let until = now.checked_add(lease).unwrap_or(now);
     let raws: Vec<Raw> = c
         .prepare_cached(&format!(
-            "UPDATE notifications SET next_at = ?2 WHERE id IN (SELECT id FROM notifications \
-             WHERE state = 'pending' AND next_at <= ?1 ORDER BY next_at, id LIMIT ?3) \
+            "UPDATE notifications SET next_at = ?2 WHERE id IN (SELECT id FROM \
+             (SELECT id, next_at, ROW_NUMBER() OVER (PARTITION BY job ORDER BY next_at, id) AS k \
+              FROM notifications WHERE state = 'pending' AND next_at <= ?1) \
+             WHERE k <= {PER_JOB} ORDER BY next_at, id LIMIT ?3) \
              RETURNING {COLS}"
         ))
         .map_err(db)?

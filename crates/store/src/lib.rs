@@ -757,7 +757,8 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- notifications ----
 
-    /// Claim up to `max` pending notifications due at `now`, oldest first: each is held for
+    /// Claim up to `max` pending notifications due at `now`, oldest first and at most
+    /// [`notify::PER_JOB_CLAIM`] of one job: each is held for
     /// `lease` (its `next_at` moves to `now + lease`), so a sender that dies leaves it to be
     /// claimed again, and two senders never hold the same one.
     async fn due_notifications(

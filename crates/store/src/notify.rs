@@ -2,9 +2,31 @@
 //! transaction that ended the run (so a crash cannot lose one), then claimed with a lease,
 //! delivered and recorded attempt by attempt by `tempora-notify`.
 
+use std::sync::RwLock;
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use tempora_core::notify::{Event, Target};
+use tempora_core::notify::{Event, NotifyRule, Target};
+
+/// Most notifications of one job handed out by one [`crate::Store::due_notifications`]: a job
+/// whose receivers hang or fail cannot take every sender while other jobs' notifications wait.
+pub const PER_JOB_CLAIM: u32 = 4;
+
+/// This process's server-wide rules, applied to every job besides its own `notify`.
+static DEFAULTS: RwLock<Vec<NotifyRule>> = RwLock::new(Vec::new());
+
+/// Set the server-wide rules (the server's `--notify-default`; every node of a cluster should
+/// set the same). They apply to runs ended from now on, by this process.
+pub fn set_defaults(rules: Vec<NotifyRule>) {
+    if let Ok(mut d) = DEFAULTS.write() {
+        *d = rules;
+    }
+}
+
+/// The server-wide rules.
+pub fn defaults() -> Vec<NotifyRule> {
+    DEFAULTS.read().map(|d| d.clone()).unwrap_or_default()
+}
 
 /// Where a notification is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

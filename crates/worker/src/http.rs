@@ -123,7 +123,7 @@ async fn exchange(
     if let Some(body) = &spec.body {
         req = req.body(substitute(body, vars));
     }
-    let mut res = req.send().await.map_err(|e| describe(&e))?;
+    let mut res = req.send().await.map_err(describe)?;
     let status = res.status();
     let mut head = format!(
         "{:?} {} {}\n",
@@ -137,7 +137,7 @@ async fn exchange(
     head.push('\n');
     let _ = out.send(Bytes::from(head)).await;
     let mut kept = 0usize;
-    while let Some(chunk) = res.chunk().await.map_err(|e| describe(&e))? {
+    while let Some(chunk) = res.chunk().await.map_err(describe)? {
         let room = MAX_RESPONSE_BODY - kept;
         if chunk.len() > room {
             let _ = out.send(chunk.slice(..room)).await;
@@ -153,10 +153,13 @@ async fn exchange(
     Ok(status.as_u16())
 }
 
-/// A request error in words, with its cause (reqwest's own message is only the outer layer).
-fn describe(e: &reqwest::Error) -> String {
+/// A request error in words, with its cause (reqwest's own message is only the outer layer),
+/// without the URL: once `${NAME}` is filled in it may hold a secret, and the error is shown
+/// on the run.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());

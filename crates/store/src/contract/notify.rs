@@ -13,6 +13,7 @@ pub async fn notifications_follow_the_end_of_runs(s: Arc<dyn Store>) {
         job(
             "n",
             r#""retries":1,"retry_backoff":"1s","owner":"ops@example.com",
+               "env":{"SLACK":"http://127.0.0.1:9/slack"},
                "notify":[{"webhook":"http://127.0.0.1:9/hook"},
                          {"on":["success"],"slack":"${SLACK}"},
                          {"on":["retry_exhausted","timed_out"],"email":["a@example.com"]}]"#,
@@ -141,13 +142,36 @@ pub async fn notifications_follow_the_end_of_runs(s: Arc<dyn Store>) {
     let quiet = run_once(&s, "quiet", t(40), RunState::Failed).await;
     assert!(s.run_notifications(quiet).await.unwrap().is_empty());
 
+    // One job cannot take every sender: at most PER_JOB_CLAIM of a job per claim.
+    let hooks: Vec<String> = (0..6)
+        .map(|i| format!(r#"{{"webhook":"http://127.0.0.1:9/{i}"}}"#))
+        .collect();
+    s.put_job(
+        job("many", &format!(r#""notify":[{}]"#, hooks.join(","))),
+        PutMode::Create,
+        t(0),
+    )
+    .await
+    .unwrap();
+    s.put_job(
+        job("one", r#""notify":[{"webhook":"http://127.0.0.1:9/one"}]"#),
+        PutMode::Create,
+        t(0),
+    )
+    .await
+    .unwrap();
+    run_once(&s, "many", t(60), RunState::Failed).await;
+    run_once(&s, "one", t(61), RunState::Failed).await;
+    let fair = s.due_notifications(at(1020), 10, lease).await.unwrap();
+    let per = |j: &str| fair.iter().filter(|n| n.job == j).count();
+    assert_eq!(
+        (per("many"), per("one")),
+        (crate::notify::PER_JOB_CLAIM as usize, 1)
+    );
+
     // Deleting the job deletes its notifications.
     s.delete_job("n", false).await.unwrap();
     assert!(s.run_notifications(first).await.unwrap().is_empty());
-    assert!(
-        s.due_notifications(at(2000), 10, lease)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let left = s.due_notifications(at(2000), 20, lease).await.unwrap();
+    assert!(left.iter().all(|n| n.job != "n"), "{left:?}");
 }

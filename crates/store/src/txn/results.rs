@@ -99,10 +99,16 @@ pub async fn after_finals<T: Tx>(
             .as_deref()
             .map(notify::owner_addresses)
             .unwrap_or_default();
+        let defaults = crate::notify::defaults();
         for (e, state) in runs {
             let retrying = policy::should_retry(&rec.spec, state, e.attempt);
-            if !rec.spec.notify.is_empty() || !owner.is_empty() {
-                record_notifications(tx, &rec.spec, &owner, e, state, retrying, now).await?;
+            if !rec.spec.notify.is_empty() || !owner.is_empty() || !defaults.is_empty() {
+                let rules = Rules {
+                    job: &rec.spec.notify,
+                    defaults: &defaults,
+                    owner: &owner,
+                };
+                record_notifications(tx, &rules, e, state, retrying, now).await?;
             }
             let counts_for_children = state == RunState::Succeeded
                 || (rec.spec.soft_error && state.is_retryable_failure() && !retrying);
@@ -152,13 +158,22 @@ pub async fn after_finals<T: Tx>(
     Ok(())
 }
 
-/// The notifications of one ended run: one per rule of the job that matches its events, and an
-/// email to the addresses in `owner` when no retry is left after a failure (Chronos's owner
-/// notifications).
+/// Who hears of a job's runs.
+struct Rules<'a> {
+    /// The job's own `notify`.
+    job: &'a [notify::NotifyRule],
+    /// The server-wide rules ([`crate::notify::defaults`]).
+    defaults: &'a [notify::NotifyRule],
+    /// The addresses in the job's `owner`.
+    owner: &'a [String],
+}
+
+/// The notifications of one ended run: one per rule (the job's, then the server-wide ones)
+/// that matches its events, and an email to the addresses in `owner` when no retry is left
+/// after a failure (Chronos's owner notifications). A target named twice is notified once.
 async fn record_notifications<T: Tx>(
     tx: &T,
-    spec: &tempora_core::job::JobSpec,
-    owner: &[String],
+    rules: &Rules<'_>,
     e: &Ended,
     state: RunState,
     retrying: bool,
@@ -170,14 +185,20 @@ async fn record_notifications<T: Tx>(
     }
     // A rule sends when one of its events is among the run's; the notification names all of
     // the run's events (a `failure` rule's receiver learns whether retries are exhausted).
-    let mut targets: Vec<notify::Target> = spec
-        .notify
-        .iter()
-        .filter(|r| !r.matching(&events).is_empty())
-        .filter_map(|r| r.target())
-        .collect();
-    if !owner.is_empty() && events.contains(&notify::Event::RetryExhausted) {
-        targets.push(notify::Target::Email(owner.to_vec()));
+    let mut targets: Vec<notify::Target> = Vec::new();
+    for r in rules.job.iter().chain(rules.defaults) {
+        if let Some(t) = r.target().filter(|_| !r.matching(&events).is_empty())
+            && !targets.contains(&t)
+        {
+            targets.push(t);
+        }
+    }
+    let owner = notify::Target::Email(rules.owner.to_vec());
+    if !rules.owner.is_empty()
+        && events.contains(&notify::Event::RetryExhausted)
+        && !targets.contains(&owner)
+    {
+        targets.push(owner);
     }
     // Both are plain enums and strings: serializing them cannot fail.
     let events = serde_json::to_string(&events).unwrap_or_default();
