@@ -438,85 +438,6 @@ fn a_receiver_that_never_answers_does_not_delay_the_schedule() {
     );
 }
 
-/// Run `openssl` in `dir`, asserting success.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl must be installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A private CA (`ca.pem`) and a certificate for 127.0.0.1 it signed (`server.pem`,
-/// `server.key`), made now.
-fn private_ca(dir: &std::path::Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign",
-    ]);
-    openssl(dir, &ca);
-    let mut req = vec!["req"];
-    req.extend(ec);
-    req.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    openssl(dir, &req);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-}
-
 /// aiosmtpd with STARTTLS and AUTH required (tests/smtp/sink.py, from the venv scripts/test.sh
 /// makes): its port and the directory it writes messages to.
 fn tls_sink(dir: &std::path::Path) -> (std::process::Child, u16, std::path::PathBuf) {
@@ -546,7 +467,8 @@ fn tls_sink(dir: &std::path::Path) -> (std::process::Child, u16, std::path::Path
 #[test]
 fn email_over_starttls_with_auth_and_a_private_ca() {
     let dir = tempfile::tempdir().unwrap();
-    private_ca(dir.path());
+    tempora_testkit::certs::make_ca(dir.path(), "ca");
+    tempora_testkit::certs::make_cert(dir.path(), "ca", "server", "serverAuth");
     let (mut sink, port, mail) = tls_sink(dir.path());
     let url = format!("smtp://mailer:s3cret-pw@127.0.0.1:{port}?tls=required");
     let ca = dir.path().join("ca.pem").display().to_string();

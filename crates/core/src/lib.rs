@@ -37,3 +37,16 @@ pub mod run;
 pub mod schedule;
 pub mod secret;
 pub mod time;
+
+/// An error in words followed by each of its causes (`outer: inner: root`): a library's own
+/// message is often only the outer layer (`error sending request`).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

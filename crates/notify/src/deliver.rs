@@ -237,14 +237,7 @@ async fn post(url: &str, body: String, headers: &[(&str, String)]) -> Delivery {
         Err(e) => {
             // Never the URL: it may be a secret's value.
             let permanent = e.is_builder();
-            let e = e.without_url();
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
+            let text = tempora_core::error_chain(&e.without_url());
             if permanent {
                 Delivery::Failed(text)
             } else {

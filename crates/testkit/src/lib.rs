@@ -6,9 +6,11 @@
 //! - [`server`]: the real `tempora` binary as a server or a remote worker, and the typed API
 //!   client (`tempora-client`) to talk to it.
 //! - [`docker`]: the Docker engine's test image and the containers a test left.
+//! - [`certs`]: a CA and certificates made with `openssl` at test time.
 //! - [`browser`]: headless Chromium over WebDriver, for the web UI.
 
 pub mod browser;
+pub mod certs;
 pub mod docker;
 pub mod pg;
 pub mod server;

@@ -157,15 +157,7 @@ async fn exchange(
 /// without the URL: once `${NAME}` is filled in it may hold a secret, and the error is shown
 /// on the run.
 fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+    tempora_core::error_chain(&e.without_url())
 }
 
 /// The final state and explanation of a request.
