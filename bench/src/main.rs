@@ -72,6 +72,10 @@ struct Opts {
     /// `200 ok`) instead of starting `--command`.
     #[arg(long)]
     http_target: bool,
+    /// Make the jobs container jobs running `--command` in this local image (`pull: never`;
+    /// `scripts/test-image.sh` builds `tempora-test/busybox:1`).
+    #[arg(long)]
+    container_image: Option<String>,
     /// Kill -9 the leader halfway through and measure the failover (cluster only).
     #[arg(long)]
     failover: bool,
@@ -294,9 +298,13 @@ async fn start_http_target() -> anyhow::Result<()> {
 
 /// What a run does, in words.
 fn what_runs(o: &Opts) -> String {
-    match HTTP_TARGET.get().filter(|_| o.http_target) {
-        Some(url) => format!("GET {url}"),
-        None => o.command.clone(),
+    match (
+        HTTP_TARGET.get().filter(|_| o.http_target),
+        &o.container_image,
+    ) {
+        (Some(url), _) => format!("GET {url}"),
+        (None, Some(image)) => format!("{} in a container of {image}", o.command),
+        (None, None) => o.command.clone(),
     }
 }
 
@@ -306,6 +314,9 @@ fn job_body(o: &Opts, extra: Value) -> Value {
     match (o.http_target, HTTP_TARGET.get()) {
         (true, Some(url)) => v["http"] = json!({"url": url}),
         _ => v["command"] = json!(o.command),
+    }
+    if let Some(image) = &o.container_image {
+        v["container"] = json!({"image": image, "pull": "never"});
     }
     v
 }
