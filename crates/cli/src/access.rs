@@ -34,6 +34,77 @@ pub enum TokenCommand {
     },
 }
 
+/// `tempora artifact …`
+#[derive(Debug, Subcommand)]
+pub enum ArtifactCommand {
+    /// Upload a script or binary; prints its reference (`sha256:…`) for a job's `artifact`.
+    Push {
+        /// The file.
+        file: std::path::PathBuf,
+    },
+    /// List the stored artifacts.
+    Ls,
+    /// Delete an artifact no job runs.
+    Rm {
+        /// Its reference (`sha256:…`) or digest.
+        #[arg(value_name = "SHA256")]
+        which: String,
+    },
+}
+
+/// Run a `tempora artifact …` command.
+pub fn run_artifact(cmd: ArtifactCommand, opts: ClientOpts) -> ExitCode {
+    finish(runtime().and_then(|rt| rt.block_on(artifact(cmd, opts))))
+}
+
+async fn artifact(cmd: ArtifactCommand, opts: ClientOpts) -> Res<()> {
+    let api = Api::new(&opts)?;
+    let fmt = opts.output;
+    match cmd {
+        ArtifactCommand::Push { file } => {
+            let data = std::fs::read(&file).map_err(|e| {
+                crate::client::fail(2, format!("cannot read {}: {e}", file.display()))
+            })?;
+            let v = api.push_artifact(data).await?;
+            if fmt == OutputFormat::Json {
+                print_json(&v);
+            } else {
+                // The reference alone on stdout, for `artifact: $(tempora artifact push f)`.
+                println!("sha256:{}", s(&v["sha256"]));
+                eprintln!("{} bytes stored", v["size"]);
+            }
+        }
+        ArtifactCommand::Ls => {
+            let v = api.list_artifacts().await?;
+            if fmt == OutputFormat::Json {
+                print_json(&v);
+            } else {
+                let utc = jiff::tz::TimeZone::UTC;
+                let rows = v["artifacts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| {
+                        vec![
+                            format!("sha256:{}", s(&a["sha256"])),
+                            a["size"].to_string(),
+                            when(&a["created_at"], &utc),
+                        ]
+                    })
+                    .collect();
+                print!("{}", table(&["ARTIFACT", "SIZE", "CREATED_AT"], rows));
+            }
+        }
+        ArtifactCommand::Rm { which } => {
+            let digest = which.trim().trim_start_matches("sha256:").to_owned();
+            api.delete_artifact(&digest).await?;
+            eprintln!("artifact {which} deleted");
+        }
+    }
+    Ok(())
+}
+
 /// `tempora audit …`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {

@@ -7,7 +7,7 @@
 //! `kill_grace`, `lease_ttl`, `claim_wait_max`, `max_log_bytes`, `sqlite_cache_mib`, `sqlite_synchronous`, `database_url`, `leader_lease_ttl`,
 //! `leader_renew_every`, `no_leader`, `max_clock_offset`, `claim_poll_every`, `database_pool_size`,
 //! `keep_runs`, `keep_days`, `retention_every`, `retention_batch`, `job_metrics_max`, `admin_token_file`, `secret_key_file`,
-//! `webhook_key_file`, `smtp_url`, `smtp_from`, `smtp_ca_file`, `notify_default`, `notify_retry_for`,
+//! `webhook_key_file`, `smtp_url`, `smtp_from`, `smtp_ca_file`, `notify_default`, `max_artifact_bytes`, `artifact_cache_max`, `notify_retry_for`,
 //! `cors_origin`, `allowed_host`, `metrics_public`, `ui_session_ttl`, `pass_env`, `containment`, `tls_cert`, `tls_key`,
 //! `client_ca`). The file's values are exported as the matching
 //! `TEMPORA_*` variables where those are not already set, before the command line is parsed, so
@@ -16,7 +16,7 @@
 use std::ffi::OsString;
 
 /// Keys the file may hold, with their environment variables.
-const KEYS: [(&str, &str); 44] = [
+const KEYS: [(&str, &str); 46] = [
     ("data_dir", "TEMPORA_DATA_DIR"),
     ("listen", "TEMPORA_LISTEN"),
     ("local_slots", "TEMPORA_LOCAL_SLOTS"),
@@ -52,6 +52,8 @@ const KEYS: [(&str, &str); 44] = [
     ("smtp_ca_file", "TEMPORA_SMTP_CA_FILE"),
     ("notify_retry_for", "TEMPORA_NOTIFY_RETRY_FOR"),
     ("notify_default", "TEMPORA_NOTIFY_DEFAULT"),
+    ("max_artifact_bytes", "TEMPORA_MAX_ARTIFACT_BYTES"),
+    ("artifact_cache_max", "TEMPORA_ARTIFACT_CACHE_MAX"),
     ("cors_origin", "TEMPORA_CORS_ORIGIN"),
     ("allowed_host", "TEMPORA_ALLOWED_HOST"),
     ("metrics_public", "TEMPORA_METRICS_PUBLIC"),
@@ -172,6 +174,8 @@ pub fn effective(a: &crate::server::ServerArgs) -> Vec<(String, String)> {
         ("smtp_from", a.smtp_from.clone().unwrap_or_default()),
         ("smtp_ca_file", path(&a.smtp_ca_file)),
         ("notify_retry_for", d(a.notify_retry_for)),
+        ("max_artifact_bytes", a.max_artifact_bytes.to_string()),
+        ("artifact_cache_max", a.artifact_cache_max.to_string()),
         (
             "notify_default",
             a.notify_default

@@ -108,6 +108,13 @@ enum Command {
         #[command(flatten)]
         opts: ClientOpts,
     },
+    /// Upload, list and delete artifacts: scripts and binaries a job runs with `artifact`.
+    Artifact {
+        #[command(subcommand)]
+        command: access::ArtifactCommand,
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
     /// Read the audit log of changes (admin).
     Audit {
         #[command(subcommand)]
@@ -214,6 +221,7 @@ fn main() -> ExitCode {
         Command::Job { command, opts } => client::run_job(command, opts),
         Command::Run { command, opts } => client::run_run(command, opts),
         Command::Token { command, opts } => access::run_token(command, opts),
+        Command::Artifact { command, opts } => access::run_artifact(command, opts),
         Command::Audit { command, opts } => access::run_audit(command, opts),
         Command::Backup { args, opts } => {
             client::finish(client::runtime().and_then(|rt| rt.block_on(backup::backup(args, opts))))

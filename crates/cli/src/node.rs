@@ -262,6 +262,15 @@ impl Node {
         } else {
             (Vec::new(), None)
         };
+        let artifacts = if args.local_slots > 0 {
+            let dir = args.data_dir.join("artifact-cache");
+            Some(Arc::new(
+                tempora_worker::artifacts::ArtifactCache::new(&dir, args.artifact_cache_max)
+                    .map_err(anyhow::Error::msg)?,
+            ))
+        } else {
+            None
+        };
         let pool = (args.local_slots > 0).then(|| {
             let source = Arc::new(
                 StoreSource::new(store.clone(), local_worker.clone(), args.lease_ttl)
@@ -287,6 +296,7 @@ impl Node {
                 inherited_env: tempora_worker::process::inherited_env(&args.pass_env),
                 engine,
                 capabilities,
+                artifacts,
                 ..PoolConfig::default()
             };
             let pool = WorkerPool::new(source, config, work_ready.clone())
@@ -317,6 +327,7 @@ impl Node {
             claim_wait_max: args
                 .claim_wait_max
                 .min(tempora_client::wire::MAX_CLAIM_WAIT),
+            max_artifact_bytes: args.max_artifact_bytes,
             shutdown: shutdown.clone(),
             auth: tempora_http::auth::AuthConfig {
                 cors_origins: args

@@ -165,6 +165,14 @@ pub struct ServerArgs {
     /// The sender of email notifications (default `tempora@<hostname>`).
     #[arg(long, env = "TEMPORA_SMTP_FROM", value_name = "ADDRESS")]
     pub smtp_from: Option<String>,
+    /// Largest artifact `POST /api/v1/artifacts` (`tempora artifact push`) takes, in bytes (an
+    /// upload is held in memory while it is stored).
+    #[arg(long, env = "TEMPORA_MAX_ARTIFACT_BYTES", default_value_t = tempora_http::artifacts::DEFAULT_MAX_ARTIFACT)]
+    pub max_artifact_bytes: usize,
+    /// Most bytes of artifacts the local pool keeps in `<data-dir>/artifact-cache` (least
+    /// recently used ones go first).
+    #[arg(long, env = "TEMPORA_ARTIFACT_CACHE_MAX", default_value_t = 1 << 30)]
+    pub artifact_cache_max: u64,
     /// Server-wide notification rules, applied to every job besides its own `notify`: a JSON
     /// rule or list of rules, e.g. `{"on": ["retry_exhausted"], "webhook": "https://…"}`.
     /// Repeatable. Give every node of a cluster the same.

@@ -57,6 +57,13 @@ pub struct WorkerArgs {
     /// The Docker engine's Unix socket, for container jobs.
     #[arg(long, env = "TEMPORA_DOCKER_SOCKET", default_value = tempora_worker::docker::DEFAULT_SOCKET)]
     pub docker_socket: String,
+    /// Where artifacts (uploaded scripts and binaries) are kept between runs (default
+    /// `/var/tmp/tempora-artifacts-<uid>`; made 0700, refused if others may write to it).
+    #[arg(long, env = "TEMPORA_ARTIFACT_CACHE", value_name = "DIR")]
+    pub artifact_cache: Option<std::path::PathBuf>,
+    /// Most bytes the artifact cache keeps (least recently used ones go first).
+    #[arg(long, env = "TEMPORA_ARTIFACT_CACHE_MAX", default_value_t = 1 << 30)]
+    pub artifact_cache_max: u64,
     /// This worker's id, recorded on its runs (default: `<hostname>-<6 random hex digits>`).
     #[arg(long, env = "TEMPORA_WORKER_ID")]
     pub worker_id: Option<String>,
@@ -192,7 +199,8 @@ impl HttpSource {
         })
     }
 
-    /// POST `body` (JSON, or raw bytes) to `path` on the current server, failing over.
+    /// POST `body` (JSON, or raw bytes) to `path` (or GET it) on the current server, failing
+    /// over.
     async fn post(
         &self,
         path: &str,
@@ -205,7 +213,11 @@ impl HttpSource {
         for i in 0..n {
             let idx = (start + i) % n;
             let url = format!("{}/api/v1/workers{path}", self.servers[idx]);
-            let req = self.http.post(&url).timeout(timeout);
+            let req = match &body {
+                Body::Get => self.http.get(&url),
+                _ => self.http.post(&url),
+            }
+            .timeout(timeout);
             let req = match &body {
                 Body::Json(v) => req
                     .header("content-type", "application/json")
@@ -213,6 +225,7 @@ impl HttpSource {
                 Body::Raw(b) => req
                     .header("content-type", "application/octet-stream")
                     .body(b.to_vec()),
+                Body::Get => req,
             };
             let sent = std::time::Instant::now();
             let answer = req.send().await;
@@ -343,6 +356,8 @@ fn follow_server_clock(resp: &reqwest::Response, sent: std::time::Instant) {
 enum Body<'a> {
     Json(Vec<u8>),
     Raw(&'a [u8]),
+    /// A GET (no body).
+    Get,
 }
 
 fn attempt_error(a: Attempt) -> SourceError {
@@ -404,6 +419,19 @@ impl RunSource for HttpSource {
             Ok(_) => Ok(()),
             // Not ours any more (cancelled, reaped, deleted): the output has nowhere to go.
             Err(Attempt::Refused(StatusCode::CONFLICT | StatusCode::NOT_FOUND, _)) => Ok(()),
+            Err(a) => Err(attempt_error(a)),
+        }
+    }
+
+    async fn fetch_artifact(&self, sha256: &str) -> Result<Option<Vec<u8>>, SourceError> {
+        let path = format!("/{}/artifacts/{sha256}", self.path_id());
+        match self.post(&path, Body::Get, REQUEST_TIMEOUT * 10).await {
+            Ok(resp) => resp
+                .bytes()
+                .await
+                .map(|b| Some(b.to_vec()))
+                .map_err(|e| SourceError::Transport(format!("artifact download: {e}"))),
+            Err(Attempt::Refused(StatusCode::NOT_FOUND, _)) => Ok(None),
             Err(a) => Err(attempt_error(a)),
         }
     }
@@ -538,6 +566,14 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
         address: Some(hostname()),
         clock_offset: None,
     };
+    let cache_dir = args.artifact_cache.clone().unwrap_or_else(|| {
+        std::path::PathBuf::from(format!(
+            "/var/tmp/tempora-artifacts-{}",
+            nix::unistd::geteuid().as_raw()
+        ))
+    });
+    let artifacts =
+        tempora_worker::artifacts::ArtifactCache::new(&cache_dir, args.artifact_cache_max)?;
     let token = worker_token(&args)?;
     let source = Arc::new(HttpSource::new(
         args.servers.clone(),
@@ -602,6 +638,7 @@ async fn work(args: WorkerArgs) -> Result<(), String> {
         inherited_env: tempora_worker::process::inherited_env(&args.pass_env),
         engine,
         capabilities: capabilities.clone(),
+        artifacts: Some(Arc::new(artifacts)),
         ..PoolConfig::default()
     };
     let pool = WorkerPool::new(source, config, Arc::new(Notify::new()));

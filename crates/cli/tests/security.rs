@@ -70,6 +70,14 @@ fn concrete(method: &str, template: &str, fx: &Fixtures) -> (String, Option<Valu
         .replace("{task_id}", "ct:0:0:sec-job:")
         .replace("{percentile}", "99thPercentile")
         .replace(
+            "{sha256}",
+            if method == "DELETE" {
+                &fx.deletable
+            } else {
+                &fx.kept
+            },
+        )
+        .replace(
             "{file}",
             if template.starts_with("/ui/") {
                 "htmx.min.js"
@@ -114,6 +122,9 @@ fn concrete(method: &str, template: &str, fx: &Fixtures) -> (String, Option<Valu
 struct Fixtures {
     sleeper_run: i64,
     remote_run: i64,
+    /// Artifacts: one to read, one to delete.
+    kept: String,
+    deletable: String,
 }
 
 impl Fixtures {
@@ -164,9 +175,28 @@ fn every_route_needs_its_role_and_no_less() {
     s.wait_for(Duration::from_secs(10), "the sleeper to run", || {
         (s.run(sleeper_run)["state"] == "running").then_some(())
     });
+    let artifact = |content: &str| {
+        let (st, _, body) = request(
+            "POST",
+            &format!("{}/api/v1/artifacts", s.url()),
+            &[
+                ("Authorization", &format!("Bearer {admin}")),
+                ("Content-Type", "application/octet-stream"),
+            ],
+            content,
+        )
+        .unwrap();
+        assert_eq!(st, 201, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["sha256"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
     let fx = Fixtures {
         sleeper_run,
         remote_run,
+        kept: artifact("#!/bin/sh\necho kept\n"),
+        deletable: artifact("#!/bin/sh\necho deletable\n"),
     };
 
     let routes = all_routes();

@@ -261,6 +261,28 @@ impl ApiClient {
             .await
     }
 
+    /// `POST /api/v1/artifacts`: store `data` as an artifact; answers its `sha256` and `size`.
+    pub async fn push_artifact(&self, data: Vec<u8>) -> ApiResult<Value> {
+        self.json(
+            self.request(Method::POST, "/api/v1/artifacts")
+                .header("content-type", "application/octet-stream")
+                .body(data),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/artifacts`.
+    pub async fn list_artifacts(&self) -> ApiResult<Value> {
+        self.json(self.request(Method::GET, "/api/v1/artifacts"))
+            .await
+    }
+
+    /// `DELETE /api/v1/artifacts/{sha256}`.
+    pub async fn delete_artifact(&self, sha256: &str) -> ApiResult<Value> {
+        let path = format!("/api/v1/artifacts/{}", encode_segment(sha256));
+        self.json(self.request(Method::DELETE, &path)).await
+    }
+
     /// `POST /api/v1/backup`: the response streams a consistent copy of the database.
     pub async fn backup(&self) -> ApiResult<Response> {
         self.send(self.request(Method::POST, "/api/v1/backup"))

@@ -196,6 +196,15 @@ pub struct JobSpec {
     /// `arguments`, `env` and `secrets` (an empty `command` runs the image's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<crate::container::ContainerSpec>,
+    /// An uploaded script or binary to run instead of `command` (`sha256:<hex>`, see
+    /// `POST /api/v1/artifacts`): the worker fetches it, checks its hash and runs it with the
+    /// job's `arguments`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
+    /// The program that runs the artifact (`python3`, `/bin/bash -e`: words, the artifact's path
+    /// and the arguments after them); absent: the artifact is run itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<String>,
     /// Who hears of the job's runs: `[{on: [failure|success|retry_exhausted|timed_out|lost],
     /// webhook | email | slack}]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

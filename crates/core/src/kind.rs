@@ -175,9 +175,51 @@ impl JobSpec {
     }
 }
 
+/// An artifact reference: `sha256:` and 64 lowercase hex digits; returns the digits.
+pub fn artifact_digest(reference: &str) -> Option<&str> {
+    let hex = reference.strip_prefix("sha256:")?;
+    (hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then_some(hex)
+}
+
 /// The kind-specific checks of a job: one kind per job, and no field that the kind ignores.
 pub(crate) fn check_kind(spec: &JobSpec) -> Result<(), ValidationError> {
     let bad = |field: &str, m: &str| Err(ValidationError::new(field, "invalid_value", m));
+    if let Some(a) = &spec.artifact {
+        if artifact_digest(a).is_none() {
+            return bad(
+                "artifact",
+                "`sha256:` and 64 lowercase hex digits (as `POST /api/v1/artifacts` answers)",
+            );
+        }
+        if spec.http.is_some() || spec.container.is_some() {
+            return bad(
+                "artifact",
+                "an artifact runs as a process: not with `http` or `container`",
+            );
+        }
+        if !spec.command.trim().is_empty() {
+            return bad(
+                "command",
+                "a job runs either a `command` or an `artifact`, not both",
+            );
+        }
+    }
+    if let Some(i) = &spec.interpreter {
+        if spec.artifact.is_none() {
+            return bad("interpreter", "an interpreter runs an `artifact`; give one");
+        }
+        let words: Vec<&str> = i.split_whitespace().collect();
+        if words.is_empty() || words.len() > 16 || i.len() > 1024 || i.contains('\0') {
+            return bad("interpreter", "1 to 16 words, at most 1024 bytes");
+        }
+    }
+    if spec.artifact.is_some() {
+        return Ok(());
+    }
     match (&spec.http, &spec.container) {
         (Some(_), Some(_)) => {
             return bad(
@@ -216,7 +258,7 @@ pub(crate) fn check_kind(spec: &JobSpec) -> Result<(), ValidationError> {
                 return Err(ValidationError::new(
                     "command",
                     "missing_field",
-                    "command is required (or `http` for an HTTP job, `container` for a container job)",
+                    "command is required (or `http` for an HTTP job, `container` for a container job, `artifact` for an uploaded script)",
                 ));
             }
         }

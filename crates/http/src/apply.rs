@@ -79,6 +79,7 @@ async fn prepare(s: &AppState, caller: &Caller, req: ApplyRequest) -> ApiResult<
             continue;
         }
         crate::jobs::check_privileges(s, &spec, caller)?;
+        crate::artifacts::check_job_artifact(s, &spec).await?;
         jobs.push(spec);
     }
     let mut current: BTreeMap<String, JobSpec> = BTreeMap::new();

@@ -277,6 +277,7 @@ pub(crate) async fn save(
     tempora_core::chronos::tidy(&mut spec);
     spec.validate()?;
     check_privileges(s, &spec, caller)?;
+    crate::artifacts::check_job_artifact(s, &spec).await?;
     let stored = stored_if_needed(s, &spec).await?;
     check_fires_again(&spec, stored.as_ref())?;
     seal_secrets(s, &mut spec, stored.as_ref())?;

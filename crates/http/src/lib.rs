@@ -9,6 +9,7 @@
 //! the web UI at `/`.
 
 pub mod apply;
+pub mod artifacts;
 pub mod auth;
 pub mod backfill;
 pub mod chronos;
@@ -75,6 +76,8 @@ pub struct AppState {
     /// Longest a worker's claim is held while no run is queued (at most
     /// [`tempora_client::wire::MAX_CLAIM_WAIT`]).
     pub claim_wait_max: Duration,
+    /// Largest artifact `POST /api/v1/artifacts` takes.
+    pub max_artifact_bytes: usize,
     /// Fires when the node shuts down: held worker claims answer at once.
     pub shutdown: CancellationToken,
     /// Access settings (CORS origins, allowed hosts, public metrics).
@@ -129,6 +132,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/tokens/{token}", delete(tokens::revoke))
         .route("/audit", get(tokens::audit))
         .route("/backup", post(ops::backup))
+        .route(
+            "/artifacts",
+            get(artifacts::list)
+                .post(artifacts::push)
+                .layer(DefaultBodyLimit::max(state.max_artifact_bytes)),
+        )
+        .route(
+            "/artifacts/{sha256}",
+            get(artifacts::get).delete(artifacts::delete),
+        )
         .nest("/workers", worker_routes());
     Router::new()
         .nest("/api/v1", api)
@@ -167,6 +180,7 @@ fn worker_routes() -> Router<Arc<AppState>> {
         .route("/{id}/heartbeat", post(workers::heartbeat))
         .route("/{id}/runs/{run}/log", post(workers::append_log))
         .route("/{id}/finish", post(workers::finish))
+        .route("/{id}/artifacts/{sha256}", get(artifacts::fetch))
         .layer(DefaultBodyLimit::max(tempora_client::wire::MAX_WORKER_BODY))
         .layer(middleware::map_response(workers::stamp_time))
 }

@@ -26,7 +26,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use crate::auth::table::{Access, BodyKind, Route};
 use crate::error::ApiError;
-use crate::{apply, backfill, jobs, ops, runs, tokens, vars, workers};
+use crate::{apply, artifacts, backfill, jobs, ops, runs, tokens, vars, workers};
 
 /// Where the native document is served.
 pub const NATIVE_URL: &str = "/api/v1/openapi.json";
@@ -52,7 +52,8 @@ pub const CHRONOS_URL: &str = "/api/v1/chronos/openapi.json";
         runs::cancel, ops::health, ops::ready, ops::metrics, ops::status, ops::cluster,
         ops::backup, vars::text, vars::json, tokens::list, tokens::create, tokens::revoke,
         tokens::audit, workers::list, workers::register, workers::claim, workers::heartbeat,
-        workers::append_log, workers::finish,
+        workers::append_log, workers::finish, artifacts::fetch, artifacts::push,
+        artifacts::list, artifacts::get, artifacts::delete,
     ),
     modifiers(&Security),
     tags(
@@ -62,6 +63,7 @@ pub const CHRONOS_URL: &str = "/api/v1/chronos/openapi.json";
         (name = "operations", description = "Health, readiness, metrics, status, cluster, backup"),
         (name = "tokens", description = "Tokens and the audit log (admin)"),
         (name = "workers", description = "The protocol remote workers speak (worker tokens)"),
+        (name = "artifacts", description = "Uploaded scripts and binaries that jobs run"),
     )
 )]
 pub struct ApiDoc;
@@ -184,6 +186,18 @@ fn add_common_responses(op: &mut Value, route: &Route, native: bool) {
     if route.body == BodyKind::Json {
         common.push(("413", "The body is larger than this route accepts", &access));
         common.push(("415", "The body is not sent as `application/json`", &access));
+    }
+    if route.body == BodyKind::Binary {
+        common.push((
+            "413",
+            "The body is larger than --max-artifact-bytes",
+            &access,
+        ));
+        common.push((
+            "415",
+            "The body is not sent as `application/octet-stream`",
+            &access,
+        ));
     }
     let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
         return;

@@ -96,7 +96,7 @@ fn check_listed(field: &str, n: usize) -> Result<(), ApiError> {
 
 /// Worker ids are 1-200 of `A-Z a-z 0-9 . _ - : @ /`: no spaces or look-alikes that would show
 /// as another worker's id in listings and logs.
-fn check_id(id: &str) -> Result<(), ApiError> {
+pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()
         && id.len() <= 200
         && id.bytes().all(|b| {

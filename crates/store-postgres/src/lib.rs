@@ -10,6 +10,7 @@
 //! - Migrations run at [`PostgresStore::connect`] under an advisory lock.
 //! - Connections come from a small built-in pool; plain TCP (no TLS).
 
+mod artifacts;
 mod auth;
 mod notify;
 mod open;
@@ -756,5 +757,52 @@ impl Store for PostgresStore {
         run_id: i64,
     ) -> StoreResult<Vec<tempora_store::notify::Notification>> {
         self.read(|c| Box::pin(notify::of_run(c, run_id))).await
+    }
+
+    async fn put_artifact(
+        &self,
+        sha256: &str,
+        data: Vec<u8>,
+        now: Timestamp,
+    ) -> StoreResult<tempora_store::artifacts::ArtifactInfo> {
+        self.write(|c| {
+            let (sha, data) = (sha256.to_owned(), data.clone());
+            Box::pin(async move { artifacts::put(c, &sha, &data, now).await })
+        })
+        .await
+    }
+
+    async fn artifact_info(
+        &self,
+        sha256: &str,
+    ) -> StoreResult<Option<tempora_store::artifacts::ArtifactInfo>> {
+        self.read(|c| {
+            let sha = sha256.to_owned();
+            Box::pin(async move { artifacts::info(c, &sha).await })
+        })
+        .await
+    }
+
+    async fn list_artifacts(
+        &self,
+        limit: u32,
+    ) -> StoreResult<Vec<tempora_store::artifacts::ArtifactInfo>> {
+        self.read(|c| Box::pin(artifacts::list(c, limit))).await
+    }
+
+    async fn read_artifact(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.read(|c| {
+            let sha = sha256.to_owned();
+            Box::pin(async move { artifacts::read(c, &sha).await })
+        })
+        .await
+    }
+
+    async fn delete_artifact(&self, sha256: &str) -> StoreResult<bool> {
+        self.write(|c| {
+            let sha = sha256.to_owned();
+            Box::pin(async move { artifacts::delete(c, &sha).await })
+        })
+        .await
     }
 }

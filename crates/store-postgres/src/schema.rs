@@ -206,6 +206,20 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_run ON notifications (run_id);
 CREATE INDEX notifications_due ON notifications (next_at) WHERE state = 'pending';
 "#,
+    // 13: artifacts, content-addressed, in 1 MiB chunks.
+    r#"
+CREATE TABLE artifacts (
+    sha256      text PRIMARY KEY,
+    size        bigint NOT NULL,
+    created_at  bigint NOT NULL
+);
+CREATE TABLE artifact_chunks (
+    sha256  text NOT NULL,
+    seq     bigint NOT NULL,
+    data    bytea NOT NULL,
+    PRIMARY KEY (sha256, seq)
+);
+"#,
 ];
 
 /// Apply the migrations not yet applied, all in one transaction under an advisory lock.

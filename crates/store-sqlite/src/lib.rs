@@ -13,6 +13,7 @@
 //!   batch of scattered runs) copies thousands of pages and syncs the file, which would
 //!   otherwise hold up the fires and results committed behind it.
 
+mod artifacts;
 mod auth;
 mod checkpointer;
 mod notify;
@@ -761,5 +762,42 @@ impl Store for SqliteStore {
         run_id: i64,
     ) -> StoreResult<Vec<tempora_store::notify::Notification>> {
         self.read(move |c| notify::of_run(c, run_id)).await
+    }
+
+    async fn put_artifact(
+        &self,
+        sha256: &str,
+        data: Vec<u8>,
+        now: Timestamp,
+    ) -> StoreResult<tempora_store::artifacts::ArtifactInfo> {
+        let sha = sha256.to_owned();
+        self.writer
+            .write(move |c| artifacts::put(c, &sha, &data, now))
+            .await
+    }
+
+    async fn artifact_info(
+        &self,
+        sha256: &str,
+    ) -> StoreResult<Option<tempora_store::artifacts::ArtifactInfo>> {
+        let sha = sha256.to_owned();
+        self.read(move |c| artifacts::info(c, &sha)).await
+    }
+
+    async fn list_artifacts(
+        &self,
+        limit: u32,
+    ) -> StoreResult<Vec<tempora_store::artifacts::ArtifactInfo>> {
+        self.read(move |c| artifacts::list(c, limit)).await
+    }
+
+    async fn read_artifact(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
+        let sha = sha256.to_owned();
+        self.read(move |c| artifacts::read(c, &sha)).await
+    }
+
+    async fn delete_artifact(&self, sha256: &str) -> StoreResult<bool> {
+        let sha = sha256.to_owned();
+        self.writer.write(move |c| artifacts::delete(c, &sha)).await
     }
 }

@@ -214,6 +214,20 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_run ON notifications (run_id);
 CREATE INDEX notifications_due ON notifications (next_at) WHERE state = 'pending';
 "#,
+    // 15: artifacts, content-addressed, in 1 MiB chunks.
+    r#"
+CREATE TABLE artifacts (
+    sha256      TEXT PRIMARY KEY,
+    size        INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE artifact_chunks (
+    sha256  TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    data    BLOB NOT NULL,
+    PRIMARY KEY (sha256, seq)
+);
+"#,
 ];
 
 /// Apply the migrations not yet applied, each in its own transaction.

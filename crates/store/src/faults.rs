@@ -548,4 +548,34 @@ impl Store for Faulty {
     ) -> StoreResult<Vec<crate::notify::Notification>> {
         self.inner.run_notifications(run_id).await
     }
+
+    async fn put_artifact(
+        &self,
+        sha256: &str,
+        data: Vec<u8>,
+        now: Timestamp,
+    ) -> StoreResult<crate::artifacts::ArtifactInfo> {
+        self.write(Write::Job, self.inner.put_artifact(sha256, data, now))
+            .await
+    }
+
+    async fn artifact_info(
+        &self,
+        sha256: &str,
+    ) -> StoreResult<Option<crate::artifacts::ArtifactInfo>> {
+        self.inner.artifact_info(sha256).await
+    }
+
+    async fn list_artifacts(&self, limit: u32) -> StoreResult<Vec<crate::artifacts::ArtifactInfo>> {
+        self.inner.list_artifacts(limit).await
+    }
+
+    async fn read_artifact(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.read_artifact(sha256).await
+    }
+
+    async fn delete_artifact(&self, sha256: &str) -> StoreResult<bool> {
+        self.write(Write::Job, self.inner.delete_artifact(sha256))
+            .await
+    }
 }

@@ -17,6 +17,7 @@ use tempora_core::job::{JobSpec, TimerSpec, ValidationError};
 use tempora_core::policy::PlannedOccurrence;
 use tempora_core::run::{Run, RunOverrides, RunState, Trigger};
 
+pub mod artifacts;
 pub mod auth;
 pub mod clock;
 #[cfg(feature = "contract-tests")]
@@ -776,6 +777,26 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// The notifications of run `run_id`, oldest first.
     async fn run_notifications(&self, run_id: i64) -> StoreResult<Vec<notify::Notification>>;
+
+    // ---- artifacts ----
+
+    /// Store `data` as the artifact of digest `sha256` (the caller computed it); storing one
+    /// that exists changes nothing. Returns what is stored.
+    async fn put_artifact(
+        &self,
+        sha256: &str,
+        data: Vec<u8>,
+        now: Timestamp,
+    ) -> StoreResult<artifacts::ArtifactInfo>;
+    /// One artifact's size and upload time.
+    async fn artifact_info(&self, sha256: &str) -> StoreResult<Option<artifacts::ArtifactInfo>>;
+    /// The artifacts, newest first, at most `limit`.
+    async fn list_artifacts(&self, limit: u32) -> StoreResult<Vec<artifacts::ArtifactInfo>>;
+    /// An artifact's bytes.
+    async fn read_artifact(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Delete an artifact: [`StoreError::Conflict`] naming the jobs that run it, if any (checked
+    /// in the same transaction). False when there was none.
+    async fn delete_artifact(&self, sha256: &str) -> StoreResult<bool>;
 }
 
 /// A worker as it registers ([`Store::upsert_worker`]).

@@ -6,6 +6,8 @@
 //!   output).
 //! - [`docker`]: runs one attempt of a container job through the Docker Engine API (output,
 //!   exit code, timeout and cancel; the container removed whatever happens).
+//! - [`artifacts`]: the cache of uploaded scripts and binaries runs name (fetched once, hash
+//!   checked, least recently used ones evicted).
 //! - [`contain`]: every process a run starts ends with it (a cgroup v2 per run, or an
 //!   environment sweep).
 //! - `start`: what a job's process is started with, and on which path.
@@ -16,6 +18,7 @@
 //! - [`pool`]: the worker pool: claim loop, heartbeats, output shipping, batched results,
 //!   graceful shutdown.
 
+pub mod artifacts;
 pub mod contain;
 pub mod docker;
 pub mod http;

@@ -53,6 +53,8 @@ pub struct PoolConfig {
     /// The kinds of job it runs; a claimed run of another kind (from a server that did not
     /// filter it) fails without being started.
     pub capabilities: Vec<tempora_core::kind::Kind>,
+    /// Where the artifacts runs name are kept (None: a run of an artifact fails, saying why).
+    pub artifacts: Option<Arc<crate::artifacts::ArtifactCache>>,
 }
 
 impl Default for PoolConfig {
@@ -73,6 +75,7 @@ impl Default for PoolConfig {
                 tempora_core::kind::Kind::Command,
                 tempora_core::kind::Kind::Http,
             ],
+            artifacts: None,
         }
     }
 }
@@ -341,6 +344,22 @@ fn process_spec(c: &ClaimedRun, cfg: &PoolConfig) -> ProcessSpec {
     }
 }
 
+/// Run the artifact at `path` instead of a command: directly, or as the last word of
+/// `interpreter` (`python3 -u`), the job's arguments after it.
+fn with_artifact(spec: &mut ProcessSpec, path: &std::path::Path, interpreter: Option<&str>) {
+    let file = path.display().to_string();
+    spec.shell = false;
+    match interpreter.map(|i| i.split_whitespace().map(str::to_owned).collect::<Vec<_>>()) {
+        Some(mut words) if !words.is_empty() => {
+            spec.command = words.remove(0);
+            words.push(file);
+            words.append(&mut spec.arguments);
+            spec.arguments = words;
+        }
+        _ => spec.command = file,
+    }
+}
+
 /// What a container run starts: the process spec's command words and the job's own
 /// environment (never the worker's: a container sees only what the job gives it).
 fn container_plan(
@@ -437,11 +456,7 @@ async fn execute(
 ) {
     let run_id = c.run.id;
     let kind = c.spec.kind();
-    if !cfg.capabilities.contains(&kind) {
-        // The server should not have handed it out; running it anyway would break the
-        // worker's promise (a container-only worker runs nothing on its host).
-        let caps: Vec<&str> = cfg.capabilities.iter().map(|k| k.as_str()).collect();
-        tracing::error!(message = "claimed a run of a kind this worker does not run", run_id, kind = %kind);
+    let unstarted = |error: String| {
         let _ = results.send(RunResult {
             run_id,
             state: RunState::Failed,
@@ -449,10 +464,7 @@ async fn execute(
             finished_at: cfg.clock.now(),
             exit_code: None,
             signal: None,
-            error: Some(format!(
-                "this worker does not run {kind} jobs (its capabilities: {})",
-                caps.join(", ")
-            )),
+            error: Some(error),
             log_tail: Vec::new(),
             awaits_completion: false,
         });
@@ -461,9 +473,33 @@ async fn execute(
         }
         metrics::gauge!("tempora_worker_running").decrement(1.0);
         slot_freed.notify_one();
+    };
+    if !cfg.capabilities.contains(&kind) {
+        // The server should not have handed it out; running it anyway would break the
+        // worker's promise (a container-only worker runs nothing on its host).
+        let caps: Vec<&str> = cfg.capabilities.iter().map(|k| k.as_str()).collect();
+        tracing::error!(message = "claimed a run of a kind this worker does not run", run_id, kind = %kind);
+        unstarted(format!(
+            "this worker does not run {kind} jobs (its capabilities: {})",
+            caps.join(", ")
+        ));
         return;
     }
-    let spec = process_spec(&c, &cfg);
+    let mut spec = process_spec(&c, &cfg);
+    if let Some(reference) = &c.spec.artifact {
+        let path = match &cfg.artifacts {
+            Some(cache) => cache.get(source.as_ref(), reference).await,
+            None => Err("this worker keeps no artifacts".to_owned()),
+        };
+        match path {
+            Ok(path) => with_artifact(&mut spec, &path, c.spec.interpreter.as_deref()),
+            Err(e) => {
+                tracing::warn!(message = "run not started: its artifact", run_id, error = %e);
+                unstarted(format!("could not start: {e}"));
+                return;
+            }
+        }
+    }
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(64);
     let masker =
         tempora_core::secret::OutputMasker::new(c.spec.secrets.values().map(String::as_str));

@@ -33,6 +33,8 @@ pub trait RunSource: Send + Sync + 'static {
     async fn append_log(&self, run_id: i64, data: Vec<u8>) -> Result<(), SourceError>;
     /// Report finished runs.
     async fn finish(&self, results: Vec<RunResult>) -> Result<(), SourceError>;
+    /// The bytes of artifact `sha256` (None: no such artifact).
+    async fn fetch_artifact(&self, sha256: &str) -> Result<Option<Vec<u8>>, SourceError>;
 }
 
 /// A run source backed directly by the store (the server's local pool).
@@ -170,5 +172,9 @@ impl RunSource for StoreSource {
 
     async fn finish(&self, results: Vec<RunResult>) -> Result<(), SourceError> {
         Ok(self.store.finish_runs(&self.worker_id, results).await?)
+    }
+
+    async fn fetch_artifact(&self, sha256: &str) -> Result<Option<Vec<u8>>, SourceError> {
+        Ok(self.store.read_artifact(sha256).await?)
     }
 }

@@ -269,6 +269,14 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|m| m == "application/json" || m.ends_with("+json"))
 }
 
+fn is_octet_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/octet-stream"))
+}
+
 fn has_body(headers: &HeaderMap) -> bool {
     let length = headers
         .get(header::CONTENT_LENGTH)
@@ -425,6 +433,20 @@ async fn check(
             "cross_origin",
             format!("changes from a page of origin `{origin}` are refused (--cors-origin)"),
         ));
+    }
+    if route.is_some_and(|r| r.body == BodyKind::Binary)
+        && has_body(headers)
+        && !is_octet_stream(headers)
+    {
+        return Err(ApiError {
+            field: Some("Content-Type".into()),
+            ..ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be sent with `Content-Type: application/octet-stream`",
+            )
+        }
+        .into_response());
     }
     if route.is_some_and(|r| r.body == BodyKind::Json) && has_body(headers) && !is_json(headers) {
         return Err(ApiError {

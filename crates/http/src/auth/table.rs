@@ -36,6 +36,9 @@ pub enum BodyKind {
     Json,
     /// Raw bytes (a run's output from a worker).
     Raw,
+    /// Raw bytes that must be sent as `Content-Type: application/octet-stream` (else 415: not a
+    /// "simple" cross-origin request), larger than JSON bodies (an artifact upload).
+    Binary,
     /// An HTML form (`application/x-www-form-urlencoded`: the sign-in page).
     Form,
 }
@@ -236,6 +239,29 @@ pub const ROUTES: &[Route] = &[
         Raw,
     ),
     r("POST", "/api/v1/workers/{id}/finish", WORKER, None, Json),
+    r(
+        "GET",
+        "/api/v1/workers/{id}/artifacts/{sha256}",
+        WORKER,
+        None,
+        NoBody,
+    ),
+    r("GET", "/api/v1/artifacts", VIEWER, None, NoBody),
+    r(
+        "POST",
+        "/api/v1/artifacts",
+        EDITOR,
+        Some("artifact.push"),
+        BodyKind::Binary,
+    ),
+    r("GET", "/api/v1/artifacts/{sha256}", VIEWER, None, NoBody),
+    r(
+        "DELETE",
+        "/api/v1/artifacts/{sha256}",
+        EDITOR,
+        Some("artifact.delete"),
+        NoBody,
+    ),
     r("GET", "/api/v1/tokens", ADMIN, None, NoBody),
     r("POST", "/api/v1/tokens", ADMIN, Some("token.create"), Json),
     r(

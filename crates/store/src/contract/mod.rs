@@ -17,6 +17,7 @@ use tempora_core::run::{RunOverrides, RunState, Trigger};
 
 use crate::{Fence, FireOutcome, FireRequest, PutMode, Retention, RunResult, Store, StoreError};
 
+mod artifacts;
 mod cluster;
 mod dependencies;
 mod faults;
@@ -27,6 +28,7 @@ mod retention;
 mod runs;
 mod workers;
 
+pub use artifacts::*;
 pub use cluster::*;
 pub use dependencies::*;
 pub use faults::*;
@@ -69,7 +71,7 @@ macro_rules! store_contract_tests {
             prune_max_rows_bounds_each_call, prune_keeps_runs_in_dependency_progress,
             prune_leaves_no_output_rows, backfill_runs_each_occurrence_once_one_after_another,
             a_second_backfill_waits_behind_the_first, backfill_does_not_rerun_pruned_occurrences,
-            notifications_follow_the_end_of_runs
+            notifications_follow_the_end_of_runs, artifacts_round_trip_and_are_kept_while_used
         );
         $crate::store_contract_tests!(@cases $factory;
             fire_is_exactly_once_through_failures,

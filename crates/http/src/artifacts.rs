@@ -1,0 +1,173 @@
+//! `/api/v1/artifacts`: uploaded scripts and binaries, content-addressed by SHA-256. A job runs
+//! one with `artifact: "sha256:<hex>"`; workers fetch it through
+//! `/api/v1/workers/{id}/artifacts/{sha256}` and check its hash.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tempora_store::artifacts::ArtifactInfo;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+
+/// Default largest artifact (`--max-artifact-bytes`).
+pub const DEFAULT_MAX_ARTIFACT: usize = 100 * 1024 * 1024;
+
+/// The artifacts listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ArtifactList {
+    /// The artifacts, newest first (at most 1000).
+    pub artifacts: Vec<ArtifactInfo>,
+}
+
+/// The digest of a path: 64 lowercase hex digits (a `sha256:` prefix is allowed).
+pub(crate) fn digest(sha: &str) -> ApiResult<String> {
+    let hex = sha.strip_prefix("sha256:").unwrap_or(sha);
+    match tempora_core::kind::artifact_digest(&format!("sha256:{hex}")) {
+        Some(h) => Ok(h.to_owned()),
+        None => Err(ApiError::field(
+            "invalid_value",
+            "sha256",
+            format!("sha256: `{sha}` is not 64 lowercase hex digits"),
+        )),
+    }
+}
+
+/// `POST /api/v1/artifacts`: store the body (`application/octet-stream`) as an artifact.
+#[utoipa::path(
+    post,
+    path = "/api/v1/artifacts",
+    operation_id = "pushArtifact",
+    tag = "artifacts",
+    request_body(content = [u8], content_type = "application/octet-stream"),
+    responses((status = 201, description = "Stored (or already there)", body = ArtifactInfo))
+)]
+pub async fn push(State(s): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
+    let sha = tempora_core::auth::sha256_hex(&body);
+    let info = s
+        .store
+        .put_artifact(&sha, body.to_vec(), tempora_store::clock::now())
+        .await?;
+    tracing::info!(message = "artifact stored", sha256 = %info.sha256, size = info.size);
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+/// `GET /api/v1/artifacts`: the artifacts, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/artifacts",
+    operation_id = "listArtifacts",
+    tag = "artifacts",
+    responses((status = 200, description = "The artifacts", body = ArtifactList))
+)]
+pub async fn list(State(s): State<Arc<AppState>>) -> ApiResult<Json<ArtifactList>> {
+    Ok(Json(ArtifactList {
+        artifacts: s.store.list_artifacts(1000).await?,
+    }))
+}
+
+async fn bytes_of(s: &AppState, sha: &str) -> ApiResult<Response> {
+    let hex = digest(sha)?;
+    let data = s
+        .store
+        .read_artifact(&hex)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("artifact sha256:{hex} not found")))?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response())
+}
+
+/// `GET /api/v1/artifacts/{sha256}`: an artifact's bytes.
+#[utoipa::path(
+    get,
+    path = "/api/v1/artifacts/{sha256}",
+    operation_id = "getArtifact",
+    tag = "artifacts",
+    params(("sha256" = String, Path, description = "The artifact's SHA-256 (64 hex digits)")),
+    responses(
+        (status = 200, description = "Its bytes", content_type = "application/octet-stream", body = [u8]),
+        (status = 400, description = "Not a digest", body = crate::error::ErrorBody),
+        (status = 404, description = "No such artifact", body = crate::error::ErrorBody)
+    )
+)]
+pub async fn get(State(s): State<Arc<AppState>>, Path(sha): Path<String>) -> ApiResult<Response> {
+    bytes_of(&s, &sha).await
+}
+
+/// `DELETE /api/v1/artifacts/{sha256}`: delete an artifact no job runs (409 naming those that
+/// do).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/artifacts/{sha256}",
+    operation_id = "deleteArtifact",
+    tag = "artifacts",
+    params(("sha256" = String, Path, description = "The artifact's SHA-256 (64 hex digits)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Not a digest", body = crate::error::ErrorBody),
+        (status = 404, description = "No such artifact", body = crate::error::ErrorBody),
+        (status = 409, description = "A job runs it", body = crate::error::ErrorBody)
+    )
+)]
+pub async fn delete(
+    State(s): State<Arc<AppState>>,
+    Path(sha): Path<String>,
+) -> ApiResult<Response> {
+    let hex = digest(&sha)?;
+    if s.store.delete_artifact(&hex).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found(format!(
+            "artifact sha256:{hex} not found"
+        )))
+    }
+}
+
+/// `GET /api/v1/workers/{id}/artifacts/{sha256}`: an artifact for a worker to run.
+#[utoipa::path(
+    get,
+    path = "/api/v1/workers/{id}/artifacts/{sha256}",
+    operation_id = "fetchArtifact",
+    tag = "workers",
+    params(("id" = String, Path, description = "The worker's id"), ("sha256" = String, Path, description = "The artifact's SHA-256")),
+    responses(
+        (status = 200, description = "Its bytes", content_type = "application/octet-stream", body = [u8]),
+        (status = 400, description = "Not a digest", body = crate::error::ErrorBody),
+        (status = 404, description = "No such artifact", body = crate::error::ErrorBody)
+    )
+)]
+pub async fn fetch(
+    State(s): State<Arc<AppState>>,
+    axum::Extension(caller): axum::Extension<crate::auth::Caller>,
+    Path((id, sha)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    crate::workers::check_id(&id)?;
+    crate::auth::check_worker_binding(&s, &caller, &id).await?;
+    bytes_of(&s, &sha).await
+}
+
+/// A job's artifact must exist when the job is saved.
+pub(crate) async fn check_job_artifact(
+    s: &AppState,
+    spec: &tempora_core::job::JobSpec,
+) -> ApiResult<()> {
+    let Some(reference) = &spec.artifact else {
+        return Ok(());
+    };
+    let hex = reference.trim_start_matches("sha256:");
+    if s.store.artifact_info(hex).await?.is_none() {
+        return Err(ApiError::field(
+            "invalid_value",
+            "artifact",
+            format!(
+                "artifact {reference} is not stored: push it first (POST /api/v1/artifacts, `tempora artifact push FILE`)"
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! Artifacts: uploaded scripts and binaries, kept content-addressed by their SHA-256 in the
+//! store itself (in 1 MiB chunks, the same tables on both backends), so every node and worker
+//! of a cluster reads the same bytes.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Bytes per stored chunk.
+pub const CHUNK: usize = 1024 * 1024;
+
+/// An artifact as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ArtifactInfo {
+    /// Its SHA-256, lowercase hex (a job names it `sha256:<this>`).
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was first uploaded.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
