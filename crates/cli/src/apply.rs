@@ -437,8 +437,12 @@ pub(crate) fn write_job_files<'a>(jobs: &[Value], dir: Option<&'a Path>) -> Res<
             for j in jobs {
                 let name = j["name"].as_str().unwrap_or("job");
                 let path = dir.join(format!("{name}.yaml"));
-                let text = serde_yaml_ng::to_string(j)
+                let mut text = serde_yaml_ng::to_string(j)
                     .map_err(|e| fail(1, format!("cannot encode YAML: {e}")))?;
+                // The kind follows from the fields (`http`, `container`); say it in words too.
+                if let Ok(spec) = serde_json::from_value::<tempora_core::job::JobSpec>(j.clone()) {
+                    text = format!("# kind: {}\n{text}", spec.kind());
+                }
                 crate::client::create_private(&path)?
                     .write_all(text.as_bytes())
                     .map_err(|e| fail(2, format!("cannot write {}: {e}", path.display())))?;

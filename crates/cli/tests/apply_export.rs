@@ -126,7 +126,8 @@ fn apply_is_idempotent_reports_errors_and_prunes_only_managed_jobs() {
     let exported = s.scratch().join("exported");
     let o = s.cli(&["export", "--dir", exported.to_str().unwrap()]);
     assert!(o.status.success(), "{}", out(&o));
-    assert!(exported.join("extract.yaml").exists());
+    let text = std::fs::read_to_string(exported.join("extract.yaml")).unwrap();
+    assert!(text.starts_with("# kind: command\n"), "{text}");
     let before = s.get("/api/v1/jobs").1;
     // by-hand was not made by apply: taken over only with --adopt.
     let o = s.cli(&["apply", "-f", exported.to_str().unwrap(), "--dry-run"]);

@@ -41,6 +41,33 @@ fn a_pushed_script_runs_on_the_server_and_on_a_remote_worker() {
     assert_eq!(hex.len(), 64, "{reference}");
     // Pushing it again is the same artifact.
     assert_eq!(push(&s, &file), reference);
+    // A form upload (`curl -F`) stores the same artifact; a form from another site does not.
+    let auth = format!("Authorization: Bearer {}", admin_token());
+    let form = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-H",
+            &auth,
+            "-F",
+            &format!("file=@{}", file.display()),
+        ])
+        .arg(format!("{}/api/v1/artifacts", s.url()))
+        .output()
+        .expect("curl must be installed");
+    let answer: serde_json::Value = serde_json::from_slice(&form.stdout).unwrap();
+    assert_eq!(answer["sha256"], hex, "{answer}");
+    let foreign = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", &auth])
+        .args([
+            "-H",
+            "Origin: https://evil.example",
+            "-F",
+            &format!("file=@{}", file.display()),
+        ])
+        .arg(format!("{}/api/v1/artifacts", s.url()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&foreign.stdout), "403");
     let listed = s.cli(&["artifact", "ls"]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&reference));
     let (st, bytes) = s.get_text(&format!("/api/v1/artifacts/{hex}"));

@@ -39,16 +39,46 @@ pub(crate) fn digest(sha: &str) -> ApiResult<String> {
     }
 }
 
-/// `POST /api/v1/artifacts`: store the body (`application/octet-stream`) as an artifact.
+/// The file of a `multipart/form-data` upload: its first field.
+async fn first_part(content_type: &str, body: Bytes) -> ApiResult<Bytes> {
+    let bad = |m: String| ApiError::field("invalid_value", "body", m);
+    let boundary = multer::parse_boundary(content_type).map_err(|e| bad(e.to_string()))?;
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
+    let mut parts = multer::Multipart::new(stream, boundary);
+    match parts.next_field().await.map_err(|e| bad(e.to_string()))? {
+        Some(field) => field.bytes().await.map_err(|e| bad(e.to_string())),
+        None => Err(bad("the form has no file".into())),
+    }
+}
+
+/// `POST /api/v1/artifacts`: store the body (`application/octet-stream`), or the first file of
+/// a `multipart/form-data` form (`curl -F file=@script.sh`), as an artifact.
 #[utoipa::path(
     post,
     path = "/api/v1/artifacts",
     operation_id = "pushArtifact",
     tag = "artifacts",
     request_body(content = [u8], content_type = "application/octet-stream"),
-    responses((status = 201, description = "Stored (or already there)", body = ArtifactInfo))
+    responses((status = 201, description = "Stored (or already there)", body = ArtifactInfo), (status = 400, description = "A form without a file", body = crate::error::ErrorBody))
 )]
-pub async fn push(State(s): State<Arc<AppState>>, body: Bytes) -> ApiResult<Response> {
+pub async fn push(
+    State(s): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let body = if content_type
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
+    {
+        first_part(content_type, body).await?
+    } else {
+        body
+    };
     let sha = tempora_core::auth::sha256_hex(&body);
     let info = s
         .store

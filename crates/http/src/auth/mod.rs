@@ -269,12 +269,13 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|m| m == "application/json" || m.ends_with("+json"))
 }
 
-fn is_octet_stream(headers: &HeaderMap) -> bool {
+fn is_upload(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/octet-stream"))
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| m == "application/octet-stream" || m == "multipart/form-data")
 }
 
 fn has_body(headers: &HeaderMap) -> bool {
@@ -434,16 +435,14 @@ async fn check(
             format!("changes from a page of origin `{origin}` are refused (--cors-origin)"),
         ));
     }
-    if route.is_some_and(|r| r.body == BodyKind::Binary)
-        && has_body(headers)
-        && !is_octet_stream(headers)
+    if route.is_some_and(|r| r.body == BodyKind::Binary) && has_body(headers) && !is_upload(headers)
     {
         return Err(ApiError {
             field: Some("Content-Type".into()),
             ..ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                "the body must be sent with `Content-Type: application/octet-stream`",
+                "the body must be sent with `Content-Type: application/octet-stream` (or as a `multipart/form-data` form)",
             )
         }
         .into_response());

@@ -36,8 +36,9 @@ pub enum BodyKind {
     Json,
     /// Raw bytes (a run's output from a worker).
     Raw,
-    /// Raw bytes that must be sent as `Content-Type: application/octet-stream` (else 415: not a
-    /// "simple" cross-origin request), larger than JSON bodies (an artifact upload).
+    /// Raw bytes sent as `Content-Type: application/octet-stream` or a `multipart/form-data`
+    /// form (else 415), larger than JSON bodies (an artifact upload). A cross-origin form is
+    /// refused by the origin check like every change.
     Binary,
     /// An HTML form (`application/x-www-form-urlencoded`: the sign-in page).
     Form,
