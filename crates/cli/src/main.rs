@@ -155,8 +155,13 @@ fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // Client commands end quietly when their reader goes away (`tempora job ls | head -1`), as
     // Unix tools do: SIGPIPE takes its default action again (Rust ignores it, which turns the
-    // next write into a panic). Servers and workers keep ignoring it.
-    if !args.get(1).is_some_and(|a| a == "server" || a == "worker") {
+    // next write into a panic). Servers and workers keep ignoring it, and so does an upload
+    // (`artifact push`): a server refusing a large body closes the socket while it is sent,
+    // and the refusal should be printed, not the process killed.
+    let keeps_ignoring = args.get(1).is_some_and(|a| a == "server" || a == "worker")
+        || (args.get(1).is_some_and(|a| a == "artifact")
+            && args.get(2).is_some_and(|a| a == "push"));
+    if !keeps_ignoring {
         // SAFETY: still single-threaded (no runtime or other thread exists yet); restoring a
         // signal's default disposition installs no handler.
         unsafe {

@@ -124,6 +124,25 @@ fn a_pushed_script_runs_on_the_server_and_on_a_remote_worker() {
         std::fs::metadata(&cache_dir).unwrap().permissions().mode() & 0o777,
         0o700
     );
+    // A worker reads only the artifacts of the runs it holds (none now).
+    let (st, v) = s.get(&format!("/api/v1/workers/w-art/artifacts/{hex}"));
+    assert_eq!(st, 403, "{v}");
+    // Every push is in the audit log with what was stored.
+    let (_, audit) = s.get("/api/v1/audit");
+    let pushes: Vec<&serde_json::Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "artifact.push")
+        .collect();
+    assert!(!pushes.is_empty(), "{audit}");
+    assert!(
+        pushes[0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("sha256:{hex} (")),
+        "{audit}"
+    );
 }
 
 #[test]
@@ -174,6 +193,18 @@ fn bad_artifacts_are_refused_and_used_ones_are_kept() {
         err.contains("413") || err.to_lowercase().contains("too large"),
         "{err}"
     );
+    let (st, _, v) = request(
+        "POST",
+        &format!("{}/api/v1/artifacts", s.url()),
+        &[
+            ("Authorization", &format!("Bearer {}", admin_token())),
+            ("Content-Type", "application/octet-stream"),
+        ],
+        &"x".repeat(2048),
+    )
+    .unwrap();
+    assert_eq!(st, 413, "{v}");
+    assert!(v.contains("--max-artifact-bytes"), "{v}");
     let (st, _, v) = request(
         "POST",
         &format!("{}/api/v1/artifacts", s.url()),

@@ -167,11 +167,6 @@ fn every_route_needs_its_role_and_no_less() {
     }
     s.put_job("sec-sleep", json!({"command": "sleep 30"}));
     let sleeper_run = s.trigger("sec-sleep")["id"].as_i64().unwrap();
-    s.put_job(
-        "sec-remote",
-        json!({"command": "true", "selector": {"pool": "sec"}}),
-    );
-    let remote_run = s.trigger("sec-remote")["id"].as_i64().unwrap();
     s.wait_for(Duration::from_secs(10), "the sleeper to run", || {
         (s.run(sleeper_run)["state"] == "running").then_some(())
     });
@@ -192,10 +187,17 @@ fn every_route_needs_its_role_and_no_less() {
             .unwrap()
             .to_owned()
     };
+    let kept = artifact("#!/bin/sh\necho kept\n");
+    // The remote worker's run names an artifact: the worker may fetch that one.
+    s.put_job(
+        "sec-remote",
+        json!({"artifact": format!("sha256:{kept}"), "selector": {"pool": "sec"}}),
+    );
+    let remote_run = s.trigger("sec-remote")["id"].as_i64().unwrap();
     let fx = Fixtures {
         sleeper_run,
         remote_run,
-        kept: artifact("#!/bin/sh\necho kept\n"),
+        kept,
         deletable: artifact("#!/bin/sh\necho deletable\n"),
     };
 

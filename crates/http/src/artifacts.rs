@@ -19,6 +19,15 @@ use crate::error::{ApiError, ApiResult};
 /// Default largest artifact (`--max-artifact-bytes`).
 pub const DEFAULT_MAX_ARTIFACT: usize = 100 * 1024 * 1024;
 
+/// Artifact bodies a node handles at once (uploads and downloads): each is held in memory, a
+/// few times its size while it is hashed and stored; further ones wait their turn.
+pub const AT_ONCE: usize = 2;
+
+fn turns() -> &'static tokio::sync::Semaphore {
+    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    TURNS.get_or_init(|| tokio::sync::Semaphore::new(AT_ONCE))
+}
+
 /// The artifacts listing.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ArtifactList {
@@ -31,11 +40,14 @@ pub(crate) fn digest(sha: &str) -> ApiResult<String> {
     let hex = sha.strip_prefix("sha256:").unwrap_or(sha);
     match tempora_core::kind::artifact_digest(&format!("sha256:{hex}")) {
         Some(h) => Ok(h.to_owned()),
-        None => Err(ApiError::field(
-            "invalid_value",
-            "sha256",
-            format!("sha256: `{sha}` is not 64 lowercase hex digits"),
-        )),
+        None => {
+            let shown: String = sha.chars().take(80).collect();
+            Err(ApiError::field(
+                "invalid_value",
+                "sha256",
+                format!("sha256: `{shown}` is not 64 lowercase hex digits"),
+            ))
+        }
     }
 }
 
@@ -64,8 +76,23 @@ async fn first_part(content_type: &str, body: Bytes) -> ApiResult<Bytes> {
 pub async fn push(
     State(s): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<Response> {
+    let _turn = turns().acquire().await;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "the artifact is larger than {} bytes (--max-artifact-bytes)",
+                    s.max_artifact_bytes
+                ),
+            )
+        } else {
+            ApiError::field("invalid_value", "body", e.body_text())
+        }
+    })?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -85,7 +112,11 @@ pub async fn push(
         .put_artifact(&sha, body.to_vec(), tempora_store::clock::now())
         .await?;
     tracing::info!(message = "artifact stored", sha256 = %info.sha256, size = info.size);
-    Ok((StatusCode::CREATED, Json(info)).into_response())
+    let note = crate::auth::AuditNote {
+        detail: Some(format!("sha256:{} ({} bytes)", info.sha256, info.size)),
+        ..Default::default()
+    };
+    Ok(note.attach((StatusCode::CREATED, Json(info))))
 }
 
 /// `GET /api/v1/artifacts`: the artifacts, newest first.
@@ -104,6 +135,7 @@ pub async fn list(State(s): State<Arc<AppState>>) -> ApiResult<Json<ArtifactList
 
 async fn bytes_of(s: &AppState, sha: &str) -> ApiResult<Response> {
     let hex = digest(sha)?;
+    let _turn = turns().acquire().await;
     let data = s
         .store
         .read_artifact(&hex)
@@ -171,6 +203,7 @@ pub async fn delete(
         (status = 404, description = "No such artifact", body = crate::error::ErrorBody)
     )
 )]
+/// (403 when none of the runs the worker holds names the artifact.)
 pub async fn fetch(
     State(s): State<Arc<AppState>>,
     axum::Extension(caller): axum::Extension<crate::auth::Caller>,
@@ -178,6 +211,21 @@ pub async fn fetch(
 ) -> ApiResult<Response> {
     crate::workers::check_id(&id)?;
     crate::auth::check_worker_binding(&s, &caller, &id).await?;
+    // Only for a run this worker holds: a worker reads the jobs it runs, nothing else.
+    let reference = format!("sha256:{}", digest(&sha)?);
+    let holds = s
+        .store
+        .worker_runs(&id)
+        .await?
+        .iter()
+        .any(|c| c.spec.artifact.as_deref() == Some(reference.as_str()));
+    if !holds {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("worker `{id}` runs no job that names {reference}"),
+        ));
+    }
     bytes_of(&s, &sha).await
 }
 

@@ -22,15 +22,16 @@ impl ArtifactCache {
     /// may write to it: a file planted there would run as a job) holding at most `max_bytes`.
     pub fn new(dir: &Path, max_bytes: u64) -> Result<ArtifactCache, String> {
         let what = |e: std::io::Error| format!("artifact cache {}: {e}", dir.display());
-        if !dir.exists() {
+        if std::fs::symlink_metadata(dir).is_err() {
             std::fs::create_dir_all(dir).map_err(what)?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(what)?;
         }
-        let meta = std::fs::metadata(dir).map_err(what)?;
+        // Not followed: a link planted at the path (say under /var/tmp) could point anywhere.
+        let meta = std::fs::symlink_metadata(dir).map_err(what)?;
         let me = nix::unistd::geteuid().as_raw();
-        if meta.uid() != me || meta.mode() & 0o022 != 0 {
+        if !meta.is_dir() || meta.uid() != me || meta.mode() & 0o077 != 0 {
             return Err(format!(
-                "artifact cache {}: must be a directory of this user that no one else may write to (mode 0700)",
+                "artifact cache {}: must be a directory (not a link) of this user that no one else                  may use (mode 0700)",
                 dir.display()
             ));
         }
@@ -54,6 +55,8 @@ impl ArtifactCache {
         if touch(&path) {
             return Ok(path);
         }
+        // Not ours as written (a link, another owner, other modes): fetched again.
+        let _ = std::fs::remove_file(&path);
         let data = source
             .fetch_artifact(&hex)
             .await
@@ -87,8 +90,10 @@ impl ArtifactCache {
         };
         let mut files: Vec<(SystemTime, u64, PathBuf)> = entries
             .flatten()
+            // Only what this cache wrote: regular files named by a digest.
+            .filter(|e| is_digest(&e.file_name().to_string_lossy()))
             .filter_map(|e| {
-                let m = e.metadata().ok()?;
+                let m = std::fs::symlink_metadata(e.path()).ok()?;
                 m.is_file().then(|| {
                     (
                         m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
@@ -115,8 +120,20 @@ impl ArtifactCache {
     }
 }
 
-/// Whether `path` is there; marks it used.
+/// 64 lowercase hex digits.
+fn is_digest(name: &str) -> bool {
+    tempora_core::kind::artifact_digest(&format!("sha256:{name}")).is_some()
+}
+
+/// Whether `path` is there as this cache wrote it (a regular file, not a link, of this user,
+/// mode 0700); marks it used.
 fn touch(path: &Path) -> bool {
+    let Ok(m) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    if !m.is_file() || m.uid() != nix::unistd::geteuid().as_raw() || m.mode() & 0o777 != 0o700 {
+        return false;
+    }
     match std::fs::File::options().append(true).open(path) {
         Ok(f) => {
             let _ = f.set_modified(SystemTime::now());
@@ -225,12 +242,52 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn only_its_own_files_are_evicted_or_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = dir.path().join("c");
+        let cache = ArtifactCache::new(&c, 1).unwrap();
+        std::fs::write(c.join("notes.txt"), vec![b'n'; 100]).unwrap();
+        let a = vec![b'a'; 10];
+        let src = Bytes([(sha(&a), a.clone())].into());
+        let reference = format!("sha256:{}", sha(&a));
+        // A link planted under the digest is not run: the artifact is fetched again.
+        let planted = dir.path().join("evil");
+        std::fs::write(&planted, b"evil").unwrap();
+        std::os::unix::fs::symlink(&planted, c.join(sha(&a))).unwrap();
+        let p = cache.get(&src, &reference).await.unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), a);
+        assert!(
+            !std::fs::symlink_metadata(&p)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(
+            c.join("notes.txt").exists(),
+            "a file that is not an artifact is never evicted"
+        );
+    }
+
     #[test]
-    fn a_directory_others_may_write_to_is_refused() {
+    fn a_directory_others_may_use_or_a_link_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let open = dir.path().join("open");
         std::fs::create_dir(&open).unwrap();
-        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(ArtifactCache::new(&open, 1).unwrap_err().contains("0700"));
+        for mode in [0o777, 0o755] {
+            std::fs::set_permissions(&open, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(ArtifactCache::new(&open, 1).unwrap_err().contains("0700"));
+        }
+        let private = dir.path().join("private");
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&private, &link).unwrap();
+        assert!(
+            ArtifactCache::new(&link, 1)
+                .unwrap_err()
+                .contains("not a link")
+        );
+        assert!(ArtifactCache::new(&private, 1).is_ok());
     }
 }

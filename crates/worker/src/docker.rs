@@ -479,6 +479,16 @@ pub fn classify(
                     plan.spec.memory.as_deref().unwrap_or("the engine's limit")
                 )),
             ),
+            // The engine does not always report an OOM kill (cgroup v2 on older engines): a
+            // SIGKILL of a memory-limited container is most likely one.
+            Some(137) if plan.spec.memory.is_some() => (
+                RunState::Failed,
+                Some(format!(
+                    "exit status 137: killed (SIGKILL), most likely for using more than \
+                     container.memory ({})",
+                    plan.spec.memory.as_deref().unwrap_or_default()
+                )),
+            ),
             Some(code) => (RunState::Failed, Some(format!("exit status {code}"))),
             None => (
                 RunState::Failed,

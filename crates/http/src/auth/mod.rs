@@ -510,8 +510,20 @@ pub async fn authenticate(
             // Read (a bounded part of) the body before answering: a client still sending it
             // would otherwise see the connection reset instead of the answer (and clients that
             // send credentials only when challenged, like chronos-python, could not retry).
+            // Bounded in time too: a client that stops sending holds nothing for long. The
+            // frames are dropped as they come, never collected.
             if has_body(req.headers()) {
-                let _ = axum::body::to_bytes(req.into_body(), crate::extract::MAX_BODY).await;
+                let drain = async {
+                    let mut body = req.into_body().into_data_stream();
+                    let mut read = 0usize;
+                    while let Some(Ok(frame)) = futures_util::StreamExt::next(&mut body).await {
+                        read += frame.len();
+                        if read >= crate::extract::MAX_BODY {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
             }
             return refusal;
         }
