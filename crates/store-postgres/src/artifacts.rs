@@ -1,5 +1,6 @@
-//! The artifacts tables (see `tempora_store::artifacts`; the SQLite store's statements in
-//! PostgreSQL's dialect).
+//! The artifacts table (see `tempora_store::artifacts`): each artifact's bytes are a
+//! PostgreSQL large object (`lo_from_bytea`, `lo_put`, `lo_get`, `lo_unlink`), written and read
+//! in 1 MiB pieces, in the caller's transaction.
 
 use jiff::Timestamp;
 use tempora_store::StoreError;
@@ -29,26 +30,35 @@ pub async fn info(c: &Conn, sha256: &str) -> TxResult<Option<ArtifactInfo>> {
     .transpose()
 }
 
-/// Store an artifact in chunks (nothing when it exists).
+/// Store an artifact as a large object (nothing when it exists).
 pub async fn put(c: &Conn, sha256: &str, data: &[u8], now: Timestamp) -> TxResult<ArtifactInfo> {
-    let size = i64::try_from(data.len()).map_err(|e| StoreError::Backend(e.to_string()))?;
-    let n = c
-        .execute(
-            "INSERT INTO artifacts (sha256, size, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (sha256) DO NOTHING",
-            &[&sha256, &size, &us(now)],
-        )
-        .await?;
-    if n == 1 {
-        for (seq, chunk) in data.chunks(CHUNK).enumerate() {
-            let seq = seq as i64;
-            c.execute(
-                "INSERT INTO artifact_chunks (sha256, seq, data) VALUES ($1, $2, $3)",
-                &[&sha256, &seq, &chunk],
-            )
-            .await?;
-        }
+    // One upload of a digest at a time; a second finds the first's row.
+    c.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&sha256],
+    )
+    .await?;
+    if let Some(i) = info(c, sha256).await? {
+        return Ok(i);
     }
+    let size = i64::try_from(data.len()).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let mut pieces = data.chunks(CHUNK);
+    let first: &[u8] = pieces.next().unwrap_or_default();
+    let blob: u32 = c
+        .query_one("SELECT lo_from_bytea(0, $1)", &[&first])
+        .await?
+        .try_get(0)?;
+    let mut offset = first.len() as i64;
+    for piece in pieces {
+        c.execute("SELECT lo_put($1, $2, $3)", &[&blob, &offset, &piece])
+            .await?;
+        offset += piece.len() as i64;
+    }
+    c.execute(
+        "INSERT INTO artifacts (sha256, size, created_at, blob) VALUES ($1, $2, $3, $4)",
+        &[&sha256, &size, &us(now), &blob],
+    )
+    .await?;
     info(c, sha256)
         .await?
         .ok_or_else(|| StoreError::Backend("artifact vanished while stored".into()).into())
@@ -68,19 +78,30 @@ pub async fn list(c: &Conn, limit: u32) -> TxResult<Vec<ArtifactInfo>> {
 
 /// An artifact's bytes.
 pub async fn read(c: &Conn, sha256: &str) -> TxResult<Option<Vec<u8>>> {
-    if info(c, sha256).await?.is_none() {
-        return Ok(None);
-    }
-    let mut out = Vec::new();
-    for r in c
-        .query(
-            "SELECT data FROM artifact_chunks WHERE sha256 = $1 ORDER BY seq",
+    let Some(row) = c
+        .query_opt(
+            "SELECT blob, size FROM artifacts WHERE sha256 = $1",
             &[&sha256],
         )
         .await?
-    {
-        let chunk: Vec<u8> = r.try_get(0)?;
-        out.extend_from_slice(&chunk);
+    else {
+        return Ok(None);
+    };
+    let blob: u32 = row.try_get(0)?;
+    let size: i64 = row.try_get(1)?;
+    let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let piece = CHUNK as i32;
+    let mut offset = 0i64;
+    while offset < size {
+        let bytes: Vec<u8> = c
+            .query_one("SELECT lo_get($1, $2, $3)", &[&blob, &offset, &piece])
+            .await?
+            .try_get(0)?;
+        if bytes.is_empty() {
+            break;
+        }
+        offset += bytes.len() as i64;
+        out.extend_from_slice(&bytes);
     }
     Ok(Some(out))
 }
@@ -104,10 +125,18 @@ pub async fn delete(c: &Conn, sha256: &str) -> TxResult<bool> {
         ))
         .into());
     }
-    c.execute("DELETE FROM artifact_chunks WHERE sha256 = $1", &[&sha256])
+    let gone = c
+        .query_opt(
+            "DELETE FROM artifacts WHERE sha256 = $1 RETURNING blob",
+            &[&sha256],
+        )
         .await?;
-    let n = c
-        .execute("DELETE FROM artifacts WHERE sha256 = $1", &[&sha256])
-        .await?;
-    Ok(n > 0)
+    match gone {
+        Some(row) => {
+            let blob: u32 = row.try_get(0)?;
+            c.execute("SELECT lo_unlink($1)", &[&blob]).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }

@@ -206,18 +206,14 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_run ON notifications (run_id);
 CREATE INDEX notifications_due ON notifications (next_at) WHERE state = 'pending';
 "#,
-    // 13: artifacts, content-addressed, in 1 MiB chunks.
+    // 13: artifacts, content-addressed; the bytes in a PostgreSQL large object each (written
+    // and read in 1 MiB pieces).
     r#"
 CREATE TABLE artifacts (
     sha256      text PRIMARY KEY,
     size        bigint NOT NULL,
-    created_at  bigint NOT NULL
-);
-CREATE TABLE artifact_chunks (
-    sha256  text NOT NULL,
-    seq     bigint NOT NULL,
-    data    bytea NOT NULL,
-    PRIMARY KEY (sha256, seq)
+    created_at  bigint NOT NULL,
+    blob        oid NOT NULL
 );
 "#,
 ];

@@ -1,11 +1,11 @@
 //! Artifacts: uploaded scripts and binaries, kept content-addressed by their SHA-256 in the
-//! store itself (in 1 MiB chunks, the same tables on both backends), so every node and worker
-//! of a cluster reads the same bytes.
+//! store itself (SQLite: 1 MiB chunk rows; PostgreSQL: a large object each), so every node and
+//! worker of a cluster reads the same bytes.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-/// Bytes per stored chunk.
+/// Bytes per stored chunk (SQLite) or per large-object read and write (PostgreSQL).
 pub const CHUNK: usize = 1024 * 1024;
 
 /// An artifact as listed.
