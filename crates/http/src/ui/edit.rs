@@ -226,12 +226,15 @@ fn spec_of(f: &JobForm, stored: Option<&JobSpec>) -> Result<JobSpec, ApiError> {
     let bytes = serde_json::to_vec(&Value::Object(o)).unwrap_or_default();
     let mut spec: JobSpec = crate::extract::parse_json(&bytes)?;
     // What the form does not show is kept: the Chronos fields of a Chronos job, the request
-    // of an HTTP job (when no command replaces it), the container of a container job (its
+    // of an HTTP job and the artifact of an artifact job (when no command replaces them), the
+    // container of a container job (its
     // command is the form's), the notification rules.
     if let Some(s) = stored {
         spec.chronos = s.chronos.clone();
         if spec.command.is_empty() {
             spec.http = s.http.clone();
+            spec.artifact = s.artifact.clone();
+            spec.interpreter = s.interpreter.clone();
         }
         spec.container = s.container.clone();
         spec.notify = s.notify.clone();
