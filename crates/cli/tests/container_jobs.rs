@@ -365,6 +365,11 @@ fn chronos_container_jobs_run_and_read_back() {
     assert_eq!(st, 403, "{answer}");
     let (st, _, answer) = s.request_as("PUT", "/scheduler/job/chronos-box", Some(&editor), None);
     assert_eq!(st, 204, "{answer}");
+    // That run ends before the test does (a server dropped mid-run would leave its container).
+    s.wait_for(Duration::from_secs(30), "the editor's start to end", || {
+        let runs = s.runs("chronos-box");
+        (runs.len() == 2 && runs.iter().all(|r| r["state"] == "succeeded")).then_some(())
+    });
     // The same for a job that switches users (the server runs as root here).
     s.put_job(
         "as-nobody",
@@ -401,6 +406,7 @@ fn chronos_container_jobs_run_and_read_back() {
         json!({"image": image, "pull": "never", "entrypoint": ["/bin/sh", "-c"],
                "user": "1000:1000", "cpus": 0.5, "memory": "64m"})
     );
+    assert!(left_behind(&format!("{node}/local")).is_empty());
 }
 
 #[test]

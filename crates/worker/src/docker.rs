@@ -12,8 +12,8 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    AttachContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions,
-    StopContainerOptions, WaitContainerOptions,
+    AttachContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -365,12 +365,16 @@ impl Engine {
                 return;
             }
         };
+        let fallback = out.clone();
         let pump = tokio::spawn(async move {
+            let mut got = 0usize;
             while let Some(Ok(chunk)) = stream.next().await {
+                got += chunk.as_ref().len();
                 if out.send(chunk.into_bytes()).await.is_err() {
                     break;
                 }
             }
+            got
         });
         if let Err(e) = self.docker.start_container(id, None).await {
             outcome.error = Some(format!(
@@ -417,7 +421,26 @@ impl Engine {
             }
         }
         // The output stream ends with the container; bounded in case the engine keeps it open.
-        let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
+        let streamed = tokio::time::timeout(Duration::from_secs(5), pump).await;
+        // The engine can end an attach of a very short-lived container before its output
+        // (seen under load): then the output is read back from the container's log.
+        if matches!(streamed, Ok(Ok(0))) {
+            let mut logs = self.docker.logs(
+                id,
+                Some(LogsOptions {
+                    stdout: true,
+                    stderr: true,
+                    tail: "all".to_owned(),
+                    ..Default::default()
+                }),
+            );
+            while let Some(Ok(chunk)) = logs.next().await {
+                if fallback.send(chunk.into_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        }
+        drop(fallback);
         if let Ok(info) = self.docker.inspect_container(id, None).await {
             outcome.oom_killed = info.state.and_then(|s| s.oom_killed).unwrap_or(false);
         }
