@@ -87,27 +87,6 @@ pub fn parse_capabilities(text: &str) -> Result<Vec<Kind>, String> {
     Ok(out)
 }
 
-/// Check a worker's advertised capabilities; errors name `<field>[i]`.
-pub fn validate_capabilities(field: &str, caps: &[String]) -> Result<Vec<Kind>, ValidationError> {
-    if caps.len() > Kind::ALL.len() * 4 {
-        return Err(ValidationError::new(
-            field,
-            "invalid_value",
-            "too many entries",
-        ));
-    }
-    let mut out = Vec::new();
-    for (i, c) in caps.iter().enumerate() {
-        let k = Kind::parse(c)
-            .map_err(|m| ValidationError::new(format!("{field}[{i}]"), "invalid_value", m))?;
-        if !out.contains(&k) {
-            out.push(k);
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// The labels a worker claims with: its own plus one reserved label per capability.
 pub fn claim_labels(labels: &BTreeMap<String, String>, caps: &[Kind]) -> BTreeMap<String, String> {
     let mut out = labels.clone();
@@ -281,9 +260,6 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown capability `gpu`")
         );
-        let err = validate_capabilities("worker.capabilities", &["http".into(), "gpu".into()])
-            .unwrap_err();
-        assert_eq!(err.field, "worker.capabilities[1]");
         let mut own = BTreeMap::new();
         own.insert("zone".to_owned(), "a".to_owned());
         let claim = claim_labels(&own, &[Kind::Command, Kind::Container]);

@@ -172,7 +172,7 @@ pub async fn deliver(store: &Arc<dyn Store>, cfg: &NotifyConfig, n: &Notificatio
                 Err(e) => return Delivery::Failed(e),
             };
             let body = message::webhook_body(n, &run);
-            let ts = crate::now().as_second();
+            let ts = tempora_store::clock::now().as_second();
             let sig = signature(&cfg.webhook_key, ts, body.as_bytes());
             let events: Vec<&str> = n.events.iter().map(|e| e.as_str()).collect();
             post(

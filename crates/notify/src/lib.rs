@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
 use tempora_core::secret::SecretKey;
 use tempora_store::Store;
 use tempora_store::notify::{AttemptOutcome, Notification, NotificationAttempt, NotificationState};
@@ -148,11 +147,6 @@ async fn attempt(store: Arc<dyn Store>, cfg: NotifyConfig, n: Notification) {
         // Claimed again when its lease ends: delivered at least once.
         tracing::warn!(message = "cannot record a notification attempt", id = n.id, error = %e);
     }
-}
-
-/// The time a notification's message names as "now".
-pub(crate) fn now() -> Timestamp {
-    tempora_store::clock::now()
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub fn webhook_body(n: &Notification, run: &Run) -> String {
             "error": run.error,
             "worker": run.worker,
         },
-        "sent_at": crate::now(),
+        "sent_at": tempora_store::clock::now(),
     })
     .to_string()
 }

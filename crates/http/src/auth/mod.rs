@@ -260,21 +260,21 @@ pub fn credential(headers: &HeaderMap) -> Result<Option<String>, &'static str> {
     Ok(Some(token))
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+/// The request's media type, lowercase, without parameters (`application/json`).
+fn media_type(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .map(|m| m.trim().to_ascii_lowercase())
-        .is_some_and(|m| m == "application/json" || m.ends_with("+json"))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    media_type(headers).is_some_and(|m| m == "application/json" || m.ends_with("+json"))
 }
 
 fn is_upload(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|m| m.trim().to_ascii_lowercase())
+    media_type(headers)
         .is_some_and(|m| m == "application/octet-stream" || m == "multipart/form-data")
 }
 
